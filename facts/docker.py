@@ -1,0 +1,378 @@
+"""Docker/moby on a Linux host: is the engine there, who owns the Docker socket and the ``docker``
+command, and (for the migration of §6.1) what containers, volumes and images it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyinfra.api import FactBase
+
+from . import section, split_sections
+
+# Packages that make up a Docker engine or its CLI, on Debian/Ubuntu and Fedora/RHEL alike.
+ENGINE_PACKAGES = (
+    "moby-engine",
+    "docker-ce",
+    "docker-ce-cli",
+    "docker-ce-rootless-extras",
+    "containerd.io",
+    "containerd",
+    "docker.io",
+    "docker-compose-plugin",
+    "podman-docker",
+    "runc",
+)
+# Any of these installed means a Docker daemon can run (§6.2: podman-docker conflicts with them).
+DAEMON_PACKAGES = ("moby-engine", "docker-ce", "docker.io", "containerd.io")
+DOCKER_SOCK = "/var/run/docker.sock"
+# First lines of the /usr/local/bin/docker wrapper that the docker_compat operation writes (§2.2).
+WRAPPER_HEADER = "# managed by podman-standard"
+_UNITS = ("docker.service", "docker.socket")
+_ENABLED_STATES = ("enabled", "enabled-runtime", "linked", "linked-runtime", "alias")
+
+
+@dataclass(frozen=True)
+class DockerEngineState:
+    packages: dict[str, str] = field(default_factory=dict)
+    service_active: bool = False
+    service_enabled: bool = False
+    socket_active: bool = False
+    socket_enabled: bool = False
+    # absent | docker (a socket of dockerd/docker.socket) | podman (symlink to podman's socket) | other
+    sock: str = "absent"
+    sock_target: str | None = None
+    # absent | docker (the real CLI) | podman-shim (a script or link that runs podman) |
+    # wrapper (ours: carries WRAPPER_HEADER) | other
+    cli: str = "absent"
+    cli_path: str | None = None
+    # `cli_path` with every symlink resolved.
+    cli_real_path: str | None = None
+
+    @property
+    def engine_present(self) -> bool:
+        return self.service_active or any(name in self.packages for name in DAEMON_PACKAGES)
+
+
+class DockerEngine(FactBase[DockerEngineState]):
+    """
+    What of Docker is on the host, in one command: installed engine packages (dpkg or rpm), the
+    state of ``docker.service``/``docker.socket``, what ``/var/run/docker.sock`` is, and what
+    the ``docker`` command on root's PATH is.
+
+    .. code:: python
+
+        DockerEngineState(packages={"docker.io": "20.10.24+dfsg1-1+b3"}, service_active=True,
+                          service_enabled=True, socket_active=True, socket_enabled=True,
+                          sock="docker", sock_target=None, cli="docker",
+                          cli_path="/usr/bin/docker", cli_real_path="/usr/bin/docker")
+    """
+
+    @staticmethod
+    def default() -> DockerEngineState:
+        return DockerEngineState()
+
+    def command(self) -> str:
+        packages = " ".join(ENGINE_PACKAGES)
+        units = " ".join(_UNITS)
+        return " ".join(
+            (
+                section("packages"),
+                "if command -v dpkg-query >/dev/null 2>&1; then",
+                f"dpkg-query -W -f='${{Package}}\\t${{db:Status-Status}}\\t${{Version}}\\n' {packages}"
+                " 2>/dev/null;",
+                "elif command -v rpm >/dev/null 2>&1; then",
+                f"rpm -q --qf '%{{NAME}}\\tinstalled\\t%{{VERSION}}-%{{RELEASE}}\\n' {packages}"
+                " 2>/dev/null;",
+                "fi;",
+                section("units"),
+                f"systemctl show --property=Id,ActiveState,UnitFileState {units} 2>/dev/null;",
+                section("sock"),
+                f"if [ -L {DOCKER_SOCK} ]; then echo link; readlink {DOCKER_SOCK};",
+                f"elif [ -S {DOCKER_SOCK} ]; then echo socket; stat -c %G {DOCKER_SOCK};",
+                f"elif [ -e {DOCKER_SOCK} ]; then echo other; fi;",
+                section("cli"),
+                'p=$(command -v docker 2>/dev/null); if [ -n "$p" ]; then echo "$p";'
+                ' readlink -f "$p";',
+                'if [ "$(head -c 2 "$p" 2>/dev/null)" = "#!" ]; then head -n 5 "$p"; fi; fi;',
+                "true",
+            )
+        )
+
+    def process(self, output: list[str]) -> DockerEngineState:
+        sections = split_sections(output)
+
+        packages: dict[str, str] = {}
+        for line in sections.get("packages", []):
+            parts = line.split("\t")
+            # dpkg keeps removed-but-not-purged packages as "config-files": not installed.
+            if len(parts) == 3 and parts[1] == "installed":
+                packages[parts[0]] = parts[2]
+
+        units = _parse_systemctl_show(sections.get("units", []))
+        service = units.get("docker.service", {})
+        socket = units.get("docker.socket", {})
+        service_active = service.get("ActiveState") == "active"
+        socket_active = socket.get("ActiveState") == "active"
+
+        sock, sock_target = "absent", None
+        sock_lines = sections.get("sock", [])
+        if sock_lines and sock_lines[0] == "link":
+            sock_target = sock_lines[1] if len(sock_lines) > 1 else ""
+            sock = "podman" if "podman" in sock_target else "other"
+        elif sock_lines and sock_lines[0] == "socket":
+            group = sock_lines[1] if len(sock_lines) > 1 else ""
+            daemon_installed = any(name in packages for name in DAEMON_PACKAGES)
+            owned = group == "docker" or service_active or socket_active or daemon_installed
+            sock = "docker" if owned else "other"
+        elif sock_lines:
+            sock = "other"
+
+        cli, cli_path, cli_real_path = _classify_cli(sections.get("cli", []))
+
+        return DockerEngineState(
+            packages=packages,
+            service_active=service_active,
+            service_enabled=service.get("UnitFileState") in _ENABLED_STATES,
+            socket_active=socket_active,
+            socket_enabled=socket.get("UnitFileState") in _ENABLED_STATES,
+            sock=sock,
+            sock_target=sock_target,
+            cli=cli,
+            cli_path=cli_path,
+            cli_real_path=cli_real_path,
+        )
+
+
+def _parse_systemctl_show(lines: list[str]) -> dict[str, dict[str, str]]:
+    """``systemctl show`` prints ``Key=value`` lines, one block per unit, each with its ``Id``."""
+    units: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key == "Id":
+            current = units.setdefault(value, {})
+        if current is not None:
+            current[key] = value
+    return units
+
+
+def _classify_cli(lines: list[str]) -> tuple[str, str | None, str | None]:
+    if not lines:
+        return "absent", None, None
+    path = lines[0]
+    real_path = lines[1] if len(lines) > 1 and lines[1] else path
+    script = lines[2:]
+    if script:
+        if any(line.strip().startswith(WRAPPER_HEADER) for line in script):
+            return "wrapper", path, real_path
+        if any("podman" in line for line in script):
+            return "podman-shim", path, real_path
+        return "other", path, real_path
+    name = os.path.basename(real_path)
+    if name == "podman":
+        return "podman-shim", path, real_path
+    if name == "docker":
+        return "docker", path, real_path
+    return "other", path, real_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Inventory, for the Docker -> Podman migration (§6.1: audit, export, re-deploy).
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: str
+
+
+@dataclass(frozen=True)
+class DockerMount:
+    type: str
+    source: str
+    destination: str
+    # The volume name for type "volume", else None.
+    name: str | None
+    rw: bool
+
+
+@dataclass(frozen=True)
+class DockerContainer:
+    name: str
+    id: str
+    image: str
+    image_id: str
+    state: str
+    # What the container runs: entrypoint + cmd as Docker resolved them.
+    command: list[str]
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    env: list[str]
+    labels: dict[str, str]
+    ports: list[PortBinding]
+    mounts: list[DockerMount]
+    restart_policy: str
+    restart_max_retries: int
+    networks: list[str]
+
+
+@dataclass(frozen=True)
+class DockerVolume:
+    name: str
+    driver: str
+    mountpoint: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DockerImage:
+    id: str
+    repo_tags: list[str]
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class DockerInventoryState:
+    # False when the daemon could not be asked (not running, no permission).
+    reachable: bool = False
+    containers: list[DockerContainer] = field(default_factory=list)
+    volumes: list[DockerVolume] = field(default_factory=list)
+    images: list[DockerImage] = field(default_factory=list)
+
+
+class DockerInventory(FactBase[DockerInventoryState]):
+    """
+    Containers, volumes and images of the Docker daemon, from ``docker inspect``,
+    ``docker volume inspect`` and ``docker image inspect`` (all JSON).
+    """
+
+    @staticmethod
+    def default() -> DockerInventoryState:
+        return DockerInventoryState()
+
+    def requires_command(self) -> str:
+        return "docker"
+
+    def command(self) -> str:
+        # Container IDs are hex and volume names [a-zA-Z0-9][a-zA-Z0-9_.-]*: safe unquoted.
+        return " ".join(
+            (
+                "ids=$(docker ps -aq --no-trunc 2>/dev/null) &&",
+                section("reachable"),
+                section("containers"),
+                '[ -z "$ids" ] || docker inspect $ids 2>/dev/null;',
+                section("volumes"),
+                'vols=$(docker volume ls -q 2>/dev/null); [ -z "$vols" ] ||'
+                " docker volume inspect $vols 2>/dev/null;",
+                section("images"),
+                'imgs=$(docker image ls -q --no-trunc 2>/dev/null | sort -u); [ -z "$imgs" ] ||'
+                " docker image inspect $imgs 2>/dev/null;",
+                "true",
+            )
+        )
+
+    def process(self, output: list[str]) -> DockerInventoryState:
+        sections = split_sections(output)
+        if "reachable" not in sections:
+            return DockerInventoryState()
+        return DockerInventoryState(
+            reachable=True,
+            containers=[_container(c) for c in _json_list(sections.get("containers", []))],
+            volumes=[_volume(v) for v in _json_list(sections.get("volumes", []))],
+            images=_images(_json_list(sections.get("images", []))),
+        )
+
+
+def _json_list(lines: list[str]) -> list[dict[str, Any]]:
+    text = "\n".join(lines).strip()
+    if not text:
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+def _container(data: dict[str, Any]) -> DockerContainer:
+    config = data.get("Config") or {}
+    host = data.get("HostConfig") or {}
+    restart = host.get("RestartPolicy") or {}
+    ports = []
+    for spec, bindings in sorted((host.get("PortBindings") or {}).items()):
+        port, _, proto = spec.partition("/")
+        for binding in bindings or []:
+            ports.append(
+                PortBinding(
+                    container_port=int(port),
+                    protocol=proto or "tcp",
+                    host_ip=binding.get("HostIp") or "",
+                    host_port=binding.get("HostPort") or "",
+                )
+            )
+    mounts = [
+        DockerMount(
+            type=m.get("Type", ""),
+            source=m.get("Source", ""),
+            destination=m.get("Destination", ""),
+            name=m.get("Name"),
+            rw=bool(m.get("RW", True)),
+        )
+        for m in data.get("Mounts") or []
+    ]
+    return DockerContainer(
+        name=(data.get("Name") or "").lstrip("/"),
+        id=data.get("Id", ""),
+        image=config.get("Image", ""),
+        image_id=data.get("Image", ""),
+        state=(data.get("State") or {}).get("Status", ""),
+        command=[data["Path"], *(data.get("Args") or [])] if data.get("Path") else [],
+        entrypoint=_str_list(config.get("Entrypoint")),
+        cmd=_str_list(config.get("Cmd")),
+        env=list(config.get("Env") or []),
+        labels=dict(config.get("Labels") or {}),
+        ports=ports,
+        mounts=mounts,
+        restart_policy=restart.get("Name") or "no",
+        restart_max_retries=int(restart.get("MaximumRetryCount") or 0),
+        networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+    )
+
+
+def _str_list(value: Any) -> list[str] | None:
+    # Old API versions give a string where newer ones give a list.
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _volume(data: dict[str, Any]) -> DockerVolume:
+    return DockerVolume(
+        name=data.get("Name", ""),
+        driver=data.get("Driver", ""),
+        mountpoint=data.get("Mountpoint", ""),
+        labels=dict(data.get("Labels") or {}),
+    )
+
+
+def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
+    images: dict[str, DockerImage] = {}
+    for data in items:
+        image_id = data.get("Id", "")
+        images.setdefault(
+            image_id,
+            DockerImage(
+                id=image_id,
+                repo_tags=list(data.get("RepoTags") or []),
+                size_bytes=int(data.get("Size") or 0),
+            ),
+        )
+    return list(images.values())

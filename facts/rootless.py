@@ -1,0 +1,75 @@
+"""Rootless containers (§1.1 tenet 4, §5.1 item 7): subordinate ID ranges and lingering users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+from . import section, split_sections
+
+LINGER_DIR = "/var/lib/systemd/linger"
+
+
+@dataclass(frozen=True)
+class SubIdsState:
+    # user (name or UID, as written) -> [[start, count], ...] in file order.
+    subuid: dict[str, list[list[int]]] = field(default_factory=dict)
+    subgid: dict[str, list[list[int]]] = field(default_factory=dict)
+
+
+class SubIds(FactBase[SubIdsState]):
+    """
+    ``/etc/subuid`` and ``/etc/subgid`` (``user:start:count`` lines), read in one command.
+    """
+
+    @staticmethod
+    def default() -> SubIdsState:
+        return SubIdsState()
+
+    def command(self) -> str:
+        return " ".join(
+            (
+                section("subuid"),
+                "cat /etc/subuid 2>/dev/null;",
+                section("subgid"),
+                "cat /etc/subgid 2>/dev/null;",
+                "true",
+            )
+        )
+
+    def process(self, output: list[str]) -> SubIdsState:
+        sections = split_sections(output)
+        return SubIdsState(
+            subuid=_ranges(sections.get("subuid", [])),
+            subgid=_ranges(sections.get("subgid", [])),
+        )
+
+
+def _ranges(lines: list[str]) -> dict[str, list[list[int]]]:
+    ranges: dict[str, list[list[int]]] = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            continue
+        ranges.setdefault(parts[0], []).append([int(parts[1]), int(parts[2])])
+    return ranges
+
+
+class LingerUsers(FactBase[list[str]]):
+    """
+    Users whose systemd user manager runs without a login (``loginctl enable-linger``).
+    """
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self) -> str:
+        return f"ls -1A {LINGER_DIR} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(line.strip() for line in output if line.strip())

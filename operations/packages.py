@@ -1,0 +1,57 @@
+"""Install the Podman toolset (standard §5.1 responsibility 1) per distribution family."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.rpm import RpmPackages
+from pyinfra.operations import apt, dnf
+
+from operations._common import distro_family, distro_label
+
+# The standard's toolset; the Debian family also names what rootless podman needs
+# (newuidmap, a user network stack, a user D-Bus) instead of relying on Recommends.
+PODMAN_PACKAGES = {
+    "fedora": ["podman", "podman-compose", "buildah", "skopeo"],
+    "debian": [
+        "podman",
+        "podman-compose",
+        "buildah",
+        "skopeo",
+        "uidmap",
+        "slirp4netns",
+        "dbus-user-session",
+    ],
+}
+_INSTALLED_FACT = {"fedora": RpmPackages, "debian": DebPackages}
+
+
+@operation()
+def install(packages: list[str] | None = None, include_podman: bool = True):
+    """
+    Install the Podman toolset plus ``packages`` with the family's package manager.
+
+    + packages: extra packages to install alongside
+    + include_podman: include the standard's toolset (podman, podman-compose, buildah, skopeo)
+
+    Idempotent: when every package is already installed nothing runs, not even a
+    package index refresh. Unsupported distributions are a no-op with the reason.
+    """
+    family = distro_family()
+    if family is None:
+        host.noop(f"unsupported distribution {distro_label()}: no package table for it")
+        return
+
+    wanted = (PODMAN_PACKAGES[family] if include_podman else []) + list(packages or [])
+    installed = host.get_fact(_INSTALLED_FACT[family])
+    missing = [p for p in dict.fromkeys(wanted) if p not in installed]
+    if not missing:
+        host.noop(f"all {len(wanted)} packages are installed")
+        return
+
+    if family == "debian":
+        yield from apt.update._inner(cache_time=3600)
+        yield from apt.packages._inner(packages=missing)
+    else:
+        yield from dnf.packages._inner(packages=missing)

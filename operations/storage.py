@@ -1,0 +1,158 @@
+"""Storage paths (standard §2.4, §5.1 responsibility 4) and the dedicated storage device (§5.2)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+
+from pyinfra import host, logger
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+from pyinfra.operations import files
+
+from facts.podman import PodmanInfo
+from facts.storage import BlockDevice, PathMount, StorageConf, StoreContents
+from operations import packages
+from operations._common import render_toml
+
+SOURCE = "operations/storage.py"
+# The main file: every podman version reads it. storage.conf.d drop-ins are not read by
+# podman 4.x (Debian 12), so the seed's 00-custom-storage.conf would be silently ignored.
+STORAGE_CONF = "/etc/containers/storage.conf"
+DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
+# What the distributions' own storage.conf sets beyond the paths, kept when no storage.conf
+# exists yet (on a fresh host the planning facts run before podman is installed).
+DISTRO_DEFAULTS = {"storage": {"options": {"overlay": {"mountopt": "nodev"}}}}
+MKFS_UUID_FLAG = {"ext4": "-U", "xfs": "-m"}
+# Same package names in both families.
+MKFS_PACKAGE = {"ext4": "e2fsprogs", "xfs": "xfsprogs"}
+
+
+@operation()
+def configure(
+    graphroot: str = DEFAULT_GRAPHROOT,
+    runroot: str = "/run/containers/storage",
+    driver: str = "overlay",
+    existing_store: str = "refuse",
+    path: str = STORAGE_CONF,
+):
+    """
+    Point rootful Podman's store at ``graphroot``/``runroot`` with ``driver``.
+
+    + graphroot: persistent store (images, containers, volumes)
+    + runroot: ephemeral runtime state
+    + driver: overlay, or vfs for debugging
+    + existing_store: when the graphroot changes while the current store still holds
+      images, containers or volumes: ``refuse`` (OperationError, the default) or
+      ``leave`` (switch, leaving the old store untouched on disk)
+
+    Keeps every other setting of the storage.conf podman read before (the distro's
+    defaults included). Never deletes or moves a store. Idempotent.
+    """
+    conf = host.get_fact(StorageConf)
+    wanted = {"driver": driver, "graphroot": graphroot, "runroot": runroot}
+    # Drop-ins are read by newer podman only: one that disagrees would make hosts differ
+    # by podman version. We never edit a file we do not own; say which one to fix.
+    conflicts = [
+        p
+        for p, d in conf.dropins.items()
+        if any(d.get("storage", {}).get(k, v) != v for k, v in wanted.items())
+    ]
+    if conflicts:
+        raise OperationError(
+            f"{', '.join(conflicts)} set(s) other storage paths than {path}; podman versions "
+            "that read storage.conf.d would use them. Remove them or make them agree."
+        )
+    current = dict((conf.main if conf.main_path else conf.vendor).get("storage", {}))
+    if conf.main_path == path and all(current.get(k) == v for k, v in wanted.items()):
+        host.noop(f"storage already uses {driver} at {graphroot} (runroot {runroot})")
+        return
+
+    info = host.get_fact(PodmanInfo)
+    old_root = info.graph_root if info else current.get("graphroot", DEFAULT_GRAPHROOT)
+    if old_root != graphroot:
+        held = host.get_fact(StoreContents, graphroot=old_root)
+        if held.exists and (held.images or held.containers or held.volumes):
+            what = (
+                f"{held.images} images, {held.containers} containers, "
+                f"{held.volumes} volumes at {old_root}"
+            )
+            if existing_store != "leave":
+                raise OperationError(
+                    f"the current store holds {what}; refusing to switch graphroot to "
+                    f"{graphroot} and orphan them. Move them (podman save/load, volume "
+                    "export/import) or set podman_existing_store: leave to switch and keep "
+                    "the old store on disk untouched."
+                )
+            logger.warning(f"{host.print_prefix}leaving {what} in the old store")
+
+    doc = copy.deepcopy(conf.main or conf.vendor or DISTRO_DEFAULTS)
+    doc.setdefault("storage", {}).update(wanted)
+    yield from files.put._inner(
+        src=render_toml(doc, SOURCE), dest=path, user="root", group="root", mode="0644"
+    )
+
+
+@operation()
+def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank: bool = False):
+    """
+    Mount a dedicated storage device at ``mount_point`` (by UUID, in /etc/fstab).
+
+    + device: block device, e.g. /dev/nvme1n1
+    + mount_point: where it is mounted, e.g. /space
+    + fstype: ext4 or xfs
+    + format_if_blank: create the filesystem, but only when lsblk shows the device
+      carries no filesystem signature at all
+
+    Destructive only on a blank device and only when asked; a device holding another
+    filesystem is never reformatted (OperationError). Idempotent.
+    """
+    if fstype not in MKFS_UUID_FLAG:
+        raise OperationError(f"unsupported fstype {fstype!r}: use ext4 or xfs")
+    dev = host.get_fact(BlockDevice, device=device)
+    if dev is None:
+        raise OperationError(f"storage device {device} does not exist on this host")
+
+    fs_uuid = dev.uuid
+    if not dev.fstype:
+        if not format_if_blank:
+            raise OperationError(
+                f"{device} has no filesystem; set format_if_blank: true to create {fstype} on it"
+            )
+        yield from packages.install._inner(packages=[MKFS_PACKAGE[fstype]], include_podman=False)
+        # Chosen here so the fstab line can be written in the same run; stable per
+        # host and device, so a re-planned run yields the same commands.
+        fs_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"podman-standard:{host.name}:{device}"))
+        flag = MKFS_UUID_FLAG[fstype]
+        uuid_arg = fs_uuid if fstype == "ext4" else f"uuid={fs_uuid}"
+        # wipefs -n re-checks for any signature at run time: never format a used disk.
+        yield StringCommand(
+            'test -z "$(wipefs -n',
+            QuoteString(device),
+            ')" &&',
+            f"mkfs.{fstype}",
+            "-q",
+            flag,
+            QuoteString(uuid_arg),
+            QuoteString(device),
+        )
+    elif dev.fstype != fstype:
+        raise OperationError(
+            f"{device} holds a {dev.fstype} filesystem, not {fstype}; refusing to reformat it"
+        )
+    elif mount_point not in dev.mountpoints and any(dev.mountpoints):
+        raise OperationError(
+            f"{device} is mounted at {', '.join(dev.mountpoints)}, not {mount_point}"
+        )
+
+    yield from files.directory._inner(path=mount_point, user="root", group="root", mode="0755")
+    fstab_line = f"UUID={fs_uuid} {mount_point} {fstype} defaults,nofail 0 2"
+    yield from files.line._inner(
+        path="/etc/fstab",
+        line=rf"^\S+\s+{re.escape(mount_point)}\s",
+        replace=fstab_line,
+    )
+    mounted = host.get_fact(PathMount, path=mount_point)
+    if not mounted or mounted.target != mount_point:
+        yield StringCommand("systemctl", "daemon-reload")
+        yield StringCommand("mount", QuoteString(mount_point))

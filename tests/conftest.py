@@ -1,0 +1,22 @@
+"""Test-suite options. The real-host tier (tests marked ``realhost``) boots qemu guests and
+takes minutes, so it only runs when asked for with ``--realhost``."""
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--realhost",
+        action="store_true",
+        default=False,
+        help="run the real-host tier (boots qemu guests; needs root)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--realhost"):
+        return
+    skip = pytest.mark.skip(reason="real-host tier: pass --realhost")
+    for item in items:
+        if "realhost" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,90 @@
+"""The entry point end to end, against pyinfra's @fake connector: validation before any
+command, dispatch by group, nothing for Windows/macOS hosts."""
+
+from pathlib import Path
+
+import pytest
+from pyinfra.api import Config, State
+from pyinfra.api.connect import connect_all
+from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+from pyinfra_cli.inventory import make_inventory
+from pyinfra_cli.util import load_deploy_file
+
+from model import HostDataError
+
+ROOT = Path(__file__).resolve().parents[2]
+# Real output of pyinfra's LinuxDistribution command on a Debian 12 testbed guest.
+DEBIAN_12 = (ROOT / "tests/fixtures/deploys/bookworm-linux-distribution.txt").read_text()
+
+
+def _plan(tmp_path, monkeypatch, inventory_text: str):
+    """Load deploys/linux_baseline.py for a @fake inventory; return state and hosts by name."""
+    monkeypatch.chdir(ROOT)
+    inv = tmp_path / "inventory.py"
+    inv.write_text(inventory_text)
+    state = State()
+    state.cwd = str(ROOT)
+    config = Config()
+    with ctx_state.use(state), ctx_config.use(config):
+        inventory = make_inventory(str(inv), cwd=str(ROOT))
+        with ctx_inventory.use(inventory):
+            state.init(inventory, config)
+            connect_all(state)
+    return state, {h.name: h for h in inventory}
+
+
+def _fake(name, **data):
+    responses = {"-release": DEBIAN_12}
+    return (f"@fake/{name}", {"fake_delay": 0, "fake_responses": responses, **data})
+
+
+def _ops(state, host):
+    return [state.op_meta[h].names for h in state.get_op_order() if h in state.ops[host]]
+
+
+def _load(state):
+    with ctx_state.use(state), ctx_config.use(state.config), ctx_inventory.use(state.inventory):
+        load_deploy_file(state, "deploys/linux_baseline.py")
+
+
+def test_bad_data_stops_before_any_command(tmp_path, monkeypatch):
+    state, hosts = _plan(
+        tmp_path,
+        monkeypatch,
+        f"linux_servers = [{_fake('good')!r}]\n"
+        f"linux_workstations = [{_fake('bad', podman_graphroot='var/lib/x')!r}]\n",
+    )
+    with pytest.raises(HostDataError) as info:
+        _load(state)
+    assert (
+        "bad: podman_graphroot (host data in the inventory): Value error, must be an "
+        "absolute path, got 'var/lib/x'" in str(info.value)
+    )
+    for host in hosts.values():
+        assert host.connector.executed_commands == []
+        assert not state.ops[host]
+
+
+def test_dispatch_by_group(tmp_path, monkeypatch):
+    state, hosts = _plan(
+        tmp_path,
+        monkeypatch,
+        "\n".join(
+            [
+                f"linux_servers = [{_fake('srv', podman_nvidia_enabled='auto')!r}]",
+                "motoko = ['@fake/srv']",
+                f"linux_workstations = [{_fake('ws')!r}]",
+                f"macos = [{_fake('mac')!r}]",
+                f"windows = [{_fake('win')!r}]",
+            ]
+        ),
+    )
+    _load(state)
+    srv, ws = _ops(state, hosts["@fake/srv"]), _ops(state, hosts["@fake/ws"])
+    # motoko's graphroot lives on /space: the server pattern writes storage.conf for it.
+    assert any("Configure container storage paths" in n for names in srv for n in names)
+    assert any("Linux server (motoko pattern)" in n for names in srv for n in names)
+    assert any("Linux workstation" in n for names in ws for n in names)
+    for desktop in ("@fake/mac", "@fake/win"):
+        assert _ops(state, hosts[desktop]) == []
+        assert hosts[desktop].connector.executed_commands == []

@@ -1,0 +1,57 @@
+"""Fixtures of the real-host tier: one local registry and one set of booted guests per session.
+
+Guests are the default set of ``python -m tests.testbed`` (override with ``TESTBED_GUESTS``,
+e.g. ``bookworm:server``); their state file is written to a temporary path that
+``PODMAN_STANDARD_TESTBED`` names, so ``inventories/testbed.py`` finds them in subprocesses.
+"""
+
+import os
+
+import pytest
+
+from tests.testbed.fleet import DEFAULT_GUESTS, STATE_ENV, Testbed, Timings, parse_guests
+from tests.testbed.registry import Registry
+
+_TIMINGS = Timings()
+
+
+@pytest.fixture(scope="session")
+def registry():
+    with _TIMINGS.stage("registry start + push"):
+        server = Registry().start()
+        server.push_testbed_images()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def testbed(registry, tmp_path_factory, request):
+    """Booted guests (``.guests`` by name), ``.inventory_path`` and ``.pyinfra(...)``."""
+    workdir = tmp_path_factory.mktemp("testbed")
+    bed = Testbed(
+        parse_guests(os.environ.get("TESTBED_GUESTS", DEFAULT_GUESTS)),
+        workdir,
+        workdir / "hosts.json",
+        registry=registry,
+    )
+    bed.timings = _TIMINGS
+    previous = os.environ.get(STATE_ENV)
+    os.environ[STATE_ENV] = str(bed.state_path)
+    try:
+        bed.up()
+        yield bed
+        if request.session.testsfailed:
+            for guest in bed.guests.values():
+                guest.diagnose()
+    finally:
+        bed.down()
+        if previous is None:
+            os.environ.pop(STATE_ENV, None)
+        else:
+            os.environ[STATE_ENV] = previous
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _TIMINGS.stages:
+        terminalreporter.section("real-host stage timings")
+        terminalreporter.write_line(_TIMINGS.report())

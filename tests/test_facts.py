@@ -1,0 +1,118 @@
+"""Fact tests.
+
+The case files (tests/facts/<module>.<Fact>/*.json, run by pyinfra-testing) feed real command output
+to each fact's parser and compare the value. The tests below them check what the case format cannot:
+that every case's output is the captured fixture it names (tests/fixtures/README.md says where each
+came from), what pyinfra itself does when a fact's tool is missing, that every command runs under a
+real ``sh`` here, and the derived properties operations read.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from pyinfra.api import Config, Inventory, State, StringCommand
+from pyinfra.api.facts import get_fact
+from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput, OutputLine
+from pyinfra_testing.facts import make_fact_tests
+
+from facts import docker, gpu, podman, rootless, storage
+
+TESTS_BASE = Path(__file__).parent / "facts"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+for _p in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):
+    locals()[_p] = make_fact_tests("facts", _p, TESTS_BASE / _p)
+
+CASES = sorted(TESTS_BASE.glob("*/*.json"))
+
+# Every fact, with the arguments its command takes.
+FACTS = [
+    (docker.DockerEngine, []),
+    (docker.DockerInventory, []),
+    (podman.PodmanInfo, []),
+    (gpu.NvidiaGpus, []),
+    (gpu.NvidiaPresence, []),
+    (storage.StorageConf, []),
+    (storage.PathMount, ["/var/lib/containers/storage"]),
+    (storage.BlockDevice, ["/dev/vda"]),
+    (storage.StoreContents, ["/var/lib/containers/storage"]),
+    (rootless.SubIds, []),
+    (rootless.LingerUsers, []),
+]
+
+
+def _case(name: str) -> dict:
+    return json.loads((TESTS_BASE / name).read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_case_output_is_its_fixture(case):
+    data = json.loads(case.read_text())
+    assert "fixture" in data, "every case names the captured output it replays"
+    assert data["output"] == (FIXTURES / data["fixture"]).read_text().splitlines()
+
+
+def test_every_fact_has_cases():
+    covered = {case.parent.name for case in CASES}
+    for fact, _args in FACTS:
+        name = f"{fact.__module__.removeprefix('facts.')}.{fact.__name__}"
+        assert name in covered
+
+
+def _host_answering(line: str):
+    inventory = Inventory((["somehost"], {}))
+    state = State(inventory, Config())
+    state.current_stage = StateStage.Prepare
+    host = inventory.get_host("somehost")
+    host.connected = True
+    host.run_shell_command = lambda command, **kwargs: (
+        True,
+        CommandOutput([OutputLine("stdout", line)]),
+    )
+    return state, host
+
+
+@pytest.mark.parametrize(
+    "fact,args", [(f, a) for f, a in FACTS if f().requires_command(*a)], ids=lambda f: str(f)
+)
+def test_missing_tool_gives_default(fact, args):
+    # pyinfra wraps the command in `if command -v TOOL ...; else echo SENTINEL; fi`.
+    state, host = _host_answering("##PYINFRA_NOCMD##")
+    assert get_fact(state, host, fact, args=args) == fact().default()
+
+
+@pytest.mark.parametrize("fact,args", FACTS, ids=lambda f: str(f))
+def test_command_runs_under_sh(fact, args):
+    """Each command is valid shell and exits 0 on this machine (Debian, tools or not)."""
+    instance = fact()
+    command = instance.command(*args)
+    raw = (command if isinstance(command, StringCommand) else StringCommand(command)).get_raw_value()
+    tool = instance.requires_command(*args)
+    if tool:
+        raw = f"if command -v {tool} >/dev/null 2>&1; then ( {raw} ); else echo NOCMD; fi"
+    result = subprocess.run(["sh", "-c", raw], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    if lines and lines != ["NOCMD"]:
+        instance.process(lines)
+
+
+def _processed(name: str):
+    data = _case(name)
+    module, fact_name = Path(name).parent.name.rsplit(".", 1)
+    fact = getattr({"docker": docker, "gpu": gpu}[module], fact_name)()
+    return fact.process(data["output"])
+
+
+def test_engine_present():
+    assert _processed("docker.DockerEngine/docker_io_running.json").engine_present
+    assert not _processed("docker.DockerEngine/nothing_installed.json").engine_present
+    assert not _processed("docker.DockerEngine/podman_docker_installed.json").engine_present
+
+
+def test_has_gpu():
+    assert _processed("gpu.NvidiaPresence/gpu_host_with_cdi.json").has_gpu
+    assert not _processed("gpu.NvidiaPresence/qemu_vga_is_not_nvidia.json").has_gpu

@@ -1,0 +1,27 @@
+"""Operations: facts in, commands out — one case file per behaviour (pyinfra's own style)."""
+
+from pathlib import Path
+
+from pyinfra_testing import util
+from pyinfra_testing.operations import make_operation_tests
+
+TESTS_BASE = Path(__file__).parent / "operations"
+
+
+def _fact_getattr(self, key):
+    # pyinfra-testing gives attribute access to fact values fetched with arguments
+    # only; ours are dataclasses read by attribute, with or without arguments.
+    data = self.__dict__.get("data")
+    if isinstance(data, dict) and key in data:
+        return util._wrap_fact_value(data[key])
+    return getattr(data, key)
+
+
+util.FakeFact.__getattr__ = _fact_getattr
+util.FakeFact.__iter__ = lambda self: iter(util._wrap_fact_value(self.data))
+util.FakeFact.__len__ = lambda self: len(self.data)
+# A fact that is None (tool missing) must be falsy, as the real value is.
+util.FakeFact.__bool__ = lambda self: self.data is not None and bool(self.data)
+
+for _path in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):
+    locals()[_path] = make_operation_tests("operations", _path, TESTS_BASE / _path)

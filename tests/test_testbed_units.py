@@ -1,0 +1,162 @@
+"""Fast tests of the real-host testbed's pure helpers (no VM, no root)."""
+
+import gzip
+import io
+import json
+import runpy
+import shutil
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import hostdata, images, registry
+from tests.testbed.fleet import GuestSpec, parse_guests
+from tests.testbed.registry import MANIFEST_TYPE, Registry, busybox_rootfs, digest, image, layer
+
+INVENTORY = Path(__file__).resolve().parents[1] / "inventories" / "testbed.py"
+
+
+def test_digest_is_sha256_of_the_bytes():
+    assert digest(b"") == (
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
+
+
+def test_layers_are_byte_identical_across_builds():
+    entries = busybox_rootfs(b"\x7fELF fake", ["bin/sh", "usr/bin/wget", "bin/busybox"])
+    assert layer(entries) == layer(entries)
+
+
+def test_rootfs_links_every_applet_to_busybox():
+    tar_bytes, blob = layer(busybox_rootfs(b"binary", ["bin/sh", "usr/sbin/httpd"]))
+    assert gzip.decompress(blob) == tar_bytes
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["bin/busybox"].mode == 0o755
+    assert members["usr/sbin/httpd"].issym()
+    assert members["usr/sbin/httpd"].linkname == "/bin/busybox"
+    assert members["tmp"].mode == 0o1777
+
+
+def test_manifest_describes_config_and_layers_by_digest_and_size():
+    layers = [layer([("a", "file", b"x", 0o644)]), layer([("b", "file", b"y", 0o644)])]
+    img = image(layers, {"Cmd": ["sh"]})
+    manifest = json.loads(img.manifest)
+    config = json.loads(img.config)
+    assert manifest["mediaType"] == MANIFEST_TYPE
+    assert manifest["config"] == {
+        "mediaType": "application/vnd.docker.container.image.v1+json",
+        "size": len(img.config),
+        "digest": digest(img.config),
+    }
+    assert [entry["digest"] for entry in manifest["layers"]] == [digest(b) for b in img.layers]
+    assert config["rootfs"]["diff_ids"] == [digest(tar) for tar, _ in layers]
+    assert (config["os"], config["architecture"], config["config"]) == (
+        "linux",
+        "amd64",
+        {"Cmd": ["sh"]},
+    )
+
+
+@pytest.mark.skipif(
+    not (shutil.which("docker-registry") and Path("/bin/busybox").exists()),
+    reason="needs Debian's docker-registry and busybox-static",
+)
+def test_pushed_images_are_served_by_the_registry():
+    with Registry() as server:
+        server.push_testbed_images()
+        server.push_testbed_images()  # blobs already there: pushing again is harmless
+        request = urllib.request.Request(
+            f"http://{server.address}/v2/library/nginx/manifests/alpine",
+            headers={"Accept": MANIFEST_TYPE},
+        )
+        with urllib.request.urlopen(request) as response:
+            served = response.read()
+    assert served == registry.testbed_images()["library/nginx:alpine"].manifest
+
+
+def test_parse_guests():
+    assert parse_guests("bookworm:server, trixie:workstation") == [
+        GuestSpec("bookworm", "server"),
+        GuestSpec("trixie", "workstation"),
+    ]
+    assert parse_guests("trixie:server")[0].name == "trixie-server"
+    for bad in ("", "bookworm", "bookworm:desktop", "trixie:server,trixie:server"):
+        with pytest.raises(ValueError):
+            parse_guests(bad)
+
+
+def test_host_data_per_role():
+    common = {"podman_registries", "podman_nvidia_enabled", "podman_rootless_users", "_sudo"}
+    server = hostdata.testbed_host_data("server", "10.0.2.2:5000")
+    assert set(hostdata.testbed_host_data("workstation", "r:1")) == common
+    assert set(server) == common | {"podman_storage_device", "podman_socket_enabled"}
+    mirror = server["podman_registries"]["registries"][0]["mirrors"][0]
+    assert mirror == {"location": "10.0.2.2:5000", "insecure": True}
+
+
+def test_apt_sources_list_only_suites_the_mirror_has():
+    assert images.apt_sources("forky", lambda mirror, suite: False) == (
+        "deb http://deb.debian.org/debian forky main"
+    )
+    assert images.apt_sources("trixie", lambda mirror, suite: True).splitlines()[1:] == [
+        "deb http://deb.debian.org/debian trixie-updates main",
+        "deb http://deb.debian.org/debian-security trixie-security main",
+    ]
+
+
+def test_recipe_key_changes_with_the_recipe(monkeypatch):
+    key = images.recipe_key("bookworm", "deb x bookworm main")
+    assert key.startswith("bookworm-")
+    assert key == images.recipe_key("bookworm", "deb x bookworm main")
+    assert key != images.recipe_key("bookworm", "deb y bookworm main")
+    monkeypatch.setattr(images, "SCRIPT", images.SCRIPT + "\ntrue\n")
+    assert key != images.recipe_key("bookworm", "deb x bookworm main")
+
+
+def test_inventory_groups_hosts_from_the_state_file(tmp_path, monkeypatch):
+    host = {"ssh_host": "127.0.0.1", "ssh_user": "vagrant", "ssh_key": "/k"}
+    state = {
+        "registry": "10.0.2.2:1",
+        "hosts": [
+            {
+                **host,
+                "name": "bookworm-server",
+                "release": "bookworm",
+                "ssh_port": 2201,
+                "groups": ["linux_servers", "motoko"],
+                "data": {"_sudo": True},
+            },
+            {
+                **host,
+                "name": "trixie-workstation",
+                "release": "trixie",
+                "ssh_port": 2202,
+                "groups": ["linux_workstations"],
+                "data": {},
+            },
+        ],
+    }
+    (tmp_path / "hosts.json").write_text(json.dumps(state))
+    monkeypatch.setenv("PODMAN_STANDARD_TESTBED", str(tmp_path / "hosts.json"))
+    groups = {k: v for k, v in runpy.run_path(str(INVENTORY)).items() if not k.startswith("_")}
+    assert sorted(groups) == ["linux_servers", "linux_workstations", "motoko"]
+    name, data = groups["motoko"][0]
+    assert name == "bookworm-server"
+    assert data == {
+        "ssh_hostname": "127.0.0.1",
+        "ssh_port": 2201,
+        "ssh_user": "vagrant",
+        "ssh_key": "/k",
+        "ssh_known_hosts_file": "/dev/null",
+        "ssh_strict_host_key_checking": "no",
+        "_sudo": True,
+    }
+
+
+def test_inventory_without_state_says_how_to_start_the_testbed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PODMAN_STANDARD_TESTBED", str(tmp_path / "missing.json"))
+    with pytest.raises(FileNotFoundError, match="python -m tests.testbed up --detach"):
+        runpy.run_path(str(INVENTORY))

@@ -1,0 +1,249 @@
+"""A testbed: images, the local registry and a set of guests, described to pyinfra by a state file.
+
+Shared by the CLI (``python -m tests.testbed``) and the pytest fixtures of the real-host tier, so
+both boot exactly the same hosts with the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import guests as guests_module
+from .guests import Guest, launch
+from .hostdata import ROLES, testbed_host_data
+from .images import ImagePaths, build_image
+from .registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = REPO / "inventories" / "testbed.py"
+DEFAULT_DEPLOY = "deploys/linux_baseline.py"
+DEFAULT_GUESTS = "bookworm:server,trixie:workstation"
+STATE_ENV = "PODMAN_STANDARD_TESTBED"
+GROUPS = {"server": ["linux_servers", "motoko"], "workstation": ["linux_workstations"]}
+EXTRA_DISK_GIB = {"server": 4, "workstation": 0}  # the server's /space drive, as on motoko
+MAX_RUNNING = 2  # two cores: more guests at once only slows every one of them down
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    release: str
+    role: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.release}-{self.role}"
+
+
+def parse_guests(text: str) -> list[GuestSpec]:
+    """``bookworm:server,trixie:workstation`` -> specs; names must be unique."""
+    specs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        release, _, role = item.partition(":")
+        if role not in ROLES:
+            raise ValueError(f"guest {item!r}: role must be one of {', '.join(ROLES)}")
+        specs.append(GuestSpec(release, role))
+    names = [spec.name for spec in specs]
+    if not specs or len(set(names)) != len(names):
+        raise ValueError(f"guest list {text!r} is empty or names a guest twice")
+    return specs
+
+
+def host_entry(spec: GuestSpec, guest: Guest, registry: str) -> dict:
+    """One host of hosts.json: how to reach it, its groups and its data."""
+    return {
+        "name": spec.name,
+        "release": spec.release,
+        "ssh_host": guest.ssh_host,
+        "ssh_port": guest.ssh_port,
+        "ssh_user": guest.ssh_user,
+        "ssh_key": str(guest.ssh_key),
+        "groups": GROUPS[spec.role],
+        "data": testbed_host_data(spec.role, registry),
+    }
+
+
+class Timings:
+    """Wall-clock seconds per stage, in the order stages ran."""
+
+    def __init__(self):
+        self.stages: list[tuple[str, float]] = []
+
+    @contextmanager
+    def stage(self, name: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages.append((name, time.monotonic() - started))
+
+    def report(self) -> str:
+        return "\n".join(f"{seconds:8.1f}s  {name}" for name, seconds in self.stages)
+
+
+class Testbed:
+    """Images + registry + guests for ``specs``; ``up()`` starts them and writes ``state_path``,
+    ``down()`` stops whatever is still running. Overlays and logs live in ``workdir``.
+
+    A ``registry`` passed in (already started, images pushed) is shared and left running.
+    """
+
+    def __init__(
+        self,
+        specs: list[GuestSpec],
+        workdir: Path,
+        state_path: Path,
+        log=print,
+        registry: Registry | None = None,
+    ):
+        self.specs = specs
+        self.workdir = Path(workdir)
+        self.state_path = Path(state_path)
+        self.log = log
+        self.timings = Timings()
+        self._own_registry = registry is None
+        self.registry = registry or Registry(self.workdir / "registry")
+        self.guests: dict[str, Guest] = {}
+        self.images: dict[str, ImagePaths] = {}
+        self.inventory_path = INVENTORY
+
+    def up(self) -> Testbed:
+        guests_module.install_cleanup_handlers()
+        try:
+            self._up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def _up(self) -> None:
+        releases = sorted({spec.release for spec in self.specs})
+        with self.timings.stage(f"image build ({', '.join(releases)})"):
+            with ThreadPoolExecutor(len(releases)) as pool:
+                built = pool.map(lambda release: build_image(release, self.log), releases)
+                self.images = dict(zip(releases, built, strict=True))
+        if self._own_registry:
+            with self.timings.stage("registry start + push"):
+                self.registry.start()
+                self.registry.push_testbed_images()
+        with self.timings.stage(f"boot to ssh ({', '.join(s.name for s in self.specs)})"):
+            with ThreadPoolExecutor(MAX_RUNNING) as pool:
+                futures = {spec.name: pool.submit(self._boot, spec) for spec in self.specs}
+                errors = [f.exception() for f in futures.values() if f.exception()]
+                self.guests = {name: f.result() for name, f in futures.items() if not f.exception()}
+            if errors:
+                raise errors[0]
+        self.write_state()
+
+    def _boot(self, spec: GuestSpec) -> Guest:
+        started = time.monotonic()
+        guest = launch(
+            spec.name,
+            self.images[spec.release],
+            self.workdir,
+            extra_disk_gib=EXTRA_DISK_GIB[spec.role],
+            log=self.log,
+        )
+        self.timings.stages.append((f"boot {spec.name}", time.monotonic() - started))
+        return guest
+
+    def state(self) -> dict:
+        return {
+            "registry": self.registry.guest_address,
+            "hosts": [
+                host_entry(spec, self.guests[spec.name], self.registry.guest_address)
+                for spec in self.specs
+            ],
+            # For `python -m tests.testbed down`: what to stop and where its files are.
+            "runtime": {
+                "workdir": str(self.workdir),
+                "pids": {
+                    "registry": self.registry.process.pid,
+                    **{name: g.process.pid for name, g in self.guests.items()},
+                },
+                "console_logs": {name: str(g.console_log) for name, g in self.guests.items()},
+            },
+        }
+
+    def write_state(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        self.state_path.write_text(json.dumps(self.state(), indent=2) + "\n")
+
+    def detach(self) -> None:
+        for guest in self.guests.values():
+            guest.detach()
+
+    def down(self) -> None:
+        for guest in self.guests.values():
+            guest.stop()
+        if self._own_registry:
+            self.registry.stop()
+
+    def pyinfra(self, *args: str, deploy: str | tuple[str, ...] = DEFAULT_DEPLOY):
+        """Run ``pyinfra -y --json ARGS INVENTORY DEPLOY`` from the repo root and return
+        ``(returncode, result, stderr)``, ``result`` being the parsed JSON (None if pyinfra
+        printed none). ``deploy`` may also be an ad-hoc command, e.g. ``("fact", "server.Os")``.
+        """
+        operations = (deploy,) if isinstance(deploy, str) else tuple(deploy)
+        command = [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "--json",
+            *args,
+            str(self.inventory_path),
+            *operations,
+        ]
+        with self.timings.stage(f"pyinfra {' '.join(args + operations)}"):
+            result = subprocess.run(
+                command, cwd=REPO, env=self.pyinfra_env(), capture_output=True, text=True
+            )
+        try:
+            parsed = json.loads(result.stdout)
+        except ValueError:
+            parsed = None
+        return result.returncode, parsed, result.stderr
+
+    def pyinfra_env(self) -> dict:
+        return dict(os.environ, **{STATE_ENV: str(self.state_path), "PYINFRA_PROGRESS": "off"})
+
+
+def stop_recorded(state_path: Path, log=print) -> None:
+    """Stop the processes a detached ``up`` recorded, then remove its working directory.
+
+    A pid is only signalled while its command line still names our workdir, so a pid reused by
+    an unrelated process since is left alone.
+    """
+    runtime = json.loads(state_path.read_text())["runtime"]
+    workdir = runtime["workdir"]
+    for name, pid in runtime["pids"].items():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            continue
+        if workdir not in cmdline:
+            continue
+        os.kill(pid, 15)
+        for _ in range(100):
+            if _gone(pid):
+                break
+            time.sleep(0.1)
+        log(f"stopped {name} (pid {pid})")
+    subprocess.run(["rm", "-rf", "--one-file-system", workdir], check=True)
+    state_path.unlink()
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie awaiting an absent parent's reap counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

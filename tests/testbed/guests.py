@@ -1,0 +1,403 @@
+"""Boot throwaway Debian guests under qemu, reachable only through SSH forwarded to 127.0.0.1.
+
+Each guest runs on qcow2 overlays of a cached image, so it starts fresh and leaves the image
+untouched. Guests are always torn down (context manager, atexit, SIGTERM) unless explicitly
+detached for ``python -m tests.testbed up --detach``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .images import ImagePaths
+
+SSH_USER = "vagrant"
+SSH_HOST = "127.0.0.1"
+SSH_OPTIONS = (
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=5",
+)
+
+_live: set[Guest] = set()
+_live_lock = threading.Lock()
+_atexit_installed = False
+_sigterm_installed = False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (qemu failing to bind is retried)."""
+    with socket.socket() as probe:
+        probe.bind((SSH_HOST, 0))
+        return probe.getsockname()[1]
+
+
+def accelerator() -> str:
+    """``tcg`` unless ``TESTBED_ACCEL`` says ``kvm`` or ``auto``: KVM hangs at kernel start on
+    this workplace's machines (broken nested virtualisation), so it is never assumed."""
+    choice = os.environ.get("TESTBED_ACCEL", "tcg")
+    if choice not in ("tcg", "kvm", "auto"):
+        raise ValueError(f"TESTBED_ACCEL must be tcg, kvm or auto, not {choice!r}")
+    if choice == "auto" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    return choice
+
+
+class GuestError(RuntimeError):
+    pass
+
+
+class Guest:
+    """One running qemu guest. Use ``launch()`` to create it; ``stop()`` (or leaving the ``with``
+    block) kills qemu and removes its overlays unless ``keep`` is set."""
+
+    def __init__(
+        self,
+        name: str,
+        image: ImagePaths,
+        workdir: Path,
+        extra_disk_gib: int = 0,
+        memory_mib: int = 2048,
+        cpus: int = 2,
+        keep: bool = False,
+    ):
+        self.name = name
+        self.image = image
+        self.release = image.release
+        self.ssh_host = SSH_HOST
+        self.ssh_user = SSH_USER
+        self.ssh_key = image.ssh_key
+        self.ssh_port = 0
+        self.workdir = workdir
+        self.disk = workdir / f"{name}.qcow2"
+        self.extra_disk = (
+            workdir / f"{name}-extra.qcow2" if (extra_disk_gib or image.extra_disk) else None
+        )
+        self.extra_disk_gib = extra_disk_gib
+        self.console_log = workdir / f"{name}.console.log"
+        self.memory_mib = memory_mib
+        self.cpus = cpus
+        self.keep = keep
+        self.accel = ""
+        self.process: subprocess.Popen | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 300, log=print) -> Guest:
+        """Create overlays, boot, and wait until SSH answers with the image's key."""
+        install_cleanup_handlers()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        _overlay(self.image.disk, self.disk)
+        if self.image.extra_disk:
+            _overlay(self.image.extra_disk, self.extra_disk)
+        elif self.extra_disk:
+            subprocess.run(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    str(self.extra_disk),
+                    f"{self.extra_disk_gib}G",
+                ],
+                check=True,
+            )
+        with _live_lock:
+            _live.add(self)
+        accel = accelerator()
+        if accel == "auto":
+            try:
+                self._boot("kvm", timeout=90, log=log)
+                return self
+            except GuestError as error:
+                log(f"[{self.name}] KVM did not boot ({error}); falling back to TCG")
+                self._kill()
+            accel = "tcg"
+        self._boot(accel, timeout, log)
+        return self
+
+    def _boot(self, accel: str, timeout: float, log) -> None:
+        started = time.monotonic()
+        for _attempt in range(3):
+            self.ssh_port = free_port()
+            self.accel = accel
+            self.process = subprocess.Popen(
+                self._qemu_command(accel),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=open(self.workdir / f"{self.name}.qemu.err", "w"),
+                start_new_session=True,  # a detached guest must outlive us; Ctrl-C is ours
+            )
+            time.sleep(1)
+            if self.process.poll() is None:
+                break
+            error = (self.workdir / f"{self.name}.qemu.err").read_text()
+            if "hostfwd" not in error:  # anything but a lost port race is fatal
+                raise GuestError(f"{self.name}: qemu exited at start: {error.strip()}")
+        log(f"[{self.name}] booting {self.release} ({accel}), ssh on {SSH_HOST}:{self.ssh_port}")
+        try:
+            self.wait_for_ssh(timeout, started, log)
+        except GuestError:
+            self.diagnose()
+            raise
+        log(f"[{self.name}] ssh up after {time.monotonic() - started:.0f}s")
+
+    def _qemu_command(self, accel: str) -> list[str]:
+        # One host thread for all vCPUs: with thread=multi, qemu 7.2 lets a vCPU run stale
+        # translated code while another patches kernel text (static keys), and guests panic
+        # with "Oops: int3" (seen at boot, about one boot in five on a loaded machine).
+        accel_option = "tcg,thread=single" if accel == "tcg" else "kvm"
+        command = [
+            "qemu-system-x86_64",
+            "-name",
+            self.name,
+            "-accel",
+            accel_option,
+            "-cpu",
+            "max",
+            "-smp",
+            str(self.cpus),
+            "-m",
+            str(self.memory_mib),
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{self.console_log}",
+            "-kernel",
+            str(self.image.kernel),
+            "-initrd",
+            str(self.image.initrd),
+            "-append",
+            f"root=/dev/vda rw console=ttyS0 systemd.hostname={self.name}",
+            # Test hosts are disposable; unsafe caching is a large speed-up under emulation.
+            # Clean shutdowns (snapshot) still flush everything.
+            "-drive",
+            f"file={self.disk},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+            "-netdev",
+            f"user,id=net0,hostfwd=tcp:{SSH_HOST}:{self.ssh_port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=net0",
+            "-device",
+            "virtio-rng-pci",
+        ]
+        if self.extra_disk:
+            command += ["-drive", f"file={self.extra_disk},if=virtio,format=qcow2,cache=unsafe"]
+        return command
+
+    def wait_for_ssh(self, timeout: float = 300, started: float | None = None, log=print) -> None:
+        """Poll until ``true`` runs over SSH; fail early if qemu dies."""
+        started = started or time.monotonic()
+        next_report = started + 30
+        while True:
+            if self.process.poll() is not None:
+                raise GuestError(f"{self.name}: qemu exited with {self.process.returncode}")
+            if "Kernel panic" in self.console_tail(100):
+                raise GuestError(f"{self.name}: guest kernel panicked")
+            if self.run("true", timeout=20).returncode == 0:
+                return
+            now = time.monotonic()
+            if now - started > timeout:
+                raise GuestError(f"{self.name}: no SSH after {timeout:.0f}s")
+            if now >= next_report:
+                log(f"[{self.name}] waiting for ssh, {now - started:.0f}s: {self.console_tail(1)}")
+                next_report = now + 30
+            time.sleep(2)
+
+    def reboot(self, timeout: float = 300, log=print) -> None:
+        """Reboot through systemd and wait until SSH answers from the new boot."""
+        before = self.boot_id()
+        self.run("sudo systemctl reboot", timeout=20)
+        started = time.monotonic()
+        while self.boot_id() in (before, None):
+            if self.process.poll() is not None:
+                raise GuestError(f"{self.name}: qemu exited during reboot")
+            if time.monotonic() - started > timeout:
+                self.diagnose()
+                raise GuestError(f"{self.name}: not back {timeout:.0f}s after reboot")
+            time.sleep(2)
+        log(f"[{self.name}] rebooted in {time.monotonic() - started:.0f}s")
+
+    def boot_id(self) -> str | None:
+        result = self.run("cat /proc/sys/kernel/random/boot_id", timeout=20)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def snapshot(self, timeout: float = 180) -> ImagePaths:
+        """Shut the guest down cleanly and return its disks as an image for later guests.
+
+        The overlays become read-only backing files (later guests get their own overlays on top),
+        so a converged host is re-created in seconds. They are kept on disk until the caller
+        deletes ``workdir``.
+        """
+        self.run("sudo systemctl poweroff", timeout=20)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.diagnose()
+            raise GuestError(f"{self.name}: did not power off within {timeout:.0f}s") from None
+        self.keep = True
+        self.stop()
+        return dataclasses.replace(self.image, disk=self.disk, extra_disk=self.extra_disk)
+
+    def detach(self) -> None:
+        """Leave the guest running after this process exits (the caller records its pid)."""
+        with _live_lock:
+            _live.discard(self)
+
+    def stop(self) -> None:
+        """Kill qemu (if running) and remove the overlays unless ``keep``. Idempotent."""
+        self._kill()
+        with _live_lock:
+            _live.discard(self)
+        if not self.keep:
+            for path in (self.disk, self.extra_disk):
+                if path:
+                    path.unlink(missing_ok=True)
+
+    def _kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- access ----------------------------------------------------------------------------
+
+    def ssh_command(self, command: str) -> list[str]:
+        return [
+            "ssh",
+            *SSH_OPTIONS,
+            "-i",
+            str(self.ssh_key),
+            "-p",
+            str(self.ssh_port),
+            f"{self.ssh_user}@{self.ssh_host}",
+            command,
+        ]
+
+    def run(
+        self, command: str, timeout: float = 600, check: bool = False
+    ) -> subprocess.CompletedProcess:
+        """Run a shell command in the guest as ``vagrant``; a timeout counts as exit 255."""
+        try:
+            result = subprocess.run(
+                self.ssh_command(command), capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as error:
+            result = subprocess.CompletedProcess(
+                error.cmd, 255, error.stdout or "", f"timed out after {timeout}s"
+            )
+        if check and result.returncode:
+            raise GuestError(
+                f"{self.name}: {command!r} exited {result.returncode}: {result.stderr.strip()}"
+            )
+        return result
+
+    def console_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.console_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def diagnose(self, out=sys.stderr) -> None:
+        """Print what explains a failure: the console's tail, and the journal if SSH works."""
+        out.write(f"--- {self.name}: last console lines ({self.console_log}) ---\n")
+        out.write(self.console_tail() + "\n")
+        if self.process and self.process.poll() is None:
+            journal = self.run("sudo journalctl -b --no-pager | tail -200", timeout=60)
+            if journal.returncode == 0:
+                out.write(f"--- {self.name}: journalctl -b | tail -200 ---\n{journal.stdout}\n")
+
+
+def launch(
+    name: str,
+    image: ImagePaths,
+    workdir: Path,
+    *,
+    extra_disk_gib: int = 0,
+    timeout: float = 300,
+    keep: bool = False,
+    log=print,
+) -> Guest:
+    """Boot a guest from ``image``; on failure nothing is left running."""
+    guest = Guest(name, image, Path(workdir), extra_disk_gib=extra_disk_gib, keep=keep)
+    try:
+        return guest.start(timeout, log)
+    except BaseException:
+        guest.stop()
+        raise
+
+
+def stop_all() -> None:
+    with _live_lock:
+        guests = list(_live)
+    for guest in guests:
+        guest.stop()
+
+
+def _overlay(base: Path, overlay: Path) -> None:
+    backing_format = "raw" if base.suffix == ".raw" else "qcow2"
+    subprocess.run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            str(base.resolve()),
+            "-F",
+            backing_format,
+            str(overlay),
+        ],
+        check=True,
+    )
+
+
+def install_cleanup_handlers() -> None:
+    """Kill our guests on exit and on SIGTERM (CI timeouts send it). The signal handler can only
+    be set from the main thread; guests booted from worker threads rely on the first main-thread
+    call (``fleet.boot`` makes one)."""
+    global _atexit_installed, _sigterm_installed
+    if not _atexit_installed:
+        _atexit_installed = True
+        atexit.register(stop_all)
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_installed = True
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        stop_all()
+        if callable(previous):
+            previous(signum, frame)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
