@@ -33,6 +33,10 @@ DOCKER_SOCK = "/var/run/docker.sock"
 WRAPPER_HEADER = "# managed by podman-standard"
 _UNITS = ("docker.service", "docker.socket")
 _ENABLED_STATES = ("enabled", "enabled-runtime", "linked", "linked-runtime", "alias")
+# One "name<TAB>state<TAB>version" line per package the database knows (dpkg also lists removed
+# ones, with a state other than "installed"; rpm prints "package X is not installed" instead).
+_DPKG_FORMAT = "'${Package}\\t${db:Status-Status}\\t${Version}\\n'"
+_RPM_FORMAT = "'%{NAME}\\tinstalled\\t%{VERSION}-%{RELEASE}\\n'"
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ class DockerEngineState:
     service_enabled: bool = False
     socket_active: bool = False
     socket_enabled: bool = False
-    # absent | docker (a socket of dockerd/docker.socket) | podman (symlink to podman's socket) | other
+    # absent | docker (a socket of dockerd/docker.socket) | podman (a symlink to podman's socket)
+    # | other
     sock: str = "absent"
     sock_target: str | None = None
     # absent | docker (the real CLI) | podman-shim (a script or link that runs podman) |
@@ -82,11 +87,9 @@ class DockerEngine(FactBase[DockerEngineState]):
             (
                 section("packages"),
                 "if command -v dpkg-query >/dev/null 2>&1; then",
-                f"dpkg-query -W -f='${{Package}}\\t${{db:Status-Status}}\\t${{Version}}\\n' {packages}"
-                " 2>/dev/null;",
+                f"dpkg-query -W -f={_DPKG_FORMAT} {packages} 2>/dev/null;",
                 "elif command -v rpm >/dev/null 2>&1; then",
-                f"rpm -q --qf '%{{NAME}}\\tinstalled\\t%{{VERSION}}-%{{RELEASE}}\\n' {packages}"
-                " 2>/dev/null;",
+                f"rpm -q --qf {_RPM_FORMAT} {packages} 2>/dev/null;",
                 "fi;",
                 section("units"),
                 f"systemctl show --property=Id,ActiveState,UnitFileState {units} 2>/dev/null;",
@@ -307,7 +310,7 @@ def _container(data: dict[str, Any]) -> DockerContainer:
     host = data.get("HostConfig") or {}
     restart = host.get("RestartPolicy") or {}
     ports = []
-    for spec, bindings in sorted((host.get("PortBindings") or {}).items()):
+    for spec, bindings in (host.get("PortBindings") or {}).items():
         port, _, proto = spec.partition("/")
         for binding in bindings or []:
             ports.append(
@@ -318,6 +321,7 @@ def _container(data: dict[str, Any]) -> DockerContainer:
                     host_port=binding.get("HostPort") or "",
                 )
             )
+    ports.sort(key=lambda p: (p.container_port, p.protocol, p.host_ip, p.host_port))
     mounts = [
         DockerMount(
             type=m.get("Type", ""),

@@ -95,7 +95,7 @@ class NvidiaPresence(FactBase[NvidiaPresenceState]):
         return " ".join(
             (
                 section("pci"),
-                "for d in /sys/bus/pci/devices/*; do [ -r \"$d/vendor\" ] &&"
+                'for d in /sys/bus/pci/devices/*; do [ -r "$d/vendor" ] &&'
                 ' echo "${d##*/} $(cat "$d/vendor") $(cat "$d/class" 2>/dev/null)"; done;',
                 section("nodes"),
                 "ls -1d /dev/nvidia* 2>/dev/null;",

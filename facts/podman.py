@@ -25,6 +25,8 @@ class PodmanInfoState:
     image_count: int = 0
     container_count: int = 0
     running_count: int = 0
+    # store.volumePath: where named volumes live (graph_root/volumes unless configured).
+    volume_path: str = ""
     # Set when podman is installed but `podman info` failed (e.g. a broken storage.conf); the
     # other fields are then empty.
     error: str | None = None
@@ -99,4 +101,5 @@ def _from_info(info: dict[str, Any]) -> PodmanInfoState:
         image_count=int(_get(store, "imageStore", "number", default=0) or 0),
         container_count=int(_get(store, "containerStore", "number", default=0) or 0),
         running_count=int(_get(store, "containerStore", "running", default=0) or 0),
+        volume_path=store.get("volumePath", ""),
     )

@@ -29,7 +29,9 @@ class StorageConfState:
     vendor: dict[str, Any] = field(default_factory=dict)
     # Parsed /etc/containers/storage.conf.d/*.conf by path.
     dropins: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # main (or vendor when there is no main) merged with the drop-ins in lexical order.
+    # main (or vendor when there is no main) merged with the drop-ins in lexical order: what a
+    # containers/storage that reads storage.conf.d would use. Podman 4.3 (Debian 12) and 5.4
+    # (Debian 13) do NOT read storage.conf.d (checked on both): PodmanInfo tells what podman uses.
     effective: dict[str, Any] = field(default_factory=dict)
     # Files that exist but are not valid TOML: path -> parser message. They count as {}.
     errors: dict[str, str] = field(default_factory=dict)
@@ -121,16 +123,14 @@ class PathMount(FactBase["PathMountState | None"]):
     def command(self, path: str) -> StringCommand:
         return StringCommand(
             StringCommand("p=", QuoteString(path), _separator=""),
-            f'; [ -e "$p" ] || echo \'{_MISSING}\';',
+            f"; [ -e \"$p\" ] || echo '{_MISSING}';",
             'while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done;',
             'findmnt --json -b -T "$p" -o SOURCE,TARGET,FSTYPE,AVAIL,SIZE || true',
         )
 
     def process(self, output: list[str]) -> PathMountState | None:
         missing = _MISSING in output
-        filesystems = _json_object([line for line in output if line != _MISSING]).get(
-            "filesystems"
-        )
+        filesystems = _json_object([line for line in output if line != _MISSING]).get("filesystems")
         if not filesystems:
             return None
         fs = filesystems[0]
@@ -250,7 +250,9 @@ class StoreContents(FactBase[StoreContentsState]):
             f"for f in {indexes}; do",
             '[ -f "$g/$f" ] || continue; echo "@@file $f"; cat "$g/$f"; echo; done;',
             section("volumes"),
-            'ls -1A "$g/volumes" 2>/dev/null; fi; true',
+            # One directory per volume; podman 4 also keeps a backingFsBlockDev node there.
+            "find \"$g/volumes\" -mindepth 1 -maxdepth 1 -type d -printf '%f\\n' 2>/dev/null;",
+            "fi; true",
         )
 
     def process(self, output: list[str]) -> StoreContentsState:

@@ -10,8 +10,10 @@ from pyinfra.operations import apt, dnf
 
 from operations._common import distro_family, distro_label
 
-# The standard's toolset; the Debian family also names what rootless podman needs
-# (newuidmap, a user network stack, a user D-Bus) instead of relying on Recommends.
+# The standard's toolset. On the Debian family Recommends are not installed (they pull
+# in criu, a C preprocessor and more, minutes under emulation); instead the table names
+# what podman needs from them: newuidmap (uidmap), rootless networks (passt is podman 5's
+# default, slirp4netns podman 4's), a user D-Bus, an init for --init, and CA roots.
 PODMAN_PACKAGES = {
     "fedora": ["podman", "podman-compose", "buildah", "skopeo"],
     "debian": [
@@ -20,8 +22,11 @@ PODMAN_PACKAGES = {
         "buildah",
         "skopeo",
         "uidmap",
+        "passt",
         "slirp4netns",
         "dbus-user-session",
+        "catatonit",
+        "ca-certificates",
     ],
 }
 _INSTALLED_FACT = {"fedora": RpmPackages, "debian": DebPackages}
@@ -52,6 +57,6 @@ def install(packages: list[str] | None = None, include_podman: bool = True):
 
     if family == "debian":
         yield from apt.update._inner(cache_time=3600)
-        yield from apt.packages._inner(packages=missing)
+        yield from apt.packages._inner(packages=missing, no_recommends=True)
     else:
         yield from dnf.packages._inner(packages=missing)

@@ -88,8 +88,7 @@ def test_missing_tool_gives_default(fact, args):
 def test_command_runs_under_sh(fact, args):
     """Each command is valid shell and exits 0 on this machine (Debian, tools or not)."""
     instance = fact()
-    command = instance.command(*args)
-    raw = (command if isinstance(command, StringCommand) else StringCommand(command)).get_raw_value()
+    raw = StringCommand(instance.command(*args)).get_raw_value()
     tool = instance.requires_command(*args)
     if tool:
         raw = f"if command -v {tool} >/dev/null 2>&1; then ( {raw} ); else echo NOCMD; fi"

@@ -97,23 +97,22 @@ def test_host_data_per_role():
     assert mirror == {"location": "10.0.2.2:5000", "insecure": True}
 
 
-def test_apt_sources_list_only_suites_the_mirror_has():
-    assert images.apt_sources("forky", lambda mirror, suite: False) == (
-        "deb http://deb.debian.org/debian forky main"
-    )
-    assert images.apt_sources("trixie", lambda mirror, suite: True).splitlines()[1:] == [
+def test_guests_get_updates_and_security_suites():
+    assert images.apt_sources("trixie").splitlines() == [
+        "deb http://deb.debian.org/debian trixie main",
         "deb http://deb.debian.org/debian trixie-updates main",
         "deb http://deb.debian.org/debian-security trixie-security main",
     ]
 
 
 def test_recipe_key_changes_with_the_recipe(monkeypatch):
-    key = images.recipe_key("bookworm", "deb x bookworm main")
-    assert key.startswith("bookworm-")
-    assert key == images.recipe_key("bookworm", "deb x bookworm main")
-    assert key != images.recipe_key("bookworm", "deb y bookworm main")
+    key = images.recipe_key("bookworm")
+    assert key.startswith("bookworm-") and key == images.recipe_key("bookworm")
+    monkeypatch.setattr(images, "PACKAGES", (*images.PACKAGES, "vim"))
+    assert images.recipe_key("bookworm") != key
+    monkeypatch.undo()
     monkeypatch.setattr(images, "SCRIPT", images.SCRIPT + "\ntrue\n")
-    assert key != images.recipe_key("bookworm", "deb x bookworm main")
+    assert images.recipe_key("bookworm") != key
 
 
 def test_inventory_groups_hosts_from_the_state_file(tmp_path, monkeypatch):

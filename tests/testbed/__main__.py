@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down")
     commands.add_parser("build").add_argument("releases", nargs="*", default=list(RELEASES))
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress must reach CI logs as it happens
 
     if args.command == "build":
         for release in args.releases:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import guests as guests_module
-from .guests import Guest, launch
+from .guests import Guest
 from .hostdata import ROLES, testbed_host_data
 from .images import ImagePaths, build_image
 from .registry import Registry
@@ -133,26 +133,31 @@ class Testbed:
             with self.timings.stage("registry start + push"):
                 self.registry.start()
                 self.registry.push_testbed_images()
-        with self.timings.stage(f"boot to ssh ({', '.join(s.name for s in self.specs)})"):
-            with ThreadPoolExecutor(MAX_RUNNING) as pool:
-                futures = {spec.name: pool.submit(self._boot, spec) for spec in self.specs}
-                errors = [f.exception() for f in futures.values() if f.exception()]
-                self.guests = {name: f.result() for name, f in futures.items() if not f.exception()}
-            if errors:
-                raise errors[0]
+        timeout = float(os.environ.get("TESTBED_BOOT_TIMEOUT", 300))  # more on busy machines
+        self.guests = {
+            spec.name: Guest(
+                spec.name,
+                self.images[spec.release],
+                self.workdir,
+                extra_disk_gib=EXTRA_DISK_GIB[spec.role],
+            )
+            for spec in self.specs
+        }
+        with self.timings.stage(f"boot to ssh ({', '.join(self.guests)})"):
+            # Not `with`: on Ctrl-C, down() must stop booting guests now, not after they boot.
+            pool = ThreadPoolExecutor(MAX_RUNNING)
+            try:
+                futures = [pool.submit(self._boot, g, timeout) for g in self.guests.values()]
+                for future in futures:
+                    future.result()
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
         self.write_state()
 
-    def _boot(self, spec: GuestSpec) -> Guest:
+    def _boot(self, guest: Guest, timeout: float) -> None:
         started = time.monotonic()
-        guest = launch(
-            spec.name,
-            self.images[spec.release],
-            self.workdir,
-            extra_disk_gib=EXTRA_DISK_GIB[spec.role],
-            log=self.log,
-        )
-        self.timings.stages.append((f"boot {spec.name}", time.monotonic() - started))
-        return guest
+        guest.start(timeout, self.log)
+        self.timings.stages.append((f"boot {guest.name}", time.monotonic() - started))
 
     def state(self) -> dict:
         return {

@@ -96,6 +96,7 @@ class Guest:
         self.keep = keep
         self.accel = ""
         self.process: subprocess.Popen | None = None
+        self.stopped = False  # set by stop(), possibly from another thread mid-boot
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class Guest:
         """Create overlays, boot, and wait until SSH answers with the image's key."""
         install_cleanup_handlers()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.disk.exists():  # maybe another guest's, or a snapshot other guests stand on
+            raise GuestError(f"{self.disk} exists: guest names must be unique per workdir")
         _overlay(self.image.disk, self.disk)
         if self.image.extra_disk:
             _overlay(self.image.extra_disk, self.extra_disk)
@@ -136,15 +139,18 @@ class Guest:
     def _boot(self, accel: str, timeout: float, log) -> None:
         started = time.monotonic()
         for _attempt in range(3):
+            if self.stopped:
+                raise GuestError(f"{self.name}: stopped while booting")
             self.ssh_port = free_port()
             self.accel = accel
-            self.process = subprocess.Popen(
-                self._qemu_command(accel),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=open(self.workdir / f"{self.name}.qemu.err", "w"),
-                start_new_session=True,  # a detached guest must outlive us; Ctrl-C is ours
-            )
+            with open(self.workdir / f"{self.name}.qemu.err", "w") as errors:
+                self.process = subprocess.Popen(
+                    self._qemu_command(accel),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    start_new_session=True,  # a detached guest must outlive us; Ctrl-C is ours
+                )
             time.sleep(1)
             if self.process.poll() is None:
                 break
@@ -155,7 +161,8 @@ class Guest:
         try:
             self.wait_for_ssh(timeout, started, log)
         except GuestError:
-            self.diagnose()
+            if not self.stopped:  # a deliberate stop (Ctrl-C, a sibling failed) needs no report
+                self.diagnose()
             raise
         log(f"[{self.name}] ssh up after {time.monotonic() - started:.0f}s")
 
@@ -176,9 +183,8 @@ class Guest:
             str(self.cpus),
             "-m",
             str(self.memory_mib),
+            "-nodefaults",  # no VGA, CD-ROM or floppy for the guest kernel to probe
             "-display",
-            "none",
-            "-monitor",
             "none",
             "-serial",
             f"file:{self.console_log}",
@@ -244,8 +250,8 @@ class Guest:
         """Shut the guest down cleanly and return its disks as an image for later guests.
 
         The overlays become read-only backing files (later guests get their own overlays on top),
-        so a converged host is re-created in seconds. They are kept on disk until the caller
-        deletes ``workdir``.
+        so a converged host comes back with one boot instead of a fresh converge (minutes).
+        They are kept on disk until the caller deletes ``workdir``.
         """
         self.run("sudo systemctl poweroff", timeout=20)
         try:
@@ -263,7 +269,9 @@ class Guest:
             _live.discard(self)
 
     def stop(self) -> None:
-        """Kill qemu (if running) and remove the overlays unless ``keep``. Idempotent."""
+        """Kill qemu (if running) and remove the overlays unless ``keep``. Idempotent, and
+        safe to call from another thread while the guest boots (the boot then fails)."""
+        self.stopped = True
         self._kill()
         with _live_lock:
             _live.discard(self)
@@ -324,7 +332,7 @@ class Guest:
             text = self.console_log.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
     def diagnose(self, out=sys.stderr) -> None:
         """Print what explains a failure: the console's tail, and the journal if SSH works."""
@@ -398,6 +406,7 @@ def install_cleanup_handlers() -> None:
         stop_all()
         if callable(previous):
             previous(signum, frame)
-        raise SystemExit(128 + signum)
+        # Unwind like Ctrl-C: pytest then still tears fixtures down and prints its summary.
+        raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_sigterm)

@@ -16,8 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,44 +129,33 @@ def cache_root() -> Path:
     return Path(os.environ.get("PODMAN_STANDARD_CACHE", "/var/cache/podman-standard"))
 
 
-def apt_sources(release: str, suite_exists=None) -> str:
-    """sources.list for the guest: the release plus its -updates and security suites where the
-    mirror has them (a release under development has neither)."""
-    suite_exists = suite_exists or _suite_exists
-    lines = [f"deb {MIRROR} {release} main"]
-    if suite_exists(MIRROR, f"{release}-updates"):
-        lines.append(f"deb {MIRROR} {release}-updates main")
-    if suite_exists(SECURITY_MIRROR, f"{release}-security"):
-        lines.append(f"deb {SECURITY_MIRROR} {release}-security main")
-    return "\n".join(lines)
+def apt_sources(release: str) -> str:
+    """sources.list for the guest: the release, its -updates and its security suite (every
+    release in RELEASES is a stable release, which has all three)."""
+    return "\n".join(
+        [
+            f"deb {MIRROR} {release} main",
+            f"deb {MIRROR} {release}-updates main",
+            f"deb {SECURITY_MIRROR} {release}-security main",
+        ]
+    )
 
 
-def _suite_exists(mirror: str, suite: str) -> bool:
-    request = urllib.request.Request(f"{mirror}/dists/{suite}/InRelease", method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=30):
-            return True
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return False
-        raise
-
-
-def recipe(release: str, sources: str) -> dict:
+def recipe(release: str) -> dict:
     """Everything that decides an image's content; its hash names the cache entry."""
     return {
         "release": release,
         "mirror": MIRROR,
         "packages": list(PACKAGES),
         "kernel": KERNEL_PACKAGE,
-        "sources": sources,
+        "sources": apt_sources(release),
         "disk_size": DISK_SIZE,
         "script": SCRIPT,
     }
 
 
-def recipe_key(release: str, sources: str) -> str:
-    blob = json.dumps(recipe(release, sources), sort_keys=True).encode()
+def recipe_key(release: str) -> str:
+    blob = json.dumps(recipe(release), sort_keys=True).encode()
     return f"{release}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
@@ -189,8 +176,7 @@ def build_image(release: str, log=print) -> ImagePaths:
     """
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}; known: {', '.join(RELEASES)}")
-    sources = apt_sources(release)
-    key = recipe_key(release, sources)
+    key = recipe_key(release)
     images = cache_root() / "images"
     final = images / key
     images.mkdir(parents=True, exist_ok=True)
@@ -203,7 +189,7 @@ def build_image(release: str, log=print) -> ImagePaths:
             _remove_tree(stale)
         work = images / f"{key}.tmp-{os.getpid()}"
         try:
-            _build(release, sources, work, log)
+            _build(release, work, log)
             os.rename(work, final)
         finally:
             if work.exists():
@@ -211,11 +197,11 @@ def build_image(release: str, log=print) -> ImagePaths:
     return _paths(release, final)
 
 
-def _build(release: str, sources: str, work: Path, log) -> None:
+def _build(release: str, work: Path, log) -> None:
     started = time.monotonic()
     root = work / "rootfs"
     root.mkdir(parents=True)
-    (work / "recipe.json").write_text(json.dumps(recipe(release, sources), indent=2))
+    (work / "recipe.json").write_text(json.dumps(recipe(release), indent=2))
     subprocess.run(
         [
             "ssh-keygen",
@@ -239,7 +225,7 @@ def _build(release: str, sources: str, work: Path, log) -> None:
         MIRROR=MIRROR,
         PACKAGES=",".join(PACKAGES),
         KERNEL=KERNEL_PACKAGE,
-        SOURCES=sources,
+        SOURCES=apt_sources(release),
         PUBKEY=str(work / "id_ed25519.pub"),
         DISK_SIZE=DISK_SIZE,
     )

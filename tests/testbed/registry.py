@@ -230,13 +230,14 @@ class Registry:
                 }
             )
         )
-        self.process = subprocess.Popen(
-            ["docker-registry", "serve", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=open(self.workdir / "registry.log", "w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.workdir / "registry.log", "w") as log:
+            self.process = subprocess.Popen(
+                ["docker-registry", "serve", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a detached registry must outlive us
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -1,0 +1,330 @@
+"""The standard's QA criteria (§7.3, §8) as ONE definition, used by ``deploys/verify.py``
+(through the ``Probe`` fact) and by the pytest-testinfra suite in ``tests/qa/`` (through
+``host.run``), so the two cannot drift apart.
+
+A criterion names the commands it observes and a pure ``judge`` that turns their results
+(exit status + output) and the host's declared data into expected/found/passed, plus the
+standard's §9 troubleshooting hint for a failure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+from model.host_data import HostClass, HostData
+
+_RC = "@@rc="
+TEST_IMAGE = "docker.io/library/alpine:latest"
+WORKSTATION_IMAGE = "docker.io/library/nginx:alpine"
+GPU_IMAGE = "docker.io/nvidia/cuda:11.8.0-base-ubuntu22.04"
+PODMAN_SOCKET = "unix:///run/podman/podman.sock"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    rc: int
+    output: str
+
+
+class Probe(FactBase[ProbeResult]):
+    """Exit status and combined output of one shell command (never fails the host)."""
+
+    def command(self, command: str) -> str:
+        return f"( {command} ) 2>&1; echo '{_RC}'$?"
+
+    def process(self, output: list[str]) -> ProbeResult:
+        rc = 127
+        if output and output[-1].startswith(_RC):
+            rc = int(output[-1][len(_RC) :] or 127)
+            output = output[:-1]
+        return ProbeResult(rc=rc, output="\n".join(output).strip())
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    expected: str
+    found: str
+    passed: bool
+    hint: str = ""
+
+
+Results = dict[str, ProbeResult]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    id: str
+    title: str
+    classes: frozenset[HostClass]
+    commands: dict[str, str]
+    judge: Callable[[Results, HostData], tuple[str, str, bool]]
+    hint: str
+    applies: Callable[[HostData], bool] = field(default=lambda cfg: True)
+
+
+def _first_line(result: ProbeResult) -> str:
+    """The line that says most: on failure the first error line, else the first line."""
+    lines = result.output.splitlines()
+    if not lines:
+        return f"(exit {result.rc}, no output)"
+    if result.rc != 0:
+        return next((line for line in lines if "error" in line.lower()), lines[0])
+    return lines[0]
+
+
+def _info(results: Results) -> dict:
+    try:
+        return json.loads(results["info"].output) if results["info"].rc == 0 else {}
+    except ValueError:
+        return {}
+
+
+def _judge_version(r: Results, cfg: HostData):
+    ok = r["podman"].rc == 0 and r["podman"].output.startswith("podman version")
+    return "podman version …", _first_line(r["podman"]), ok
+
+
+def _judge_info(r: Results, cfg: HostData):
+    info = _info(r)
+    return "podman info answers (JSON)", "ok" if info else _first_line(r["info"]), bool(info)
+
+
+def _judge_graphroot(r: Results, cfg: HostData):
+    found = _info(r).get("store", {}).get("graphRoot") or "(podman info failed)"
+    return cfg.graphroot, found, found == cfg.graphroot
+
+
+def _judge_registries(r: Results, cfg: HostData):
+    found = _info(r).get("registries", {}).get("search") or []
+    wanted = list(cfg.registries.search)
+    return ", ".join(wanted), ", ".join(found) or "(none)", found == wanted
+
+
+def _judge_no_daemon(r: Results, cfg: HostData):
+    state = r["docker"].output or "(no output)"
+    return "docker.service not active", state, r["docker"].rc != 0
+
+
+def _judge_docker_cli(r: Results, cfg: HostData):
+    ok = r["docker"].rc == 0 and r["docker"].output.startswith("podman version")
+    return "docker --version shows podman", _first_line(r["docker"]), ok
+
+
+def _judge_docker_ps(r: Results, cfg: HostData):
+    docker, podman = r["docker_ps"], r["podman_ps"]
+    if docker.rc != 0:
+        return "docker ps works", _first_line(docker), False
+    same = sorted(docker.output.split()) == sorted(podman.output.split())
+    count = len(docker.output.split())
+    found = f"{count} containers" + ("" if same else f", podman ps shows {podman.output.split()}")
+    return "same containers as podman ps", found, same
+
+
+def _judge_compat_layer(r: Results, cfg: HostData):
+    found = r["layer"].output or "none"
+    return "podman-docker or the docker wrapper", found, found in ("podman-docker", "wrapper")
+
+
+def _judge_echo(token: str):
+    def judge(r: Results, cfg: HostData):
+        result = r["run"]
+        return f"prints {token}", _first_line(result), result.rc == 0 and token in result.output
+
+    return judge
+
+
+def _judge_rc_zero(what: str):
+    def judge(r: Results, cfg: HostData):
+        result = r["run"]
+        return what, "ok" if result.rc == 0 else _first_line(result), result.rc == 0
+
+    return judge
+
+
+def _judge_socket(r: Results, cfg: HostData):
+    result = r["remote"]
+    ok = result.rc == 0 and bool(result.output)
+    found = f"API server {result.output}" if ok else _first_line(result)
+    return "podman.socket answers the API", found, ok
+
+
+def _judge_gpu(r: Results, cfg: HostData):
+    result = r["run"]
+    ok = result.rc == 0 and "GPU 0" in result.output
+    return "nvidia-smi -L lists GPU 0", _first_line(result), ok
+
+
+def _judge_desktop_docker(r: Results, cfg: HostData):
+    result = r["docker_ps"]
+    return "docker ps works", "ok" if result.rc == 0 else _first_line(result), result.rc == 0
+
+
+def _judge_desktop_untouched(r: Results, cfg: HostData):
+    result = r["docker"]
+    ok = result.rc == 0 and result.output.startswith("Docker version")
+    return "docker is Docker (Desktop), not podman", _first_line(result), ok
+
+
+LINUX = frozenset({HostClass.server, HostClass.workstation})
+DESKTOP = frozenset({HostClass.desktop})
+_LAYER = (
+    "if command -v rpm >/dev/null 2>&1 && rpm -q podman-docker >/dev/null 2>&1; "
+    "then echo podman-docker; "
+    "elif grep -qs 'managed by podman-standard' /usr/local/bin/docker; then echo wrapper; "
+    "else echo none; fi"
+)
+
+CRITERIA: tuple[Criterion, ...] = (
+    Criterion(
+        "podman-installed",
+        "Podman installed",
+        LINUX,
+        {"podman": "podman --version"},
+        _judge_version,
+        "Install it: deploys/podman_standard.py with podman_phases=install (§5.1).",
+    ),
+    Criterion(
+        "podman-info",
+        "podman info works",
+        LINUX,
+        {"info": "podman info --format json"},
+        _judge_info,
+        "Run `podman info` on the host; a broken storage.conf is the usual cause.",
+    ),
+    Criterion(
+        "graphroot",
+        "graphRoot as declared",
+        LINUX,
+        {"info": "podman info --format json"},
+        _judge_graphroot,
+        "Converge storage (podman_phases=storage); check /etc/containers/storage.conf and that "
+        "no storage.conf.d drop-in disagrees (§2.4).",
+    ),
+    Criterion(
+        "no-docker-daemon",
+        "No Docker daemon running",
+        LINUX,
+        {"docker": "systemctl is-active docker.service"},
+        _judge_no_daemon,
+        "Migrate the host: deploys/migrate_from_docker.py (§6.1); never run both runtimes.",
+    ),
+    Criterion(
+        "docker-cli",
+        "docker --version shows Podman",
+        LINUX,
+        {"docker": "docker --version"},
+        _judge_docker_cli,
+        '"docker: command not found": install podman-docker (Fedora) or the wrapper '
+        "(Debian/Ubuntu) with podman_phases=install (§9.1).",
+    ),
+    Criterion(
+        "docker-ps",
+        "docker ps shows the podman containers",
+        LINUX,
+        {
+            "docker_ps": "docker ps -a --format '{{.ID}}'",
+            "podman_ps": "podman ps -a --format '{{.ID}}'",
+        },
+        _judge_docker_ps,
+        "Root vs rootless mismatch: compare `sudo podman ps` with `podman ps` (§9.1).",
+    ),
+    Criterion(
+        "compat-layer",
+        "podman-docker or wrapper present",
+        LINUX,
+        {"layer": _LAYER},
+        _judge_compat_layer,
+        "Converge podman_phases=install (§2.2).",
+        applies=lambda cfg: cfg.docker_compat.value != "none",
+    ),
+    Criterion(
+        "registries",
+        "Registries configured",
+        LINUX,
+        {"info": "podman info --format json"},
+        _judge_registries,
+        "Converge podman_phases=config; check /etc/containers/registries.conf.d/ (§5.1).",
+    ),
+    Criterion(
+        "test-container",
+        "A test container runs",
+        LINUX,
+        {"run": f"podman run --rm {TEST_IMAGE} echo podman-works"},
+        _judge_echo("podman-works"),
+        "Check registry access (`podman pull`) and `podman info` (§7.3).",
+    ),
+    Criterion(
+        "docker-run",
+        "docker run --rm nginx:alpine works",
+        frozenset({HostClass.workstation}),
+        {"run": f"docker run --rm {WORKSTATION_IMAGE} true"},
+        _judge_rc_zero("exits 0"),
+        "Check the compatibility layer and registry access (§8.2).",
+    ),
+    Criterion(
+        "api-socket",
+        "Podman API socket answers",
+        LINUX,
+        {"remote": f"podman --url {PODMAN_SOCKET} version --format '{{{{.Server.Version}}}}'"},
+        _judge_socket,
+        "systemctl enable --now podman.socket (§9.1).",
+        applies=lambda cfg: cfg.socket_enabled,
+    ),
+    Criterion(
+        "gpu-cdi",
+        "NVIDIA GPU visible in a container (CDI)",
+        LINUX,
+        {"run": f"podman run --rm --device nvidia.com/gpu=all {GPU_IMAGE} nvidia-smi -L"},
+        _judge_gpu,
+        "Regenerate the CDI spec (nvidia-ctk cdi generate) or enable nvidia-cdi-refresh.path; "
+        "check `nvidia-ctk cdi list` (§5.1, §8.1).",
+        applies=lambda cfg: cfg.nvidia_enabled is True,
+    ),
+    Criterion(
+        "docker-desktop",
+        "Docker Desktop functioning",
+        DESKTOP,
+        {"docker_ps": "docker ps"},
+        _judge_desktop_docker,
+        "Start Docker Desktop; this package changes nothing on this host (§8.3).",
+    ),
+    Criterion(
+        "desktop-untouched",
+        "No Podman-related changes applied",
+        DESKTOP,
+        {"docker": "docker --version"},
+        _judge_desktop_untouched,
+        "`docker` should be Docker Desktop's CLI; remove any podman alias (§8.3).",
+    ),
+)
+
+
+def criteria_for(cfg: HostData) -> list[Criterion]:
+    return [c for c in CRITERIA if cfg.host_class in c.classes and c.applies(cfg)]
+
+
+def evaluate(criterion: Criterion, results: Results, cfg: HostData) -> Check:
+    expected, found, passed = criterion.judge(results, cfg)
+    return Check(
+        criterion.id, criterion.title, expected, found, passed, "" if passed else criterion.hint
+    )
+
+
+def run_criteria(cfg: HostData, run: Callable[[str], ProbeResult]) -> list[Check]:
+    """Evaluate every criterion for this host, running each distinct command once."""
+    cache: dict[str, ProbeResult] = {}
+    checks = []
+    for criterion in criteria_for(cfg):
+        results = {}
+        for name, command in criterion.commands.items():
+            if command not in cache:
+                cache[command] = run(command)
+            results[name] = cache[command]
+        checks.append(evaluate(criterion, results, cfg))
+    return checks

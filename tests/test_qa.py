@@ -1,0 +1,130 @@
+"""The QA criteria (facts/qa.py) on real captured probe output, and the verify reports."""
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from deploys.verify import render_table, report_json, report_junit
+from facts.qa import CRITERIA, Check, Probe, ProbeResult, criteria_for, evaluate, run_criteria
+from model.host_data import HostData
+
+FIXTURES = Path(__file__).parent / "fixtures" / "qa"
+
+
+def _probe(path: Path) -> ProbeResult:
+    return Probe().process(path.read_text().splitlines())
+
+
+def _captured(host_dir: str):
+    """{command: ProbeResult} from files named <criterion>.<key>.txt."""
+    by_id = {c.id: c for c in CRITERIA}
+    results = {}
+    for path in (FIXTURES / host_dir).glob("*.txt"):
+        criterion_id, key = path.stem.split(".", 1)
+        results[by_id[criterion_id].commands[key]] = _probe(path)
+    return results
+
+
+def test_probe_parses_status_and_output():
+    assert Probe().process(["Docker version 28.2.2, build e6534b4", "@@rc=0"]) == ProbeResult(
+        0, "Docker version 28.2.2, build e6534b4"
+    )
+    assert Probe().process([]) == ProbeResult(127, "")
+    assert "echo '@@rc='$?" in Probe().command("docker ps")
+
+
+def test_every_criterion_has_a_hint_and_unique_id():
+    ids = [c.id for c in CRITERIA]
+    assert len(ids) == len(set(ids))
+    assert all(c.hint and c.commands for c in CRITERIA)
+
+
+def test_criteria_follow_host_class_and_data():
+    server = HostData(host_class="server", socket_enabled=True, nvidia_enabled=True)
+    workstation = HostData(host_class="workstation", docker_compat="none")
+    desktop = HostData(host_class="desktop")
+    assert {"api-socket", "gpu-cdi", "graphroot"} <= {c.id for c in criteria_for(server)}
+    assert "docker-run" not in {c.id for c in criteria_for(server)}
+    ws = {c.id for c in criteria_for(workstation)}
+    assert "docker-run" in ws and "compat-layer" not in ws and "gpu-cdi" not in ws
+    assert {c.id for c in criteria_for(desktop)} == {"docker-desktop", "desktop-untouched"}
+
+
+def test_desktop_without_a_running_docker_desktop_fails_with_a_hint():
+    # Captured on a machine with Docker's CLI but no daemon.
+    results = {
+        "docker ps": _probe(FIXTURES / "devhost/docker-ps.txt"),
+        "docker --version": _probe(FIXTURES / "devhost/docker-version.txt"),
+    }
+    checks = run_criteria(HostData(host_class="desktop"), results.__getitem__)
+    by_id = {c.id: c for c in checks}
+    assert not by_id["docker-desktop"].passed
+    assert by_id["docker-desktop"].found.startswith("Cannot connect to the Docker daemon")
+    assert "Start Docker Desktop" in by_id["docker-desktop"].hint
+    assert by_id["desktop-untouched"].passed
+    assert by_id["desktop-untouched"].hint == ""
+
+
+def test_run_criteria_runs_each_command_once():
+    calls = []
+
+    def run(command):
+        calls.append(command)
+        return ProbeResult(1, "")
+
+    run_criteria(HostData(host_class="server", socket_enabled=True), run)
+    assert len(calls) == len(set(calls))
+    assert calls.count("podman info --format json") == 1
+
+
+REPORT = {
+    "srv": [
+        Check(
+            "graphroot",
+            "graphRoot as declared",
+            "/space/x",
+            "/var/lib/containers/storage",
+            False,
+            "Converge storage.",
+        ),
+        Check(
+            "podman-installed", "Podman installed", "podman version …", "podman version 4.3.1", True
+        ),
+    ],
+    "ws": [Check("docker-cli", "docker --version shows Podman", "podman", "podman", True)],
+}
+
+
+def test_report_table_json_and_junit():
+    table = render_table("srv", REPORT["srv"])
+    assert table.splitlines()[0] == "srv: 1/2 checks passed"
+    assert "FAIL" in table and "Converge storage." in table
+    data = json.loads(report_json(REPORT))
+    assert data["passed"] is False
+    assert data["hosts"]["srv"][0]["found"] == "/var/lib/containers/storage"
+    root = ET.fromstring(report_junit(REPORT))
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    assert suites["srv"].get("failures") == "1" and suites["ws"].get("failures") == "0"
+    failure = suites["srv"].find("testcase[@name='graphroot']/failure")
+    assert failure.get("message") == "expected /space/x, found /var/lib/containers/storage"
+
+
+def test_evaluate_clears_the_hint_when_passing():
+    criterion = next(c for c in CRITERIA if c.id == "docker-cli")
+    ok = evaluate(criterion, {"docker": ProbeResult(0, "podman version 4.3.1")}, HostData())
+    assert ok.passed and ok.hint == ""
+
+
+GUESTS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name != "devhost")
+
+
+@pytest.mark.parametrize("guest", GUESTS)
+def test_converged_guest_output_passes_every_criterion(guest):
+    meta = json.loads((FIXTURES / guest / "host.json").read_text())
+    cfg = HostData.model_validate(meta["data"])
+    results = _captured(guest)
+    checks = run_criteria(cfg, results.__getitem__)
+    failed = {c.id: c.found for c in checks if not c.passed}
+    assert failed == meta["expected_failures"]
