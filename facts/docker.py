@@ -70,10 +70,12 @@ class DockerEngine(FactBase[DockerEngineState]):
 
     .. code:: python
 
-        DockerEngineState(packages={"docker.io": "20.10.24+dfsg1-1+b3"}, service_active=True,
-                          service_enabled=True, socket_active=True, socket_enabled=True,
-                          sock="docker", sock_target=None, cli="docker",
+        DockerEngineState(packages={"docker.io": "20.10.24+dfsg1-1+deb12u1+b6", ...},
+                          service_active=True, service_enabled=True, socket_active=True,
+                          socket_enabled=True, sock="docker", sock_target=None, cli="docker",
                           cli_path="/usr/bin/docker", cli_real_path="/usr/bin/docker")
+
+    ``cli`` is "wrapper" when WRAPPER_HEADER is among the script's first five lines.
     """
 
     @staticmethod

@@ -1,10 +1,10 @@
 """Fact tests.
 
-The case files (tests/facts/<module>.<Fact>/*.json, run by pyinfra-testing) feed real command output
-to each fact's parser and compare the value. The tests below them check what the case format cannot:
-that every case's output is the captured fixture it names (tests/fixtures/README.md says where each
-came from), what pyinfra itself does when a fact's tool is missing, that every command runs under a
-real ``sh`` here, and the derived properties operations read.
+The case files (tests/facts/<module>.<Fact>/*.json, run by pyinfra-testing) feed real command
+output to each fact's parser and compare the value. The tests below check what the case format
+cannot: that every case's output is the captured fixture it names (tests/fixtures/facts/README.md
+says where each came from), what pyinfra itself does when a fact's tool is missing, that every
+command runs under a real ``sh`` here, and the derived properties that operations read.
 """
 
 import json
@@ -21,7 +21,7 @@ from pyinfra_testing.facts import make_fact_tests
 from facts import docker, gpu, podman, rootless, storage
 
 TESTS_BASE = Path(__file__).parent / "facts"
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures" / "facts"
 
 for _p in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):
     locals()[_p] = make_fact_tests("facts", _p, TESTS_BASE / _p)
@@ -110,6 +110,11 @@ def test_engine_present():
     assert _processed("docker.DockerEngine/docker_io_running.json").engine_present
     assert not _processed("docker.DockerEngine/nothing_installed.json").engine_present
     assert not _processed("docker.DockerEngine/podman_docker_installed.json").engine_present
+    # Debian's containerd and runc stay behind when docker.io is purged: no engine.
+    purged = _processed("docker.DockerEngine/podman_docker_after_docker_io_purge.json")
+    assert "containerd" in purged.packages and not purged.engine_present
+    # Installed but stopped and disabled still counts: the package must go (§6.1 step 4).
+    assert _processed("docker.DockerEngine/docker_io_stopped_disabled.json").engine_present
 
 
 def test_has_gpu():
