@@ -97,6 +97,11 @@ class Phase(StrEnum):
     verify = "verify"
 
 
+def _repeated(values) -> list[str]:
+    values = list(values)
+    return sorted({v for v in values if values.count(v) > 1})
+
+
 def _comma_list(value):
     # `--data podman_phases=install,config` arrives from the CLI as one string.
     if isinstance(value, str):
@@ -124,8 +129,7 @@ class Registries(Strict):
 
     @model_validator(mode="after")
     def _unique_prefixes(self):
-        prefixes = [r.prefix for r in self.registries]
-        dupes = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        dupes = _repeated(r.prefix for r in self.registries)
         if dupes:
             raise ValueError(f"registry prefixes must be unique, repeated: {', '.join(dupes)}")
         return self
@@ -169,8 +173,7 @@ class HostData(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        names = [u.name for u in self.rootless_users]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _repeated(u.name for u in self.rootless_users)
         if dupes:
             raise ValueError(f"rootless_users lists a user twice: {', '.join(dupes)}")
         for i, a in enumerate(self.rootless_users):

@@ -13,7 +13,8 @@ from operations._common import distro_family, distro_label
 # The standard's toolset. On the Debian family Recommends are not installed (they pull
 # in criu, a C preprocessor and more, minutes under emulation); instead the table names
 # what podman needs from them: newuidmap (uidmap), rootless networks (passt is podman 5's
-# default, slirp4netns podman 4's), a user D-Bus, an init for --init, and CA roots.
+# default, slirp4netns podman 4's), nft for netavark's firewall rules (Debian 13: without
+# it no rootful container starts), a user D-Bus, an init for --init, and CA roots.
 PODMAN_PACKAGES = {
     "fedora": ["podman", "podman-compose", "buildah", "skopeo"],
     "debian": [
@@ -24,6 +25,7 @@ PODMAN_PACKAGES = {
         "uidmap",
         "passt",
         "slirp4netns",
+        "nftables",
         "dbus-user-session",
         "catatonit",
         "ca-certificates",

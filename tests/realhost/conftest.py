@@ -51,6 +51,31 @@ def testbed(registry, tmp_path_factory, request):
             os.environ[STATE_ENV] = previous
 
 
+@pytest.fixture(scope="session")
+def converged(testbed):
+    """The first baseline run on the fresh guests (pyinfra's JSON result). ``--no-wait`` lets
+    each guest go through its own operations without waiting for the other's: the server
+    and the workstation run different deploys, so their operations differ."""
+    returncode, result, stderr = testbed.pyinfra("--no-wait")
+    assert returncode == 0, stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def ssh_config(testbed, tmp_path_factory):
+    """An ssh_config naming every guest, for testinfra's ``ssh://NAME`` hosts."""
+    path = tmp_path_factory.mktemp("ssh") / "config"
+    path.write_text(
+        "".join(
+            f"Host {g.name}\n  HostName {g.ssh_host}\n  Port {g.ssh_port}\n  User {g.ssh_user}\n"
+            f"  IdentityFile {g.ssh_key}\n  StrictHostKeyChecking no\n"
+            "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+            for g in testbed.guests.values()
+        )
+    )
+    return path
+
+
 def pytest_terminal_summary(terminalreporter):
     if _TIMINGS.stages:
         terminalreporter.section("real-host stage timings")

@@ -14,32 +14,16 @@ ALPINE = "docker.io/library/alpine:latest"
 
 
 @pytest.fixture(scope="module")
-def first_run(testbed):
-    returncode, result, stderr = testbed.pyinfra()
-    assert returncode == 0, stderr[-4000:]
-    return result
-
-
-@pytest.fixture(scope="module")
-def hosts(testbed, first_run, tmp_path_factory):
+def hosts(testbed, converged, ssh_config):
     """testinfra hosts over SSH (the guests' forwarded loopback ports), by guest name."""
-    config = tmp_path_factory.mktemp("ssh") / "config"
-    config.write_text(
-        "".join(
-            f"Host {g.name}\n  HostName {g.ssh_host}\n  Port {g.ssh_port}\n  User {g.ssh_user}\n"
-            f"  IdentityFile {g.ssh_key}\n  StrictHostKeyChecking no\n"
-            "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
-            for g in testbed.guests.values()
-        )
-    )
     return {
-        name: testinfra.get_host(f"ssh://{name}", ssh_config=str(config), sudo=True)
+        name: testinfra.get_host(f"ssh://{name}", ssh_config=str(ssh_config), sudo=True)
         for name in testbed.guests
     }
 
 
-def test_first_run_converges(first_run):
-    results = first_run["results"]
+def test_first_run_converges(converged):
+    results = converged["results"]
     assert results["failed_hosts"] == []
     assert results["totals"]["error"] == 0
     assert results["totals"]["success"] > 0
@@ -108,7 +92,7 @@ def test_server_api_socket_answers_ping(hosts):
 
 
 @pytest.mark.parametrize("name", [SERVER, WORKSTATION])
-def test_rootless_user_runs_a_container(testbed, first_run, name):
+def test_rootless_user_runs_a_container(testbed, converged, name):
     guest = testbed.guests[name]
     # As vagrant, without sudo: user namespace from the subuid range, linger on.
     result = guest.run(f"podman run --rm {ALPINE} id -u", timeout=900)
@@ -117,7 +101,7 @@ def test_rootless_user_runs_a_container(testbed, first_run, name):
     assert guest.run("test -e /var/lib/systemd/linger/vagrant").returncode == 0
 
 
-def test_second_run_changes_nothing(testbed, first_run, hosts):
+def test_second_run_changes_nothing(testbed, converged, hosts):
     returncode, result, stderr = testbed.pyinfra()
     assert returncode == 0, stderr[-4000:]
     changed = [
@@ -128,7 +112,7 @@ def test_second_run_changes_nothing(testbed, first_run, hosts):
     assert result["results"]["totals"]["error"] == 0
 
 
-def test_bad_data_touches_no_host(testbed, first_run):
+def test_bad_data_touches_no_host(testbed, converged):
     guest = testbed.guests[SERVER]
     # Every command pyinfra sends here runs through sudo, which logs it with COMMAND=.
     sudo_log = "sudo journalctl -q --no-pager _COMM=sudo | grep COMMAND= | grep -vc journalctl"

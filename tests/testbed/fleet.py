@@ -191,7 +191,9 @@ class Testbed:
         if self._own_registry:
             self.registry.stop()
 
-    def pyinfra(self, *args: str, deploy: str | tuple[str, ...] = DEFAULT_DEPLOY):
+    def pyinfra(
+        self, *args: str, deploy: str | tuple[str, ...] = DEFAULT_DEPLOY, env: dict | None = None
+    ):
         """Run ``pyinfra -y --json ARGS INVENTORY DEPLOY`` from the repo root and return
         ``(returncode, result, stderr)``, ``result`` being the parsed JSON (None if pyinfra
         printed none). ``deploy`` may also be an ad-hoc command, e.g. ``("fact", "server.Os")``.
@@ -209,7 +211,11 @@ class Testbed:
         ]
         with self.timings.stage(f"pyinfra {' '.join(args + operations)}"):
             result = subprocess.run(
-                command, cwd=REPO, env=self.pyinfra_env(), capture_output=True, text=True
+                command,
+                cwd=REPO,
+                env={**self.pyinfra_env(), **(env or {})},
+                capture_output=True,
+                text=True,
             )
         try:
             parsed = json.loads(result.stdout)
