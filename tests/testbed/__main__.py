@@ -3,7 +3,7 @@
 up        build images if needed, start the registry, boot the guests, write .testbed/hosts.json
           (or $PODMAN_STANDARD_TESTBED), then wait for Ctrl-C (or leave all running: --detach)
 down      stop what a detached ``up`` left running
-converge  up, run ``pyinfra -y inventories/testbed.py DEPLOY``, report, tear down
+converge  up, run ``pyinfra -y --no-wait inventories/testbed.py DEPLOY``, report, tear down
 build     only build (or find cached) images
 """
 
@@ -90,7 +90,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with testbed.timings.stage(f"converge ({args.deploy})"):
             returncode = subprocess.run(
-                [sys.executable, "-m", "pyinfra", "-y", str(testbed.inventory_path), args.deploy],
+                [
+                    sys.executable,
+                    "-m",
+                    "pyinfra",
+                    "-y",
+                    "--no-wait",
+                    str(testbed.inventory_path),
+                    args.deploy,
+                ],
                 cwd=REPO,
                 env=testbed.pyinfra_env(),
             ).returncode
