@@ -4,7 +4,17 @@ Several facts gather what they need in ONE shell command whose parts are separat
 lines (``@@name``); :func:`split_sections` cuts that output back into its parts.
 """
 
+from dataclasses import asdict
+
 SECTION_PREFIX = "@@"
+
+
+class FactValue:
+    """Base of the dataclasses facts return: ``to_json`` is the hook pyinfra's CLI uses to
+    print a fact (``pyinfra HOST fact facts.podman.PodmanInfo``)."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 def section(name: str) -> str:

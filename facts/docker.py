@@ -11,7 +11,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from . import section, split_sections
+from . import FactValue, section, split_sections
 
 # Packages that make up a Docker engine or its CLI, on Debian/Ubuntu and Fedora/RHEL alike.
 ENGINE_PACKAGES = (
@@ -40,7 +40,7 @@ _RPM_FORMAT = "'%{NAME}\\tinstalled\\t%{VERSION}-%{RELEASE}\\n'"
 
 
 @dataclass(frozen=True)
-class DockerEngineState:
+class DockerEngineState(FactValue):
     packages: dict[str, str] = field(default_factory=dict)
     service_active: bool = False
     service_enabled: bool = False
@@ -192,7 +192,7 @@ def _classify_cli(lines: list[str]) -> tuple[str, str | None, str | None]:
 
 
 @dataclass(frozen=True)
-class PortBinding:
+class PortBinding(FactValue):
     container_port: int
     protocol: str
     host_ip: str
@@ -200,7 +200,7 @@ class PortBinding:
 
 
 @dataclass(frozen=True)
-class DockerMount:
+class DockerMount(FactValue):
     type: str
     source: str
     destination: str
@@ -210,7 +210,7 @@ class DockerMount:
 
 
 @dataclass(frozen=True)
-class DockerContainer:
+class DockerContainer(FactValue):
     name: str
     id: str
     image: str
@@ -230,7 +230,7 @@ class DockerContainer:
 
 
 @dataclass(frozen=True)
-class DockerVolume:
+class DockerVolume(FactValue):
     name: str
     driver: str
     mountpoint: str
@@ -238,14 +238,14 @@ class DockerVolume:
 
 
 @dataclass(frozen=True)
-class DockerImage:
+class DockerImage(FactValue):
     id: str
     repo_tags: list[str]
     size_bytes: int
 
 
 @dataclass(frozen=True)
-class DockerInventoryState:
+class DockerInventoryState(FactValue):
     # False when the daemon could not be asked (not running, no permission).
     reachable: bool = False
     containers: list[DockerContainer] = field(default_factory=list)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
-from . import section, split_sections
+from . import FactValue, section, split_sections
 
 NVIDIA_PCI_VENDOR = "0x10de"
 # PCI base class 0x03: display controllers (VGA 0x0300xx, 3D 0x0302xx).
@@ -16,7 +16,7 @@ CDI_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
 
 
 @dataclass(frozen=True)
-class Gpu:
+class Gpu(FactValue):
     index: int
     name: str
     uuid: str
@@ -63,7 +63,7 @@ class NvidiaGpus(FactBase[list[Gpu]]):
 
 
 @dataclass(frozen=True)
-class NvidiaPresenceState:
+class NvidiaPresenceState(FactValue):
     # PCI addresses of NVIDIA display/3D controllers, whether or not a driver is bound.
     pci_devices: list[str] = field(default_factory=list)
     # /dev/nvidia* nodes (nvidia0, nvidiactl, nvidia-uvm, ...).

@@ -8,11 +8,13 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from . import FactValue
+
 _FAILED = "@@podman-info-failed"
 
 
 @dataclass(frozen=True)
-class PodmanInfoState:
+class PodmanInfoState(FactValue):
     version: str
     graph_root: str
     run_root: str

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
+from facts import FactValue
 from model.host_data import HostClass, HostData
 
 _RC = "@@rc="
@@ -25,7 +26,7 @@ PODMAN_SOCKET = "unix:///run/podman/podman.sock"
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(FactValue):
     rc: int
     output: str
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
-from . import section, split_sections
+from . import FactValue, section, split_sections
 
 LINGER_DIR = "/var/lib/systemd/linger"
 
 
 @dataclass(frozen=True)
-class SubIdsState:
+class SubIdsState(FactValue):
     # user (name or UID, as written) -> [[start, count], ...] in file order.
     subuid: dict[str, list[list[int]]] = field(default_factory=dict)
     subgid: dict[str, list[list[int]]] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from . import section, split_sections
+from . import FactValue, section, split_sections
 
 STORAGE_CONF = "/etc/containers/storage.conf"
 # containers-storage.conf(5): used when /etc/containers/storage.conf does not exist.
@@ -20,7 +20,7 @@ _FILE = "file "
 
 
 @dataclass(frozen=True)
-class StorageConfState:
+class StorageConfState(FactValue):
     # STORAGE_CONF when it exists, else "".
     main_path: str = ""
     # Parsed STORAGE_CONF, or {}.
@@ -97,7 +97,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class PathMountState:
+class PathMountState(FactValue):
     source: str
     target: str
     fstype: str
@@ -145,7 +145,7 @@ class PathMount(FactBase["PathMountState | None"]):
 
 
 @dataclass(frozen=True)
-class BlockDeviceState:
+class BlockDeviceState(FactValue):
     path: str
     fstype: str | None
     uuid: str | None
@@ -222,7 +222,7 @@ STORE_INDEXES = {
 
 
 @dataclass(frozen=True)
-class StoreContentsState:
+class StoreContentsState(FactValue):
     exists: bool = False
     images: int = 0
     containers: int = 0

@@ -35,8 +35,9 @@ def docker_cli(mode: str = "auto"):
     + mode: ``auto`` (podman-docker on the Fedora family, a wrapper on Debian/Ubuntu),
       ``podman-docker``, ``wrapper`` or ``none``
 
-    Refuses (OperationError) while a Docker engine is installed or running: the
-    migration deploy removes it first, after saving what it holds. Idempotent.
+    Refuses (OperationError) while a Docker engine is installed or running (the
+    migration deploy removes it first, after saving what it holds), and never overwrites
+    a ``/usr/local/bin/docker`` it did not write. Idempotent.
     """
     if mode == "none":
         host.noop("Docker CLI compatibility is disabled (docker_compat: none)")
@@ -57,6 +58,12 @@ def docker_cli(mode: str = "auto"):
             f"a Docker engine is present ({present}); refusing to install the Docker CLI "
             "compatibility layer beside it (standard §6.2). Migrate the host first: "
             "pyinfra INVENTORY deploys/migrate_from_docker.py --limit HOST"
+        )
+
+    if mode == "wrapper" and engine.cli_path == WRAPPER and engine.cli != "wrapper":
+        raise OperationError(
+            f"{WRAPPER} is a {engine.cli} command this package did not write; refusing to "
+            "replace it. Move it away, or set podman_docker_compat: none."
         )
 
     if mode == "podman-docker":
