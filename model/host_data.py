@@ -8,11 +8,21 @@ as ``podman_graphrot`` must not silently fall back to a default).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 NAMESPACE = "podman_"
 
@@ -21,6 +31,27 @@ _PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]*$")
 # host[:port][/path] — what registries.conf accepts as a prefix/location, no scheme.
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9.*-]*(:[0-9]{1,5})?(/[A-Za-z0-9._/-]+)?$")
 _DEVICE_RE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
+# Services: names become unit, file and container names, so no path or shell characters.
+_SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# registry host[:port]/path[:tag][@digest]; the registry part must be explicit (see Service.image).
+_IMAGE_RE = re.compile(
+    r"^(?P<registry>[A-Za-z0-9.-]+(?::[0-9]{1,5})?)"
+    r"/(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+# A relative path of plain components under the service directory.
+_RELATIVE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+_VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# A device node (optionally host:container[:perms]) or a CDI name such as nvidia.com/gpu=all.
+_CONTAINER_DEVICE_RE = re.compile(
+    r"^(?:/dev/[A-Za-z0-9/_.-]+(?::/dev/[A-Za-z0-9/_.-]+)?(?::[rwm]{1,3})?"
+    r"|[a-z0-9][a-z0-9.-]*/[a-z0-9][a-z0-9_.-]*=[A-Za-z0-9_][A-Za-z0-9_.:-]*)$"
+)
+_DURATION_RE = re.compile(r"^[0-9]+(?:ms|s|m|h)$")
+# The file a service's secrets land in, inside its directory (so no volume may claim it).
+SECRETS_FILE = "secrets.env"
 
 
 def _absolute_path(value: str) -> str:
@@ -53,6 +84,23 @@ RegistryRef = Annotated[
     str, AfterValidator(_pattern(_REGISTRY_RE, "registry (host[:port][/path])"))
 ]
 DevicePath = Annotated[str, AfterValidator(_pattern(_DEVICE_RE, "device path under /dev"))]
+ServiceName = Annotated[
+    str,
+    AfterValidator(_pattern(_SERVICE_RE, "name (a-z, 0-9, '_', '.', '-'; at most 63)")),
+]
+EnvName = Annotated[str, AfterValidator(_pattern(_ENV_NAME_RE, "environment variable name"))]
+
+
+def _unit_text(value: str) -> str:
+    # Every value ends up on one line of a systemd unit or an env file: no line breaks or
+    # other control characters (spaces, quotes, % and $ are escaped when rendered).
+    bad = sorted({repr(c) for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        raise ValueError(f"must not contain control characters ({', '.join(bad)})")
+    return value
+
+
+UnitText = Annotated[str, AfterValidator(_unit_text)]
 
 
 class Strict(BaseModel):
@@ -150,6 +198,129 @@ class RootlessUser(Strict):
     linger: bool = True
 
 
+class SecretSource(Strict):
+    """Where the controller reads a secret at deploy time: never the repository."""
+
+    env: EnvName | None = None  # an environment variable of the pyinfra process
+    file: AbsPath | None = None  # a file on the controller (its content, one trailing newline cut)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret comes from exactly one of 'env' or 'file'")
+        return self
+
+
+class Port(Strict):
+    host: int = Field(ge=1, le=65535)
+    container: int = Field(ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+
+class Volume(Strict):
+    """A bind mount of ``source`` (a directory under ``<service_root>/<service>/``, created
+    by the op) or a podman named ``volume``: exactly one of the two."""
+
+    source: str | None = None
+    volume: str | None = None
+    target: AbsPath
+    read_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.source is None) == (self.volume is None):
+            raise ValueError(
+                "a volume has exactly one of 'source' (a directory under the "
+                "service directory) or 'volume' (a named podman volume)"
+            )
+        if self.source is not None:
+            if not _RELATIVE_RE.match(self.source) or ".." in self.source.split("/"):
+                raise ValueError(
+                    f"source {self.source!r} must be a relative path under the service "
+                    "directory (letters, digits, '_', '.', '-'; no '..')"
+                )
+            if self.source.split("/")[0] == SECRETS_FILE:
+                raise ValueError(f"source {self.source!r} is the service's secrets file")
+        if self.volume is not None and not _VOLUME_NAME_RE.match(self.volume):
+            raise ValueError(f"{self.volume!r} is not a valid named volume")
+        if ":" in self.target or "," in self.target:
+            raise ValueError(f"target {self.target!r} must not contain ':' or ','")
+        return self
+
+
+class HealthCheck(Strict):
+    command: UnitText = Field(min_length=1)  # run by podman with /bin/sh -c in the container
+    interval: str = "30s"
+
+    @model_validator(mode="after")
+    def _duration(self):
+        if not _DURATION_RE.match(self.interval):
+            raise ValueError(f"interval {self.interval!r} must look like 30s, 500ms, 5m or 1h")
+        return self
+
+
+class Restart(StrEnum):
+    always = "always"
+    on_failure = "on-failure"
+    no = "no"
+
+
+class Service(Strict):
+    """One production service: a container run by systemd (standard §3.1, §7.2)."""
+
+    name: ServiceName
+    # Fully qualified (a registry host first) with an explicit tag or digest: a systemd unit
+    # has no TTY to answer a short-name prompt, and "latest" is not a version.
+    image: str
+    command: list[UnitText] = Field(default_factory=list)
+    env: dict[EnvName, UnitText] = Field(default_factory=dict)
+    secrets: dict[EnvName, SecretSource] = Field(default_factory=dict)
+    ports: list[Port] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)
+    restart: Restart = Restart.always
+    requires: list[ServiceName] = Field(default_factory=list)
+    network: ServiceName | None = None
+    healthcheck: HealthCheck | None = None
+    user: UserName | None = None  # rootless: runs under this user's systemd
+    present: bool = True
+    remove_data: bool = False  # with present: false, also delete the directory and volumes
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        match = _IMAGE_RE.match(self.image)
+        if not match:
+            raise ValueError(f"image {self.image!r} is not a valid image reference")
+        registry = match["registry"]
+        if not ("." in registry or ":" in registry or registry == "localhost"):
+            raise ValueError(
+                f"image {self.image!r} must name its registry (e.g. docker.io/library/...): "
+                "systemd cannot answer a short-name prompt"
+            )
+        if not (match["tag"] or match["digest"]):
+            raise ValueError(f"image {self.image!r} needs an explicit tag or digest")
+        for device in self.devices:
+            if not _CONTAINER_DEVICE_RE.match(device):
+                raise ValueError(
+                    f"device {device!r} is neither a /dev path nor a CDI name (vendor/class=name)"
+                )
+        clash = sorted(set(self.env) & set(self.secrets))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} set in both env and secrets")
+        if self.name in self.requires:
+            raise ValueError("a service cannot require itself")
+        for what, values in (
+            ("requires", self.requires),
+            ("ports", [(p.host, p.protocol, str(p.host_ip)) for p in self.ports]),
+            ("volume targets", [v.target for v in self.volumes]),
+        ):
+            dupes = _repeated(values)
+            if dupes:
+                raise ValueError(f"{what} repeated: {', '.join(map(str, dupes))}")
+        return self
+
+
 class HostData(Strict):
     """Everything this package reads from host data, with the standard's defaults."""
 
@@ -167,9 +338,18 @@ class HostData(Strict):
     nvidia_enabled: bool | Literal["auto"] = "auto"
     nvidia_cdi_spec: AbsPath = "/etc/cdi/nvidia.yaml"
     service_root: AbsPath = "/srv/containers/apps"
+    services: list[Service] = Field(default_factory=list)
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(
         default_factory=lambda: list(Phase), min_length=1
     )
+
+    @field_validator("services")
+    @classmethod
+    def _services(cls, services: list[Service], info: ValidationInfo) -> list[Service]:
+        # rootless_users is declared (so validated) first; absent here when it was invalid.
+        users = info.data.get("rootless_users")
+        _check_services(services, None if users is None else {u.name for u in users})
+        return services
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -199,3 +379,60 @@ def _overlap(a: RootlessUser, b: RootlessUser) -> bool:
 
 def _under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _check_services(services: list[Service], rootless: set[str] | None) -> None:
+    """Across services: unique names, known rootless users, requires that exist, run under
+    the same user and form no cycle, and networks that stay within one user."""
+    dupes = _repeated(s.name for s in services)
+    if dupes:
+        raise ValueError(f"services lists a name twice: {', '.join(dupes)}")
+    by_name = {s.name: s for s in services}
+    networks: dict[str, set[str | None]] = {}
+    for svc in services:
+        if svc.user and rootless is not None and svc.user not in rootless:
+            raise ValueError(
+                f"service {svc.name}: user {svc.user} is not in rootless_users "
+                "(rootless services need its subordinate ids and linger)"
+            )
+        for dep in svc.requires:
+            other = by_name.get(dep)
+            if other is None:
+                raise ValueError(f"service {svc.name} requires {dep}, which is not a service")
+            if other.user != svc.user:
+                raise ValueError(
+                    f"service {svc.name} requires {dep}, which runs under another user's systemd"
+                )
+            if svc.present and not other.present:
+                raise ValueError(f"service {svc.name} requires {dep}, which is present: false")
+        if svc.network:
+            networks.setdefault(svc.network, set()).add(svc.user)
+    for network, users in sorted(networks.items()):
+        if len(users) > 1:
+            raise ValueError(f"network {network} is shared by services of different users")
+    order_services(services)
+
+
+def order_services(services: list[Service]) -> list[Service]:
+    """The services in dependency order (each after what it requires), else in list order;
+    a cycle is a ValueError naming it."""
+    by_name = {s.name: s for s in services}
+    ordered: list[Service] = []
+    state: dict[str, str] = {}
+
+    def visit(svc: Service, path: list[str]) -> None:
+        if state.get(svc.name) == "done":
+            return
+        if state.get(svc.name) == "visiting":
+            cycle = path[path.index(svc.name) :] + [svc.name]
+            raise ValueError(f"services require each other in a cycle: {' -> '.join(cycle)}")
+        state[svc.name] = "visiting"
+        for dep in svc.requires:
+            if dep in by_name:
+                visit(by_name[dep], path + [svc.name])
+        state[svc.name] = "done"
+        ordered.append(svc)
+
+    for svc in services:
+        visit(svc, [])
+    return ordered

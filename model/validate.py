@@ -60,12 +60,32 @@ def host_errors(host) -> list[str]:
         for err in e.errors():
             loc = err["loc"]
             key = NAMESPACE + str(loc[0]) if loc else "(host data)"
-            path = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+            path = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in loc[1:2])
+            path += _item_name(raw, loc)
+            path += "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in loc[2:])
             where = _source(host, key) if loc else "host data"
             shown = repr(err["input"])
-            got = "" if isinstance(err["input"], dict) or shown in err["msg"] else f", got {shown}"
+            # Structured input (a table, a list of tables) is where the user wrote it: the
+            # path says which one, repeating it would bury the message.
+            structured = isinstance(err["input"], dict) or (
+                isinstance(err["input"], list) and any(isinstance(i, dict) for i in err["input"])
+            )
+            got = "" if structured or shown in err["msg"] else f", got {shown}"
             errors.append(f"{host.name}: {key}{path} ({where}): {err['msg']}{got}")
     return errors
+
+
+def _item_name(raw: dict, loc: tuple) -> str:
+    """``(name)`` after the index of an error inside a list of named items (services), so
+    the message names the service and not only its position."""
+    if len(loc) < 2 or not isinstance(loc[1], int):
+        return ""
+    items = raw.get(loc[0])
+    try:
+        name = items[loc[1]].get("name")
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return ""
+    return f"({name})" if isinstance(name, str) else ""
 
 
 def validate_inventory(inventory) -> None:
