@@ -1,10 +1,70 @@
-"""motoko (Fedora Server, standard §5.2): store on the second drive, NVIDIA GPU via CDI.
+"""motoko (Fedora Server, standard §5.2): store on the second drive, NVIDIA GPU via CDI, and the
+production services of §3.1 (Nextcloud with its database and Redis, LiteLLM, vLLM embeddings).
 
 The second drive is already mounted at /space on motoko, so no podman_storage_device is
 declared here: the deploy never formats or mounts anything on it.
+
+Secrets never live in this repository: each names an environment variable that must be set
+on the controller running pyinfra (e.g. ``NEXTCLOUD_DB_PASSWORD=… pyinfra …``); the deploy
+stops before sending any command when one is missing.
 """
 
 podman_graphroot = "/space/containers/engine/podman"
 podman_runroot = "/run/containers/storage"
 podman_nvidia_enabled = True
 podman_service_root = "/space/containers/apps"
+
+podman_services = [
+    {
+        "name": "nextcloud-db",
+        "image": "docker.io/library/postgres:16.6",
+        "network": "nextcloud",
+        "env": {"POSTGRES_DB": "nextcloud", "POSTGRES_USER": "nextcloud"},
+        "secrets": {"POSTGRES_PASSWORD": {"env": "NEXTCLOUD_DB_PASSWORD"}},
+        "volumes": [{"source": "data", "target": "/var/lib/postgresql/data"}],
+        "healthcheck": {"command": "pg_isready -U nextcloud -d nextcloud", "interval": "30s"},
+    },
+    {
+        "name": "nextcloud-redis",
+        "image": "docker.io/library/redis:7.4.1",
+        "network": "nextcloud",
+        "command": ["redis-server", "--appendonly", "yes"],
+        "volumes": [{"source": "data", "target": "/data"}],
+        "healthcheck": {"command": "redis-cli ping", "interval": "30s"},
+    },
+    {
+        "name": "nextcloud-app",
+        "image": "docker.io/library/nextcloud:30.0.4-apache",
+        "network": "nextcloud",
+        "requires": ["nextcloud-db", "nextcloud-redis"],
+        "ports": [{"host": 8080, "container": 80}],
+        "env": {
+            "POSTGRES_HOST": "nextcloud-db",
+            "POSTGRES_DB": "nextcloud",
+            "POSTGRES_USER": "nextcloud",
+            "REDIS_HOST": "nextcloud-redis",
+            "NEXTCLOUD_TRUSTED_DOMAINS": "motoko",
+        },
+        "secrets": {"POSTGRES_PASSWORD": {"env": "NEXTCLOUD_DB_PASSWORD"}},
+        "volumes": [{"source": "html", "target": "/var/www/html"}],
+    },
+    {
+        "name": "vllm-embeddings",
+        "image": "docker.io/vllm/vllm-openai:v0.9.0.1",
+        "network": "llm",
+        "command": ["--model", "BAAI/bge-m3", "--task", "embed", "--served-model-name", "embed"],
+        "devices": ["nvidia.com/gpu=all"],
+        "volumes": [{"source": "hf-cache", "target": "/root/.cache/huggingface"}],
+    },
+    {
+        # Reaches vLLM as http://vllm-embeddings:8000 on the llm network; its model list is
+        # config/config.yaml under its service directory.
+        "name": "litellm",
+        "image": "ghcr.io/berriai/litellm:v1.80.11-stable.1",
+        "network": "llm",
+        "command": ["--config", "/app/config/config.yaml", "--port", "4000"],
+        "ports": [{"host": 4000, "container": 4000}],
+        "secrets": {"LITELLM_MASTER_KEY": {"env": "LITELLM_MASTER_KEY"}},
+        "volumes": [{"source": "config", "target": "/app/config", "read_only": True}],
+    },
+]

@@ -49,6 +49,8 @@ _CONTAINER_DEVICE_RE = re.compile(
     r"^(?:/dev/[A-Za-z0-9/_.-]+(?::/dev/[A-Za-z0-9/_.-]+)?(?::[rwm]{1,3})?"
     r"|[a-z0-9][a-z0-9.-]*/[a-z0-9][a-z0-9_.-]*=[A-Za-z0-9_][A-Za-z0-9_.:-]*)$"
 )
+# Written unquoted into unit files (Volume=, EnvironmentFile=): no space, quote, % or $.
+_UNIT_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]*$")
 _DURATION_RE = re.compile(r"^[0-9]+(?:ms|s|m|h)$")
 # The file a service's secrets land in, inside its directory (so no volume may claim it).
 SECRETS_FILE = "secrets.env"
@@ -87,6 +89,11 @@ DevicePath = Annotated[str, AfterValidator(_pattern(_DEVICE_RE, "device path und
 ServiceName = Annotated[
     str,
     AfterValidator(_pattern(_SERVICE_RE, "name (a-z, 0-9, '_', '.', '-'; at most 63)")),
+]
+ServiceRoot = Annotated[
+    str,
+    AfterValidator(_absolute_path),
+    AfterValidator(_pattern(_UNIT_PATH_RE, "service root (letters, digits, '_', '.', '-', '/')")),
 ]
 EnvName = Annotated[str, AfterValidator(_pattern(_ENV_NAME_RE, "environment variable name"))]
 
@@ -142,6 +149,7 @@ class Phase(StrEnum):
     install = "install"
     config = "config"
     storage = "storage"
+    services = "services"
     verify = "verify"
 
 
@@ -289,14 +297,17 @@ class Service(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        match = _IMAGE_RE.match(self.image)
-        if not match:
-            raise ValueError(f"image {self.image!r} is not a valid image reference")
-        registry = match["registry"]
+        registry = self.image.split("/", 1)[0] if "/" in self.image else ""
         if not ("." in registry or ":" in registry or registry == "localhost"):
             raise ValueError(
-                f"image {self.image!r} must name its registry (e.g. docker.io/library/...): "
-                "systemd cannot answer a short-name prompt"
+                f"image {self.image!r} must start with its registry (docker.io/library/..., "
+                "quay.io/...): systemd cannot answer a short-name prompt"
+            )
+        match = _IMAGE_RE.match(self.image)
+        if not match:
+            raise ValueError(
+                f"image {self.image!r} is not a valid image reference "
+                "(registry/path:tag or @sha256:digest; no spaces or shell characters)"
             )
         if not (match["tag"] or match["digest"]):
             raise ValueError(f"image {self.image!r} needs an explicit tag or digest")
@@ -308,6 +319,8 @@ class Service(Strict):
         clash = sorted(set(self.env) & set(self.secrets))
         if clash:
             raise ValueError(f"{', '.join(clash)} set in both env and secrets")
+        if ";" in self.command:
+            raise ValueError("command: a lone ';' separates commands in systemd units")
         if self.name in self.requires:
             raise ValueError("a service cannot require itself")
         for what, values in (
@@ -337,7 +350,7 @@ class HostData(Strict):
     rootless_users: list[RootlessUser] = Field(default_factory=list)
     nvidia_enabled: bool | Literal["auto"] = "auto"
     nvidia_cdi_spec: AbsPath = "/etc/cdi/nvidia.yaml"
-    service_root: AbsPath = "/srv/containers/apps"
+    service_root: ServiceRoot = "/srv/containers/apps"
     services: list[Service] = Field(default_factory=list)
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(
         default_factory=lambda: list(Phase), min_length=1

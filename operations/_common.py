@@ -44,14 +44,38 @@ def render_toml(data: dict, source: str) -> StringIO:
     return StringIO(header(source) + tomli_w.dumps(data))
 
 
+def systemd_escape(value: str) -> str:
+    """``value`` as literal text in a systemd command line: ``%`` (specifiers) and ``$``
+    (variable expansion) doubled. Line breaks and other control characters cannot be
+    expressed on one unit line and are rejected."""
+    bad = sorted({repr(c) for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        raise ValueError(f"{value!r}: control characters ({', '.join(bad)}) in a unit value")
+    return value.replace("%", "%%").replace("$", "$$")
+
+
+def systemd_word(value: str) -> str:
+    """``value`` as ONE word of a systemd command line (``ExecStart=``, and quadlet's
+    ``Exec=``, ``Environment=``, ``PodmanArgs=``, which quadlet splits the same way):
+    double-quoted, with backslash and double quote escaped, then :func:`systemd_escape`.
+    A lone ``;`` separates commands even when quoted: it cannot be one word."""
+    if value == ";":
+        raise ValueError("a lone ';' separates commands in systemd; it cannot be an argument")
+    quoted = systemd_escape(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}"'
+
+
 # Read once at import: small files, and rendering then needs no filesystem access.
 _ENV = Environment(
     loader=DictLoader({p.name: p.read_text(encoding="utf-8") for p in TEMPLATES.glob("*.j2")}),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
     autoescape=False,
 )
+_ENV.filters["systemd_word"] = systemd_word
 
 
-def render_template(name: str, **context) -> StringIO:
-    return StringIO(_ENV.get_template(name).render(managed_by=MANAGED_BY, **context))
+def render_template(template: str, /, **context) -> StringIO:
+    return StringIO(_ENV.get_template(template).render(managed_by=MANAGED_BY, **context))

@@ -18,7 +18,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import docker, gpu, podman, rootless, storage
+from facts import docker, gpu, podman, rootless, services, storage
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
@@ -41,6 +41,11 @@ FACTS = [
     (storage.StoreContents, ["/var/lib/containers/storage"]),
     (rootless.SubIds, []),
     (rootless.LingerUsers, []),
+    (services.Quadlet, []),
+    (services.SystemdUnit, ["nextcloud-app.service"]),
+    (services.SystemdUnit, ["app.service", "svc-litellm"]),
+    (services.PodmanVolumes, []),
+    (services.PodmanVolumes, ["svc-litellm"]),
 ]
 
 

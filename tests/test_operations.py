@@ -1,5 +1,6 @@
 """Operations: facts in, commands out — one case file per behaviour (pyinfra's own style)."""
 
+import os
 from pathlib import Path
 
 from pyinfra_testing import util
@@ -22,6 +23,11 @@ util.FakeFact.__iter__ = lambda self: iter(util._wrap_fact_value(self.data))
 util.FakeFact.__len__ = lambda self: len(self.data)
 # A fact that is None (tool missing) must be falsy, as the real value is.
 util.FakeFact.__bool__ = lambda self: self.data is not None and bool(self.data)
+
+# The controller-side secret the services.service cases read ({"env": ...}); the cases that
+# need an unset one use PODMAN_STANDARD_TEST_UNSET.
+os.environ["PODMAN_STANDARD_TEST_SECRET"] = 's3cr"et $x %h'
+os.environ.pop("PODMAN_STANDARD_TEST_UNSET", None)
 
 for _path in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):
     locals()[_path] = make_operation_tests("operations", _path, TESTS_BASE / _path)

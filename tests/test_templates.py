@@ -1,14 +1,19 @@
-"""Rendered files: headers, real behaviour of the wrapper scripts, TOML that parses back."""
+"""Rendered files: headers, real behaviour of the wrapper scripts, TOML and systemd units that
+parse back."""
 
+import configparser
 import os
+import shlex
 import stat
 import subprocess
 import tomllib
 
 import pytest
 
-from operations._common import MANAGED_BY, render_template, render_toml
+from model.host_data import Service
+from operations._common import MANAGED_BY, render_template, render_toml, systemd_word
 from operations.registries import registries_toml
+from operations.services import render_network, render_secrets, render_unit
 
 
 @pytest.fixture
@@ -104,3 +109,180 @@ def test_template_files_are_not_executable_in_repo():
 
     for path in TEMPLATES.iterdir():
         assert not path.stat().st_mode & stat.S_IXUSR, path
+
+
+# --- services: systemd unit syntax -------------------------------------------------------
+
+HOSTILE = [
+    "plain",
+    "two  spaces",
+    " lead and trail ",
+    'double "quotes"',
+    "single 'quotes'",
+    "back\\slash and \\n literal",
+    "100% %h %n %%",
+    "$HOME ${HOME} $$ $",
+    "",
+    '\'"mixed\\" $%',
+]
+
+
+def _systemd_words(line: str) -> list[str]:
+    """What systemd makes of a command line we wrote: our words are double-quoted with only
+    \\\\ and \\" escaped (shlex's POSIX rules inside double quotes), then %% and $$."""
+    return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line)]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_systemd_word_round_trips(value):
+    assert _systemd_words(systemd_word(value)) == [value]
+    assert _systemd_words(f"{systemd_word(value)} {systemd_word('next')}") == [value, "next"]
+
+
+@pytest.mark.parametrize("value", ["line\nbreak", "carriage\rreturn", "nul\0", "tab\t", "\x7f"])
+def test_systemd_word_rejects_what_one_line_cannot_hold(value):
+    with pytest.raises(ValueError, match="control characters"):
+        systemd_word(value)
+
+
+def test_systemd_word_rejects_a_lone_semicolon():
+    # systemd splits command lines on a lone ";" even when it is quoted.
+    with pytest.raises(ValueError, match="lone ';'"):
+        systemd_word(";")
+    assert _systemd_words(systemd_word("a;b")) == ["a;b"]
+
+
+class _MultiDict(dict):
+    """configparser section storage that keeps every value of a repeated key."""
+
+    def __setitem__(self, key, value):
+        if isinstance(value, list) and key in self:
+            self[key].extend(value)
+        else:
+            super().__setitem__(key, value)
+
+
+def _parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    parser = configparser.RawConfigParser(
+        strict=False, dict_type=_MultiDict, empty_lines_in_values=False, interpolation=None
+    )
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string(text)
+    return {
+        section: {key: value.split("\n") for key, value in parser.items(section)}
+        for section in parser.sections()
+    }
+
+
+def _hostile_service(**extra) -> Service:
+    return Service.model_validate(
+        {
+            "name": "web",
+            "image": "docker.io/library/nginx:1.27.3",
+            "command": ["sh", "-c", 'echo "$HOME" 100% \\ done', "a b"],
+            "env": {f"V{i}": value for i, value in enumerate(HOSTILE)},
+            "secrets": {"DB_PASSWORD": {"env": "WEB_DB_PASSWORD"}},
+            "ports": [
+                {"host": 8080, "container": 80, "host_ip": "127.0.0.1"},
+                {"host": 5353, "container": 53, "protocol": "udp", "host_ip": "::1"},
+            ],
+            "volumes": [
+                {"source": "html", "target": "/usr/share/nginx/html", "read_only": True},
+                {"volume": "webdata", "target": "/data"},
+            ],
+            "devices": ["nvidia.com/gpu=all"],
+            "requires": ["db"],
+            "network": "frontend",
+            "healthcheck": {"command": 'curl -fsS "http://localhost/" || exit 1', "interval": "1m"},
+            **extra,
+        }
+    )
+
+
+def test_quadlet_container_parses_back():
+    text = render_unit(_hostile_service(), "quadlet", "/srv/containers/apps/web", False)
+    assert text.startswith(f"# {MANAGED_BY} (operations/services.py)")
+    unit = _parse_unit(text)
+    assert unit["Unit"]["Requires"] == ["db.service"] and unit["Unit"]["After"] == ["db.service"]
+    container = unit["Container"]
+    assert container["ContainerName"] == ["web"]
+    assert container["Image"] == ["docker.io/library/nginx:1.27.3"]
+    assert container["Network"] == ["frontend.network"]
+    assert container["PublishPort"] == ["127.0.0.1:8080:80/tcp", "[::1]:5353:53/udp"]
+    assert container["Volume"] == [
+        "/srv/containers/apps/web/html:/usr/share/nginx/html:ro,Z",
+        "webdata:/data",
+    ]
+    env = [_systemd_words(line) for line in container["Environment"]]
+    assert env == [[f"V{i}={value}"] for i, value in enumerate(HOSTILE)]
+    assert container["EnvironmentFile"] == ["/srv/containers/apps/web/secrets.env"]
+    assert container["AddDevice"] == ["nvidia.com/gpu=all"]
+    assert _systemd_words(container["PodmanArgs"][0]) == [
+        "--health-cmd",
+        'curl -fsS "http://localhost/" || exit 1',
+    ]
+    assert container["HealthInterval"] == ["1m"]
+    assert _systemd_words(container["Exec"][0]) == ["sh", "-c", 'echo "$HOME" 100% \\ done', "a b"]
+    assert unit["Service"]["Restart"] == ["always"]
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_plain_unit_parses_back_to_the_exact_podman_command():
+    text = render_unit(_hostile_service(), "plain", "/srv/containers/apps/web", False)
+    assert text.startswith(f"# {MANAGED_BY} (operations/services.py)")
+    unit = _parse_unit(text)
+    assert unit["Unit"]["Requires"] == ["db.service"]
+    assert "db.service" in unit["Unit"]["After"]
+    service = unit["Service"]
+    assert service["Type"] == ["notify"] and service["Restart"] == ["always"]
+    assert _systemd_words(service["ExecStartPre"][1]) == [
+        "/bin/sh",
+        "-c",
+        "/usr/bin/podman network exists frontend || /usr/bin/podman network create frontend",
+    ]
+    # configparser keeps the continuation lines; systemd joins them at the backslashes.
+    argv = _systemd_words(" ".join(v.removesuffix("\\") for v in service["ExecStart"]))
+    image = argv.index("docker.io/library/nginx:1.27.3")
+    assert argv[image + 1 :] == ["sh", "-c", 'echo "$HOME" 100% \\ done', "a b"]
+    options = argv[:image]
+    assert options[:2] == ["/usr/bin/podman", "run"]
+
+    def values(flag):
+        return [options[i + 1] for i, option in enumerate(options) if option == flag]
+
+    assert values("--env") == [f"V{i}={value}" for i, value in enumerate(HOSTILE)]
+    assert values("--name") == ["web"] and values("--network") == ["frontend"]
+    assert values("--env-file") == ["/srv/containers/apps/web/secrets.env"]
+    assert values("--device") == ["nvidia.com/gpu=all"]
+    assert values("--health-cmd") == ['curl -fsS "http://localhost/" || exit 1']
+    assert values("--publish") == ["127.0.0.1:8080:80/tcp", "[::1]:5353:53/udp"]
+    assert values("--volume") == [
+        "/srv/containers/apps/web/html:/usr/share/nginx/html:ro,Z",
+        "webdata:/data",
+    ]
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_rootless_units_start_with_the_users_manager():
+    svc = _hostile_service(user="svc-web", requires=[])
+    assert _parse_unit(render_unit(svc, "quadlet", "/srv/a/web", True))["Install"] == {
+        "WantedBy": ["default.target"]
+    }
+    plain = _parse_unit(render_unit(svc, "plain", "/srv/a/web", True))
+    assert plain["Install"] == {"WantedBy": ["default.target"]}
+    # A user manager cannot order itself after the system's network-online.target.
+    assert "Wants" not in plain["Unit"]
+
+
+def test_network_file_parses_back():
+    text = render_network("frontend")
+    assert text.startswith(f"# {MANAGED_BY} (operations/services.py)")
+    assert _parse_unit(text) == {"Network": {"NetworkName": ["frontend"]}}
+
+
+def test_secrets_env_file_holds_values_literally():
+    svc = _hostile_service()
+    text = render_secrets(svc, {"DB_PASSWORD": "p\"a ss $x %h \\ 'q'"})
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    # podman reads KEY=VALUE to the end of the line, nothing unquoted or expanded.
+    assert lines == ["DB_PASSWORD=p\"a ss $x %h \\ 'q'"]

@@ -92,7 +92,13 @@ def test_host_data_per_role():
     common = {"podman_registries", "podman_nvidia_enabled", "podman_rootless_users", "_sudo"}
     server = hostdata.testbed_host_data("server", "10.0.2.2:5000")
     assert set(hostdata.testbed_host_data("workstation", "r:1")) == common
-    assert set(server) == common | {"podman_storage_device", "podman_socket_enabled"}
+    assert set(server) == common | {
+        "podman_storage_device",
+        "podman_socket_enabled",
+        "podman_services",
+    }
+    # The server is in the motoko group: motoko's services (public images, a GPU) stay off it.
+    assert server["podman_services"] == []
     mirror = server["podman_registries"]["registries"][0]["mirrors"][0]
     assert mirror == {"location": "10.0.2.2:5000", "insecure": True}
 

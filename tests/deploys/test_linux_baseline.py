@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from pyinfra.api import Config, State
 from pyinfra.api.connect import connect_all
+from pyinfra.api.exceptions import DeployError
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 from pyinfra_cli.util import load_deploy_file
@@ -35,7 +36,10 @@ def _plan(tmp_path, monkeypatch, inventory_text: str):
 
 def _fake(name, **data):
     responses = {"-release": DEBIAN_12}
-    return (f"@fake/{name}", {"fake_delay": 0, "fake_responses": responses, **data})
+    return (
+        f"@fake/{name}",
+        {"fake_delay": 0, "fake_delay_jitter": 0, "fake_responses": responses, **data},
+    )
 
 
 def _ops(state, host):
@@ -66,6 +70,9 @@ def test_bad_data_stops_before_any_command(tmp_path, monkeypatch):
 
 
 def test_dispatch_by_group(tmp_path, monkeypatch):
+    # motoko's services read their secrets from the controller's environment.
+    monkeypatch.setenv("NEXTCLOUD_DB_PASSWORD", "test-only")
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "test-only")
     state, hosts = _plan(
         tmp_path,
         monkeypatch,
@@ -85,6 +92,37 @@ def test_dispatch_by_group(tmp_path, monkeypatch):
     assert any("Configure container storage paths" in n for names in srv for n in names)
     assert any("Linux server (motoko pattern)" in n for names in srv for n in names)
     assert any("Linux workstation" in n for names in ws for n in names)
+    # motoko's services, after what they require: the database and Redis before Nextcloud.
+    services = [n.rsplit(" | ", 1)[-1] for names in srv for n in names if "| Services |" in n]
+    assert services == [
+        "Service nextcloud-db",
+        "Service nextcloud-redis",
+        "Service nextcloud-app",
+        "Service vllm-embeddings",
+        "Service litellm",
+    ]
+    assert not any("| Services |" in n for names in ws for n in names)
     for desktop in ("@fake/mac", "@fake/win"):
         assert _ops(state, hosts[desktop]) == []
         assert hosts[desktop].connector.executed_commands == []
+
+
+def test_missing_secrets_stop_before_any_change(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEXTCLOUD_DB_PASSWORD", raising=False)
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "test-only")
+    state, hosts = _plan(
+        tmp_path,
+        monkeypatch,
+        f"linux_servers = [{_fake('srv', podman_nvidia_enabled='auto')!r}]\n"
+        "motoko = ['@fake/srv']\n",
+    )
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    message = str(info.value)
+    assert (
+        "@fake/srv: podman_services nextcloud-db: POSTGRES_PASSWORD: environment variable "
+        "NEXTCLOUD_DB_PASSWORD is not set" in message
+    )
+    assert "LITELLM_MASTER_KEY" not in message
+    # Raised while the deploy is loaded: pyinfra never reaches the execution of any operation.
+    assert not state.is_executing

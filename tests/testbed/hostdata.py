@@ -36,4 +36,7 @@ def testbed_host_data(role: str, registry: str) -> dict:
             "format_if_blank": True,
         }
         data["podman_socket_enabled"] = True
+        # The server is in the motoko group: without this it would get motoko's services
+        # (public images the local registry lacks, a GPU the guest lacks).
+        data["podman_services"] = []
     return data

@@ -1,0 +1,68 @@
+"""Production services (standard §3.1, §5.2, §7.2): every entry of ``podman_services`` as a
+systemd-managed Podman container, each after the services it requires.
+
+Run alone: ``pyinfra INVENTORY deploys/services.py``; skipped unless ``podman_phases``
+includes ``services`` (the default includes every phase).
+"""
+
+import os
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.exceptions import DeployError
+
+from model import HostData, current_host_data
+from model.host_data import Phase, order_services
+from operations import services as service_ops
+
+
+def _unreadable_secrets(cfg: HostData) -> list[str]:
+    """Secrets the controller cannot provide, checked before any command is sent."""
+    problems = []
+    for svc in cfg.services:
+        for key, src in sorted(svc.secrets.items()) if svc.present else ():
+            if src.env and src.env not in os.environ:
+                problems.append(f"{svc.name}: {key}: environment variable {src.env} is not set")
+            elif src.file and not os.access(src.file, os.R_OK):
+                problems.append(f"{svc.name}: {key}: file {src.file} is not readable")
+    return problems
+
+
+@deploy("Services")
+def services(cfg: HostData):
+    if Phase.services not in cfg.phases or not cfg.services:
+        return
+    problems = _unreadable_secrets(cfg)
+    if problems:
+        listed = "\n".join(f"  - {host.name}: podman_services {p}" for p in problems)
+        raise DeployError(
+            f"Secrets missing on the controller; stopping before any change:\n{listed}"
+        )
+    ordered = order_services(cfg.services)
+    # Removals first, dependents before what they require; then the rest, requirements first.
+    removed = [s for s in reversed(ordered) if not s.present]
+    for svc in removed + [s for s in ordered if s.present]:
+        data = svc.model_dump(mode="json")
+        service_ops.service(
+            name=f"Service {svc.name}" if svc.present else f"Remove service {svc.name}",
+            service=svc.name,
+            image=svc.image,
+            command=data["command"],
+            env=data["env"],
+            secrets={k: {f: v for f, v in s.items() if v} for k, s in data["secrets"].items()},
+            ports=data["ports"],
+            volumes=data["volumes"],
+            devices=data["devices"],
+            restart=data["restart"],
+            requires=data["requires"],
+            network=svc.network,
+            healthcheck=data["healthcheck"],
+            user=svc.user,
+            present=svc.present,
+            remove_data=svc.remove_data,
+            root=cfg.service_root,
+        )
+
+
+if __name__ == "builtins":  # executed by pyinfra as a deploy file
+    services(current_host_data())

@@ -1,0 +1,113 @@
+"""Services as systemd runs them (§3.1, §7.2): the quadlet generator, a unit's state, volumes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from pyinfra.api import FactBase
+
+from . import FactValue
+
+# Where distributions install podman's quadlet generator (Fedora and Debian: libexec; Arch:
+# lib). /usr/lib/systemd/system-generators/podman-system-generator links to it.
+QUADLET_PATHS = ("/usr/libexec/podman/quadlet", "/usr/lib/podman/quadlet")
+UNIT_PROPERTIES = (
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "UnitFileState",
+    "FragmentPath",
+    "SourcePath",
+)
+_UNREACHABLE = "@@systemd-unreachable"
+
+
+class Quadlet(FactBase["str | None"]):
+    """Path of podman's quadlet generator, or ``None`` when this podman has none (< 4.4)."""
+
+    def command(self) -> str:
+        candidates = " ".join(QUADLET_PATHS)
+        return f'for q in {candidates}; do if [ -x "$q" ]; then echo "$q"; break; fi; done; true'
+
+    def process(self, output: list[str]) -> str | None:
+        lines = [line.strip() for line in output if line.strip()]
+        return lines[0] if lines else None
+
+
+@dataclass(frozen=True)
+class SystemdUnitState(FactValue):
+    # systemctl's words: loaded/not-found, active/inactive/failed/activating, enabled/
+    # disabled/generated (quadlet) or "" when no unit file exists.
+    load_state: str = "not-found"
+    active_state: str = "inactive"
+    sub_state: str = "dead"
+    unit_file_state: str = ""
+    fragment_path: str = ""
+    # Set for generated units: the quadlet file the unit came from.
+    source_path: str = ""
+    # False when the (user's) service manager could not be reached; the rest is then default.
+    reachable: bool = True
+
+
+class SystemdUnit(FactBase[SystemdUnitState]):
+    """
+    ``systemctl show`` of one unit, in the system manager or (``user``) in that user's manager
+    (reached as root with ``--user --machine=USER@.host``; it runs while the user lingers).
+    """
+
+    def requires_command(self, unit: str, user: str | None = None) -> str:
+        return "systemctl"
+
+    @staticmethod
+    def default() -> SystemdUnitState:
+        return SystemdUnitState()
+
+    def command(self, unit: str, user: str | None = None) -> str:
+        scope = f"--user --machine={shlex.quote(user + '@.host')} " if user else ""
+        props = ",".join(UNIT_PROPERTIES)
+        return (
+            f"systemctl {scope}show --property={props} {shlex.quote(unit)} 2>/dev/null"
+            f" || echo '{_UNREACHABLE}'"
+        )
+
+    def process(self, output: list[str]) -> SystemdUnitState:
+        if any(line.startswith(_UNREACHABLE) for line in output):
+            return SystemdUnitState(reachable=False)
+        props = dict(line.split("=", 1) for line in output if "=" in line)
+        return SystemdUnitState(
+            load_state=props.get("LoadState", "not-found"),
+            active_state=props.get("ActiveState", "inactive"),
+            sub_state=props.get("SubState", "dead"),
+            unit_file_state=props.get("UnitFileState", ""),
+            fragment_path=props.get("FragmentPath", ""),
+            source_path=props.get("SourcePath", ""),
+        )
+
+
+class PodmanVolumes(FactBase[list[str]]):
+    """
+    Names of podman's named volumes, rootful or (``user``) in that user's store (run as the
+    user with its runtime directory, as its systemd would).
+    """
+
+    def requires_command(self, user: str | None = None) -> str:
+        return "podman"
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, user: str | None = None) -> str:
+        ls = "podman volume ls --format json"
+        if not user:
+            return ls
+        u = shlex.quote(user)
+        # From / : the connecting user's working directory may be closed to this user.
+        return f'cd / && runuser -u {u} -- env XDG_RUNTIME_DIR="/run/user/$(id -u {u})" {ls}'
+
+    def process(self, output: list[str]) -> list[str]:
+        text = "\n".join(output).strip()
+        volumes = json.loads(text) if text else []
+        return sorted(v["Name"] for v in volumes or [])
