@@ -279,8 +279,9 @@ class Service(Strict):
 
     name: ServiceName
     # Fully qualified (a registry host first) with an explicit tag or digest: a systemd unit
-    # has no TTY to answer a short-name prompt, and "latest" is not a version.
-    image: str
+    # has no TTY to answer a short-name prompt, and "latest" is not a version. Not needed to
+    # remove a service.
+    image: str = ""
     command: list[UnitText] = Field(default_factory=list)
     env: dict[EnvName, UnitText] = Field(default_factory=dict)
     secrets: dict[EnvName, SecretSource] = Field(default_factory=dict)
@@ -297,20 +298,8 @@ class Service(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        registry = self.image.split("/", 1)[0] if "/" in self.image else ""
-        if not ("." in registry or ":" in registry or registry == "localhost"):
-            raise ValueError(
-                f"image {self.image!r} must start with its registry (docker.io/library/..., "
-                "quay.io/...): systemd cannot answer a short-name prompt"
-            )
-        match = _IMAGE_RE.match(self.image)
-        if not match:
-            raise ValueError(
-                f"image {self.image!r} is not a valid image reference "
-                "(registry/path:tag or @sha256:digest; no spaces or shell characters)"
-            )
-        if not (match["tag"] or match["digest"]):
-            raise ValueError(f"image {self.image!r} needs an explicit tag or digest")
+        if self.present or self.image:
+            self._check_image()
         for device in self.devices:
             if not _CONTAINER_DEVICE_RE.match(device):
                 raise ValueError(
@@ -332,6 +321,24 @@ class Service(Strict):
             if dupes:
                 raise ValueError(f"{what} repeated: {', '.join(map(str, dupes))}")
         return self
+
+    def _check_image(self) -> None:
+        if not self.image:
+            raise ValueError("image is required for a present service")
+        registry = self.image.split("/", 1)[0] if "/" in self.image else ""
+        if not ("." in registry or ":" in registry or registry == "localhost"):
+            raise ValueError(
+                f"image {self.image!r} must start with its registry (docker.io/library/..., "
+                "quay.io/...): systemd cannot answer a short-name prompt"
+            )
+        match = _IMAGE_RE.match(self.image)
+        if not match:
+            raise ValueError(
+                f"image {self.image!r} is not a valid image reference "
+                "(registry/path:tag or @sha256:digest; no spaces or shell characters)"
+            )
+        if not (match["tag"] or match["digest"]):
+            raise ValueError(f"image {self.image!r} needs an explicit tag or digest")
 
 
 class HostData(Strict):

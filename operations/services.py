@@ -314,7 +314,8 @@ def service(
     Run a container as a systemd service, or remove it.
 
     + service: the service's name: its unit, container and directory name
-    + image: fully qualified image with a tag or digest (docker.io/library/redis:7.4)
+    + image: fully qualified image with a tag or digest (docker.io/library/redis:7.4.1);
+      not needed with present=False
     + command: arguments after the image
     + env: environment variables, written into the unit
     + secrets: ``{VAR: {"env": "CONTROLLER_VAR"} | {"file": "/path/on/controller"}}``, read on

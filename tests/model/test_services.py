@@ -152,6 +152,12 @@ def test_inconsistent_services_are_rejected(services, data, needle):
     assert needle in str(info.value)
 
 
+def test_an_image_is_needed_only_to_run_a_service():
+    assert _services({"name": "old", "present": False}).services[0].image == ""
+    with pytest.raises(ValidationError, match="image is required for a present service"):
+        _services({"name": "new"})
+
+
 def test_dependency_order_keeps_list_order_otherwise():
     cfg = _services(_svc("app", requires=["db", "cache"]), _svc("cache"), _svc("db"), _svc("other"))
     assert [s.name for s in order_services(cfg.services)] == ["db", "cache", "app", "other"]
