@@ -11,14 +11,13 @@ from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
 from facts.podman import PodmanInfo
-from facts.storage import BlockDevice, PathMount, StorageConf, StoreContents
+from facts.storage import STORAGE_CONF, BlockDevice, PathMount, StorageConf, StoreContents
 from operations import packages
 from operations._common import render_toml
 
 SOURCE = "operations/storage.py"
-# The main file: every podman version reads it. storage.conf.d drop-ins are not read by
-# podman 4.x (Debian 12), so the seed's 00-custom-storage.conf would be silently ignored.
-STORAGE_CONF = "/etc/containers/storage.conf"
+# We write STORAGE_CONF, the main file: every podman version reads it. Debian's podman (4.3
+# and 5.4) ignores storage.conf.d, so the seed's 00-custom-storage.conf would be silently lost.
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
 # What the distributions' own storage.conf sets beyond the paths, kept when no storage.conf
 # exists yet (on a fresh host the planning facts run before podman is installed).
