@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -25,6 +26,8 @@ from pydantic import (
 )
 
 NAMESPACE = "podman_"
+# The package's Jinja templates (operations render them; compose projects name them).
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]*$")
@@ -341,6 +344,35 @@ class Service(Strict):
             raise ValueError(f"image {self.image!r} needs an explicit tag or digest")
 
 
+_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.j2$")
+# Read once at import (the package's own files).
+COMPOSE_TEMPLATES = frozenset(p.name for p in (TEMPLATES / "compose").glob("*.j2"))
+
+
+class ComposeProject(Strict):
+    """A compose project (standard §2.3, §7.2: the workstation pattern): a compose file
+    rendered from ``templates/compose/<template>`` into ``<compose_root>/<name>/compose.yaml``
+    (or ``directory``) and brought up with podman-compose as root or as ``user``."""
+
+    name: ServiceName  # the podman-compose project name (-p)
+    template: Annotated[
+        str, AfterValidator(_pattern(_TEMPLATE_RE, "template file name under templates/compose/"))
+    ]
+    vars: dict[EnvName, object] = Field(default_factory=dict)  # given to the template
+    directory: ServiceRoot | None = None  # default: <compose_root>/<name>
+    user: UserName | None = None  # rootless: podman-compose runs as this user
+    present: bool = True  # False: podman-compose down, compose file removed (data kept)
+
+    @model_validator(mode="after")
+    def _template_exists(self):
+        if self.template not in COMPOSE_TEMPLATES:
+            raise ValueError(
+                f"template {self.template!r} is not in templates/compose/ "
+                f"(there: {', '.join(sorted(COMPOSE_TEMPLATES)) or 'nothing'})"
+            )
+        return self
+
+
 class HostData(Strict):
     """Everything this package reads from host data, with the standard's defaults."""
 
@@ -359,6 +391,8 @@ class HostData(Strict):
     nvidia_cdi_spec: AbsPath = "/etc/cdi/nvidia.yaml"
     service_root: ServiceRoot = "/srv/containers/apps"
     services: list[Service] = Field(default_factory=list)
+    compose_root: ServiceRoot = "/srv/containers/compose"
+    compose_projects: list[ComposeProject] = Field(default_factory=list)
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(
         default_factory=lambda: list(Phase), min_length=1
     )
@@ -382,6 +416,16 @@ class HostData(Strict):
                     raise ValueError(
                         f"rootless_users {a.name} and {b.name} have overlapping subid ranges"
                     )
+        dupes = _repeated(p.name for p in self.compose_projects)
+        if dupes:
+            raise ValueError(f"compose_projects lists a name twice: {', '.join(dupes)}")
+        users = {u.name for u in self.rootless_users}
+        for project in self.compose_projects:
+            if project.user and project.user not in users:
+                raise ValueError(
+                    f"compose project {project.name}: user {project.user} is not in "
+                    "rootless_users (rootless containers need its subordinate ids and linger)"
+                )
         if self.storage_device and not _under(self.graphroot, self.storage_device.mount_point):
             raise ValueError(
                 f"graphroot {self.graphroot} is not under storage_device.mount_point "

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from io import StringIO
-from pathlib import Path
 
 import tomli_w
 from jinja2 import DictLoader, Environment, StrictUndefined
 from pyinfra import host
 from pyinfra.facts.server import LinuxDistribution
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+from model.host_data import TEMPLATES
+
 MANAGED_BY = "managed by podman-standard"
 
 # os-release ID / ID_LIKE → the family whose package manager and names we use.
@@ -67,7 +68,12 @@ def systemd_word(value: str) -> str:
 
 # Read once at import: small files, and rendering then needs no filesystem access.
 _ENV = Environment(
-    loader=DictLoader({p.name: p.read_text(encoding="utf-8") for p in TEMPLATES.glob("*.j2")}),
+    loader=DictLoader(
+        {
+            p.relative_to(TEMPLATES).as_posix(): p.read_text(encoding="utf-8")
+            for p in TEMPLATES.rglob("*.j2")
+        }
+    ),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
@@ -75,6 +81,9 @@ _ENV = Environment(
     autoescape=False,
 )
 _ENV.filters["systemd_word"] = systemd_word
+# A value written into YAML (compose files) as a JSON scalar or list: JSON is valid YAML, so
+# quotes, colons and '#' in data stay data.
+_ENV.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
 
 
 def render_template(template: str, /, **context) -> StringIO:

@@ -107,8 +107,8 @@ def test_registries_toml_round_trips_hostile_values():
 def test_template_files_are_not_executable_in_repo():
     from operations._common import TEMPLATES
 
-    for path in TEMPLATES.iterdir():
-        assert not path.stat().st_mode & stat.S_IXUSR, path
+    for path in TEMPLATES.rglob("*"):
+        assert path.is_dir() or not path.stat().st_mode & stat.S_IXUSR, path
 
 
 # --- services: systemd unit syntax -------------------------------------------------------

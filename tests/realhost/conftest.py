@@ -9,10 +9,30 @@ import os
 
 import pytest
 
-from tests.testbed.fleet import DEFAULT_GUESTS, STATE_ENV, Testbed, Timings, parse_guests
+from tests.testbed.fleet import (
+    DEFAULT_GUESTS,
+    STATE_ENV,
+    GuestSpec,
+    Testbed,
+    Timings,
+    parse_guests,
+)
 from tests.testbed.registry import Registry
 
 _TIMINGS = Timings()
+# Modules that use the shared, first-booted guests run first, in this order; the others boot
+# their own guests (from the converged snapshot) after the shared ones are stopped.
+SHARED_GUEST_MODULES = ("test_testbed", "test_converge", "test_verify")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SHARED_GUEST_MODULES:
+            return SHARED_GUEST_MODULES.index(module)
+        return len(SHARED_GUEST_MODULES)
+
+    items.sort(key=rank)  # stable: within a module, and among the others, order is kept
 
 
 @pytest.fixture(scope="session")
@@ -58,22 +78,39 @@ def converged(testbed):
     and the workstation run different deploys, so their operations differ."""
     returncode, result, stderr = testbed.pyinfra("--no-wait")
     assert returncode == 0, stderr[-4000:]
+    # Converged once per release per run: later modules boot from this snapshot.
+    testbed.checkpoint()
     return result
 
 
 @pytest.fixture(scope="session")
-def ssh_config(testbed, tmp_path_factory):
-    """An ssh_config naming every guest, for testinfra's ``ssh://NAME`` hosts."""
-    path = tmp_path_factory.mktemp("ssh") / "config"
-    path.write_text(
-        "".join(
-            f"Host {g.name}\n  HostName {g.ssh_host}\n  Port {g.ssh_port}\n  User {g.ssh_user}\n"
-            f"  IdentityFile {g.ssh_key}\n  StrictHostKeyChecking no\n"
-            "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
-            for g in testbed.guests.values()
+def converged_testbed(testbed, converged, registry, tmp_path_factory):
+    """A factory: ``boot(name)`` stops the shared guests (at most two guests run at once;
+    the modules that share them run first, see pytest_collection_modifyitems) and returns a
+    new started Testbed of the same guests booted from their converged snapshot. The caller
+    stops it (``down()``)."""
+
+    def boot(name: str, specs: list[GuestSpec] | None = None) -> Testbed:
+        testbed.stop_guests()
+        workdir = tmp_path_factory.mktemp(name)
+        bed = Testbed(
+            specs or testbed.specs,
+            workdir,
+            workdir / "hosts.json",
+            registry=registry,
+            snapshots=testbed.snapshots,
         )
-    )
-    return path
+        bed.timings = _TIMINGS
+        return bed.up()
+
+    return boot
+
+
+@pytest.fixture(scope="session")
+def ssh_config(testbed, converged, tmp_path_factory):
+    """An ssh_config naming every shared guest (as booted after the converge snapshot), for
+    testinfra's ``ssh://NAME`` hosts."""
+    return testbed.write_ssh_config(tmp_path_factory.mktemp("ssh") / "config")
 
 
 def pytest_terminal_summary(terminalreporter):

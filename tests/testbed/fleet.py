@@ -56,8 +56,9 @@ def parse_guests(text: str) -> list[GuestSpec]:
     return specs
 
 
-def host_entry(spec: GuestSpec, guest: Guest, registry: str) -> dict:
-    """One host of hosts.json: how to reach it, its groups and its data."""
+def host_entry(spec: GuestSpec, guest: Guest, registry: str, overrides: dict | None = None) -> dict:
+    """One host of hosts.json: how to reach it, its groups and its data (``overrides`` merged
+    over the role's data)."""
     return {
         "name": spec.name,
         "release": spec.release,
@@ -66,7 +67,7 @@ def host_entry(spec: GuestSpec, guest: Guest, registry: str) -> dict:
         "ssh_user": guest.ssh_user,
         "ssh_key": str(guest.ssh_key),
         "groups": GROUPS[spec.role],
-        "data": testbed_host_data(spec.role, registry),
+        "data": {**testbed_host_data(spec.role, registry), **(overrides or {})},
     }
 
 
@@ -102,6 +103,7 @@ class Testbed:
         state_path: Path,
         log=print,
         registry: Registry | None = None,
+        snapshots: dict[str, ImagePaths] | None = None,
     ):
         self.specs = specs
         self.workdir = Path(workdir)
@@ -113,6 +115,11 @@ class Testbed:
         self.guests: dict[str, Guest] = {}
         self.images: dict[str, ImagePaths] = {}
         self.inventory_path = INVENTORY
+        # Guests boot from these disks (by guest name) instead of the fresh release image.
+        self.snapshots = dict(snapshots or {})
+        # Host data merged over each guest's role data in the state file (by guest name).
+        self.data_overrides: dict[str, dict] = {}
+        self._generation = 0
 
     def up(self) -> Testbed:
         guests_module.install_cleanup_handlers()
@@ -124,11 +131,12 @@ class Testbed:
         return self
 
     def _up(self) -> None:
-        releases = sorted({spec.release for spec in self.specs})
-        with self.timings.stage(f"image build ({', '.join(releases)})"):
-            with ThreadPoolExecutor(len(releases)) as pool:
-                built = pool.map(lambda release: build_image(release, self.log), releases)
-                self.images = dict(zip(releases, built, strict=True))
+        releases = sorted({s.release for s in self.specs if s.name not in self.snapshots})
+        if releases:
+            with self.timings.stage(f"image build ({', '.join(releases)})"):
+                with ThreadPoolExecutor(len(releases)) as pool:
+                    built = pool.map(lambda release: build_image(release, self.log), releases)
+                    self.images = dict(zip(releases, built, strict=True))
         if self._own_registry:
             with self.timings.stage("registry start + push"):
                 self.registry.start()
@@ -137,12 +145,16 @@ class Testbed:
         self.guests = {
             spec.name: Guest(
                 spec.name,
-                self.images[spec.release],
+                self.snapshots.get(spec.name) or self.images[spec.release],
                 self.workdir,
                 extra_disk_gib=EXTRA_DISK_GIB[spec.role],
             )
             for spec in self.specs
         }
+        self._boot_all(timeout)
+        self.write_state()
+
+    def _boot_all(self, timeout: float) -> None:
         with self.timings.stage(f"boot to ssh ({', '.join(self.guests)})"):
             # Not `with`: on Ctrl-C, down() must stop booting guests now, not after they boot.
             pool = ThreadPoolExecutor(MAX_RUNNING)
@@ -152,7 +164,35 @@ class Testbed:
                     future.result()
             finally:
                 pool.shutdown(wait=False, cancel_futures=True)
+
+    def checkpoint(self) -> dict[str, ImagePaths]:
+        """Shut every guest down cleanly, keep its disks as a snapshot (qcow2 overlays become
+        backing files) and boot it again on a new overlay of that snapshot. Returns the
+        snapshots by guest name: later testbeds boot converged hosts from them in one boot."""
+        self._generation += 1
+        with self.timings.stage(f"snapshot ({', '.join(self.guests)})"):
+            with ThreadPoolExecutor(MAX_RUNNING) as pool:
+                images = dict(
+                    zip(self.guests, pool.map(Guest.snapshot, self.guests.values()), strict=True)
+                )
+        self.snapshots.update(images)
+        workdir = self.workdir / f"after-snapshot-{self._generation}"
+        self.guests = {
+            name: Guest(name, image, workdir, extra_disk_gib=guest.extra_disk_gib)
+            for (name, image), guest in zip(images.items(), self.guests.values(), strict=True)
+        }
+        try:
+            self._boot_all(float(os.environ.get("TESTBED_BOOT_TIMEOUT", 300)))
+        except BaseException:
+            self.down()
+            raise
         self.write_state()
+        return images
+
+    def stop_guests(self) -> None:
+        """Stop the guests (not a shared registry): they are done, others may boot now."""
+        for guest in self.guests.values():
+            guest.stop()
 
     def _boot(self, guest: Guest, timeout: float) -> None:
         started = time.monotonic()
@@ -163,7 +203,12 @@ class Testbed:
         return {
             "registry": self.registry.guest_address,
             "hosts": [
-                host_entry(spec, self.guests[spec.name], self.registry.guest_address)
+                host_entry(
+                    spec,
+                    self.guests[spec.name],
+                    self.registry.guest_address,
+                    self.data_overrides.get(spec.name),
+                )
                 for spec in self.specs
             ],
             # For `python -m tests.testbed down`: what to stop and where its files are.
@@ -180,6 +225,18 @@ class Testbed:
     def write_state(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         self.state_path.write_text(json.dumps(self.state(), indent=2) + "\n")
+
+    def write_ssh_config(self, path: Path) -> Path:
+        """An ssh_config naming every guest (testinfra's ``ssh://NAME`` hosts)."""
+        path.write_text(
+            "".join(
+                f"Host {g.name}\n  HostName {g.ssh_host}\n  Port {g.ssh_port}\n"
+                f"  User {g.ssh_user}\n  IdentityFile {g.ssh_key}\n  StrictHostKeyChecking no\n"
+                "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+                for g in self.guests.values()
+            )
+        )
+        return path
 
     def detach(self) -> None:
         for guest in self.guests.values():

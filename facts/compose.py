@@ -1,0 +1,85 @@
+"""Compose projects (standard §2.3, §7.2): the containers podman-compose made for a project and
+what this package last brought up there."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+from . import FactValue, section, split_sections
+
+# podman-compose labels every container it creates with its project's name.
+PROJECT_LABEL = "io.podman.compose.project"
+# Beside the compose file: the sha256 of the compose file the project was last brought up
+# from (written after a successful `up`, so a failed one is retried on the next run).
+APPLIED_FILE = ".podman-standard-applied"
+
+
+def as_user(user: str | None, command: str) -> str:
+    """``command`` (one shell command line) run as ``user`` with the runtime directory its
+    systemd gives it, from / (the connecting user's directory may be closed to it); as is for
+    root."""
+    if not user:
+        return command
+    name = shlex.quote(user)
+    return (
+        f'cd / && runuser -u {name} -- env XDG_RUNTIME_DIR="/run/user/$(id -u {name})" '
+        f"sh -c {shlex.quote(command)}"
+    )
+
+
+def all_running(containers: dict[str, str]) -> bool:
+    """A project is up when it has containers and every one of them runs."""
+    return bool(containers) and all(state == "running" for state in containers.values())
+
+
+@dataclass(frozen=True)
+class ComposeProjectState(FactValue):
+    # container name -> podman's State word (running, exited, created, paused, ...)
+    containers: dict[str, str] = field(default_factory=dict)
+    # sha256 of the compose file last brought up, "" when never (or not by this package)
+    applied: str = ""
+    # podman could not be asked (not installed, or the user's runtime directory missing)
+    error: str = ""
+
+
+
+class ComposeProject(FactBase[ComposeProjectState]):
+    """
+    The containers of compose project ``project`` (by podman-compose's project label, as root
+    or as the rootless ``user``) and the applied-file beside ``directory/compose.yaml``.
+
+    .. code:: python
+
+        ComposeProjectState(containers={"devstack_web_1": "running"}, applied="9f86d0…", error="")
+    """
+
+    @staticmethod
+    def default() -> ComposeProjectState:
+        return ComposeProjectState()
+
+    def command(self, project: str, directory: str, user: str | None = None) -> str:
+        ps = (
+            f"podman ps -a --filter label={shlex.quote(f'{PROJECT_LABEL}={project}')}"
+            " --format '{{.Names}}\t{{.State}}'"
+        )
+        applied = shlex.quote(f"{directory}/{APPLIED_FILE}")
+        return (
+            f"{section('ps')} {as_user(user, ps)} 2>&1 || echo '@@error';"
+            f" {section('applied')} cat {applied} 2>/dev/null; true"
+        )
+
+    def process(self, output: list[str]) -> ComposeProjectState:
+        parts = split_sections(output)
+        ps = parts.get("ps", [])
+        if "error" in parts:
+            return ComposeProjectState(error=" ".join(line.strip() for line in ps)[:300])
+        containers = {}
+        for line in ps:
+            name, sep, state = line.strip().partition("\t")
+            if sep:
+                containers[name] = state.strip().lower()
+        applied = next((line.strip() for line in parts.get("applied", []) if line.strip()), "")
+        return ComposeProjectState(containers=containers, applied=applied)

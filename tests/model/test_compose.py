@@ -1,0 +1,75 @@
+"""podman_compose_projects: what a project may say, what is rejected, and the rendered file."""
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from model.host_data import HostData
+from operations.compose import render_compose
+
+WEB = {"web_image": "docker.io/library/nginx:alpine", "port": 8088}
+
+
+def _projects(*projects, **data):
+    return HostData.model_validate({"compose_projects": list(projects), **data})
+
+
+def test_a_project_with_defaults():
+    cfg = _projects({"name": "devstack", "template": "web-stack.yaml.j2", "vars": WEB})
+    project = cfg.compose_projects[0]
+    assert (project.directory, project.user, project.present) == (None, None, True)
+    assert cfg.compose_root == "/srv/containers/compose"
+
+
+@pytest.mark.parametrize(
+    ("project", "data", "needle"),
+    [
+        ({"name": "dev stack", "template": "web-stack.yaml.j2"}, {}, "name (a-z"),
+        ({"name": "dev", "template": "../../etc/passwd.j2"}, {}, "template file name"),
+        ({"name": "dev", "template": "nope.yaml.j2"}, {}, "not in templates/compose/"),
+        ({"name": "dev", "template": "web-stack.yaml.j2", "directory": "rel/dir"}, {}, "absolute"),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "directory": "/srv/my dir"},
+            {},
+            "service root",
+        ),
+        ({"name": "dev", "template": "web-stack.yaml.j2", "vars": {"a-b": 1}}, {}, "variable"),
+        ({"name": "dev", "template": "web-stack.yaml.j2", "user": "alice"}, {}, "rootless_users"),
+        ({"name": "dev", "template": "web-stack.yaml.j2", "colour": "red"}, {}, "Extra inputs"),
+    ],
+)
+def test_bad_projects_are_rejected(project, data, needle):
+    with pytest.raises(ValidationError) as info:
+        _projects(project, **data)
+    assert needle in str(info.value)
+
+
+def test_a_project_name_twice_is_rejected():
+    project = {"name": "dev", "template": "web-stack.yaml.j2", "vars": WEB}
+    with pytest.raises(ValidationError, match="lists a name twice: dev"):
+        _projects(project, project)
+
+
+def test_a_rootless_project_needs_a_declared_user():
+    project = {"name": "dev", "template": "web-stack.yaml.j2", "vars": WEB, "user": "alice"}
+    cfg = _projects(project, rootless_users=[{"name": "alice"}])
+    assert cfg.compose_projects[0].user == "alice"
+
+
+def test_rendered_values_stay_data():
+    """Values from data land in the YAML as JSON scalars: quotes, '#', ': ' and newlines
+    cannot add keys or comments (JSON is YAML, so json.loads reads the scalar back)."""
+    hostile = 'a "quoted" # not a comment: x\n  injected: true'
+    cfg = _projects(
+        {
+            "name": "dev",
+            "template": "web-stack.yaml.j2",
+            "vars": {**WEB, "greeting": hostile},
+        }
+    )
+    text = render_compose(cfg.compose_projects[0])
+    line = next(line for line in text.splitlines() if line.strip().startswith("GREETING:"))
+    assert json.loads(line.split(":", 1)[1]) == hostile
+    assert "injected: true" not in text.replace("\\n  injected: true", "")
+    assert '- "127.0.0.1:8088:80"' in text
