@@ -12,7 +12,7 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 
 from model import HostData, current_host_data
-from model.host_data import Phase, order_services
+from model.host_data import Phase, network_removers, order_services
 from operations import services as service_ops
 
 
@@ -41,6 +41,7 @@ def services(cfg: HostData):
     ordered = order_services(cfg.services)
     # Removals first, dependents before what they require; then the rest, requirements first.
     removed = [s for s in reversed(ordered) if not s.present]
+    removes_network = network_removers(removed, cfg.services)
     for svc in removed + [s for s in ordered if s.present]:
         data = svc.model_dump(mode="json")
         service_ops.service(
@@ -60,6 +61,7 @@ def services(cfg: HostData):
             user=svc.user,
             present=svc.present,
             remove_data=svc.remove_data,
+            remove_network=svc.name in removes_network,
             root=cfg.service_root,
         )
 

@@ -45,7 +45,6 @@ class ComposeProjectState(FactValue):
     error: str = ""
 
 
-
 class ComposeProject(FactBase[ComposeProjectState]):
     """
     The containers of compose project ``project`` (by podman-compose's project label, as root

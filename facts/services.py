@@ -111,3 +111,30 @@ class PodmanVolumes(FactBase[list[str]]):
         text = "\n".join(output).strip()
         volumes = json.loads(text) if text else []
         return sorted(v["Name"] for v in volumes or [])
+
+
+class PodmanNetworks(FactBase[list[str]]):
+    """
+    Names of podman's networks, rootful or (``user``) in that user's store (run as the user
+    with its runtime directory). Includes podman's default network (``podman``).
+    """
+
+    def requires_command(self, user: str | None = None) -> str:
+        return "podman"
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, user: str | None = None) -> str:
+        ls = "podman network ls --format '{{.Name}}'"
+        if not user:
+            return ls
+        u = shlex.quote(user)
+        return (
+            f'cd / && runuser -u {u} -- env XDG_RUNTIME_DIR="/run/user/$(id -u {u})" '
+            f"sh -c {shlex.quote(ls)}"
+        )
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(line.strip() for line in output if line.strip())

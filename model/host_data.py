@@ -500,3 +500,12 @@ def order_services(services: list[Service]) -> list[Service]:
     for svc in services:
         visit(svc, [])
     return ordered
+
+
+def network_removers(removed: list[Service], services: list[Service]) -> set[str]:
+    """Of the services being removed, in ``removed``'s order, the names of those that remove
+    their network: the last one naming each network, unless a present service (of the same
+    user) still uses it."""
+    kept = {(s.user, s.network) for s in services if s.present and s.network}
+    last = {(s.user, s.network): s.name for s in removed if s.network}
+    return {name for key, name in last.items() if key not in kept}

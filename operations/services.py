@@ -23,7 +23,7 @@ from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
 from facts.podman import PodmanInfo
-from facts.services import PodmanVolumes, Quadlet, SystemdUnit
+from facts.services import PodmanNetworks, PodmanVolumes, Quadlet, SystemdUnit
 from model.host_data import SECRETS_FILE, Service, ServiceRoot
 from operations._common import header, render_template
 
@@ -308,6 +308,7 @@ def service(
     user: str | None = None,
     present: bool = True,
     remove_data: bool = False,
+    remove_network: bool = False,
     root: str = "/srv/containers/apps",
 ):
     """
@@ -331,6 +332,8 @@ def service(
     + user: a rootless user whose systemd runs the service (it must linger)
     + present: False stops, disables and removes the unit and the secrets file
     + remove_data: with present=False, also delete ``<root>/<service>/`` and the named volumes
+    + remove_network: with present=False, also remove ``network`` (its quadlet file and the
+      podman network): for the last service that used it (deploys/services.py decides)
     + root: the service root (``podman_service_root``)
 
     Quadlet (podman >= 4.4 with its generator): ``<service>.container`` (+ ``<network>.network``)
@@ -386,7 +389,8 @@ def service(
     plain_file = f"{scope.unit_dir('plain')}/{unit_name}"
 
     if not svc.present:
-        yield from _remove(svc, scope, state, service_dir, [quadlet_file, plain_file])
+        network = svc.network if remove_network else None
+        yield from _remove(svc, scope, state, service_dir, [quadlet_file, plain_file], network)
         return
 
     info = host.get_fact(PodmanInfo)
@@ -464,18 +468,33 @@ def service(
         )
 
 
-def _remove(svc: Service, scope: _Scope, state, service_dir: str, unit_files: list[str]):
+def _remove(
+    svc: Service,
+    scope: _Scope,
+    state,
+    service_dir: str,
+    unit_files: list[str],
+    network: str | None = None,
+):
     commands: list = []
     if state.active_state in RUNNING:
         commands.append(scope.systemctl("stop", f"{svc.name}.service"))
     if state.unit_file_state == "enabled":
         commands.append(scope.systemctl("disable", f"{svc.name}.service"))
+    network_file = f"{scope.unit_dir('quadlet')}/{network}.network" if network else None
+    if network_file and host.get_fact(File, path=network_file):
+        # The network's generated oneshot unit stays active until stopped.
+        unit = f"{network}-network.service"
+        commands.append(StringCommand(scope.systemctl("stop", unit), "2>/dev/null", "||", "true"))
+        unit_files = [*unit_files, network_file]
     removed_units = []
     for path in unit_files:
         removed_units += _collect(files.file._inner(path=path, present=False))[0]
     commands += removed_units
     if removed_units:
         commands.append(scope.systemctl("daemon-reload"))
+    if network and network in host.get_fact(PodmanNetworks, user=svc.user):
+        commands.append(StringCommand(scope.as_user(f"podman network rm {shlex.quote(network)}")))
     if state.load_state != "not-found" or state.active_state == "failed":
         # A container stopped by SIGKILL leaves its unit "failed", listed after its file is
         # gone; nothing to reset is fine.

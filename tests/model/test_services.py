@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 from pyinfra.api import Config, Inventory, State
 
-from model.host_data import HostData, order_services
+from model.host_data import HostData, network_removers, order_services
 from model.validate import host_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,3 +190,16 @@ def test_errors_name_the_service():
         "'litellm' must start with its registry (docker.io/library/..., quay.io/...): systemd "
         "cannot answer a short-name prompt",
     ]
+
+
+def test_the_last_removed_service_of_a_network_removes_it():
+    services = [
+        {"name": "app", "present": False, "network": "web"},
+        {"name": "db", "present": False, "network": "web"},
+        {"name": "cache", "present": False, "network": "shared"},
+        {"name": "api", "image": IMAGE, "network": "shared"},
+        {"name": "solo", "present": False},
+    ]
+    cfg = _services(*services)
+    removed = [s for s in cfg.services if not s.present]
+    assert network_removers(removed, cfg.services) == {"db"}
