@@ -28,7 +28,10 @@ def stack(marker: str = "one", present: bool = True) -> list[dict]:
     """db and cache on a shared network; app requires both and publishes a port. ``marker``
     changes only the cache's definition."""
     if not present:
-        return [{"name": name, "present": False, "remove_data": True} for name in reversed(STACK)]
+        return [
+            {"name": name, "present": False, "remove_data": True, "network": "stack"}
+            for name in reversed(STACK)
+        ]
     return [
         {
             "name": "stack-db",
@@ -196,6 +199,10 @@ def test_present_false_removes_the_stack(bed):
             f" sudo ls {ROOT}; sudo podman ps -a --format '{{{{.Names}}}}'",
         ).stdout.split()
         assert [item for item in leftovers if item.startswith("stack-")] == []
+        # The network went with the last service that used it (file and podman network).
+        networks = guest.run("sudo podman network ls --format '{{.Name}}'", check=True).stdout
+        assert "stack" not in networks.split()
+        assert guest.run("test -e /etc/containers/systemd/stack.network").returncode == 1
     assert deploy(bed, SERVICES, services=stack(present=False)) == []
 
 
