@@ -3,6 +3,7 @@ what this package last brought up there."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 
@@ -60,9 +61,9 @@ class ComposeProject(FactBase[ComposeProjectState]):
         return ComposeProjectState()
 
     def command(self, project: str, directory: str, user: str | None = None) -> str:
+        # JSON: `--format {{.State}}` prints "Up 5 seconds ago" on podman 4.3, "running" on 5.
         ps = (
-            f"podman ps -a --filter label={shlex.quote(f'{PROJECT_LABEL}={project}')}"
-            " --format '{{.Names}}\t{{.State}}'"
+            f"podman ps -a --filter label={shlex.quote(f'{PROJECT_LABEL}={project}')} --format json"
         )
         applied = shlex.quote(f"{directory}/{APPLIED_FILE}")
         return (
@@ -75,10 +76,11 @@ class ComposeProject(FactBase[ComposeProjectState]):
         ps = parts.get("ps", [])
         if "error" in parts:
             return ComposeProjectState(error=" ".join(line.strip() for line in ps)[:300])
+        text = "\n".join(line for line in ps if not line.startswith(("time=", "WARN")))
         containers = {}
-        for line in ps:
-            name, sep, state = line.strip().partition("\t")
-            if sep:
-                containers[name] = state.strip().lower()
+        for item in json.loads(text) if text.strip() else []:
+            names = item.get("Names") or [item.get("Id", "?")[:12]]
+            name = names[0] if isinstance(names, list) else str(names)
+            containers[name] = str(item.get("State", "")).lower()
         applied = next((line.strip() for line in parts.get("applied", []) if line.strip()), "")
         return ComposeProjectState(containers=containers, applied=applied)

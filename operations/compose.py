@@ -38,10 +38,13 @@ def _up_script(project: str, digest: str, recreate: bool) -> str:
     steps = [
         *([f"{compose} down"] if recreate else []),
         f"{compose} up -d",
-        # podman-compose can exit 0 when a container failed to start.
-        f"podman ps -a --filter {label} --format '{{{{.Names}}}} {{{{.State}}}}'"
-        ' | awk \'{n++} $2 != "running" {print "not running: " $0 > "/dev/stderr"; bad=1}'
-        " END {exit (bad || !n)}'",
+        # podman-compose can exit 0 when a container failed to start: count the running ones
+        # (a status filter: `--format {{.State}}` words differ between podman 4 and 5).
+        f"all=$(podman ps -aq --filter {label} | wc -l)"
+        f" && up=$(podman ps -q --filter {label} --filter status=running | wc -l)"
+        ' && { [ "$all" -gt 0 ] && [ "$all" -eq "$up" ] || {'
+        f" podman ps -a --filter {label} --format '{{{{.Names}}}}: {{{{.Status}}}}' >&2;"
+        ' echo "$up of $all containers running" >&2; exit 1; }; }',
         f"printf '%s\\n' {digest} > {APPLIED_FILE}",
     ]
     return " && ".join(steps)

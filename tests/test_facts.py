@@ -18,7 +18,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import docker, gpu, podman, rootless, services, storage
+from facts import compose, docker, gpu, podman, rootless, services, storage
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
@@ -46,6 +46,10 @@ FACTS = [
     (services.SystemdUnit, ["app.service", "svc-litellm"]),
     (services.PodmanVolumes, []),
     (services.PodmanVolumes, ["svc-litellm"]),
+    (services.PodmanNetworks, []),
+    (services.PodmanNetworks, ["vagrant"]),
+    (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack"]),
+    (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
 ]
 
 
