@@ -40,6 +40,7 @@ LIBVIRT_URI = "qemu:///system"
 MANAGEMENT_NETWORK = "vagrant-libvirt"
 DAEMONS = {"virtlogd": Path("/run/virtlogd.pid"), "libvirtd": Path("/run/libvirtd.pid")}
 SLIRP_DNS = "10.0.2.3"
+ISOLATION_ENV = "PODMAN_STANDARD_VAGRANT_ISOLATION"
 
 
 class LabError(RuntimeError):
@@ -196,23 +197,53 @@ def vagrant_home() -> Path:
     return cache_root() / "vagrant.d"
 
 
+def isolated() -> bool:
+    """``PODMAN_STANDARD_VAGRANT_ISOLATION``: ``netns`` (default, as CI must: libvirtd of our
+    own in a namespace of our own) or ``none`` (a workstation: its running libvirtd or
+    VirtualBox and its own network, with the provider ``VAGRANT_DEFAULT_PROVIDER`` names)."""
+    choice = os.environ.get(ISOLATION_ENV, "netns")
+    if choice not in ("netns", "none"):
+        raise ValueError(f"{ISOLATION_ENV} must be netns or none, not {choice!r}")
+    return choice == "netns"
+
+
+class NoNetns(Netns):
+    """The machine's own network namespace: nothing to create, nothing to prefix."""
+
+    def __init__(self):
+        super().__init__("")
+
+    def prefix(self) -> list[str]:
+        return []
+
+    def start(self, timeout: float = 0) -> Netns:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
 class Lab:
     """Namespace + libvirtd + vagrant on this repository's Vagrantfile.
 
     ``env`` holds the Vagrantfile's settings (box per VM, libvirt driver). ``close()`` destroys
     every VM of the Vagrantfile, then stops libvirtd and removes the namespace; it is safe to
-    call after a failed ``start()``.
+    call after a failed ``start()``. Not ``isolated()``: no namespace, no libvirtd of its own.
     """
 
     def __init__(self, workdir: Path, env: dict[str, str], log=print):
         self.workdir = Path(workdir)
-        self.netns = Netns(f"psvagrant-{os.getpid()}")
+        self.isolated = isolated()
+        self.netns = Netns(f"psvagrant-{os.getpid()}") if self.isolated else NoNetns()
         self.libvirtd = Libvirtd(self.netns)
         self.log = log
+        self.provider = (
+            "libvirt" if self.isolated else os.environ.get("VAGRANT_DEFAULT_PROVIDER", "libvirt")
+        )
         self.env = {
             **os.environ,
             "VAGRANT_HOME": str(vagrant_home()),
-            "VAGRANT_DEFAULT_PROVIDER": "libvirt",
+            "VAGRANT_DEFAULT_PROVIDER": self.provider,
             "VAGRANT_CHECKPOINT_DISABLE": "1",  # no update check: nothing outside is reachable
             "VAGRANT_DOTFILE_PATH": str(self.workdir / "dot-vagrant"),
             "VAGRANT_CWD": str(REPO),
@@ -227,11 +258,14 @@ class Lab:
             err_cm=vagrant.make_file_cm(self.log_path),
         )
         self.up_machines: list[str] = []
+        self.started = False
 
     def start(self) -> Lab:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.netns.start()
-        self.libvirtd.start()
+        self.started = True
+        if self.isolated:
+            self.netns.start()
+            self.libvirtd.start()
         return self
 
     def add_box(self, name: str, path: Path) -> bool:
@@ -244,7 +278,7 @@ class Lab:
     def up(self, machine: str) -> None:
         self.up_machines.append(machine)
         try:
-            self.vagrant.up(vm_name=machine, provider="libvirt")
+            self.vagrant.up(vm_name=machine, provider=self.provider)
         except subprocess.CalledProcessError as error:
             raise LabError(f"vagrant up {machine} failed:\n{self.log_tail()}") from error
 
@@ -271,12 +305,13 @@ class Lab:
 
     def close(self) -> None:
         try:
-            if self.libvirtd.started:
+            if self.libvirtd.started or (self.started and not self.isolated):
                 try:
                     self.destroy()
                 except subprocess.CalledProcessError:
                     self.log(f"vagrant destroy failed:\n{self.log_tail()}")
-                    self._destroy_domains()
+                    if self.isolated:
+                        self._destroy_domains()
         finally:
             self.libvirtd.stop()
             self.netns.stop()
@@ -323,13 +358,18 @@ class Forward:
 
     def start(self) -> Forward:
         inner = f"TCP\\:{self.target[0]}\\:{self.target[1]}"
+        relay = (
+            f"EXEC:{' '.join(self.netns.prefix())} socat STDIO {inner}"
+            if self.netns.prefix()
+            else f"TCP:{self.target[0]}:{self.target[1]}"
+        )
         for _attempt in range(3):
             self.port = free_port()
             self.process = subprocess.Popen(
                 [
                     "socat",
                     f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr,fork",
-                    f"EXEC:ip netns exec {self.netns.name} socat STDIO {inner}",
+                    relay,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -413,6 +453,11 @@ class VagrantTestbed(Testbed):
     def _up(self) -> None:
         from .vagrant_box import build_box
 
+        if not isolated():
+            raise LabError(
+                f"--testbed=vagrant needs {ISOLATION_ENV}=netns: the guests reach the testbed's "
+                "registry (10.0.2.2) through the namespace's slirp4netns"
+            )
         releases = sorted({spec.release for spec in self.specs})
         with self.timings.stage(f"vagrant box build ({', '.join(releases)})"):
             boxes = {release: build_box(release, self.log) for release in releases}
@@ -426,6 +471,7 @@ class VagrantTestbed(Testbed):
             self.workdir / "vagrant",
             {
                 "PODMAN_STANDARD_VAGRANT_MACHINES": str(machines),
+                # Software emulation unless told (KVM hangs on CI machines).
                 "PODMAN_STANDARD_LIBVIRT_DRIVER": os.environ.get(
                     "PODMAN_STANDARD_LIBVIRT_DRIVER", "qemu"
                 ),
