@@ -3,8 +3,6 @@ machines file both the Vagrantfile and the inventory read, the box recipe and th
 qemu.conf edit. Vagrant's outputs are captured from a real run (tests/fixtures/vagrant)."""
 
 import runpy
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -107,22 +105,6 @@ def test_machines_file_can_be_replaced(tmp_path, monkeypatch):
     (tmp_path / "m.json").write_text('{"x": {"groups": ["linux_workstations"]}}')
     monkeypatch.setenv(MACHINES_ENV, str(tmp_path / "m.json"))
     assert load_machines() == {"x": {"groups": ["linux_workstations"]}}
-
-
-@pytest.mark.skipif(not shutil.which("vagrant"), reason="vagrant is not installed")
-def test_vagrantfile_validates(tmp_path):
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "VAGRANT_HOME": str(tmp_path / "vh"),
-        "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot"),
-        "VAGRANT_CHECKPOINT_DISABLE": "1",
-    }
-    result = subprocess.run(
-        ["vagrant", "validate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert "validated successfully" in result.stdout
 
 
 def test_machines_for_specs_mirror_the_qemu_testbed():
