@@ -174,6 +174,9 @@ def _build(image_disk: Path, pubkey: str, work: Path, log, release: str) -> None
         ):
             raise RuntimeError(f"box {release}: writing {path} into the image failed:\n{stat}")
 
+    for path in ("/vmlinuz", "/initrd.img"):  # what GRUB_CONFIG boots
+        if "Type: symlink" not in _run("debugfs", "-R", f"stat {path}", str(fs)).stdout:
+            raise RuntimeError(f"box {release}: the image has no {path} link to boot")
     log(f"[box {release}] {time.monotonic() - started:6.0f}s partitioned disk with GRUB")
     disk = work / "disk.raw"
     fs_bytes = fs.stat().st_size
