@@ -242,10 +242,15 @@ class Lab:
         )
         self.env = {
             **os.environ,
-            "VAGRANT_HOME": str(vagrant_home()),
+            # Boxes added once, in the cache; a workstation keeps its own Vagrant home (where
+            # its plugins are installed).
+            **({"VAGRANT_HOME": str(vagrant_home())} if self.isolated else {}),
             "VAGRANT_DEFAULT_PROVIDER": self.provider,
             "VAGRANT_CHECKPOINT_DISABLE": "1",  # no update check: nothing outside is reachable
+            # The lab's own machine state and libvirt domain names: VMs a user brought up from
+            # this checkout are neither seen nor touched.
             "VAGRANT_DOTFILE_PATH": str(self.workdir / "dot-vagrant"),
+            "PODMAN_STANDARD_LIBVIRT_PREFIX": f"{self.netns.name or 'podman-standard-test'}-",
             "VAGRANT_CWD": str(REPO),
             **env,
         }
@@ -257,7 +262,6 @@ class Lab:
             out_cm=vagrant.make_file_cm(self.log_path),
             err_cm=vagrant.make_file_cm(self.log_path),
         )
-        self.up_machines: list[str] = []
         self.started = False
 
     def start(self) -> Lab:
@@ -276,7 +280,6 @@ class Lab:
         return True
 
     def up(self, machine: str) -> None:
-        self.up_machines.append(machine)
         try:
             self.vagrant.up(vm_name=machine, provider=self.provider)
         except subprocess.CalledProcessError as error:
