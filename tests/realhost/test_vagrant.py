@@ -131,8 +131,7 @@ def test_qa_suite_passes(lab, converged, ssh_config):
     summary = result.stdout.splitlines()[-1]
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in summary and "failed" not in summary
-    # The server pattern's own criteria ran: graphroot on the /space disk, the API socket.
-    assert f"{MACHINE}-graphroot" not in result.stdout  # -q prints ids only on failure
+    # Among what passed, the server pattern's own criteria: graphroot on /space, API socket.
     collected = lab.run(
         [
             sys.executable,
