@@ -11,6 +11,13 @@ def pytest_addoption(parser):
         default=False,
         help="run the real-host tier (boots qemu guests; needs root)",
     )
+    parser.addoption(
+        "--testbed",
+        choices=("qemu", "vagrant"),
+        default="qemu",
+        help="what the real-host tier's guests are: qemu processes (default) or Vagrant VMs "
+        "(libvirt, in a network namespace; needs vagrant, vagrant-libvirt, libvirt)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

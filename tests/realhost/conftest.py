@@ -18,6 +18,7 @@ from tests.testbed.fleet import (
     parse_guests,
 )
 from tests.testbed.registry import Registry
+from tests.testbed.vagrant import VagrantTestbed
 
 _TIMINGS = Timings()
 # Modules that use the shared, first-booted guests run first, in this order; the others boot
@@ -46,9 +47,11 @@ def registry():
 
 @pytest.fixture(scope="session")
 def testbed(registry, tmp_path_factory, request):
-    """Booted guests (``.guests`` by name), ``.inventory_path`` and ``.pyinfra(...)``."""
+    """Booted guests (``.guests`` by name), ``.inventory_path`` and ``.pyinfra(...)``;
+    ``--testbed=vagrant`` makes them Vagrant VMs with the same names, data and state file."""
     workdir = tmp_path_factory.mktemp("testbed")
-    bed = Testbed(
+    kind = VagrantTestbed if request.config.getoption("--testbed") == "vagrant" else Testbed
+    bed = kind(
         parse_guests(os.environ.get("TESTBED_GUESTS", DEFAULT_GUESTS)),
         workdir,
         workdir / "hosts.json",
