@@ -21,6 +21,7 @@ from tests.testbed.registry import Registry
 from tests.testbed.vagrant import VagrantTestbed
 
 _TIMINGS = Timings()
+_SHARED: list[Testbed] = []  # the session's shared testbed, once booted
 # Modules that use the shared, first-booted guests run first, in this order; the others boot
 # their own guests (from the converged snapshot) after the shared ones are stopped.
 SHARED_GUEST_MODULES = ("test_testbed", "test_converge", "test_verify")
@@ -58,6 +59,7 @@ def testbed(registry, tmp_path_factory, request):
         registry=registry,
     )
     bed.timings = _TIMINGS
+    _SHARED.append(bed)
     previous = os.environ.get(STATE_ENV)
     os.environ[STATE_ENV] = str(bed.state_path)
     try:
@@ -87,6 +89,14 @@ def converged(testbed):
 
 
 @pytest.fixture(scope="session")
+def no_shared_guests():
+    """For modules that boot guests of their own: the shared guests (if booted) are stopped
+    first, so that at most two guests run at once on CI's two cores."""
+    for bed in _SHARED:
+        bed.stop_guests()
+
+
+@pytest.fixture(scope="session")
 def converged_testbed(testbed, converged, registry, tmp_path_factory):
     """A factory: ``boot(name)`` stops the shared guests (at most two guests run at once;
     the modules that share them run first, see pytest_collection_modifyitems) and returns a
@@ -94,6 +104,11 @@ def converged_testbed(testbed, converged, registry, tmp_path_factory):
     stops it (``down()``)."""
 
     def boot(name: str, specs: list[GuestSpec] | None = None) -> Testbed:
+        if not testbed.snapshots:
+            pytest.skip(
+                f"{name}: boots converged guests from the converge snapshot, which only the "
+                "qemu testbed takes (--testbed=qemu)"
+            )
         testbed.stop_guests()
         workdir = tmp_path_factory.mktemp(name)
         bed = Testbed(

@@ -26,7 +26,7 @@ BASELINE = ("inventories/vagrant.py", "deploys/linux_baseline.py")
 
 
 @pytest.fixture(scope="module")
-def lab(registry, tmp_path_factory, request):
+def lab(registry, tmp_path_factory, request, no_shared_guests):
     if request.config.getoption("--testbed") == "vagrant":
         # One libvirtd per machine: the session's Vagrant testbed already holds it.
         pytest.skip("--testbed=vagrant: the whole tier already runs on Vagrant VMs")

@@ -496,11 +496,21 @@ class VagrantTestbed(Testbed):
         return {
             "registry": self.registry.guest_address,
             "hosts": [
-                host_entry(spec, self.guests[spec.name], self.registry.guest_address)
+                host_entry(
+                    spec,
+                    self.guests[spec.name],
+                    self.registry.guest_address,
+                    self.data_overrides.get(spec.name),
+                )
                 for spec in self.specs
             ],
             "runtime": {"workdir": str(self.workdir), "vagrant": "not detachable"},
         }
+
+    def checkpoint(self) -> dict:
+        """No snapshot with Vagrant (yet): the shared VMs go on as they are, and the modules
+        that boot converged hosts from a snapshot are skipped (see converged_testbed)."""
+        return {}
 
     def detach(self) -> None:
         raise NotImplementedError("Vagrant testbeds live as long as the test session")
