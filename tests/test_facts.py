@@ -42,6 +42,8 @@ FACTS = [
     (rootless.SubIds, []),
     (files.ManagedFiles, [["/usr/local/bin/docker", "/etc/a b.conf"]]),
     (rootless.LingerUsers, []),
+    (rootless.RootlessUser, ["vagrant"]),
+    (rootless.RootlessUser, ["a b"]),
     (services.Quadlet, []),
     (services.SystemdUnit, ["nextcloud-app.service"]),
     (services.SystemdUnit, ["app.service", "svc-litellm"]),
