@@ -378,12 +378,8 @@ def fleet(sizes: list[int], runs: int) -> dict:
         samples: dict[str, list[dict]] = {str(n): [] for n in sizes}
         for i in range(runs):
             for n in sizes if i % 2 == 0 else list(reversed(sizes)):
-                run = pyinfra_run(
-                    hosts.state,
-                    "--limit",
-                    ",".join(hosts.names[:n]),
-                    inventory=str(nspawn.INVENTORY),
-                )
+                limit = [arg for name in hosts.names[:n] for arg in ("--limit", name)]
+                run = pyinfra_run(hosts.state, *limit, inventory=str(nspawn.INVENTORY))
                 if run["rc"]:
                     _fail(f"fleet no-op ({n} hosts)", run)
                 run["changed"] = pyinfra_changes(run["output"])
