@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from . import FactValue, section, split_sections
 
@@ -73,3 +73,52 @@ class LingerUsers(FactBase[list[str]]):
 
     def process(self, output: list[str]) -> list[str]:
         return sorted(line.strip() for line in output if line.strip())
+
+
+@dataclass(frozen=True)
+class RootlessUserState(FactValue):
+    # The account exists (getent passwd answers for it).
+    exists: bool = False
+    # Every user's ranges, as SubIds reads them: needed to find a free, non-overlapping range.
+    subuid: dict[str, list[list[int]]] = field(default_factory=dict)
+    subgid: dict[str, list[list[int]]] = field(default_factory=dict)
+    lingering: bool = False
+
+
+class RootlessUser(FactBase[RootlessUserState]):
+    """
+    What the rootless-user operation reads about ``user``, in ONE command: whether the account
+    exists, /etc/subuid and /etc/subgid, and whether it lingers (a file named after it in
+    ``/var/lib/systemd/linger``). Replaces ``server.Users`` (which runs ``lastlog`` and ``id``
+    for every account), ``SubIds`` and ``LingerUsers``: three round trips.
+    """
+
+    @staticmethod
+    def default() -> RootlessUserState:
+        return RootlessUserState()
+
+    def command(self, user: str) -> StringCommand:
+        quoted = QuoteString(user)
+        return StringCommand(
+            section("passwd"),
+            "getent passwd",
+            quoted,
+            "| cut -d: -f1;",
+            section("subuid"),
+            "cat /etc/subuid 2>/dev/null;",
+            section("subgid"),
+            "cat /etc/subgid 2>/dev/null;",
+            section("linger"),
+            StringCommand(f"[ -e {LINGER_DIR}/", quoted, " ]", _separator=""),
+            "&& echo yes;",
+            "true",
+        )
+
+    def process(self, output: list[str]) -> RootlessUserState:
+        sections = split_sections(output)
+        return RootlessUserState(
+            exists=any(line.strip() for line in sections.get("passwd", [])),
+            subuid=_ranges(sections.get("subuid", [])),
+            subgid=_ranges(sections.get("subgid", [])),
+            lingering="yes" in (line.strip() for line in sections.get("linger", [])),
+        )

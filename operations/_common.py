@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from io import StringIO
 
@@ -9,10 +10,14 @@ import tomli_w
 from jinja2 import DictLoader, Environment, StrictUndefined
 from pyinfra import host
 from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import files
 
+from facts.files import ManagedFiles
 from model.host_data import TEMPLATES
 
 MANAGED_BY = "managed by podman-standard"
+# Where _distribution() keeps a host's LinuxDistribution for the rest of the run.
+_DISTRO_ATTR = "_podman_standard_distribution"
 
 # os-release ID / ID_LIKE → the family whose package manager and names we use.
 FAMILY_IDS = {
@@ -21,9 +26,19 @@ FAMILY_IDS = {
 }
 
 
+def _distribution() -> dict:
+    """``LinuxDistribution``, read once per host and run: pyinfra 3 does not cache facts, and
+    the release of a host does not change while a deploy runs."""
+    cached = getattr(host, _DISTRO_ATTR, None)
+    if cached is None:
+        cached = host.get_fact(LinuxDistribution)
+        setattr(host, _DISTRO_ATTR, cached)
+    return cached
+
+
 def distro_family() -> str | None:
     """'fedora', 'debian', or None when the distribution is not one we support."""
-    meta = host.get_fact(LinuxDistribution)["release_meta"]
+    meta = _distribution()["release_meta"]
     ids = [meta.get("ID", "")] + meta.get("ID_LIKE", "").split()
     for family, members in FAMILY_IDS.items():
         if any(i in members for i in ids):
@@ -32,7 +47,7 @@ def distro_family() -> str | None:
 
 
 def distro_label() -> str:
-    dist = host.get_fact(LinuxDistribution)
+    dist = _distribution()
     return f"{dist['name'] or 'unknown'} {dist['major'] or ''}".strip()
 
 
@@ -88,3 +103,28 @@ _ENV.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
 
 def render_template(template: str, /, **context) -> StringIO:
     return StringIO(_ENV.get_template(template).render(managed_by=MANAGED_BY, **context))
+
+
+def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
+    """Upload managed files ``(content, dest, user, group, mode)`` that differ from the host's.
+
+    One ``ManagedFiles`` fact reads every destination (stat + checksum) in a single command;
+    only a file whose content, owner, group or mode differs (or that is not a regular file) goes
+    through ``files.put``, which then does the upload, chown and chmod. Returns how many files
+    were already as wanted."""
+    state = host.get_fact(ManagedFiles, paths=[dest for _, dest, *_ in managed])
+    in_place = 0
+    for content, dest, user, group, mode in managed:
+        have = state.get(dest)
+        wanted_sha1 = hashlib.sha1(content.getvalue().encode("utf-8")).hexdigest()
+        if (
+            have is not None
+            and have.kind == "file"
+            and (have.user, have.group, have.sha1) == (user, group, wanted_sha1)
+            and int(have.mode, 8) == int(mode, 8)
+        ):
+            in_place += 1
+            continue
+        content.seek(0)
+        yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
+    return in_place

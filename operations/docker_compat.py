@@ -8,7 +8,7 @@ from pyinfra.operations import files
 
 from facts.docker import DAEMON_PACKAGES, DockerEngine
 from operations import packages
-from operations._common import distro_family, distro_label, render_template
+from operations._common import distro_family, distro_label, put_files, render_template
 
 SOURCE = "operations/docker_compat.py"
 WRAPPER = "/usr/local/bin/docker"
@@ -77,14 +77,12 @@ def docker_cli(mode: str = "auto"):
         )
         return
 
-    for template, dest in (
-        ("docker-wrapper.sh.j2", WRAPPER),
-        ("docker-compose-wrapper.sh.j2", COMPOSE_WRAPPER),
-    ):
-        yield from files.put._inner(
-            src=render_template(template, source=SOURCE),
-            dest=dest,
-            user="root",
-            group="root",
-            mode="0755",
+    wrappers = [
+        (render_template(template, source=SOURCE), dest, "root", "root", "0755")
+        for template, dest in (
+            ("docker-wrapper.sh.j2", WRAPPER),
+            ("docker-compose-wrapper.sh.j2", COMPOSE_WRAPPER),
         )
+    ]
+    if (yield from put_files(wrappers)) == len(wrappers):
+        host.noop(f"{WRAPPER} and {COMPOSE_WRAPPER} are up to date")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.operations import files
 
-from operations._common import render_toml
+from operations._common import put_files, render_toml
 
 SOURCE = "operations/registries.py"
 DROPIN = "/etc/containers/registries.conf.d/50-podman-standard.conf"
@@ -56,6 +56,5 @@ def configure(
     Idempotent: the file is only uploaded when its content differs.
     """
     doc = registries_toml(list(search), short_name_mode, list(registries or []))
-    yield from files.put._inner(
-        src=render_toml(doc, SOURCE), dest=path, user="root", group="root", mode="0644"
-    )
+    if (yield from put_files([(render_toml(doc, SOURCE), path, "root", "root", "0644")])):
+        host.noop(f"{path} is up to date")

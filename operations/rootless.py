@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.server import Users
 
-from facts.rootless import LingerUsers, SubIds
+from facts.rootless import RootlessUser
 
 # Below this, ranges would collide with ordinary uids/gids (login.defs SUB_UID_MIN).
 FIRST_SUBID = 100000
@@ -49,10 +48,10 @@ def user(
     Ranges are added with ``usermod --add-subuids/--add-subgids``, never edited by hand.
     Idempotent: a user who already has a large enough range keeps it.
     """
-    if user not in host.get_fact(Users):
+    ids = host.get_fact(RootlessUser, user=user)  # account, subids and linger: one command
+    if not ids.exists:
         raise OperationError(f"rootless user {user!r} does not exist on this host")
 
-    ids = host.get_fact(SubIds)
     changed = False
     for kind in ("subuid", "subgid"):
         table = getattr(ids, kind)
@@ -72,7 +71,7 @@ def user(
         )
         changed = True
 
-    lingering = user in host.get_fact(LingerUsers)
+    lingering = ids.lingering
     if linger and not lingering:
         yield StringCommand("loginctl", "enable-linger", QuoteString(user))
     elif not linger and lingering:

@@ -18,7 +18,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import compose, docker, gpu, podman, rootless, services, storage
+from facts import compose, docker, files, gpu, podman, rootless, services, storage
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
@@ -40,7 +40,10 @@ FACTS = [
     (storage.BlockDevice, ["/dev/vda"]),
     (storage.StoreContents, ["/var/lib/containers/storage"]),
     (rootless.SubIds, []),
+    (files.ManagedFiles, [["/usr/local/bin/docker", "/etc/a b.conf"]]),
     (rootless.LingerUsers, []),
+    (rootless.RootlessUser, ["vagrant"]),
+    (rootless.RootlessUser, ["a b"]),
     (services.Quadlet, []),
     (services.SystemdUnit, ["nextcloud-app.service"]),
     (services.SystemdUnit, ["app.service", "svc-litellm"]),

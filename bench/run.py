@@ -1,0 +1,453 @@
+"""Performance benchmark (issue 7): this package's baseline against ansible-core and bare apt-get.
+
+Run as root from the repository root with the shared venv (``.venv/bin/python -m bench.run``):
+
+  noop   --state HOSTS.json [--runs 3]   no-op runs of deploys/linux_baseline.py and of
+                                          bench/ansible/baseline.yml on already converged hosts,
+                                          alternating A/B; counts pyinfra's remote commands
+  first  [--runs 1]                      first converge of a fresh Debian 12 server guest vs the
+                                          bare ``apt-get install`` of the same packages on an
+                                          identical fresh guest (one guest at a time)
+  fleet  [--sizes 1,4,8] [--runs 3]      no-op runs against 1, 4, 8 systemd-nspawn hosts
+  table  RESULTS.json ...                print the tables of saved results
+
+Every run is timed on the wall clock (process start to exit) with ``uptime``'s 1-minute load
+beside it; results go to ``.bench/results/*.json`` and the tables print min/median/max.
+Times are never asserted anywhere: machines are noisy, quote medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / ".bench" / "results"
+ANSIBLE_DIR = REPO / "bench" / "ansible"
+ANSIBLE_VENV = Path(os.environ.get("BENCH_ANSIBLE_VENV", REPO / ".bench" / "ansible-venv"))
+DEPLOY = "deploys/linux_baseline.py"
+INVENTORY = "inventories/testbed.py"
+STATE_ENV = "PODMAN_STANDARD_TESTBED"
+
+# ---------------------------------------------------------------------------------------------
+# Pure parts (fast-tier tested: tests/bench/)
+
+_COMMAND_LINE = re.compile(r"\[pyinfra\.connectors\.\w+\] Running command on (\S+): ")
+_FACT_LINE = re.compile(r"\[pyinfra\.api\.facts\] \[(\S+)\] Loaded fact (\S+)")
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+_GRAND_TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
+
+
+def summary(samples: list[float]) -> dict:
+    """min, median and max of ``samples`` (and how many there were)."""
+    if not samples:
+        raise ValueError("no samples")
+    return {
+        "n": len(samples),
+        "min": min(samples),
+        "median": statistics.median(samples),
+        "max": max(samples),
+    }
+
+
+def remote_commands(debug_log: str) -> dict[str, dict]:
+    """Per host, from pyinfra's own ``--debug`` records: how many commands its connector ran
+    (``Running command on HOST``) and which facts were loaded, in order."""
+    hosts: dict[str, dict] = {}
+    for line in debug_log.splitlines():
+        if m := _COMMAND_LINE.search(line):
+            hosts.setdefault(m[1], {"commands": 0, "facts": []})["commands"] += 1
+        elif m := _FACT_LINE.search(line):
+            hosts.setdefault(m[1], {"commands": 0, "facts": []})["facts"].append(m[2])
+    return hosts
+
+
+def pyinfra_changes(output: str) -> int:
+    """Operations that changed something, from pyinfra's results table ("Grand total" row:
+    hosts, success, error, no change; "-" is zero). A no-op run has none."""
+    m = _GRAND_TOTAL.search(output)
+    if not m:
+        raise ValueError("no 'Grand total' row in pyinfra's output")
+    success, error = (0 if v == "-" else int(v) for v in (m[2], m[3]))
+    return success + error
+
+
+def ansible_changes(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of ansible-playbook: per host ok/changed/unreachable/failed."""
+    recap = {}
+    for line in output.splitlines():
+        if m := _RECAP.match(line.strip()):
+            recap[m[1]] = {
+                "ok": int(m[2]),
+                "changed": int(m[3]),
+                "unreachable": int(m[4]),
+                "failed": int(m[5]),
+            }
+    return recap
+
+
+def ansible_inventory(hosts: list[dict], data: dict[str, dict]) -> dict:
+    """An ansible YAML/JSON inventory for the testbed ``hosts`` (hosts.json entries), each with
+    its validated podman-standard data (``model.HostData`` as JSON) as the ``podman`` var."""
+    return {
+        "all": {
+            "hosts": {
+                h["name"]: {
+                    "ansible_host": h["ssh_host"],
+                    "ansible_port": h["ssh_port"],
+                    "ansible_user": h["ssh_user"],
+                    "ansible_ssh_private_key_file": h["ssh_key"],
+                    "podman": data[h["name"]],
+                }
+                for h in hosts
+            }
+        }
+    }
+
+
+def alternate(labels: list[str], runs: int) -> list[str]:
+    """A/B order for ``runs`` rounds: ABAB..., the first label swapped every other round so
+    neither always runs first (a warm cache after the other's run favours the second)."""
+    order = []
+    for i in range(runs):
+        order += labels if i % 2 == 0 else list(reversed(labels))
+    return order
+
+
+def table(title: str, rows: list[tuple[str, dict, str]]) -> str:
+    """A text table: label, n, min, median, max (seconds) and a note column."""
+    lines = [
+        title,
+        f"{'':<34} {'n':>3} {'min s':>8} {'median s':>9} {'max s':>8}  note",
+    ]
+    for label, s, note in rows:
+        lines.append(
+            f"{label:<34} {s['n']:>3} {s['min']:>8.1f} {s['median']:>9.1f} {s['max']:>8.1f}  {note}"
+        )
+    return "\n".join(lines)
+
+
+def ratio(a: dict, b: dict) -> float:
+    """Median of ``a`` over median of ``b``."""
+    return a["median"] / b["median"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running things
+
+
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def timed(command: list[str], env: dict | None = None, cwd: Path = REPO) -> dict:
+    """Run ``command``; wall seconds, exit code, output and the 1-minute load before/after."""
+    before = load1()
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return {
+        "seconds": time.monotonic() - started,
+        "rc": result.returncode,
+        "output": result.stdout + result.stderr,
+        "load_before": before,
+        "load_after": load1(),
+    }
+
+
+def pyinfra_env(state: Path) -> dict:
+    return dict(os.environ, **{STATE_ENV: str(state), "PYINFRA_PROGRESS": "off"})
+
+
+def pyinfra_run(state: Path, *extra: str, inventory: str = INVENTORY) -> dict:
+    command = [sys.executable, "-m", "pyinfra", "-y", *extra, inventory, DEPLOY]
+    return timed(command, env=pyinfra_env(state))
+
+
+def host_data(state: Path, inventory: str = INVENTORY) -> dict[str, dict]:
+    """Each host's validated data, read through pyinfra's own inventory loading."""
+    code = (
+        "import json\n"
+        "from pyinfra.api import Config, State\n"
+        "from pyinfra.context import ctx_config, ctx_inventory, ctx_state\n"
+        "from pyinfra_cli.inventory import make_inventory\n"
+        "from model.validate import parse_host\n"
+        "state, config = State(), Config()\n"
+        "state.cwd = '.'\n"
+        "with ctx_state.use(state), ctx_config.use(config):\n"
+        f"    inv = make_inventory({inventory!r}, cwd='.')\n"
+        "    with ctx_inventory.use(inv):\n"
+        "        state.init(inv, config)\n"
+        "        data = {h.name: parse_host(h).model_dump(mode='json') for h in inv}\n"
+        "print(json.dumps(data))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=pyinfra_env(state),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def ansible_run(inventory: Path, *extra: str) -> dict:
+    # A fresh control directory per run: no run inherits the previous run's SSH master.
+    with tempfile.TemporaryDirectory(prefix="bench-cp-") as control:
+        env = dict(
+            os.environ,
+            ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
+            ANSIBLE_SSH_CONTROL_PATH_DIR=control,
+            ANSIBLE_NOCOLOR="1",
+            PATH=f"{ANSIBLE_VENV / 'bin'}:{os.environ['PATH']}",
+        )
+        command = [
+            str(ANSIBLE_VENV / "bin" / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            *extra,
+            str(ANSIBLE_DIR / "baseline.yml"),
+        ]
+        return timed(command, env=env)
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def _brief(run: dict) -> dict:
+    return {k: v for k, v in run.items() if k != "output"}
+
+
+def _fail(what: str, run: dict) -> None:
+    sys.exit(f"{what} failed (rc {run['rc']}):\n{run['output'][-4000:]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# noop: pyinfra vs ansible-core on converged hosts
+
+
+def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
+    hosts = json.loads(state.read_text())["hosts"]
+    ansible_inv = state.with_name(state.stem + "-ansible.json")
+    ansible_inv.write_text(json.dumps(ansible_inventory(hosts, host_data(state, inventory))))
+
+    # Untimed: pyinfra's command count (from its --debug records), and a first ansible run
+    # that must already change nothing (the host was converged by pyinfra).
+    counted = pyinfra_run(state, "--debug", inventory=inventory)
+    if counted["rc"]:
+        _fail("pyinfra --debug run", counted)
+    commands = remote_commands(counted["output"])
+    check = ansible_run(ansible_inv, "-vvv")
+    if check["rc"]:
+        _fail("ansible-playbook check run", check)
+    ansible_execs = len(re.findall(r"<[^>]+> SSH: EXEC ssh ", check["output"]))
+
+    samples: dict[str, list[dict]] = {"pyinfra": [], "ansible": []}
+    for label in alternate(["pyinfra", "ansible"], runs):
+        if label == "pyinfra":
+            run = pyinfra_run(state, inventory=inventory)
+            run["changed"] = pyinfra_changes(run["output"]) if not run["rc"] else None
+        else:
+            run = ansible_run(ansible_inv)
+            recap = ansible_changes(run["output"])
+            run["changed"] = sum(h["changed"] for h in recap.values())
+        if run["rc"]:
+            _fail(f"{label} no-op run", run)
+        print(
+            f"  {label:<8} {run['seconds']:7.1f}s  changed={run['changed']}  "
+            f"load {run['load_before']:.1f}->{run['load_after']:.1f}",
+            flush=True,
+        )
+        samples[label].append(_brief(run))
+    return {
+        "hosts": [h["name"] for h in hosts],
+        "pyinfra_commands": commands,
+        "ansible_ssh_execs": ansible_execs,
+        "ansible_check_changed": sum(
+            h["changed"] for h in ansible_changes(check["output"]).values()
+        ),
+        "runs": samples,
+    }
+
+
+def noop_report(result: dict) -> str:
+    p = summary([r["seconds"] for r in result["runs"]["pyinfra"]])
+    a = summary([r["seconds"] for r in result["runs"]["ansible"]])
+    load = [r["load_before"] for rs in result["runs"].values() for r in rs]
+    out = [
+        table(
+            f"No-op run on {', '.join(result['hosts'])} (load1 {min(load):.1f}-{max(load):.1f})",
+            [
+                ("pyinfra deploys/linux_baseline.py", p, ""),
+                ("ansible-core bench/ansible", a, ""),
+            ],
+        ),
+        f"ansible / pyinfra (medians): {ratio(a, p):.2f}x",
+    ]
+    for host, c in result["pyinfra_commands"].items():
+        out.append(f"pyinfra remote commands on {host}: {c['commands']} ({len(c['facts'])} facts)")
+    out.append(f"ansible SSH execs (one -vvv run, all hosts): {result['ansible_ssh_execs']}")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# first: first converge vs bare apt-get, each on a fresh guest, one guest at a time
+
+
+def first_converge(runs: int) -> dict:
+    sys.path.insert(0, str(REPO))
+    from operations.packages import PODMAN_PACKAGES
+    from tests.testbed.fleet import GuestSpec, Testbed
+
+    packages = PODMAN_PACKAGES["debian"]
+    work = REPO / ".bench" / "first"
+    samples: dict[str, list[dict]] = {"pyinfra": [], "apt-get": []}
+    for label in alternate(["pyinfra", "apt-get"], runs):
+        state = work / f"{label}.json"
+        testbed = Testbed([GuestSpec("bookworm", "server")], work / f"{label}-run", state)
+        testbed.up()
+        try:
+            guest = next(iter(testbed.guests.values()))
+            if label == "pyinfra":
+                run = pyinfra_run(state)
+            else:
+                bare = "sudo env DEBIAN_FRONTEND=noninteractive sh -c " + shlex.quote(
+                    "apt-get update -q && apt-get install -y -q --no-install-recommends "
+                    + " ".join(packages)
+                )
+                run = timed(guest.ssh_command(bare))
+            if run["rc"]:
+                _fail(f"{label} first converge", run)
+            print(
+                f"  {label:<8} {run['seconds']:7.1f}s  load {run['load_before']:.1f}->"
+                f"{run['load_after']:.1f}",
+                flush=True,
+            )
+            samples[label].append(_brief(run))
+        finally:
+            testbed.down()
+            state.unlink(missing_ok=True)
+    return {"packages": packages, "runs": samples}
+
+
+def first_report(result: dict) -> str:
+    p = summary([r["seconds"] for r in result["runs"]["pyinfra"]])
+    b = summary([r["seconds"] for r in result["runs"]["apt-get"]])
+    load = [r["load_before"] for rs in result["runs"].values() for r in rs]
+    return "\n".join(
+        [
+            table(
+                "First converge, fresh Debian 12 server guest "
+                f"(load1 {min(load):.1f}-{max(load):.1f})",
+                [
+                    ("pyinfra deploys/linux_baseline.py", p, ""),
+                    ("bare apt-get update + install", b, f"{len(result['packages'])} packages"),
+                ],
+            ),
+            f"pyinfra / bare apt-get (medians): {ratio(p, b):.2f}x",
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# fleet: no-op runs against 1, 4, 8 systemd-nspawn hosts
+
+
+def fleet(sizes: list[int], runs: int) -> dict:
+    from bench import nspawn
+
+    hosts = nspawn.Fleet(max(sizes))
+    hosts.up()
+    try:
+        converge = pyinfra_run(hosts.state, "--no-wait", inventory=str(nspawn.INVENTORY))
+        if converge["rc"]:
+            _fail("fleet converge", converge)
+        samples: dict[str, list[dict]] = {str(n): [] for n in sizes}
+        for i in range(runs):
+            for n in sizes if i % 2 == 0 else list(reversed(sizes)):
+                limit = [arg for name in hosts.names[:n] for arg in ("--limit", name)]
+                run = pyinfra_run(hosts.state, *limit, inventory=str(nspawn.INVENTORY))
+                if run["rc"]:
+                    _fail(f"fleet no-op ({n} hosts)", run)
+                run["changed"] = pyinfra_changes(run["output"])
+                print(
+                    f"  {n} hosts {run['seconds']:7.1f}s  changed={run['changed']}  load "
+                    f"{run['load_before']:.1f}->{run['load_after']:.1f}",
+                    flush=True,
+                )
+                samples[str(n)].append(_brief(run))
+        return {"converge": _brief(converge), "runs": samples}
+    finally:
+        hosts.down()
+
+
+def fleet_report(result: dict) -> str:
+    sizes = sorted(result["runs"], key=int)
+    stats = {n: summary([r["seconds"] for r in result["runs"][n]]) for n in sizes}
+    load = [r["load_before"] for rs in result["runs"].values() for r in rs]
+    rows = [(f"{n} host(s), no-op baseline", stats[n], "") for n in sizes]
+    title = f"Fleet scale, systemd-nspawn hosts (load1 {min(load):.1f}-{max(load):.1f})"
+    out = [table(title, rows)]
+    one = stats[sizes[0]]
+    out += [
+        f"{n} hosts / {sizes[0]} host (medians): {ratio(stats[n], one):.2f}x" for n in sizes[1:]
+    ]
+    return "\n".join(out)
+
+
+REPORTS = {"noop": noop_report, "first": first_report, "fleet": fleet_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("noop")
+    p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--runs", type=int, default=3)
+    p = sub.add_parser("first")
+    p.add_argument("--runs", type=int, default=1)
+    p = sub.add_parser("fleet")
+    p.add_argument("--sizes", default="1,4,8")
+    p.add_argument("--runs", type=int, default=3)
+    p = sub.add_parser("table")
+    p.add_argument("results", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "table":
+        for path in args.results:
+            payload = json.loads(path.read_text())
+            print(REPORTS[payload["kind"]](payload))
+            print()
+        return 0
+    if args.command == "noop":
+        result = noop(args.state.resolve(), args.runs)
+    elif args.command == "first":
+        result = first_converge(args.runs)
+    else:
+        result = fleet([int(n) for n in args.sizes.split(",")], args.runs)
+    result["kind"] = args.command
+    path = save(args.command, result)
+    print(REPORTS[args.command](result))
+    print(f"saved: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The benchmark's pure parts (bench/run.py): parsing pyinfra's and ansible's own records of real
+runs, the A/B order, min/median/max and the table. Times are never asserted."""
+
+from pathlib import Path
+
+import pytest
+
+from bench import run
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
+
+
+def _read(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def test_remote_commands_counts_what_the_connector_ran():
+    after = run.remote_commands(_read("pyinfra-debug-noop-server.log"))
+    before = run.remote_commands(_read("pyinfra-debug-noop-server-before.log"))
+    assert list(after) == ["bookworm-server"]
+    assert after["bookworm-server"]["commands"] == 16
+    assert before["bookworm-server"]["commands"] == 25
+    facts = after["bookworm-server"]["facts"]
+    # every command of a no-op run is a fact: one command per loaded fact
+    assert len(facts) == 16
+    assert facts.count("server.LinuxDistribution") == 1
+    assert before["bookworm-server"]["facts"].count("server.LinuxDistribution") == 2
+    assert "files.Sha1File" not in facts and "files.Sha1File" in before["bookworm-server"]["facts"]
+
+
+def test_pyinfra_changes_reads_the_grand_total():
+    assert run.pyinfra_changes(_read("pyinfra-noop-nspawn.txt")) == 0
+    assert run.pyinfra_changes(_read("pyinfra-converge-nspawn.txt")) == 4
+    with pytest.raises(ValueError):
+        run.pyinfra_changes("no table here")
+
+
+def test_ansible_changes_reads_the_recap():
+    recap = run.ansible_changes(_read("ansible-recap-noop-server.txt"))
+    assert recap == {"bookworm-server": {"ok": 15, "changed": 0, "unreachable": 0, "failed": 0}}
+
+
+def test_summary_min_median_max():
+    assert run.summary([3.0, 1.0, 2.0]) == {"n": 3, "min": 1.0, "median": 2.0, "max": 3.0}
+    assert run.summary([4.0, 1.0]) == {"n": 2, "min": 1.0, "median": 2.5, "max": 4.0}
+    with pytest.raises(ValueError):
+        run.summary([])
+
+
+def test_alternate_swaps_who_goes_first():
+    assert run.alternate(["a", "b"], 3) == ["a", "b", "b", "a", "a", "b"]
+    order = run.alternate(["a", "b"], 4)
+    assert order.count("a") == order.count("b") == 4
+
+
+def test_table_and_ratio():
+    p = run.summary([10.0, 12.0, 11.0])
+    a = run.summary([50.0, 60.0, 55.0])
+    text = run.table("No-op", [("pyinfra", p, ""), ("ansible", a, "x")])
+    lines = text.splitlines()
+    assert lines[0] == "No-op"
+    assert lines[2].split()[:5] == ["pyinfra", "3", "10.0", "11.0", "12.0"]
+    assert lines[3].split() == ["ansible", "3", "50.0", "55.0", "60.0", "x"]
+    assert run.ratio(a, p) == pytest.approx(5.0)
+
+
+def test_ansible_inventory_carries_the_validated_data():
+    hosts = [
+        {
+            "name": "h1",
+            "ssh_host": "127.0.0.1",
+            "ssh_port": 2222,
+            "ssh_user": "vagrant",
+            "ssh_key": "/k",
+        }
+    ]
+    inv = run.ansible_inventory(hosts, {"h1": {"graphroot": "/space/x"}})
+    assert inv["all"]["hosts"]["h1"] == {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": 2222,
+        "ansible_user": "vagrant",
+        "ansible_ssh_private_key_file": "/k",
+        "podman": {"graphroot": "/space/x"},
+    }
