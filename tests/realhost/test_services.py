@@ -93,7 +93,12 @@ def deploy(bed, deploy_file, **data):
     returncode, result, stderr = bed.pyinfra("--no-wait", deploy=deploy_file)
     assert returncode == 0, stderr[-6000:]
     assert result["results"]["totals"]["error"] == 0
-    return [(op["name"], op["success"]) for op in result["results"]["operations"] if op["success"]]
+    # pyinfra's JSON: "Deploy | Operation" names, "success" lists the hosts it changed.
+    return [
+        (op["name"].rsplit(" | ", 1)[-1], len(op["success"]))
+        for op in result["results"]["operations"]
+        if op["success"]
+    ]
 
 
 def units(guest, names=STACK) -> dict[str, dict[str, str]]:
