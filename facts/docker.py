@@ -242,6 +242,13 @@ class DockerImage(FactValue):
     id: str
     repo_tags: list[str]
     size_bytes: int
+    # Digests from a registry: empty for an image built, imported or loaded here (which
+    # no registry can give back).
+    repo_digests: list[str] = field(default_factory=list)
+    # The image's own defaults, which a container's merged Config is compared with.
+    env: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -373,12 +380,17 @@ def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
     images: dict[str, DockerImage] = {}
     for data in items:
         image_id = data.get("Id", "")
+        config = data.get("Config") or {}
         images.setdefault(
             image_id,
             DockerImage(
                 id=image_id,
                 repo_tags=list(data.get("RepoTags") or []),
                 size_bytes=int(data.get("Size") or 0),
+                repo_digests=list(data.get("RepoDigests") or []),
+                env=list(config.get("Env") or []),
+                entrypoint=_str_list(config.get("Entrypoint")),
+                cmd=_str_list(config.get("Cmd")),
             ),
         )
     return list(images.values())

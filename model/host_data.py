@@ -359,6 +359,10 @@ class HostData(Strict):
     nvidia_cdi_spec: AbsPath = "/etc/cdi/nvidia.yaml"
     service_root: ServiceRoot = "/srv/containers/apps"
     services: list[Service] = Field(default_factory=list)
+    # Docker -> Podman migration (deploys/migrate_from_docker.py): the rollback bundle on the
+    # host (root-only: it holds the volumes' data). Written into unit-free shell commands,
+    # quoted; the same character set as service_root keeps it printable in any report.
+    migration_bundle: ServiceRoot = "/var/lib/podman-standard/docker-migration"
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(
         default_factory=lambda: list(Phase), min_length=1
     )
