@@ -60,7 +60,12 @@ def export(bundle: str, plan: dict):
     yield from files.directory._inner(path=bundle, user="root", group="root", mode="0700")
     for path, content in bundle_files(plan).items():
         yield from files.put._inner(
-            src=StringIO(content), dest=f"{bundle}/{path}", user="root", group="root", mode="0600"
+            src=StringIO(content),
+            dest=f"{bundle}/{path}",
+            user="root",
+            group="root",
+            mode="0600",
+            create_remote_dir=False,
         )
     yield from files.put._inner(
         src=render_template("docker-migration.sh.j2", source=SOURCE),
@@ -68,6 +73,7 @@ def export(bundle: str, plan: dict):
         user="root",
         group="root",
         mode="0700",
+        create_remote_dir=False,
     )
     yield _step(bundle, "export")
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from facts.docker import DockerEngine, DockerInventory
 from tests.testbed.fleet import GuestSpec, Testbed, Timings
 from tests.testbed.guests import launch
 
@@ -122,6 +123,7 @@ def docker_host(registry, tmp_path_factory):
                 f"docker run -d --name worker -e 'GREETING=hello world' -v {VOLUME}:/srv/data "
                 f"{mirror}/library/busybox:latest sleep 999999",
             )
+        capture(guest, workdir, "docker-populated")
         before = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
         images = json.loads(sudo(guest, "docker image inspect local/web:1"))
         assert images[0]["RepoDigests"] == []  # exists only here: no registry can give it back
@@ -130,6 +132,13 @@ def docker_host(registry, tmp_path_factory):
     finally:
         bed.down()
     return snapshot, before
+
+
+def capture(guest, workdir, label: str) -> None:
+    """The Docker facts' raw output on the guest, kept for the fast tier's fixtures."""
+    for fact in (DockerEngine, DockerInventory):
+        output = sudo(guest, fact().command())
+        (workdir / f"{fact.__name__}.{label}.txt").write_text(output)
 
 
 def boot_copy(docker_host, registry, workdir) -> Testbed:
@@ -153,6 +162,8 @@ def migrated(docker_host, registry, tmp_path_factory):
             returncode, result, stderr = bed.pyinfra(deploy=DEPLOY)
         elapsed = time.monotonic() - started
         bundle_bytes = guest.run(f"sudo du -sb {BUNDLE}").stdout.split("\t")[0]
+        if returncode == 0:
+            capture(guest, bed.workdir, "after-migration")
         TIMINGS.stages.append((f"  (bundle on the host: {bundle_bytes} bytes)", elapsed))
         yield bed, guest, returncode, result, stderr
     finally:
