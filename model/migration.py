@@ -177,6 +177,7 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
                 "name": v.name,
                 "labels": dict(v.labels),
                 "docker_mountpoint": v.mountpoint,
+                "size_bytes": v.size_bytes,
                 "archive": f"volumes/{v.name}.tar",
                 "content_digest": f"volumes/{v.name}.content-sha256",
             }
@@ -382,7 +383,10 @@ def describe(plan: dict, host: str) -> str:
             ro = "" if m["rw"] else " (ro)"
             out.append(f"    {m['type']} {m['source']} -> {m['target']}{ro}")
     for v in plan["volumes"]:
-        out.append(f"  volume {v['name']} -> {v['archive']} (tar + sha256), then a podman volume")
+        size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
+        out.append(
+            f"  volume {v['name']} ({size}) -> {v['archive']} (tar + sha256), then a podman volume"
+        )
     for i in plan["images"]:
         how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed to podman"
         out.append(f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how}")

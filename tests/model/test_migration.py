@@ -79,6 +79,7 @@ def test_plan_of_the_captured_host():
             "name": "appdata",
             "labels": {},
             "docker_mountpoint": "/var/lib/docker/volumes/appdata/_data",
+            "size_bytes": None,  # captured before the fact measured sizes
             "archive": "volumes/appdata.tar",
             "content_digest": "volumes/appdata.content-sha256",
         }

@@ -9,6 +9,8 @@ guest is then snapshotted; each test path boots its own copy, one at a time:
 - success: the migrate deploy, then identical volume content in podman, the containers running
   as podman services, Docker's packages gone, ``docker ps`` answered by podman, a reboot that
   brings ``web`` back, and a second run that changes nothing;
+- rollback: the rollback deploy then brings Docker back with its containers and data, and
+  a second rollback changes nothing;
 - failure: the same migration onto a container store too small for the volume (a 40 MiB
   filesystem on the store's disk): the move fails mid-way and Docker is still installed,
   enabled and running, its containers up and its volume unchanged.
@@ -32,6 +34,7 @@ from tests.testbed.guests import launch
 pytestmark = pytest.mark.realhost
 
 DEPLOY = "deploys/migrate_from_docker.py"
+ROLLBACK = "deploys/rollback_to_docker.py"
 SPEC = GuestSpec("bookworm", "server")
 BUNDLE = "/var/lib/podman-standard/docker-migration"
 VOLUME = "appdata"
@@ -157,6 +160,13 @@ def migrated(docker_host, registry, tmp_path_factory):
     bed = boot_copy(docker_host, registry, tmp_path_factory.mktemp("migration-ok"))
     try:
         guest = bed.guests[SPEC.name]
+        with stage("migration --dry"):
+            dry = bed.pyinfra("--dry", deploy=DEPLOY)
+        after_dry = (
+            guest.run("sudo docker ps --format '{{.Names}}'").stdout.split(),
+            guest.run("command -v podman").returncode,
+            guest.run(f"sudo test -e {BUNDLE}").returncode,
+        )
         started = time.monotonic()
         with stage("migration (first run)"):
             returncode, result, stderr = bed.pyinfra(deploy=DEPLOY)
@@ -165,9 +175,21 @@ def migrated(docker_host, registry, tmp_path_factory):
         if returncode == 0:
             capture(guest, bed.workdir, "after-migration")
         TIMINGS.stages.append((f"  (bundle on the host: {bundle_bytes} bytes)", elapsed))
+        bed.dry_run = (dry, after_dry)
         yield bed, guest, returncode, result, stderr
     finally:
         bed.down()
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
+    (returncode, _, stderr), (running, podman, bundle) = migrated[0].dry_run
+    assert returncode == 0, stderr[-4000:]
+    assert "Docker -> Podman migration plan (bundle /var/lib/podman-standard/" in stderr
+    assert "container worker [running] -> re-create as a podman service" in stderr
+    assert "volume appdata (" in stderr and "-> volumes/appdata.tar" in stderr
+    # Docker's containers still ran, podman was not installed, no bundle was written.
+    assert sorted(running) == ["web", "worker"]
+    assert podman != 0 and bundle != 0
 
 
 def test_migration_succeeds(migrated):
@@ -249,6 +271,25 @@ def test_second_run_changes_nothing(migrated):
     assert "no Docker engine: nothing to migrate" in stderr
     assert result["results"]["totals"]["success"] == 0
     assert result["results"]["totals"]["error"] == 0
+
+
+def test_rollback_brings_docker_back_from_the_bundle(migrated, docker_host):
+    bed, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    with stage("rollback to Docker"):
+        returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
+    assert returncode == 0, stderr[-6000:]
+    sudo(guest, "systemctl is-active docker.service && systemctl is-enabled docker.service")
+    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
+    assert guest.run("command -v docker").stdout.strip() == "/usr/bin/docker"
+    assert guest.run("systemctl cat web.service").returncode != 0
+    after = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
+    assert after == docker_host[1]
+    with stage("rollback (second run)"):
+        returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
+    assert returncode == 0, stderr[-4000:]
+    assert "already rolled back to Docker" in stderr
+    assert result["results"]["totals"]["success"] == 0
 
 
 def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registry, tmp_path):
