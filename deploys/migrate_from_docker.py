@@ -46,6 +46,14 @@ def migrate_from_docker(cfg: HostData):
             f"(a past migration's bundle would be in {cfg.migration_bundle})"
         )
         return
+    if engine.cli != "docker":
+        # §6.2: while both runtimes exist, `docker` must be Docker's own CLI; the migration
+        # and its facts call it by that name.
+        raise DeployError(
+            f"{host.name}: a Docker engine is installed but `docker` on root's PATH is "
+            f"{engine.cli_path or 'missing'} ({engine.cli}), not Docker's CLI; remove the "
+            "shim first (nothing changed)"
+        )
     inventory = host.get_fact(DockerInventory)
     if not inventory.reachable:
         raise DeployError(

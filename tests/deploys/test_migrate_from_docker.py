@@ -138,3 +138,20 @@ def test_no_bundle_no_rollback(tmp_path, monkeypatch):
     with pytest.raises(DeployError) as info:
         _load_rollback(state)
     assert f"no migration bundle in {BUNDLE}" in str(info.value)
+
+
+def test_engine_beside_a_podman_shim_stops_before_any_change(tmp_path, monkeypatch):
+    # Captured on a Debian 13 guest with podman-docker's /usr/bin/docker, plus one line in
+    # dpkg's format for an installed docker.io (both at once was not captured): `docker` on
+    # the PATH is then podman's, not Docker's.
+    engine = FIXTURES.parent / "guest-debian13" / "DockerEngine.podman-docker.txt"
+    lines = engine.read_text().splitlines()
+    at = lines.index("@@packages") + 1
+    lines.insert(at, "docker.io\tinstalled\t20.10.24+dfsg1-1+deb12u1+b6")
+    fake, data = _fake("h")
+    data["fake_responses"] = {"dpkg-query -W -f=": lines, **data["fake_responses"]}
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert "not Docker's CLI" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
