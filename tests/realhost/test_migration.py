@@ -91,13 +91,15 @@ def docker_host(registry, tmp_path_factory):
         bed.up()
         guest = bed.guests[SPEC.name]
         mirror = registry.guest_address
+        # apparmor: a Recommends of docker.io; the guest kernel has AppArmor on, and dockerd
+        # starts no container without apparmor_parser.
         with stage("install docker.io from Debian's mirror"):
             sudo(
                 guest,
                 "mkdir -p /etc/docker && "
                 f"""echo '{{"insecure-registries": ["{mirror}"]}}' > /etc/docker/daemon.json && """
                 "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-                "--no-install-recommends docker.io >/dev/null",
+                "--no-install-recommends docker.io apparmor >/dev/null",
                 timeout=1800,
             )
         with stage("populate Docker: images, volume, containers"):
