@@ -155,3 +155,29 @@ def test_engine_beside_a_podman_shim_stops_before_any_change(tmp_path, monkeypat
         _load(state)
     assert "not Docker's CLI" in str(info.value)
     assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_steps_in_their_safe_order(tmp_path, monkeypatch, caplog):
+    host = _host(
+        "h", "DockerEngine.docker-io-running.txt", "DockerInventory.migration-two-services.txt"
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert "volume appdata (50343971 bytes) -> volumes/appdata.tar" in caplog.text
+    assert "image docker.io/local/web:1 (" in caplog.text
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    migration = [n for n in names if not n.startswith(("Install", "Configure"))]
+    assert names.index("Install podman, podman-compose, buildah, skopeo (beside Docker)") == 0
+    assert migration == [
+        "Export Docker's containers, volumes and images to "
+        "/var/lib/podman-standard/docker-migration",
+        "Move images and volumes into podman",
+        "Re-create web as a podman service",
+        "Re-create worker as a podman service",
+        "Verify the podman services run",
+        # The point of no return, only after the services were verified.
+        "Stop, disable and remove the Docker engine",
+        "Docker CLI compatibility",
+        "docker ps shows the podman containers",
+    ]
