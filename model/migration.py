@@ -311,6 +311,8 @@ def render_plan_text(plan: dict) -> str:
         else:
             lines.append(f"image-stream {' '.join(image['docker_tags'])}")
     lines += [f"service {s['name']}" for s in services(plan)]
+    # What ran at the audit: the export refuses to start when Docker's running set changed.
+    lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]
     return "".join(line + "\n" for line in lines)
 
 

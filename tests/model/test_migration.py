@@ -169,6 +169,7 @@ def test_plan_text_is_the_script_work_list():
         "volume appdata\n"
         "image-archive images/f134fdc9b405.tar local/busybox:1.35 local/busybox:latest\n"
         "service web\n"
+        "running web\n"
     )
 
 

@@ -152,8 +152,11 @@ def boot_copy(docker_host, registry, workdir) -> Testbed:
     bed = Testbed([SPEC], workdir, workdir / "hosts.json", registry=registry)
     bed.timings = TIMINGS
     with stage("boot a copy of the Docker guest"):
-        bed.guests = {SPEC.name: launch(SPEC.name, snapshot, workdir, extra_disk_gib=4)}
+        guest = launch(SPEC.name, snapshot, workdir, extra_disk_gib=4)
+    bed.guests = {SPEC.name: guest}
     bed.write_state()
+    # The snapshot's power-off stopped worker (restart policy "no"): start it as it ran.
+    sudo(guest, "docker start worker")
     return bed
 
 
