@@ -62,6 +62,21 @@ def qualify(reference: str) -> str:
     return f"{registry}/{path}{at}{digest}"
 
 
+def podman_name(reference: str, local_only: bool) -> str:
+    """The name the image gets in podman. An image no registry holds, tagged without a
+    registry (``local/web:1``), becomes ``localhost/local/web:1`` — the name podman itself
+    gives such an image on load, and one it never tries to pull from a registry; everything
+    else is :func:`qualify`'d."""
+    first, slash, _ = reference.partition("/")
+    has_registry = slash and ("." in first or ":" in first or first == "localhost")
+    if not local_only or has_registry:
+        return qualify(reference)
+    name, at, digest = reference.partition("@")
+    if ":" not in name.rsplit("/", 1)[-1] and not at:
+        name += ":latest"
+    return f"localhost/{name}{at}{digest}"
+
+
 def _env_pairs(env: list[str]) -> dict[str, str]:
     pairs = {}
     for item in env:
@@ -75,8 +90,9 @@ def _image_ref(container: DockerContainer, image: DockerImage | None) -> str | N
     created with when that still names its image, else the image's first tag."""
     if image is None or not image.repo_tags:
         return None
-    tags = [qualify(t) for t in image.repo_tags]
-    wanted = qualify(container.image) if container.image else None
+    local_only = not image.repo_digests
+    tags = [podman_name(t, local_only) for t in image.repo_tags]
+    wanted = podman_name(container.image, local_only) if container.image else None
     return wanted if wanted in tags else tags[0]
 
 
@@ -148,8 +164,8 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
     for image in inventory.images:
         if not image.repo_tags:
             continue  # dangling: nothing can name it (a container using one is a problem)
-        refs = [qualify(t) for t in image.repo_tags]
         local_only = not image.repo_digests
+        refs = [podman_name(t, local_only) for t in image.repo_tags]
         short = image.id.removeprefix("sha256:")[:12]
         images.append(
             {
@@ -310,6 +326,8 @@ def render_plan_text(plan: dict) -> str:
             lines.append(f"image-archive {image['archive']} {' '.join(image['docker_tags'])}")
         else:
             lines.append(f"image-stream {' '.join(image['docker_tags'])}")
+        # podman's own naming of a loaded image varies with its version: name it explicitly.
+        lines.append(f"image-tag {image['id']} {' '.join(image['refs'])}")
     lines += [f"service {s['name']}" for s in services(plan)]
     # What ran at the audit: the export refuses to start when Docker's running set changed.
     lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]

@@ -165,7 +165,7 @@ def test_steps_in_their_safe_order(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="pyinfra"):
         _load(state)
     assert "volume appdata (50343971 bytes) -> volumes/appdata.tar" in caplog.text
-    assert "image docker.io/local/web:1 (" in caplog.text
+    assert "image localhost/local/web:1 (" in caplog.text
     names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
     migration = [n for n in names if not n.startswith(("Install", "Configure"))]
     assert names.index("Install podman, podman-compose, buildah, skopeo (beside Docker)") == 0

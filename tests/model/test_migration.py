@@ -17,6 +17,7 @@ from model.migration import (
     build_plan,
     bundle_files,
     describe,
+    podman_name,
     qualify,
     render_compose,
     render_docker_restore,
@@ -58,6 +59,20 @@ def test_qualify(reference, expected):
     assert qualify(reference) == expected
 
 
+@pytest.mark.parametrize(
+    "reference, local_only, expected",
+    [
+        # As podman 4.3 names a loaded docker-archive tag (seen on the Debian 12 guest).
+        ("local/web:1", True, "localhost/local/web:1"),
+        ("myapp", True, "localhost/myapp:latest"),
+        ("10.0.2.2:5000/app:1", True, "10.0.2.2:5000/app:1"),
+        ("busybox:latest", False, "docker.io/library/busybox:latest"),
+    ],
+)
+def test_podman_name(reference, local_only, expected):
+    assert podman_name(reference, local_only) == expected
+
+
 def test_bind_mount_stops_the_plan_naming_it():
     plan = build_plan(_inventory(), BUNDLE)
     assert plan["problems"] == [
@@ -87,7 +102,7 @@ def test_plan_of_the_captured_host():
     # Imported (no RepoDigests): only the bundle's archive can bring it back.
     [image] = plan["images"]
     assert image["local_only"] and image["archive"] == "images/f134fdc9b405.tar"
-    assert image["refs"] == ["docker.io/local/busybox:1.35", "docker.io/local/busybox:latest"]
+    assert image["refs"] == ["localhost/local/busybox:1.35", "localhost/local/busybox:latest"]
 
 
 def test_running_container_becomes_a_valid_service():
@@ -95,7 +110,7 @@ def test_running_container_becomes_a_valid_service():
     [web] = services(plan)
     assert web == {
         "name": "web",
-        "image": "docker.io/local/busybox:1.35",  # the tag it was created with
+        "image": "localhost/local/busybox:1.35",  # the tag it was created with
         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],  # differs from the image's sh
         "env": {"GREETING": "hello", "MULTI": "a b"},
         "ports": [
@@ -148,7 +163,7 @@ def test_compose_file_keeps_everything_docker_knew():
     assert text.startswith("# managed by podman-standard (deploys/migrate_from_docker.py)")
     compose = yaml.safe_load(text)
     assert compose["services"]["web"] == {
-        "image": "docker.io/local/busybox:1.35",
+        "image": "localhost/local/busybox:1.35",
         "container_name": "web",
         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
         "environment": ["GREETING=hello", "MULTI=a b"],
@@ -168,6 +183,8 @@ def test_plan_text_is_the_script_work_list():
     assert render_plan_text(plan) == (
         "volume appdata\n"
         "image-archive images/f134fdc9b405.tar local/busybox:1.35 local/busybox:latest\n"
+        "image-tag sha256:f134fdc9b405e1de255f7ca826cdc14a674df95bbce33679decfcd310e452bc5 "
+        "localhost/local/busybox:1.35 localhost/local/busybox:latest\n"
         "service web\n"
         "running web\n"
     )

@@ -203,7 +203,7 @@ def test_migration_succeeds(migrated):
     assert result["results"]["failed_hosts"] == []
     # The plan is printed before anything runs.
     assert "container web [running] -> re-create as a podman service" in stderr
-    assert "image docker.io/local/web:1" in stderr and "saved to images/" in stderr
+    assert "image localhost/local/web:1" in stderr and "saved to images/" in stderr
 
 
 def test_volume_content_identical_in_podman(migrated, docker_host):
@@ -248,7 +248,7 @@ def test_bundle_holds_everything(migrated):
     manifest = json.loads(sudo(guest, f"cat {BUNDLE}/manifest.json"))
     assert [c["name"] for c in manifest["containers"]] == ["web", "worker"]
     local = [i for i in manifest["images"] if i["local_only"]]
-    assert [i["refs"] for i in local] == [["docker.io/local/web:1"]]
+    assert [i["refs"] for i in local] == [["localhost/local/web:1"]]
     files = sudo(guest, f"cd {BUNDLE} && ls volumes images").split()
     assert f"{VOLUME}.tar" in files and local[0]["archive"].split("/")[1] in files
     compose = sudo(guest, f"cat {BUNDLE}/docker-compose.yml")
