@@ -181,3 +181,14 @@ def test_steps_in_their_safe_order(tmp_path, monkeypatch, caplog):
         "Docker CLI compatibility",
         "docker ps shows the podman containers",
     ]
+
+
+def test_after_the_migration_nothing_to_do(tmp_path, monkeypatch, caplog):
+    # Captured on the migrated guest: engine packages removed, `docker` is the wrapper (whose
+    # inventory would list podman's containers: the engine check comes first).
+    host = _host("h", "DockerEngine.after-migration.txt", "DockerInventory.two-containers.txt")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert _ops(state, hosts["@fake/h"]) == []
+    assert "no Docker engine: nothing to migrate" in caplog.text
