@@ -235,6 +235,8 @@ class DockerVolume(FactValue):
     driver: str
     mountpoint: str
     labels: dict[str, str]
+    # Bytes under the mountpoint (du -sb); None where not measured.
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,13 @@ class DockerImage(FactValue):
     id: str
     repo_tags: list[str]
     size_bytes: int
+    # Digests from a registry: empty for an image built, imported or loaded here (which
+    # no registry can give back).
+    repo_digests: list[str] = field(default_factory=list)
+    # The image's own defaults, which a container's merged Config is compared with.
+    env: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +286,9 @@ class DockerInventory(FactBase[DockerInventoryState]):
                 section("volumes"),
                 'vols=$(docker volume ls -q 2>/dev/null); [ -z "$vols" ] ||'
                 " docker volume inspect $vols 2>/dev/null;",
+                section("volume_sizes"),
+                'for v in $vols; do printf "%s\\t" "$v"; du -sb'
+                ' "$(docker volume inspect --format "{{.Mountpoint}}" "$v")" | cut -f1; done;',
                 section("images"),
                 'imgs=$(docker image ls -q --no-trunc 2>/dev/null | sort -u); [ -z "$imgs" ] ||'
                 " docker image inspect $imgs 2>/dev/null;",
@@ -288,10 +300,15 @@ class DockerInventory(FactBase[DockerInventoryState]):
         sections = split_sections(output)
         if "reachable" not in sections:
             return DockerInventoryState()
+        sizes = {}
+        for line in sections.get("volume_sizes", []):
+            name, _, size = line.partition("\t")
+            if size.strip().isdigit():
+                sizes[name] = int(size)
         return DockerInventoryState(
             reachable=True,
             containers=[_container(c) for c in _json_list(sections.get("containers", []))],
-            volumes=[_volume(v) for v in _json_list(sections.get("volumes", []))],
+            volumes=[_volume(v, sizes) for v in _json_list(sections.get("volumes", []))],
             images=_images(_json_list(sections.get("images", []))),
         )
 
@@ -360,12 +377,14 @@ def _str_list(value: Any) -> list[str] | None:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _volume(data: dict[str, Any]) -> DockerVolume:
+def _volume(data: dict[str, Any], sizes: dict[str, int]) -> DockerVolume:
+    name = data.get("Name", "")
     return DockerVolume(
-        name=data.get("Name", ""),
+        name=name,
         driver=data.get("Driver", ""),
         mountpoint=data.get("Mountpoint", ""),
         labels=dict(data.get("Labels") or {}),
+        size_bytes=sizes.get(name),
     )
 
 
@@ -373,12 +392,17 @@ def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
     images: dict[str, DockerImage] = {}
     for data in items:
         image_id = data.get("Id", "")
+        config = data.get("Config") or {}
         images.setdefault(
             image_id,
             DockerImage(
                 id=image_id,
                 repo_tags=list(data.get("RepoTags") or []),
                 size_bytes=int(data.get("Size") or 0),
+                repo_digests=list(data.get("RepoDigests") or []),
+                env=list(config.get("Env") or []),
+                entrypoint=_str_list(config.get("Entrypoint")),
+                cmd=_str_list(config.get("Cmd")),
             ),
         )
     return list(images.values())

@@ -393,6 +393,10 @@ class HostData(Strict):
     services: list[Service] = Field(default_factory=list)
     compose_root: ServiceRoot = "/srv/containers/compose"
     compose_projects: list[ComposeProject] = Field(default_factory=list)
+    # Docker -> Podman migration (deploys/migrate_from_docker.py): the rollback bundle on the
+    # host (root-only: it holds the volumes' data). Written into unit-free shell commands,
+    # quoted; the same character set as service_root keeps it printable in any report.
+    migration_bundle: ServiceRoot = "/var/lib/podman-standard/docker-migration"
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(
         default_factory=lambda: list(Phase), min_length=1
     )

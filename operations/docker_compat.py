@@ -28,12 +28,15 @@ def engine_summary(engine) -> str | None:
 
 
 @operation()
-def docker_cli(mode: str = "auto"):
+def docker_cli(mode: str = "auto", engine_removed_first: bool = False):
     """
     Make ``docker …``, ``docker compose …`` and ``docker-compose …`` run Podman.
 
     + mode: ``auto`` (podman-docker on the Fedora family, a wrapper on Debian/Ubuntu),
       ``podman-docker``, ``wrapper`` or ``none``
+    + engine_removed_first: an earlier operation of the same deploy removes the Docker
+      engine (the migration): the engine check happens when this operation runs, not when
+      it is planned
 
     Refuses (OperationError) while a Docker engine is installed or running (the
     migration deploy removes it first, after saving what it holds), and never overwrites
@@ -53,6 +56,8 @@ def docker_cli(mode: str = "auto"):
 
     engine = host.get_fact(DockerEngine)
     present = engine_summary(engine)
+    if present and engine_removed_first and not host.state.is_executing:
+        present = None  # planned before the engine's removal; checked again when it runs
     if present:
         raise OperationError(
             f"a Docker engine is present ({present}); refusing to install the Docker CLI "

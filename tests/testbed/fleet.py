@@ -96,6 +96,8 @@ class Testbed:
     A ``registry`` passed in (already started, images pushed) is shared and left running.
     """
 
+    __test__ = False  # not a test class, whatever module imports it
+
     def __init__(
         self,
         specs: list[GuestSpec],

@@ -1,0 +1,415 @@
+"""The Docker -> Podman migration plan (standard §6.1): pure functions from the Docker facts to
+what is exported, moved and re-created, and the bundle files rendered from it.
+
+The plan is plain JSON data (it is the bundle's ``manifest.json``), so the deploy, the
+operations and the rollback read the same thing. Nothing here touches a host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import yaml
+from pydantic import ValidationError
+
+from facts.docker import DockerContainer, DockerImage, DockerInventoryState
+from model.host_data import Service
+
+MANIFEST_FORMAT = 1
+SOURCE = "deploys/migrate_from_docker.py"
+# Docker's restart policies -> the services model's (systemd's Restart=). "unless-stopped"
+# differs from "always" only for a container stopped by hand before a daemon restart; a
+# systemd unit that is stopped stays stopped, which is that behaviour.
+RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
+# Docker's own networks: containers on them get podman's default network.
+DEFAULT_NETWORKS = {"bridge", "default"}
+# Written unquoted into the bundle's plan.txt and used as file names: Docker's own rules for
+# volume and container names, which are also podman's.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# What the plan's image references may hold (they are split on spaces in plan.txt).
+_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+# The bundle's files, relative to the bundle directory.
+FILES = {
+    "manifest": "manifest.json",
+    "plan": "plan.txt",
+    "compose": "docker-compose.yml",
+    "services": "podman-services.json",
+    "docker_restore": "docker-restore.sh",
+    "checksums": "SHA256SUMS",
+}
+
+
+class PlanError(ValueError):
+    """The host holds something the migration cannot carry over without loss."""
+
+
+def qualify(reference: str) -> str:
+    """A Docker image reference written out in full, as podman names it: ``busybox`` ->
+    ``docker.io/library/busybox:latest``, ``local/app:1`` -> ``docker.io/local/app:1``."""
+    name, at, digest = reference.partition("@")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        registry, path = first, rest
+    else:
+        registry, path = "docker.io", name
+    last = path.rsplit("/", 1)[-1]
+    if registry == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    if ":" not in last and not at:
+        path += ":latest"
+    return f"{registry}/{path}{at}{digest}"
+
+
+def podman_name(reference: str, local_only: bool) -> str:
+    """The name the image gets in podman. An image no registry holds, tagged without a
+    registry (``local/web:1``), becomes ``localhost/local/web:1`` — the name podman itself
+    gives such an image on load, and one it never tries to pull from a registry; everything
+    else is :func:`qualify`'d."""
+    first, slash, _ = reference.partition("/")
+    has_registry = slash and ("." in first or ":" in first or first == "localhost")
+    if not local_only or has_registry:
+        return qualify(reference)
+    name, at, digest = reference.partition("@")
+    if ":" not in name.rsplit("/", 1)[-1] and not at:
+        name += ":latest"
+    return f"localhost/{name}{at}{digest}"
+
+
+def _env_pairs(env: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        pairs[key] = value
+    return pairs
+
+
+def _image_ref(container: DockerContainer, image: DockerImage | None) -> str | None:
+    """The container's image by a name podman will have after the move: the name it was
+    created with when that still names its image, else the image's first tag."""
+    if image is None or not image.repo_tags:
+        return None
+    local_only = not image.repo_digests
+    tags = [podman_name(t, local_only) for t in image.repo_tags]
+    wanted = podman_name(container.image, local_only) if container.image else None
+    return wanted if wanted in tags else tags[0]
+
+
+def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[str]) -> dict:
+    """The container as a ``podman_services`` entry; what the model cannot express is a
+    problem (the migration refuses rather than drop it)."""
+    where = f"container {c.name}"
+    if c.entrypoint != image.entrypoint:
+        problems.append(
+            f"{where}: overrides the image's entrypoint ({c.entrypoint}), which a "
+            "podman_services entry cannot express"
+        )
+    image_env = _env_pairs(image.env)
+    env = {k: v for k, v in _env_pairs(c.env).items() if image_env.get(k) != v}
+    ports = []
+    for p in c.ports:
+        if not p.host_port:
+            problems.append(
+                f"{where}: publishes {p.container_port}/{p.protocol} on a random host port; "
+                "publish it on a fixed one first"
+            )
+            continue
+        port = {"host": int(p.host_port), "container": p.container_port, "protocol": p.protocol}
+        if p.host_ip not in ("", "0.0.0.0", "::"):
+            port["host_ip"] = p.host_ip
+        if port not in ports:
+            ports.append(port)
+    volumes = []
+    for m in c.mounts:
+        if m.type == "volume" and m.name:
+            volumes.append({"volume": m.name, "target": m.destination, "read_only": not m.rw})
+        else:
+            problems.append(
+                f"{where}: {m.type} mount {m.source} -> {m.destination} is not a named volume "
+                "(only named volumes are carried over: move the data into one first)"
+            )
+    networks = [n for n in c.networks if n not in DEFAULT_NETWORKS]
+    if any(n in ("host", "none") for n in networks) or len(networks) > 1:
+        problems.append(f"{where}: networks {networks}: only one user-defined network is kept")
+    restart = RESTART.get(c.restart_policy)
+    if restart is None:
+        problems.append(f"{where}: unknown restart policy {c.restart_policy!r}")
+    entry = {
+        "name": c.name,
+        "image": ref,
+        "command": list(c.cmd or []) if c.cmd != image.cmd else [],
+        "env": env,
+        "ports": ports,
+        "volumes": volumes,
+        "restart": restart or "no",
+    }
+    if len(networks) == 1:
+        entry["network"] = networks[0]
+    try:
+        Service.model_validate(entry)
+    except ValidationError as error:
+        for e in error.errors():
+            loc = ".".join(map(str, e["loc"]))
+            problems.append(f"{where}: {loc + ': ' if loc else ''}{e['msg']}")
+    return entry
+
+
+def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
+    """The manifest of a migration of ``inventory`` into ``bundle``. Its ``problems`` list
+    what cannot be carried over; the deploy refuses to start while there are any."""
+    problems: list[str] = []
+    images_by_id = {i.id: i for i in inventory.images}
+    images = []
+    for image in inventory.images:
+        if not image.repo_tags:
+            continue  # dangling: nothing can name it (a container using one is a problem)
+        local_only = not image.repo_digests
+        refs = [podman_name(t, local_only) for t in image.repo_tags]
+        short = image.id.removeprefix("sha256:")[:12]
+        images.append(
+            {
+                "id": image.id,
+                "refs": refs,
+                "docker_tags": list(image.repo_tags),
+                "size_bytes": image.size_bytes,
+                # No registry holds it: the bundle keeps an archive.
+                "local_only": local_only,
+                "archive": f"images/{short}.tar" if local_only else None,
+            }
+        )
+    for ref in (r for i in images for r in i["refs"] + i["docker_tags"]):
+        if not _REF_RE.match(ref):
+            problems.append(f"image reference {ref!r} has characters the bundle cannot hold")
+
+    volumes = []
+    for v in inventory.volumes:
+        if not _NAME_RE.match(v.name):
+            problems.append(f"volume {v.name!r}: not a name podman accepts")
+        if v.driver != "local":
+            problems.append(f"volume {v.name}: driver {v.driver!r} (only 'local' is carried over)")
+        volumes.append(
+            {
+                "name": v.name,
+                "labels": dict(v.labels),
+                "docker_mountpoint": v.mountpoint,
+                "size_bytes": v.size_bytes,
+                "archive": f"volumes/{v.name}.tar",
+                "content_digest": f"volumes/{v.name}.content-sha256",
+            }
+        )
+
+    containers = []
+    for c in sorted(inventory.containers, key=lambda c: c.name):
+        image = images_by_id.get(c.image_id)
+        ref = _image_ref(c, image)
+        running = c.state in ("running", "restarting")
+        entry = {
+            "name": c.name,
+            "state": c.state,
+            "docker": _docker_definition(c),
+            # Running containers come back as services; the others are kept in the bundle.
+            "recreate": running,
+            "service": None,
+        }
+        if ref is None:
+            problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
+        elif running:
+            entry["service"] = _service(c, image, ref, problems)
+        entry["docker"]["image"] = ref or c.image
+        containers.append(entry)
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "created_by": SOURCE,
+        "bundle": bundle,
+        "containers": containers,
+        "volumes": volumes,
+        "images": images,
+        "files": dict(FILES),
+        "problems": problems,
+    }
+
+
+def _docker_definition(c: DockerContainer) -> dict:
+    """Everything Docker knew of the container, for the compose file and the rollback."""
+    return {
+        "image": c.image,
+        "entrypoint": c.entrypoint,
+        "cmd": c.cmd,
+        "env": list(c.env),
+        "labels": dict(c.labels),
+        "ports": [
+            {
+                "container": p.container_port,
+                "protocol": p.protocol,
+                "host_ip": p.host_ip,
+                "host": p.host_port,
+            }
+            for p in c.ports
+        ],
+        "mounts": [
+            {"type": m.type, "source": m.name or m.source, "target": m.destination, "rw": m.rw}
+            for m in c.mounts
+        ],
+        "restart": c.restart_policy,
+        "restart_max_retries": c.restart_max_retries,
+        "networks": list(c.networks),
+    }
+
+
+def services(plan: dict) -> list[dict]:
+    """The ``podman_services`` entries of the containers re-created under podman."""
+    return [c["service"] for c in plan["containers"] if c["recreate"] and c["service"]]
+
+
+def _header(comment: str = "#") -> str:
+    return f"{comment} managed by podman-standard ({SOURCE}): the Docker export of a migration.\n"
+
+
+def render_compose(plan: dict) -> str:
+    """Every container as Docker ran it, as a compose file (volumes and networks external:
+    they keep their names)."""
+    compose_services = {}
+    networks: set[str] = set()
+    for c in plan["containers"]:
+        d = c["docker"]
+        svc: dict = {"image": d["image"], "container_name": c["name"]}
+        if d["entrypoint"] is not None:
+            svc["entrypoint"] = d["entrypoint"]
+        if d["cmd"] is not None:
+            svc["command"] = d["cmd"]
+        if d["env"]:
+            svc["environment"] = d["env"]
+        if d["labels"]:
+            svc["labels"] = d["labels"]
+        if d["ports"]:
+            svc["ports"] = [
+                ":".join(filter(None, [p["host_ip"], p["host"]]))
+                + f":{p['container']}/{p['protocol']}"
+                for p in d["ports"]
+            ]
+        if d["mounts"]:
+            svc["volumes"] = [
+                f"{m['source']}:{m['target']}" + ("" if m["rw"] else ":ro") for m in d["mounts"]
+            ]
+        restart = d["restart"]
+        if restart == "on-failure" and d["restart_max_retries"]:
+            restart = f"on-failure:{d['restart_max_retries']}"
+        svc["restart"] = restart
+        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
+        if own:
+            svc["networks"] = own
+            networks.update(own)
+        compose_services[c["name"]] = svc
+    document = {"services": compose_services}
+    if plan["volumes"]:
+        document["volumes"] = {
+            v["name"]: {"external": True, "name": v["name"]} for v in plan["volumes"]
+        }
+    if networks:
+        document["networks"] = {n: {"external": True, "name": n} for n in sorted(networks)}
+    return _header() + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+
+
+def render_services(plan: dict) -> str:
+    """The re-created containers as ``podman_services`` (JSON: paste into group_data)."""
+    return json.dumps(services(plan), indent=2) + "\n"
+
+
+def render_plan_text(plan: dict) -> str:
+    """The work list the on-host script reads, one item per line (names and references are
+    checked to hold no spaces or shell characters: see build_plan)."""
+    lines = [f"volume {v['name']}" for v in plan["volumes"]]
+    for image in plan["images"]:
+        if image["local_only"]:
+            lines.append(f"image-archive {image['archive']} {' '.join(image['docker_tags'])}")
+        else:
+            lines.append(f"image-stream {' '.join(image['docker_tags'])}")
+        # podman's own naming of a loaded image varies with its version: name it explicitly.
+        lines.append(f"image-tag {image['id']} {' '.join(image['refs'])}")
+    lines += [f"service {s['name']}" for s in services(plan)]
+    # What ran at the audit: the export refuses to start when Docker's running set changed.
+    lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]
+    return "".join(line + "\n" for line in lines)
+
+
+def render_docker_restore(plan: dict) -> str:
+    """A script that re-creates, under Docker, each container of the plan that Docker no
+    longer has (the rollback runs it); every value is shell-quoted."""
+    q = shlex.quote
+    lines = ["#!/bin/bash", _header().rstrip("\n"), "set -euo pipefail"]
+    networks = sorted(
+        {n for c in plan["containers"] for n in c["docker"]["networks"]} - DEFAULT_NETWORKS
+    )
+    for n in networks:
+        lines.append(
+            f"docker network inspect {q(n)} >/dev/null 2>&1 || docker network create {q(n)}"
+        )
+    for c in plan["containers"]:
+        d = c["docker"]
+        args = ["docker", "create", "--name", c["name"]]
+        restart = d["restart"]
+        if restart == "on-failure" and d["restart_max_retries"]:
+            restart = f"on-failure:{d['restart_max_retries']}"
+        args += ["--restart", restart]
+        for e in d["env"]:
+            args += ["--env", e]
+        for key, value in sorted(d["labels"].items()):
+            args += ["--label", f"{key}={value}"]
+        for p in d["ports"]:
+            host = ":".join(filter(None, [p["host_ip"], p["host"]]))
+            args += ["--publish", f"{host}:{p['container']}/{p['protocol']}"]
+        for m in d["mounts"]:
+            args += ["--volume", f"{m['source']}:{m['target']}" + ("" if m["rw"] else ":ro")]
+        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
+        if own:
+            args += ["--network", own[0]]
+        command = list(d["cmd"] or [])
+        if d["entrypoint"]:
+            args += ["--entrypoint", d["entrypoint"][0]]
+            command = d["entrypoint"][1:] + command
+        args += [d["image"], *command]
+        name = q(c["name"])
+        lines.append(f"docker container inspect {name} >/dev/null 2>&1 || {' '.join(map(q, args))}")
+    return "\n".join(lines) + "\n"
+
+
+def bundle_files(plan: dict) -> dict[str, str]:
+    """The rendered files of the bundle, by path relative to it."""
+    manifest = json.dumps(plan, indent=2, sort_keys=True) + "\n"
+    return {
+        FILES["manifest"]: manifest,
+        FILES["plan"]: render_plan_text(plan),
+        FILES["compose"]: render_compose(plan),
+        FILES["services"]: render_services(plan),
+        FILES["docker_restore"]: render_docker_restore(plan),
+    }
+
+
+def describe(plan: dict, host: str) -> str:
+    """The plan, printed before anything runs (also with ``--dry``)."""
+    out = [f"{host}: Docker -> Podman migration plan (bundle {plan['bundle']})"]
+    for c in plan["containers"]:
+        d = c["docker"]
+        action = "re-create as a podman service" if c["recreate"] else "export only (not running)"
+        out.append(f"  container {c['name']} [{c['state']}] -> {action}")
+        out.append(f"    image {d['image']}, restart {d['restart']}, networks {d['networks']}")
+        out.append(f"    command {d['cmd']}, env {[e.split('=', 1)[0] for e in d['env']]}")
+        for p in d["ports"]:
+            host_side = ":".join(filter(None, [p["host_ip"], p["host"]]))
+            out.append(f"    port {host_side} -> {p['container']}/{p['protocol']}")
+        for m in d["mounts"]:
+            ro = "" if m["rw"] else " (ro)"
+            out.append(f"    {m['type']} {m['source']} -> {m['target']}{ro}")
+    for v in plan["volumes"]:
+        size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
+        out.append(
+            f"  volume {v['name']} ({size}) -> {v['archive']} (tar + sha256), then a podman volume"
+        )
+    for i in plan["images"]:
+        how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed to podman"
+        out.append(f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how}")
+    for problem in plan["problems"]:
+        out.append(f"  CANNOT MIGRATE: {problem}")
+    return "\n".join(out)

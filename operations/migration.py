@@ -1,0 +1,139 @@
+"""Docker -> Podman migration steps on the host (standard §6.1, §6.2).
+
+Each operation runs one step of the bundle's script (``templates/docker-migration.sh.j2``,
+installed as ``<bundle>/migrate.sh``), which fails loudly and, before the point of no
+return (``retire``), puts Docker back as it was on any failure: the containers it stopped for
+a consistent copy are started again (and in ``verify`` the re-created podman services are
+removed first). The plan they work from is ``model.migration.build_plan``'s manifest.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import OperationError, StringCommand, operation
+from pyinfra.operations import apt, dnf, files
+
+from facts.docker import DockerEngine
+from model.migration import bundle_files
+from operations._common import distro_family, render_template
+
+SOURCE = "operations/migration.py"
+SCRIPT = "migrate.sh"
+# What makes a Docker engine, removed at the point of no return. Not runc: Debian's podman
+# may depend on it (crun | runc), and it runs no daemon.
+ENGINE_REMOVE = (
+    "docker.io",
+    "docker-ce",
+    "docker-ce-cli",
+    "docker-ce-rootless-extras",
+    "docker-compose-plugin",
+    "moby-engine",
+    "moby-cli",
+    "containerd.io",
+    "containerd",
+)
+
+
+def _step(bundle: str, step: str) -> StringCommand:
+    return StringCommand("bash", f"{bundle}/{SCRIPT}", step)
+
+
+@operation()
+def export(bundle: str, plan: dict):
+    """
+    Write the rollback bundle and export Docker's data into it.
+
+    + bundle: the bundle directory (root-only, 0700)
+    + plan: the manifest from ``model.migration.build_plan``
+
+    Writes manifest.json, plan.txt, docker-compose.yml, podman-services.json,
+    docker-restore.sh and migrate.sh (0600/0700, root); then stops Docker's running containers
+    (their names go to docker-running.txt), archives every named volume (tar + content digest)
+    and saves every image no registry holds, and writes SHA256SUMS. Docker's containers stay
+    stopped for the move (so nothing changes behind the copy); any failure starts them again.
+    Runs whenever it is called: the migrate deploy calls it only while Docker is there.
+    """
+    if plan.get("problems"):
+        raise OperationError("the plan has problems: " + "; ".join(plan["problems"]))
+    yield from files.directory._inner(path=bundle, user="root", group="root", mode="0700")
+    for path, content in bundle_files(plan).items():
+        yield from files.put._inner(
+            src=StringIO(content),
+            dest=f"{bundle}/{path}",
+            user="root",
+            group="root",
+            mode="0600",
+            create_remote_dir=False,
+        )
+    yield from files.put._inner(
+        src=render_template("docker-migration.sh.j2", source=SOURCE),
+        dest=f"{bundle}/{SCRIPT}",
+        user="root",
+        group="root",
+        mode="0700",
+        create_remote_dir=False,
+    )
+    yield _step(bundle, "export")
+
+
+@operation()
+def move(bundle: str):
+    """
+    Load the images into podman and restore every volume into a podman volume of the same
+    name, owners and modes kept; each volume's content digest must equal Docker's. A podman
+    volume of that name that this migration did not create stops the move. On failure
+    Docker's containers are started again. Runs whenever it is called.
+    """
+    yield _step(bundle, "move")
+
+
+@operation()
+def verify(bundle: str):
+    """
+    Wait until every re-created service's unit is active and its container running. On
+    failure the services are stopped and their units removed, then Docker's containers are
+    started again. Runs whenever it is called.
+    """
+    yield _step(bundle, "verify")
+
+
+@operation()
+def retire_docker(bundle: str):
+    """
+    The point of no return, only after ``verify`` passed (the script checks): stop and
+    disable docker.socket, docker.service and containerd, then remove the engine packages
+    (``ENGINE_REMOVE`` that are installed; /var/lib/docker is kept). Idempotent: with no
+    engine package installed only the (checked) stop runs.
+    """
+    yield _step(bundle, "retire")
+    engine = host.get_fact(DockerEngine)
+    installed = [p for p in ENGINE_REMOVE if p in engine.packages]
+    if not installed:
+        return
+    family = distro_family()
+    if family == "debian":
+        yield from apt.packages._inner(packages=installed, present=False)
+    elif family == "fedora":
+        yield from dnf.packages._inner(packages=installed, present=False)
+    else:
+        raise OperationError("no package manager known for this distribution")
+
+
+@operation()
+def docker_ps(bundle: str):
+    """Check that ``docker ps`` (podman through the compatibility layer now) lists every
+    re-created container. Read-only; fails when one is missing."""
+    yield _step(bundle, "docker-ps")
+
+
+@operation()
+def rollback(bundle: str):
+    """
+    Docker back from the bundle: check SHA256SUMS, enable and start Docker, load the saved
+    images, restore each volume Docker no longer has (content digest checked), re-create the
+    containers Docker no longer has (docker-restore.sh) and start those that were running.
+    Runs whenever it is called; the rollback deploy calls it once per migration.
+    """
+    yield _step(bundle, "rollback")

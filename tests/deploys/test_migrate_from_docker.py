@@ -1,0 +1,194 @@
+"""deploys/migrate_from_docker.py against pyinfra's @fake connector answering with real
+captured Docker output: nothing to do without an engine, the plan printed and nothing planned
+when something cannot be carried over, and the steps in their safe order when all can."""
+
+import logging
+from pathlib import Path
+
+import pytest
+from pyinfra.api.exceptions import DeployError
+from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+from pyinfra.facts.files import MISSING
+from pyinfra_cli.util import load_deploy_file
+
+from model.migration import build_plan, bundle_files
+from tests.deploys.test_linux_baseline import _fake, _ops, _plan
+from tests.model.test_migration import _inventory, _without_bind_mounts
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
+DEPLOY = "deploys/migrate_from_docker.py"
+
+
+def _host(name: str, engine: str, inventory: str | None = None):
+    """A fake Debian 12 host whose Docker facts answer with the named captured outputs (the
+    inventory's command is matched first: it also mentions docker)."""
+    fake, data = _fake(name)
+    responses = {}
+    if inventory:
+        responses["docker ps -aq"] = (FIXTURES / inventory).read_text().splitlines()
+    responses["dpkg-query -W -f="] = (FIXTURES / engine).read_text().splitlines()
+    data["fake_responses"] = {**responses, **data["fake_responses"]}
+    return fake, data
+
+
+def _load(state):
+    with ctx_state.use(state), ctx_config.use(state.config), ctx_inventory.use(state.inventory):
+        load_deploy_file(state, DEPLOY)
+
+
+def test_no_engine_nothing_to_do(tmp_path, monkeypatch, caplog):
+    state, hosts = _plan(
+        tmp_path,
+        monkeypatch,
+        f"linux_servers = [{_host('h', 'DockerEngine.nothing-installed.txt')!r}]\n",
+    )
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert _ops(state, hosts["@fake/h"]) == []
+    assert "no Docker engine: nothing to migrate" in caplog.text
+
+
+def test_what_cannot_be_carried_over_stops_before_any_change(tmp_path, monkeypatch, caplog):
+    host = _host("h", "DockerEngine.docker-io-running.txt", "DockerInventory.two-containers.txt")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"), pytest.raises(DeployError) as info:
+        _load(state)
+    assert "the migration would lose something; nothing changed" in str(info.value)
+    assert "bind mount /srv/web -> /www is not a named volume" in str(info.value)
+    # The plan was printed first, and no operation was planned.
+    assert "container web [running] -> re-create as a podman service" in caplog.text
+    assert _ops(state, hosts["@fake/h"]) == []
+    assert not state.is_executing
+
+
+def test_daemon_down_stops_before_any_change(tmp_path, monkeypatch):
+    host = _host(
+        "h", "DockerEngine.docker-io-stopped-disabled.txt", "DockerInventory.daemon-stopped.txt"
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert "its daemon does not answer" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
+
+
+# --- deploys/rollback_to_docker.py ---------------------------------------------------------
+
+ROLLBACK = "deploys/rollback_to_docker.py"
+BUNDLE = "/var/lib/podman-standard/docker-migration"
+
+
+def _bundle_host(state_line: str | None):
+    """A fake host after a migration of the captured Docker host: the bundle's state file
+    says ``state_line``, its manifest is the plan of that host (web's bind mount taken out),
+    and ``docker`` is this package's wrapper (captured on a Debian 13 guest)."""
+
+    fake, data = _fake("h")
+    manifest = bundle_files(build_plan(_without_bind_mounts(_inventory()), BUNDLE))
+    engine = FIXTURES.parent / "guest-debian13" / "DockerEngine.wrapper-over-podman-docker.txt"
+    state_file, manifest_file = f"{BUNDLE}/state", f"{BUNDLE}/manifest.json"
+    responses = {
+        # pyinfra's FileContents prints its missing flag when there is no such file.
+        state_file: [state_line] if state_line else [f"{MISSING}{state_file}"],
+        manifest_file: manifest["manifest.json"].splitlines(),
+        "dpkg-query -W -f=": engine.read_text().splitlines(),
+    }
+    data["fake_responses"] = {**responses, **data["fake_responses"]}
+    return fake, data
+
+
+def _load_rollback(state):
+    with ctx_state.use(state), ctx_config.use(state.config), ctx_inventory.use(state.inventory):
+        load_deploy_file(state, ROLLBACK)
+
+
+def test_rollback_after_the_point_of_no_return(tmp_path, monkeypatch):
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{_bundle_host('retired')!r}]\n")
+    _load_rollback(state)
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    assert names == [
+        "Remove podman service web",
+        "Remove the compatibility wrapper /usr/local/bin/docker",
+        "Remove the compatibility wrapper /usr/local/bin/docker-compose",
+        "Reinstall the Docker engine",
+        f"Restore Docker from {BUNDLE}",
+    ]
+
+
+@pytest.mark.parametrize("line", ["docker-running", "moved", "verified"])
+def test_no_rollback_before_the_point_of_no_return(tmp_path, monkeypatch, line):
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{_bundle_host(line)!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load_rollback(state)
+    assert "Docker was never removed, there is nothing to roll back" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_rolled_back_bundle_changes_nothing(tmp_path, monkeypatch, caplog):
+    host = _bundle_host("rolled-back")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load_rollback(state)
+    assert _ops(state, hosts["@fake/h"]) == []
+    assert "already rolled back to Docker" in caplog.text
+
+
+def test_no_bundle_no_rollback(tmp_path, monkeypatch):
+    state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{_bundle_host(None)!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load_rollback(state)
+    assert f"no migration bundle in {BUNDLE}" in str(info.value)
+
+
+def test_engine_beside_a_podman_shim_stops_before_any_change(tmp_path, monkeypatch):
+    # Captured on a Debian 13 guest with podman-docker's /usr/bin/docker, plus one line in
+    # dpkg's format for an installed docker.io (both at once was not captured): `docker` on
+    # the PATH is then podman's, not Docker's.
+    engine = FIXTURES.parent / "guest-debian13" / "DockerEngine.podman-docker.txt"
+    lines = engine.read_text().splitlines()
+    at = lines.index("@@packages") + 1
+    lines.insert(at, "docker.io\tinstalled\t20.10.24+dfsg1-1+deb12u1+b6")
+    fake, data = _fake("h")
+    data["fake_responses"] = {"dpkg-query -W -f=": lines, **data["fake_responses"]}
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert "not Docker's CLI" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_steps_in_their_safe_order(tmp_path, monkeypatch, caplog):
+    host = _host(
+        "h", "DockerEngine.docker-io-running.txt", "DockerInventory.migration-two-services.txt"
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert "volume appdata (50343971 bytes) -> volumes/appdata.tar" in caplog.text
+    assert "image localhost/local/web:1 (" in caplog.text
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    migration = [n for n in names if not n.startswith(("Install", "Configure"))]
+    assert names.index("Install podman, podman-compose, buildah, skopeo (beside Docker)") == 0
+    assert migration == [
+        "Export Docker's containers, volumes and images to "
+        "/var/lib/podman-standard/docker-migration",
+        "Move images and volumes into podman",
+        "Re-create web as a podman service",
+        "Re-create worker as a podman service",
+        "Verify the podman services run",
+        # The point of no return, only after the services were verified.
+        "Stop, disable and remove the Docker engine",
+        "Docker CLI compatibility",
+        "docker ps shows the podman containers",
+    ]
+
+
+def test_after_the_migration_nothing_to_do(tmp_path, monkeypatch, caplog):
+    # Captured on the migrated guest: engine packages removed, `docker` is the wrapper (whose
+    # inventory would list podman's containers: the engine check comes first).
+    host = _host("h", "DockerEngine.after-migration.txt", "DockerInventory.two-containers.txt")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert _ops(state, hosts["@fake/h"]) == []
+    assert "no Docker engine: nothing to migrate" in caplog.text

@@ -1,0 +1,344 @@
+"""Docker -> Podman migration on a real Debian 12 guest running Debian's docker.io (issue 6).
+
+One guest gets Docker from Debian's mirror and is populated: an image pulled from the local
+registry, an image that exists only on the guest (``docker build``), two containers (``web``
+with ``--restart always`` on the local-only image, ``worker`` on the pulled one) sharing the
+named volume ``appdata`` that holds files of known sha256 with non-root owners and modes. The
+guest is then snapshotted; each test path boots its own copy, one at a time:
+
+- success: the migrate deploy, then identical volume content in podman, the containers running
+  as podman services, Docker's packages gone, ``docker ps`` answered by podman, a reboot that
+  brings ``web`` back, and a second run that changes nothing;
+- rollback: the rollback deploy then brings Docker back with its containers and data, and
+  a second rollback changes nothing;
+- failure: the same migration onto a container store too small for the volume (a 40 MiB
+  filesystem on the store's disk): the move fails mid-way and Docker is still installed,
+  enabled and running, its containers up and its volume unchanged.
+
+Stage durations are printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from facts.docker import DockerEngine, DockerInventory
+from tests.testbed.fleet import GuestSpec, Testbed, Timings
+from tests.testbed.guests import launch
+from tests.testbed.images import build_image
+
+pytestmark = pytest.mark.realhost
+
+DEPLOY = "deploys/migrate_from_docker.py"
+ROLLBACK = "deploys/rollback_to_docker.py"
+SPEC = GuestSpec("bookworm", "server")
+BUNDLE = "/var/lib/podman-standard/docker-migration"
+VOLUME = "appdata"
+BIG_MIB = 48
+# Files with non-root owners, odd modes, a symlink, a setgid directory; one big file for a
+# measurable data volume. The digests are computed on the guest and compared across engines.
+POPULATE = f"""
+set -e
+cd /data
+mkdir -p keep/deep && chmod 2750 keep && chown 1000:1000 keep
+printf 'known content\\n' > keep/known.txt
+chown 1234:2345 keep/known.txt && chmod 640 keep/known.txt
+printf 'secret\\n' > keep/deep/private && chmod 600 keep/deep/private && chown 65534:65534 keep/deep
+ln -s keep/known.txt link
+head -c {BIG_MIB * 2**20} /dev/urandom > big.bin && chmod 444 big.bin && chown 33:33 big.bin
+"""
+# Type, mode, numeric owner, path and link target of every entry, then each file's sha256.
+LISTING = (
+    "cd {dir} && find . -printf '%y %m %U:%G %p -> %l\\n' | LC_ALL=C sort && "
+    "find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum"
+)
+TIMINGS = Timings()
+# A folder holding bookworm-server.qcow2 and bookworm-server-extra.qcow2 of an earlier run's
+# Docker guest (its snapshot, copied out of pytest's temporary folder): skips installing and
+# populating Docker (about 15 minutes here) when re-running the migration.
+SNAPSHOT_ENV = "PODMAN_STANDARD_MIGRATION_SNAPSHOT"
+
+
+@contextmanager
+def stage(name: str):
+    with TIMINGS.stage(name):
+        yield
+
+
+def sudo(guest, command: str, timeout: float = 900) -> str:
+    result = guest.run(f"sudo bash -c {shlex.quote(command)}", timeout=timeout)
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_timings(request):
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and TIMINGS.stages:
+        reporter.section("migration stage timings")
+        reporter.write_line(TIMINGS.report())
+
+
+@pytest.fixture(scope="module")
+def docker_host(registry, tmp_path_factory, no_shared_guests):
+    """A snapshot of a Debian 12 guest running Docker with two containers, a named volume
+    and a local-only image; and what the volume held (its listing, as Docker sees it)."""
+    if os.environ.get(SNAPSHOT_ENV):
+        folder = Path(os.environ[SNAPSHOT_ENV])
+        snapshot = dataclasses.replace(
+            build_image(SPEC.release, print),
+            disk=folder / f"{SPEC.name}.qcow2",
+            extra_disk=folder / f"{SPEC.name}-extra.qcow2",
+        )
+        return snapshot, None
+    workdir = tmp_path_factory.mktemp("migration-docker")
+    bed = Testbed([SPEC], workdir, workdir / "hosts.json", registry=registry)
+    bed.timings = TIMINGS
+    try:
+        bed.up()
+        guest = bed.guests[SPEC.name]
+        mirror = registry.guest_address
+        # apparmor: a Recommends of docker.io; the guest kernel has AppArmor on, and dockerd
+        # starts no container without apparmor_parser.
+        with stage("install docker.io from Debian's mirror"):
+            sudo(
+                guest,
+                "mkdir -p /etc/docker && "
+                f"""echo '{{"insecure-registries": ["{mirror}"]}}' > /etc/docker/daemon.json && """
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                "--no-install-recommends docker.io apparmor >/dev/null",
+                timeout=1800,
+            )
+        with stage("populate Docker: images, volume, containers"):
+            sudo(guest, f"docker pull -q {mirror}/library/busybox:latest")
+            sudo(guest, f"docker pull -q {mirror}/library/nginx:alpine")
+            sudo(
+                guest,
+                "mkdir -p /root/app && cd /root/app && echo 'migrated web' > index.html && "
+                "printf 'FROM %s\\nCOPY index.html /www/index.html\\n"
+                'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\\n\' '
+                f"{mirror}/library/nginx:alpine > Dockerfile && docker build -q -t local/web:1 .",
+            )
+            sudo(guest, f"docker volume create {VOLUME}")
+            sudo(
+                guest,
+                f"docker run --rm -v {VOLUME}:/data {mirror}/library/busybox:latest "
+                f"sh -c {shlex.quote(POPULATE)}",
+            )
+            sudo(
+                guest,
+                f"docker run -d --name web --restart always -p 8080:80 -v {VOLUME}:/data "
+                "local/web:1",
+            )
+            sudo(
+                guest,
+                f"docker run -d --name worker -e 'GREETING=hello world' -v {VOLUME}:/srv/data "
+                f"{mirror}/library/busybox:latest sleep 999999",
+            )
+        capture(guest, workdir, "docker-populated")
+        before = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
+        images = json.loads(sudo(guest, "docker image inspect local/web:1"))
+        assert images[0]["RepoDigests"] == []  # exists only here: no registry can give it back
+        with stage("snapshot the Docker guest"):
+            snapshot = guest.snapshot()
+    finally:
+        bed.down()
+    return snapshot, before
+
+
+def capture(guest, workdir, label: str) -> None:
+    """The Docker facts' raw output on the guest, kept for the fast tier's fixtures."""
+    for fact in (DockerEngine, DockerInventory):
+        output = sudo(guest, fact().command())
+        (workdir / f"{fact.__name__}.{label}.txt").write_text(output)
+
+
+def boot_copy(docker_host, registry, workdir) -> Testbed:
+    """A guest booted from the Docker snapshot, described to pyinfra by a state file."""
+    snapshot, _ = docker_host
+    bed = Testbed([SPEC], workdir, workdir / "hosts.json", registry=registry)
+    bed.timings = TIMINGS
+    with stage("boot a copy of the Docker guest"):
+        guest = launch(SPEC.name, snapshot, workdir, extra_disk_gib=4)
+    bed.guests = {SPEC.name: guest}
+    bed.write_state()
+    # The snapshot's power-off stopped worker (restart policy "no"): start it as it ran.
+    sudo(guest, "docker start worker")
+    # What Docker's volume holds on this copy, measured before anything else runs.
+    bed.before = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
+    if docker_host[1] is not None:
+        assert bed.before == docker_host[1]
+    return bed
+
+
+@pytest.fixture(scope="module")
+def migrated(docker_host, registry, tmp_path_factory):
+    bed = boot_copy(docker_host, registry, tmp_path_factory.mktemp("migration-ok"))
+    try:
+        guest = bed.guests[SPEC.name]
+        with stage("migration --dry"):
+            dry = bed.pyinfra("--dry", deploy=DEPLOY)
+        after_dry = (
+            guest.run("sudo docker ps --format '{{.Names}}'").stdout.split(),
+            guest.run("command -v podman").returncode,
+            guest.run(f"sudo test -e {BUNDLE}").returncode,
+        )
+        started = time.monotonic()
+        with stage("migration (first run)"):
+            returncode, result, stderr = bed.pyinfra(deploy=DEPLOY)
+        elapsed = time.monotonic() - started
+        bundle_bytes = guest.run(f"sudo du -sb {BUNDLE}").stdout.split("\t")[0]
+        if returncode == 0:
+            capture(guest, bed.workdir, "after-migration")
+        TIMINGS.stages.append((f"  (bundle on the host: {bundle_bytes} bytes)", elapsed))
+        bed.dry_run = (dry, after_dry)
+        yield bed, guest, returncode, result, stderr
+    finally:
+        bed.down()
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
+    (returncode, _, stderr), (running, podman, bundle) = migrated[0].dry_run
+    assert returncode == 0, stderr[-4000:]
+    assert "Docker -> Podman migration plan (bundle /var/lib/podman-standard/" in stderr
+    assert "container worker [running] -> re-create as a podman service" in stderr
+    assert "volume appdata (" in stderr and "-> volumes/appdata.tar" in stderr
+    # Docker's containers still ran, podman was not installed, no bundle was written.
+    assert sorted(running) == ["web", "worker"]
+    assert podman != 0 and bundle != 0
+
+
+def test_migration_succeeds(migrated):
+    _, _, returncode, result, stderr = migrated
+    assert returncode == 0, stderr[-6000:]
+    assert result["results"]["failed_hosts"] == []
+    # The plan is printed before anything runs.
+    assert "container web [running] -> re-create as a podman service" in stderr
+    assert "image localhost/local/web:1" in stderr and "saved to images/" in stderr
+
+
+def test_volume_content_identical_in_podman(migrated):
+    bed, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    mountpoint = sudo(guest, f"podman volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME}")
+    assert mountpoint.startswith("/space/containers/engine/podman/volumes/")
+    after = sudo(guest, LISTING.format(dir=mountpoint.strip()))
+    assert after == bed.before
+    assert "1234:2345" in after and "2750" in after and "-> keep/known.txt" in after
+
+
+def test_containers_run_under_podman(migrated):
+    _, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    names = sudo(guest, "podman ps --format '{{.Names}}'").split()
+    assert sorted(names) == ["web", "worker"]
+    for name in ("web", "worker"):
+        sudo(guest, f"systemctl is-active {name}.service && systemctl is-enabled {name}.service")
+    assert "GREETING=hello world" in sudo(guest, "podman exec worker env")
+    page = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').read())"
+    assert "migrated web" in sudo(guest, f'python3 -c "{page}"')
+
+
+def test_docker_gone_and_docker_ps_is_podman(migrated):
+    _, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    for package in ("docker.io", "containerd"):
+        status = guest.run(f"dpkg-query -W -f='${{Status}}' {package}").stdout
+        assert "ok installed" not in status, package
+    assert guest.run("systemctl is-active docker.service docker.socket containerd").returncode != 0
+    assert sudo(guest, "docker --version").startswith("podman version")
+    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
+    assert guest.run("test -e /var/run/docker.sock").returncode != 0
+
+
+def test_bundle_holds_everything(migrated):
+    _, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    assert sudo(guest, f"stat -c '%a %U' {BUNDLE}").strip() == "700 root"
+    sudo(guest, f"cd {BUNDLE} && sha256sum --quiet -c SHA256SUMS")
+    manifest = json.loads(sudo(guest, f"cat {BUNDLE}/manifest.json"))
+    assert [c["name"] for c in manifest["containers"]] == ["web", "worker"]
+    local = [i for i in manifest["images"] if i["local_only"]]
+    assert [i["refs"] for i in local] == [["localhost/local/web:1"]]
+    files = sudo(guest, f"cd {BUNDLE} && ls volumes images").split()
+    assert f"{VOLUME}.tar" in files and local[0]["archive"].split("/")[1] in files
+    compose = sudo(guest, f"cat {BUNDLE}/docker-compose.yml")
+    assert "restart: always" in compose and "appdata:/srv/data" in compose
+
+
+def test_reboot_brings_the_restart_always_container_back(migrated):
+    bed, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    with stage("reboot the migrated guest"):
+        guest.reboot()
+    deadline = time.monotonic() + 300
+    while "web" not in guest.run("sudo podman ps --format '{{.Names}}'").stdout.split():
+        assert time.monotonic() < deadline, guest.run("sudo systemctl status web").stdout
+        time.sleep(5)
+    sudo(guest, "systemctl is-active web.service")
+
+
+def test_second_run_changes_nothing(migrated):
+    bed, _, returncode, _, _ = migrated
+    assert returncode == 0
+    with stage("migration (second run)"):
+        returncode, result, stderr = bed.pyinfra(deploy=DEPLOY)
+    assert returncode == 0, stderr[-4000:]
+    assert "no Docker engine: nothing to migrate" in stderr
+    assert result["results"]["totals"]["success"] == 0
+    assert result["results"]["totals"]["error"] == 0
+
+
+def test_rollback_brings_docker_back_from_the_bundle(migrated):
+    bed, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    with stage("rollback to Docker"):
+        returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
+    assert returncode == 0, stderr[-6000:]
+    sudo(guest, "systemctl is-active docker.service && systemctl is-enabled docker.service")
+    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
+    assert guest.run("command -v docker").stdout.strip() == "/usr/bin/docker"
+    assert guest.run("systemctl cat web.service").returncode != 0
+    after = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
+    assert after == bed.before
+    with stage("rollback (second run)"):
+        returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
+    assert returncode == 0, stderr[-4000:]
+    assert "already rolled back to Docker" in stderr
+    assert result["results"]["totals"]["success"] == 0
+
+
+def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registry, tmp_path):
+    migrated[0].down()  # one guest at a time
+    bed = boot_copy(docker_host, registry, tmp_path)
+    try:
+        guest = bed.guests[SPEC.name]
+        # The store's disk gets a filesystem too small for the volume: the storage operation
+        # mounts it as it is (it never reformats), and the restore runs out of space.
+        sudo(guest, "mkfs.ext4 -q -F /dev/vdb 40M")
+        with stage("migration onto a too small store (fails mid-move)"):
+            returncode, result, stderr = bed.pyinfra(deploy=DEPLOY)
+        assert returncode != 0
+        assert "FAILED at step 'restore volume appdata into podman'" in stderr, stderr[-6000:]
+        assert f"bundle: {BUNDLE}" in stderr
+        # Docker: installed, enabled, running, its containers back up, its data unchanged.
+        sudo(guest, "dpkg-query -W docker.io && systemctl is-enabled docker.service")
+        sudo(guest, "systemctl is-active docker.service")
+        running = sudo(guest, "docker ps --format '{{.Names}}'").split()
+        assert sorted(running) == ["web", "worker"]
+        assert "/usr/bin/docker" == guest.run("command -v docker").stdout.strip()
+        after = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
+        assert after == bed.before
+        # No podman service was created.
+        assert guest.run("systemctl cat web.service").returncode != 0
+    finally:
+        bed.down()
