@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pyinfra.api import FactBase
 
 from . import FactValue
+from .compose import as_user
 
 # Where distributions install podman's quadlet generator (Fedora and Debian: libexec; Arch:
 # lib). /usr/lib/systemd/system-generators/podman-system-generator links to it.
@@ -127,14 +128,7 @@ class PodmanNetworks(FactBase[list[str]]):
         return []
 
     def command(self, user: str | None = None) -> str:
-        ls = "podman network ls --format '{{.Name}}'"
-        if not user:
-            return ls
-        u = shlex.quote(user)
-        return (
-            f'cd / && runuser -u {u} -- env XDG_RUNTIME_DIR="/run/user/$(id -u {u})" '
-            f"sh -c {shlex.quote(ls)}"
-        )
+        return as_user(user, "podman network ls --format '{{.Name}}'")
 
     def process(self, output: list[str]) -> list[str]:
         return sorted(line.strip() for line in output if line.strip())
