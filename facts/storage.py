@@ -295,7 +295,6 @@ class StorageDeviceState(FactValue):
     fstab: list[str] = field(default_factory=list)
 
 
-
 def fstab_entries(fstab: list[str], mount_point: str) -> list[str]:
     """The lines of an fstab whose second field is ``mount_point`` (comments skipped)."""
     entries = []
