@@ -6,6 +6,7 @@ e.g. ``bookworm:server``); their state file is written to a temporary path that
 """
 
 import os
+import sys
 
 import pytest
 
@@ -25,6 +26,16 @@ _SHARED: list[Testbed] = []  # the session's shared testbed, once booted
 # Modules that use the shared, first-booted guests run first, in this order; the others boot
 # their own guests (from the converged snapshot) after the shared ones are stopped.
 SHARED_GUEST_MODULES = ("test_testbed", "test_converge", "test_verify")
+
+
+def qa_suite(hosts, inventory, ssh_config=None, *extra: str) -> list[str]:
+    """The command that runs the QA suite (``tests/qa``, testinfra) against ``hosts`` (names
+    in ``ssh_config``), reading their data from ``inventory``; ``extra`` goes to pytest."""
+    command = [sys.executable, "-m", "pytest", *extra, "-q", "-p", "no:cacheprovider"]
+    command += ["tests/qa", "--hosts=" + ",".join(f"ssh://{name}" for name in hosts)]
+    if ssh_config is not None:
+        command.append(f"--ssh-config={ssh_config}")
+    return command + ["--qa-inventory", str(inventory)]
 
 
 def pytest_collection_modifyitems(items):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from inventories._vagrant import parse_ssh_config
-from tests.realhost.conftest import _TIMINGS
+from tests.realhost.conftest import _TIMINGS, qa_suite
 from tests.testbed import hostdata
 from tests.testbed.vagrant import Lab, isolated, write_json
 from tests.testbed.vagrant_box import build_box
@@ -113,39 +113,13 @@ def test_baseline_converges_the_vm(converged):
 
 def test_qa_suite_passes(lab, converged, ssh_config):
     with _TIMINGS.stage(f"vagrant: QA suite (tests/qa) on {MACHINE}"):
-        result = lab.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "tests/qa",
-                f"--hosts=ssh://{MACHINE}",
-                f"--ssh-config={ssh_config}",
-                "--qa-inventory",
-                "inventories/vagrant.py",
-            ]
-        )
+        result = lab.run(qa_suite([MACHINE], "inventories/vagrant.py", ssh_config))
     summary = result.stdout.splitlines()[-1]
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in summary and "failed" not in summary
     # Among what passed, the server pattern's own criteria: graphroot on /space, API socket.
     collected = lab.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/qa",
-            f"--hosts=ssh://{MACHINE}",
-            "--qa-inventory",
-            "inventories/vagrant.py",
-        ]
+        qa_suite([MACHINE], "inventories/vagrant.py", None, "--collect-only")
     ).stdout
     assert f"[{MACHINE}-graphroot]" in collected and f"[{MACHINE}-api-socket]" in collected
 

@@ -4,10 +4,10 @@ exactly those failures. Runs last among the modules using the converged guests: 
 
 import json
 import subprocess
-import sys
 
 import pytest
 
+from tests.realhost.conftest import qa_suite
 from tests.realhost.test_converge import SERVER, WORKSTATION
 
 pytestmark = pytest.mark.realhost
@@ -37,21 +37,8 @@ def test_verify_passes_on_converged_guests(testbed, converged, tmp_path):
 
 
 def test_testinfra_suite_passes_on_converged_guests(testbed, converged, ssh_config):
-    hosts = ",".join(f"ssh://{name}" for name in (SERVER, WORKSTATION))
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/qa",
-            f"--hosts={hosts}",
-            f"--ssh-config={ssh_config}",
-            "--qa-inventory",
-            str(testbed.inventory_path),
-        ],
+        qa_suite([SERVER, WORKSTATION], testbed.inventory_path, ssh_config),
         cwd=REPO,
         env=testbed.pyinfra_env(),
         capture_output=True,
