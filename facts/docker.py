@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from . import FactValue, section, split_sections
 
@@ -406,3 +406,47 @@ def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
             ),
         )
     return list(images.values())
+
+
+@dataclass(frozen=True)
+class VolumeIdsState(FactValue):
+    # False when the directory does not exist.
+    exists: bool = False
+    # The numeric owners of every entry under it (the directory itself included), sorted.
+    uids: list[int] = field(default_factory=list)
+    gids: list[int] = field(default_factory=list)
+
+
+class VolumeIds(FactBase[VolumeIdsState]):
+    """
+    The numeric user and group ids that own the entries of a directory tree (a Docker volume's
+    ``_data``): what a move into a rootless user's store must be able to map.
+    """
+
+    @staticmethod
+    def default() -> VolumeIdsState:
+        return VolumeIdsState()
+
+    def command(self, path: str) -> StringCommand:
+        quoted = QuoteString(path)
+        return StringCommand(
+            "[ -d",
+            quoted,
+            "] || exit 0;",
+            section("exists"),
+            "find",
+            quoted,
+            "-printf '%U %G\\n' | LC_ALL=C sort -u",
+        )
+
+    def process(self, output: list[str]) -> VolumeIdsState:
+        sections = split_sections(output)
+        if "exists" not in sections:
+            return VolumeIdsState()
+        uids, gids = set(), set()
+        for line in sections["exists"]:
+            parts = line.split()
+            if len(parts) == 2 and all(p.isdigit() for p in parts):
+                uids.add(int(parts[0]))
+                gids.add(int(parts[1]))
+        return VolumeIdsState(exists=True, uids=sorted(uids), gids=sorted(gids))

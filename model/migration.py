@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from facts.docker import DockerContainer, DockerImage, DockerInventoryState
 from model.host_data import Service
 
-MANIFEST_FORMAT = 1
+# 2: owners (root or a rootless user) of containers, volumes and images; free space.
+MANIFEST_FORMAT = 2
 SOURCE = "deploys/migrate_from_docker.py"
 # Docker's restart policies -> the services model's (systemd's Restart=). "unless-stopped"
 # differs from "always" only for a container stopped by hand before a daemon restart; a
@@ -39,6 +40,11 @@ FILES = {
     "docker_restore": "docker-restore.sh",
     "checksums": "SHA256SUMS",
 }
+# Whose podman a thing goes to, in plan.txt: root's, or a rootless user's (by name).
+ROOT = "root"
+# Room kept free beyond what the copies need, on each filesystem: 10 %, at least 64 MiB.
+MARGIN_MIN_BYTES = 64 * 2**20
+MARGIN_FRACTION = 0.10
 
 
 class PlanError(ValueError):
@@ -96,9 +102,11 @@ def _image_ref(container: DockerContainer, image: DockerImage | None) -> str | N
     return wanted if wanted in tags else tags[0]
 
 
-def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[str]) -> dict:
-    """The container as a ``podman_services`` entry; what the model cannot express is a
-    problem (the migration refuses rather than drop it)."""
+def _service(
+    c: DockerContainer, image: DockerImage, ref: str, user: str | None, problems: list[str]
+) -> dict:
+    """The container as a ``podman_services`` entry (of ``user``'s podman when set); what the
+    model cannot express is a problem (the migration refuses rather than drop it)."""
     where = f"container {c.name}"
     if c.entrypoint != image.entrypoint:
         problems.append(
@@ -146,6 +154,8 @@ def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[st
     }
     if len(networks) == 1:
         entry["network"] = networks[0]
+    if user:
+        entry["user"] = user
     try:
         Service.model_validate(entry)
     except ValidationError as error:
@@ -155,11 +165,53 @@ def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[st
     return entry
 
 
-def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
-    """The manifest of a migration of ``inventory`` into ``bundle``. Its ``problems`` list
-    what cannot be carried over; the deploy refuses to start while there are any."""
+def build_plan(
+    inventory: DockerInventoryState, bundle: str, rootless: dict[str, str] | None = None
+) -> dict:
+    """The manifest of a migration of ``inventory`` into ``bundle``. ``rootless`` moves
+    containers (by Docker name, or ``"*"`` for all) to a rootless user's podman; their volumes
+    and images follow them. Its ``problems`` list what cannot be carried over; the deploy
+    refuses to start while there are any."""
+    rootless = dict(rootless or {})
     problems: list[str] = []
+    for name in sorted(set(rootless) - {"*"}):
+        container = next((c for c in inventory.containers if c.name == name), None)
+        if container is None:
+            problems.append(
+                f"migration_rootless names container {name}, which Docker does not have"
+            )
+        elif container.state not in ("running", "restarting"):
+            problems.append(
+                f"migration_rootless names container {name}, which is not running: it is only "
+                "exported, not re-created under anyone's podman"
+            )
+
     images_by_id = {i.id: i for i in inventory.images}
+    containers = []
+    for c in sorted(inventory.containers, key=lambda c: c.name):
+        image = images_by_id.get(c.image_id)
+        ref = _image_ref(c, image)
+        running = c.state in ("running", "restarting")
+        user = (rootless.get(c.name) or rootless.get("*")) if running else None
+        entry = {
+            "name": c.name,
+            "state": c.state,
+            "docker": _docker_definition(c),
+            # Running containers come back as services; the others are kept in the bundle.
+            "recreate": running,
+            # Whose podman runs it: None for root's, else the rootless user's.
+            "user": user,
+            "service": None,
+        }
+        if ref is None:
+            problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
+        elif running:
+            entry["service"] = _service(c, image, ref, user, problems)
+        entry["docker"]["image"] = ref or c.image
+        containers.append(entry)
+    by_name = {c.name: c for c in inventory.containers}
+    recreated = [(entry, by_name[entry["name"]]) for entry in containers if entry["recreate"]]
+
     images = []
     for image in inventory.images:
         if not image.repo_tags:
@@ -167,6 +219,7 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
         local_only = not image.repo_digests
         refs = [podman_name(t, local_only) for t in image.repo_tags]
         short = image.id.removeprefix("sha256:")[:12]
+        users = {entry["user"] for entry, c in recreated if c.image_id == image.id}
         images.append(
             {
                 "id": image.id,
@@ -176,6 +229,9 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
                 # No registry holds it: the bundle keeps an archive.
                 "local_only": local_only,
                 "archive": f"images/{short}.tar" if local_only else None,
+                # Whose podman gets it: root's for root's services and for images no
+                # re-created container uses; each rootless user's for that user's services.
+                "owners": sorted((u or ROOT) for u in users or {None}),
             }
         )
     for ref in (r for i in images for r in i["refs"] + i["docker_tags"]):
@@ -188,6 +244,17 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
             problems.append(f"volume {v.name!r}: not a name podman accepts")
         if v.driver != "local":
             problems.append(f"volume {v.name}: driver {v.driver!r} (only 'local' is carried over)")
+        users = {}
+        for entry, c in recreated:
+            if any(m.type == "volume" and m.name == v.name for m in c.mounts):
+                users.setdefault(entry["user"] or ROOT, []).append(entry["name"])
+        if len(users) > 1:
+            used = "; ".join(f"{', '.join(n)} ({u})" for u, n in sorted(users.items()))
+            problems.append(
+                f"volume {v.name} is used by containers of different owners: {used}; a volume "
+                "moves into one owner's podman (move those containers together)"
+            )
+        owner = next(iter(users), ROOT)
         volumes.append(
             {
                 "name": v.name,
@@ -196,28 +263,9 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
                 "size_bytes": v.size_bytes,
                 "archive": f"volumes/{v.name}.tar",
                 "content_digest": f"volumes/{v.name}.content-sha256",
+                "user": None if owner == ROOT else owner,
             }
         )
-
-    containers = []
-    for c in sorted(inventory.containers, key=lambda c: c.name):
-        image = images_by_id.get(c.image_id)
-        ref = _image_ref(c, image)
-        running = c.state in ("running", "restarting")
-        entry = {
-            "name": c.name,
-            "state": c.state,
-            "docker": _docker_definition(c),
-            # Running containers come back as services; the others are kept in the bundle.
-            "recreate": running,
-            "service": None,
-        }
-        if ref is None:
-            problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
-        elif running:
-            entry["service"] = _service(c, image, ref, problems)
-        entry["docker"]["image"] = ref or c.image
-        containers.append(entry)
 
     return {
         "format": MANIFEST_FORMAT,
@@ -227,8 +275,136 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
         "volumes": volumes,
         "images": images,
         "files": dict(FILES),
+        "space": [],
         "problems": problems,
     }
+
+
+def rootless_users(plan: dict) -> list[str]:
+    """The rootless users the plan moves containers to."""
+    return sorted({c["user"] for c in plan["containers"] if c["user"]})
+
+
+def mapped_ids(own_ranges: list[list[int]], subid_count: int) -> int:
+    """How many ids above 0 a rootless user's podman maps: its subordinate ranges, in order
+    (container id 0 is the user itself, 1..N its subordinate ids). A user none of whose ranges
+    holds ``subid_count`` ids is given one of that size first (``operations.rootless.user``)."""
+    total = sum(count for _, count in own_ranges)
+    if not any(count >= subid_count for _, count in own_ranges):
+        total += subid_count
+    return total
+
+
+def id_problems(
+    plan: dict, mapped: dict[str, tuple[int, int]], owners: dict[str, tuple[list, list]]
+) -> list[str]:
+    """Volumes moving to a rootless user whose files have owners the user's id mapping cannot
+    hold. ``mapped``: user -> (uids, gids) mapped above 0 (:func:`mapped_ids`); ``owners``:
+    volume -> (uids, gids) found under Docker's copy (``facts.docker.VolumeIds``)."""
+    problems = []
+    for v in plan["volumes"]:
+        user = v["user"]
+        if not user:
+            continue
+        if v["name"] not in owners:
+            problems.append(f"volume {v['name']}: the owners of its files could not be read")
+            continue
+        for kind, ids, limit in zip(("uid", "gid"), owners[v["name"]], mapped[user], strict=True):
+            beyond = [i for i in ids if i > limit]
+            if beyond:
+                problems.append(
+                    f"volume {v['name']}: {kind} {', '.join(map(str, beyond))} cannot be mapped "
+                    f"into {user}'s rootless podman, which maps {kind}s 0-{limit} (0 is {user}, "
+                    f"1-{limit} its subordinate ids): change those owners, or give {user} a "
+                    "larger subid_count"
+                )
+    return problems
+
+
+def port_problems(plan: dict, unprivileged_port_start: int) -> list[str]:
+    """Rootless services publishing a host port below ``net.ipv4.ip_unprivileged_port_start``
+    (which this package does not lower: a host-wide security choice left to its owner)."""
+    problems = []
+    for c in plan["containers"]:
+        if not (c["user"] and c["service"]):
+            continue
+        low = sorted(
+            {p["host"] for p in c["service"]["ports"] if p["host"] < unprivileged_port_start}
+        )
+        if low:
+            problems.append(
+                f"container {c['name']}: as {c['user']}'s rootless service it cannot publish "
+                f"host port {', '.join(map(str, low))} (the host's "
+                f"net.ipv4.ip_unprivileged_port_start is {unprivileged_port_start}): publish it "
+                f"on a port >= {unprivileged_port_start} first, lower that sysctl on the host, "
+                "or keep the container rootful"
+            )
+    return problems
+
+
+def space_needs(plan: dict, stores: dict[str, str]) -> list[tuple[str, str, int]]:
+    """What the copies take, as ``(what, path, bytes)``: the bundle (every volume's tarball,
+    every local-only image's archive) and each owner's podman store (its volumes and images).
+    ``stores``: owner (ROOT or a user) -> that podman's store path."""
+    size = lambda v: v["size_bytes"] or 0  # noqa: E731 (unknown sizes print as such)
+    needs = [
+        (
+            "the bundle",
+            plan["bundle"],
+            sum(map(size, plan["volumes"]))
+            + sum(i["size_bytes"] for i in plan["images"] if i["local_only"]),
+        )
+    ]
+    for owner, path in stores.items():
+        volumes = sum(size(v) for v in plan["volumes"] if (v["user"] or ROOT) == owner)
+        images = sum(i["size_bytes"] for i in plan["images"] if owner in i["owners"])
+        what = "root's podman store" if owner == ROOT else f"{owner}'s podman store"
+        needs.append((what, path, volumes + images))
+    return needs
+
+
+def space_check(
+    needs: list[tuple[str, str, int]], filesystems: dict[str, dict]
+) -> tuple[list[dict], list[str]]:
+    """The needs summed per filesystem (``filesystems``: path -> ``{"source", "target",
+    "avail"}``, what ``facts.storage.PathMount`` says, ``"note"`` optional), with a margin
+    (:data:`MARGIN_FRACTION`, at least :data:`MARGIN_MIN_BYTES`). Returns the figures and
+    the problems (a filesystem without room)."""
+    rows: dict[tuple[str, str], dict] = {}
+    problems = []
+    for what, path, needed in needs:
+        fs = filesystems.get(path)
+        if fs is None:
+            problems.append(f"{what} ({path}): the free space of its filesystem could not be read")
+            continue
+        row = rows.setdefault(
+            (fs["source"], fs["target"]),
+            {
+                "filesystem": fs["source"],
+                "mounted_on": fs["target"],
+                "free_bytes": fs["avail"],
+                "uses": [],
+                "data_bytes": 0,
+                "note": fs.get("note", ""),
+            },
+        )
+        row["uses"].append(f"{what} {path}")
+        row["data_bytes"] += needed
+    for row in rows.values():
+        margin = max(MARGIN_MIN_BYTES, int(row["data_bytes"] * MARGIN_FRACTION))
+        row["needed_bytes"] = row["data_bytes"] + margin
+        if row["needed_bytes"] > row["free_bytes"]:
+            problems.append(
+                f"not enough free space on {row['mounted_on']} ({row['filesystem']}) for "
+                f"{' and '.join(row['uses'])}: needs {_size(row['needed_bytes'])} "
+                f"({_size(row['data_bytes'])} + {_size(margin)} margin), "
+                f"{_size(row['free_bytes'])} free{' (' + row['note'] + ')' if row['note'] else ''}"
+            )
+    return list(rows.values()), problems
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes ({n / 2**20:.1f} MiB)"
 
 
 def _docker_definition(c: DockerContainer) -> dict:
@@ -318,17 +494,22 @@ def render_services(plan: dict) -> str:
 
 
 def render_plan_text(plan: dict) -> str:
-    """The work list the on-host script reads, one item per line (names and references are
-    checked to hold no spaces or shell characters: see build_plan)."""
-    lines = [f"volume {v['name']}" for v in plan["volumes"]]
+    """The work list the on-host script reads, one item per line; OWNER is ``root`` or a
+    rootless user (names and references are checked to hold no spaces or shell characters:
+    see build_plan)."""
+    lines = [f"volume {v['name']} {v['user'] or ROOT}" for v in plan["volumes"]]
     for image in plan["images"]:
+        tags = " ".join(image["docker_tags"])
         if image["local_only"]:
-            lines.append(f"image-archive {image['archive']} {' '.join(image['docker_tags'])}")
-        else:
-            lines.append(f"image-stream {' '.join(image['docker_tags'])}")
-        # podman's own naming of a loaded image varies with its version: name it explicitly.
-        lines.append(f"image-tag {image['id']} {' '.join(image['refs'])}")
-    lines += [f"service {s['name']}" for s in services(plan)]
+            lines.append(f"image-save {image['archive']} {tags}")
+        for owner in image["owners"]:
+            if image["local_only"]:
+                lines.append(f"image-archive {owner} {image['archive']} {tags}")
+            else:
+                lines.append(f"image-stream {owner} {tags}")
+            # podman's naming of a loaded image varies with its version: name it explicitly.
+            lines.append(f"image-tag {owner} {image['id']} {' '.join(image['refs'])}")
+    lines += [f"service {s['name']} {s.get('user') or ROOT}" for s in services(plan)]
     # What ran at the audit: the export refuses to start when Docker's running set changed.
     lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]
     return "".join(line + "\n" for line in lines)
@@ -393,6 +574,8 @@ def describe(plan: dict, host: str) -> str:
     for c in plan["containers"]:
         d = c["docker"]
         action = "re-create as a podman service" if c["recreate"] else "export only (not running)"
+        if c["user"]:
+            action += f" (rootless, {c['user']}'s systemd)"
         out.append(f"  container {c['name']} [{c['state']}] -> {action}")
         out.append(f"    image {d['image']}, restart {d['restart']}, networks {d['networks']}")
         out.append(f"    command {d['cmd']}, env {[e.split('=', 1)[0] for e in d['env']]}")
@@ -404,12 +587,23 @@ def describe(plan: dict, host: str) -> str:
             out.append(f"    {m['type']} {m['source']} -> {m['target']}{ro}")
     for v in plan["volumes"]:
         size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
+        owner = f"{v['user']}'s rootless" if v["user"] else "a"
         out.append(
-            f"  volume {v['name']} ({size}) -> {v['archive']} (tar + sha256), then a podman volume"
+            f"  volume {v['name']} ({size}) -> {v['archive']} (tar + sha256), then {owner} "
+            "podman volume"
         )
     for i in plan["images"]:
         how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed to podman"
-        out.append(f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how}")
+        out.append(
+            f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how} "
+            f"(into {', '.join(i['owners'])}'s podman)"
+        )
+    for row in plan["space"]:
+        note = f"; {row['note']}" if row["note"] else ""
+        out.append(
+            f"  space on {row['mounted_on']} ({row['filesystem']}): needs {row['needed_bytes']} "
+            f"bytes, {row['free_bytes']} free ({'; '.join(row['uses'])}{note})"
+        )
     for problem in plan["problems"]:
         out.append(f"  CANNOT MIGRATE: {problem}")
     return "\n".join(out)

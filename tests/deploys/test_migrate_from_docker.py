@@ -16,16 +16,22 @@ from tests.deploys.test_linux_baseline import _fake, _ops, _plan
 from tests.model.test_migration import _inventory, _without_bind_mounts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
+DEVHOST = FIXTURES.parent / "devhost-debian12"
 DEPLOY = "deploys/migrate_from_docker.py"
 
 
-def _host(name: str, engine: str, inventory: str | None = None):
+def _host(name: str, engine: str, inventory: str | None = None, mounts=None, **host_data):
     """A fake Debian 12 host whose Docker facts answer with the named captured outputs (the
-    inventory's command is matched first: it also mentions docker)."""
-    fake, data = _fake(name)
+    inventory's command is matched first: it also mentions docker). ``mounts``: the captured
+    findmnt answer (PathMount) per path, first match wins; every other path is on the
+    development machine's root filesystem."""
+    fake, data = _fake(name, **host_data)
     responses = {}
     if inventory:
         responses["docker ps -aq"] = (FIXTURES / inventory).read_text().splitlines()
+    for path, fixture in (mounts or {}).items():
+        responses[f"p={path} ;"] = (DEVHOST / fixture).read_text().splitlines()
+    responses["findmnt --json"] = (DEVHOST / "PathMount.var-lib.txt").read_text().splitlines()
     responses["dpkg-query -W -f="] = (FIXTURES / engine).read_text().splitlines()
     data["fake_responses"] = {**responses, **data["fake_responses"]}
     return fake, data
@@ -107,12 +113,23 @@ def test_rollback_after_the_point_of_no_return(tmp_path, monkeypatch):
     _load_rollback(state)
     names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
     assert names == [
+        # Before anything changes: a bundle that does not verify stops the rollback here.
+        f"Check the bundle {BUNDLE} against its SHA256SUMS",
         "Remove podman service web",
         "Remove the compatibility wrapper /usr/local/bin/docker",
         "Remove the compatibility wrapper /usr/local/bin/docker-compose",
         "Reinstall the Docker engine",
-        f"Restore Docker from {BUNDLE}",
+        f"Restore Docker from {BUNDLE} (volumes from podman)",
     ]
+
+
+def test_rollback_from_the_bundle_on_request(tmp_path, monkeypatch):
+    fake, data = _bundle_host("retired")
+    data["podman_migration_rollback_from"] = "bundle"
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    _load_rollback(state)
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    assert names[-1] == f"Restore Docker from {BUNDLE} (volumes from bundle)"
 
 
 @pytest.mark.parametrize("line", ["docker-running", "moved", "verified"])
@@ -165,6 +182,8 @@ def test_steps_in_their_safe_order(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="pyinfra"):
         _load(state)
     assert "volume appdata (50343971 bytes) -> volumes/appdata.tar" in caplog.text
+    # Bundle and root's store on the same filesystem: their needs add up.
+    assert "space on / (/dev/vda): needs 175739289 bytes, 83989827584 free" in caplog.text
     assert "image localhost/local/web:1 (" in caplog.text
     names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
     migration = [n for n in names if not n.startswith(("Install", "Configure"))]
@@ -192,3 +211,37 @@ def test_after_the_migration_nothing_to_do(tmp_path, monkeypatch, caplog):
         _load(state)
     assert _ops(state, hosts["@fake/h"]) == []
     assert "no Docker engine: nothing to migrate" in caplog.text
+
+
+def test_no_room_for_the_bundle_stops_before_any_change(tmp_path, monkeypatch):
+    host = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        mounts={"/tmp/cap/tiny/docker-migration": "PathMount.tiny-tmpfs.txt"},
+        podman_migration_bundle="/tmp/cap/tiny/docker-migration",
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert (
+        "not enough free space on /tmp/cap/tiny (tmpfs) for the bundle "
+        "/tmp/cap/tiny/docker-migration: needs 119438477 bytes (113.9 MiB) (52329613 bytes"
+    ) in str(info.value)
+    assert "13774848 bytes (13.1 MiB) free" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_rootless_worker_sharing_web_volume_stops_before_any_change(tmp_path, monkeypatch):
+    host = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        podman_rootless_users=[{"name": "vagrant"}],
+        podman_migration_rootless={"worker": "vagrant"},
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert "volume appdata is used by containers of different owners" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
