@@ -4,21 +4,23 @@
 
 1. Audit: the Docker facts (every container, volume and image) become a plan, printed for
    each host (also with ``--dry``, which changes nothing). What the plan cannot carry over
-   without loss (a bind mount, an entrypoint override, a random host port...) stops the run
-   before any change, naming it; so does a filesystem without room for the copies (the
-   bundle; each podman store) and, for containers moved to a rootless user
-   (``podman_migration_rootless``), a file owner outside the user's id mapping, a volume
-   shared with a container of another owner, or a host port below
-   ``net.ipv4.ip_unprivileged_port_start``.
+   without loss (a tmpfs or odd bind mount, an entrypoint override, a random host port...)
+   stops the run before any change, naming it; so does a filesystem without room for the
+   copies (the bundle; each podman store; the service root, for bind mounts' copies) and,
+   for containers moved to a rootless user (``podman_migration_rootless``), a file owner
+   outside the user's id mapping, a volume shared with a container of another owner, or a
+   host port below ``net.ipv4.ip_unprivileged_port_start``.
 2. Podman is installed beside Docker (packages, storage, registries, the rootless users'
    subordinate ids and linger; no Docker CLI layer yet: §6.2 forbids it beside an engine, and
    until the cutover ``docker`` stays Docker's).
 3. Export into the rollback bundle (``podman_migration_bundle``): Docker's running containers
-   are stopped for a consistent copy and stay stopped through the move; volumes as tarballs
-   with content digests, local-only images as archives, compose file, podman_services entries,
-   a Docker restore script, manifest and SHA256SUMS.
+   are stopped for a consistent copy and stay stopped through the move; volumes and bind
+   mounts' host directories as tarballs with content digests, local-only images as archives,
+   compose file, podman_services entries, a Docker restore script, manifest and SHA256SUMS.
 4. Move: images into each owner's podman, volumes restored with owners and modes (shifted
-   through a rootless user's subordinate ids), digests compared as the containers see them.
+   through a rootless user's subordinate ids), each bind mount's host directory copied into
+   the service's directory (``<service_root>/<name>/host/<path>``; the original stays), digests
+   compared as the containers see them.
 5. Re-create the running containers as this package's systemd services, root's or the
    rootless user's (restart policies kept; they come back at boot), then verify each runs.
    -- Up to here, any failure starts Docker's containers again and stops the run: Docker stays
@@ -37,7 +39,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.server import Home, Sysctl
 
 from deploys.container_storage import container_storage
-from facts.docker import DockerEngine, DockerInventory, VolumeIds
+from facts.docker import DataDir, DockerEngine, DockerInventory
 from facts.rootless import RootlessUser
 from facts.storage import BlockDevice, PathMount
 from model import HostData, current_host_data
@@ -110,18 +112,23 @@ def _host_problems(plan: dict, cfg: HostData) -> list[str]:
             mapped_ids(ids.subgid.get(user, []), count),
         )
         stores[user] = f"{host.get_fact(Home, user=user)}/{ROOTLESS_STORE}"
-    if mapped:
-        owners = {}
-        for v in plan["volumes"]:
-            if v["user"] in mapped:
-                ids = host.get_fact(VolumeIds, path=v["docker_mountpoint"])
-                if ids.exists:
-                    owners[v["name"]] = (ids.uids, ids.gids)
-        problems += id_problems(
-            {**plan, "volumes": [v for v in plan["volumes"] if v["user"] in mapped]},
-            mapped,
-            owners,
-        )
+    owners = {}
+    for bind in plan["binds"]:
+        found = host.get_fact(DataDir, path=bind["host_path"])
+        if not found.exists:
+            problems.append(
+                f"bind mount {bind['host_path']} of {bind['container']}: no such directory on "
+                "this host (only directories are copied into the service)"
+            )
+            continue
+        bind["size_bytes"] = found.size_bytes
+        owners[bind["host_path"]] = (found.uids, found.gids)
+    for v in plan["volumes"]:
+        if v["user"] in mapped:
+            found = host.get_fact(DataDir, path=v["docker_mountpoint"])
+            if found.exists:
+                owners[v["name"]] = (found.uids, found.gids)
+    problems += id_problems(plan, mapped, owners)
     if any(c["user"] and c["service"] and c["service"]["ports"] for c in plan["containers"]):
         start = host.get_fact(Sysctl, keys=[UNPRIVILEGED_PORT_START]).get(UNPRIVILEGED_PORT_START)
         problems += port_problems(plan, int(start) if start is not None else 1024)
@@ -156,7 +163,9 @@ def migrate_from_docker(cfg: HostData):
             f"{host.name}: a Docker engine is installed but its daemon does not answer; start "
             "docker.service so its containers, volumes and images can be audited (nothing changed)"
         )
-    plan = build_plan(inventory, cfg.migration_bundle, cfg.migration_rootless)
+    plan = build_plan(
+        inventory, cfg.migration_bundle, cfg.migration_rootless, service_root=cfg.service_root
+    )
     if not plan["problems"]:
         plan["problems"] += _host_problems(plan, cfg)
     logger.info(describe(plan, host.name))

@@ -409,23 +409,26 @@ def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
 
 
 @dataclass(frozen=True)
-class VolumeIdsState(FactValue):
-    # False when the directory does not exist.
+class DataDirState(FactValue):
+    # False when there is no such directory (or the path is not a directory).
     exists: bool = False
+    # Bytes under it (du -sb).
+    size_bytes: int = 0
     # The numeric owners of every entry under it (the directory itself included), sorted.
     uids: list[int] = field(default_factory=list)
     gids: list[int] = field(default_factory=list)
 
 
-class VolumeIds(FactBase[VolumeIdsState]):
+class DataDir(FactBase[DataDirState]):
     """
-    The numeric user and group ids that own the entries of a directory tree (a Docker volume's
-    ``_data``): what a move into a rootless user's store must be able to map.
+    A directory of data the migration copies (a Docker volume's ``_data``, a bind mount's
+    source): whether it is a directory, its size, and the numeric user and group ids owning
+    its entries (what a move into a rootless user's store must be able to map).
     """
 
     @staticmethod
-    def default() -> VolumeIdsState:
-        return VolumeIdsState()
+    def default() -> DataDirState:
+        return DataDirState()
 
     def command(self, path: str) -> StringCommand:
         quoted = QuoteString(path)
@@ -433,20 +436,25 @@ class VolumeIds(FactBase[VolumeIdsState]):
             "[ -d",
             quoted,
             "] || exit 0;",
-            section("exists"),
+            section("size"),
+            "du -sb",
+            quoted,
+            "| cut -f1;",
+            section("ids"),
             "find",
             quoted,
             "-printf '%U %G\\n' | LC_ALL=C sort -u",
         )
 
-    def process(self, output: list[str]) -> VolumeIdsState:
+    def process(self, output: list[str]) -> DataDirState:
         sections = split_sections(output)
-        if "exists" not in sections:
-            return VolumeIdsState()
+        if "size" not in sections:
+            return DataDirState()
+        size = next((int(line) for line in sections["size"] if line.strip().isdigit()), 0)
         uids, gids = set(), set()
-        for line in sections["exists"]:
+        for line in sections.get("ids", []):
             parts = line.split()
             if len(parts) == 2 and all(p.isdigit() for p in parts):
                 uids.add(int(parts[0]))
                 gids.add(int(parts[1]))
-        return VolumeIdsState(exists=True, uids=sorted(uids), gids=sorted(gids))
+        return DataDirState(exists=True, size_bytes=size, uids=sorted(uids), gids=sorted(gids))

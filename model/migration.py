@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from facts.docker import DockerContainer, DockerImage, DockerInventoryState
-from model.host_data import Service
+from model.host_data import HostData, Service
 
 # 2: owners (root or a rootless user) of containers, volumes and images; free space.
 MANIFEST_FORMAT = 2
@@ -31,6 +31,11 @@ DEFAULT_NETWORKS = {"bridge", "default"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # What the plan's image references may hold (they are split on spaces in plan.txt).
 _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+# A bind mount's host directory that is carried over: plain components (plan.txt holds it
+# unquoted; the service's copy is named after it), not / itself.
+_HOST_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
+# Where a bind mount's copy goes, under the service's directory: host/<the host path>.
+BIND_PREFIX = "host"
 # The bundle's files, relative to the bundle directory.
 FILES = {
     "manifest": "manifest.json",
@@ -40,6 +45,7 @@ FILES = {
     "docker_restore": "docker-restore.sh",
     "checksums": "SHA256SUMS",
 }
+DEFAULT_SERVICE_ROOT = HostData.model_fields["service_root"].default
 # Whose podman a thing goes to, in plan.txt: root's, or a rootless user's (by name).
 ROOT = "root"
 # Room kept free beyond what the copies need, on each filesystem: 10 %, at least 64 MiB.
@@ -103,10 +109,17 @@ def _image_ref(container: DockerContainer, image: DockerImage | None) -> str | N
 
 
 def _service(
-    c: DockerContainer, image: DockerImage, ref: str, user: str | None, problems: list[str]
+    c: DockerContainer,
+    image: DockerImage,
+    ref: str,
+    user: str | None,
+    problems: list[str],
+    binds: list[dict],
 ) -> dict:
     """The container as a ``podman_services`` entry (of ``user``'s podman when set); what the
-    model cannot express is a problem (the migration refuses rather than drop it)."""
+    model cannot express is a problem (the migration refuses rather than drop it). A bind
+    mount of a host directory becomes a directory of the service (a copy, listed in
+    ``binds``)."""
     where = f"container {c.name}"
     if c.entrypoint != image.entrypoint:
         problems.append(
@@ -132,10 +145,17 @@ def _service(
     for m in c.mounts:
         if m.type == "volume" and m.name:
             volumes.append({"volume": m.name, "target": m.destination, "read_only": not m.rw})
+        elif m.type == "bind" and _HOST_PATH_RE.match(m.source):
+            source = BIND_PREFIX + m.source
+            volumes.append({"source": source, "target": m.destination, "read_only": not m.rw})
+            binds.append(
+                {"container": c.name, "user": user, "host_path": m.source, "source": source}
+            )
         else:
             problems.append(
-                f"{where}: {m.type} mount {m.source} -> {m.destination} is not a named volume "
-                "(only named volumes are carried over: move the data into one first)"
+                f"{where}: {m.type} mount {m.source} -> {m.destination} is neither a named "
+                "volume nor a bind mount of a directory with a plain path (letters, digits, "
+                "'_', '.', '-'): move the data into a named volume first"
             )
     networks = [n for n in c.networks if n not in DEFAULT_NETWORKS]
     if any(n in ("host", "none") for n in networks) or len(networks) > 1:
@@ -166,12 +186,16 @@ def _service(
 
 
 def build_plan(
-    inventory: DockerInventoryState, bundle: str, rootless: dict[str, str] | None = None
+    inventory: DockerInventoryState,
+    bundle: str,
+    rootless: dict[str, str] | None = None,
+    service_root: str = DEFAULT_SERVICE_ROOT,
 ) -> dict:
     """The manifest of a migration of ``inventory`` into ``bundle``. ``rootless`` moves
     containers (by Docker name, or ``"*"`` for all) to a rootless user's podman; their volumes
-    and images follow them. Its ``problems`` list what cannot be carried over; the deploy
-    refuses to start while there are any."""
+    and images follow them. A bind mount's host directory is copied into the service's
+    directory under ``service_root`` (the original stays). Its ``problems`` list what cannot be
+    carried over; the deploy refuses to start while there are any."""
     rootless = dict(rootless or {})
     problems: list[str] = []
     for name in sorted(set(rootless) - {"*"}):
@@ -187,6 +211,7 @@ def build_plan(
             )
 
     images_by_id = {i.id: i for i in inventory.images}
+    binds: list[dict] = []
     containers = []
     for c in sorted(inventory.containers, key=lambda c: c.name):
         image = images_by_id.get(c.image_id)
@@ -206,7 +231,7 @@ def build_plan(
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
         elif running:
-            entry["service"] = _service(c, image, ref, user, problems)
+            entry["service"] = _service(c, image, ref, user, problems, binds)
         entry["docker"]["image"] = ref or c.image
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
@@ -267,12 +292,33 @@ def build_plan(
             }
         )
 
+    for i, bind in enumerate(binds):
+        for other in binds[:i]:
+            a, b = sorted((bind["host_path"] + "/", other["host_path"] + "/"))
+            if b.startswith(a):
+                problems.append(
+                    f"bind mounts {other['host_path']} ({other['container']}) and "
+                    f"{bind['host_path']} ({bind['container']}) share data: each service gets "
+                    "its own copy, and the copies would drift apart (move the data into a "
+                    "named volume first)"
+                )
+        number = sum(1 for b in binds[:i] if b["container"] == bind["container"])
+        stem = f"binds/{bind['container']}-{number}"
+        bind.update(
+            service_dir=f"{service_root}/{bind['container']}",
+            archive=f"{stem}.tar",
+            content_digest=f"{stem}.content-sha256",
+            size_bytes=None,  # measured on the host (facts.docker.DataDir)
+        )
+
     return {
         "format": MANIFEST_FORMAT,
         "created_by": SOURCE,
         "bundle": bundle,
+        "service_root": service_root,
         "containers": containers,
         "volumes": volumes,
+        "binds": binds,
         "images": images,
         "files": dict(FILES),
         "space": [],
@@ -298,22 +344,27 @@ def mapped_ids(own_ranges: list[list[int]], subid_count: int) -> int:
 def id_problems(
     plan: dict, mapped: dict[str, tuple[int, int]], owners: dict[str, tuple[list, list]]
 ) -> list[str]:
-    """Volumes moving to a rootless user whose files have owners the user's id mapping cannot
-    hold. ``mapped``: user -> (uids, gids) mapped above 0 (:func:`mapped_ids`); ``owners``:
-    volume -> (uids, gids) found under Docker's copy (``facts.docker.VolumeIds``)."""
+    """Volumes and bind mounts moving to a rootless user whose files have owners the user's id
+    mapping cannot hold. ``mapped``: user -> (uids, gids) mapped above 0 (:func:`mapped_ids`);
+    ``owners``: volume name or bind mount host path -> (uids, gids) found in Docker's copy
+    (``facts.docker.DataDir``)."""
+    items = [(f"volume {v['name']}", v["name"], v["user"]) for v in plan["volumes"]]
+    items += [
+        (f"bind mount {b['host_path']} of {b['container']}", b["host_path"], b["user"])
+        for b in plan.get("binds", [])
+    ]
     problems = []
-    for v in plan["volumes"]:
-        user = v["user"]
-        if not user:
+    for what, key, user in items:
+        if not user or user not in mapped:
             continue
-        if v["name"] not in owners:
-            problems.append(f"volume {v['name']}: the owners of its files could not be read")
+        if key not in owners:
+            problems.append(f"{what}: the owners of its files could not be read")
             continue
-        for kind, ids, limit in zip(("uid", "gid"), owners[v["name"]], mapped[user], strict=True):
+        for kind, ids, limit in zip(("uid", "gid"), owners[key], mapped[user], strict=True):
             beyond = [i for i in ids if i > limit]
             if beyond:
                 problems.append(
-                    f"volume {v['name']}: {kind} {', '.join(map(str, beyond))} cannot be mapped "
+                    f"{what}: {kind} {', '.join(map(str, beyond))} cannot be mapped "
                     f"into {user}'s rootless podman, which maps {kind}s 0-{limit} (0 is {user}, "
                     f"1-{limit} its subordinate ids): change those owners, or give {user} a "
                     "larger subid_count"
@@ -343,18 +394,23 @@ def port_problems(plan: dict, unprivileged_port_start: int) -> list[str]:
 
 
 def space_needs(plan: dict, stores: dict[str, str]) -> list[tuple[str, str, int]]:
-    """What the copies take, as ``(what, path, bytes)``: the bundle (every volume's tarball,
-    every local-only image's archive) and each owner's podman store (its volumes and images).
+    """What the copies take, as ``(what, path, bytes)``: the bundle (every volume's and bind
+    mount's tarball, every local-only image's archive), the service root (the bind mounts'
+    copies) and each owner's podman store (its volumes and images).
     ``stores``: owner (ROOT or a user) -> that podman's store path."""
     size = lambda v: v["size_bytes"] or 0  # noqa: E731 (unknown sizes print as such)
+    binds = sum(map(size, plan.get("binds", [])))
     needs = [
         (
             "the bundle",
             plan["bundle"],
             sum(map(size, plan["volumes"]))
+            + binds
             + sum(i["size_bytes"] for i in plan["images"] if i["local_only"]),
         )
     ]
+    if plan.get("binds"):
+        needs.append(("the services' copies of bind mounts", plan["service_root"], binds))
     for owner, path in stores.items():
         volumes = sum(size(v) for v in plan["volumes"] if (v["user"] or ROOT) == owner)
         images = sum(i["size_bytes"] for i in plan["images"] if owner in i["owners"])
@@ -509,6 +565,11 @@ def render_plan_text(plan: dict) -> str:
                 lines.append(f"image-stream {owner} {tags}")
             # podman's naming of a loaded image varies with its version: name it explicitly.
             lines.append(f"image-tag {owner} {image['id']} {' '.join(image['refs'])}")
+    lines += [
+        f"bind {b['container']} {b['user'] or ROOT} {b['archive']} {b['host_path']} "
+        f"{b['service_dir']} {b['source']}"
+        for b in plan.get("binds", [])
+    ]
     lines += [f"service {s['name']} {s.get('user') or ROOT}" for s in services(plan)]
     # What ran at the audit: the export refuses to start when Docker's running set changed.
     lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]
@@ -591,6 +652,13 @@ def describe(plan: dict, host: str) -> str:
         out.append(
             f"  volume {v['name']} ({size}) -> {v['archive']} (tar + sha256), then {owner} "
             "podman volume"
+        )
+    for b in plan.get("binds", []):
+        size = "size unknown" if b["size_bytes"] is None else f"{b['size_bytes']} bytes"
+        out.append(
+            f"  bind mount {b['host_path']} of {b['container']} ({size}) -> {b['archive']} "
+            f"(tar + sha256), then copied to {b['service_dir']}/{b['source']} (the original "
+            "stays)"
         )
     for i in plan["images"]:
         how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed to podman"

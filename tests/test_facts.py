@@ -32,7 +32,7 @@ CASES = sorted(TESTS_BASE.glob("*/*.json"))
 FACTS = [
     (docker.DockerEngine, []),
     (docker.DockerInventory, []),
-    (docker.VolumeIds, ["/var/lib/docker/volumes/a b/_data"]),
+    (docker.DataDir, ["/var/lib/docker/volumes/a b/_data"]),
     (podman.PodmanInfo, []),
     (gpu.NvidiaGpus, []),
     (gpu.NvidiaPresence, []),

@@ -17,7 +17,7 @@ import pytest
 
 from model.migration import build_plan, bundle_files
 from operations._common import render_template
-from tests.model.test_migration import BUNDLE, _two_services
+from tests.model.test_migration import BUNDLE, _inventory, _two_services, _with_mounts
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("tar"), reason="needs root (tar --same-owner)"
@@ -265,3 +265,54 @@ def test_rollback_refuses_a_bundle_that_does_not_verify(host):
     assert "FAILED at step 'check the bundle's checksums'" in result.stderr
     assert host.log() == before  # neither engine was called
     assert host.state() == "retired"
+
+
+@pytest.fixture(params=[None, "nobody"], ids=["root", "rootless"])
+def bind_host(tmp_path, request):
+    """The captured host whose web bind-mounts a host directory (here under tmp_path), web
+    root's or (rootless) an existing user's."""
+    source = tmp_path / "srv" / "web"
+    inventory = _with_mounts(_inventory(), web=[("bind", str(source), "/www")])
+    rootless = {"web": request.param} if request.param else {}
+    plan = build_plan(inventory, BUNDLE, rootless, service_root=str(tmp_path / "apps"))
+    assert plan["problems"] == []
+    host = Host(tmp_path, plan)
+    Host.fill(source, "web's files")
+    host.owner = request.param or "root"
+    host.source = source
+    host.copy = tmp_path / "apps" / "web" / "host" / str(source).lstrip("/")
+    return host
+
+
+def test_bind_mount_copied_into_the_service_directory(bind_host):
+    host = bind_host
+    want = host.digest(host.source)
+    for step in ("export", "move"):
+        result = host.run(step)
+        assert result.returncode == 0, result.stderr
+    assert host.digest(host.copy) == want
+    assert host.digest(host.source) == want  # the original stays
+    service_dir = host.stub.parent / "apps" / "web"
+    assert service_dir.name == "web" and oct(service_dir.stat().st_mode & 0o777) == "0o750"
+    assert service_dir.owner() == host.owner
+    assert f"bind mount {host.source} copied to {host.copy} ({host.owner}'s)" in result.stderr
+    # A second move keeps the copy of the same data; other data there is refused.
+    assert host.run("move").returncode == 0
+    (host.copy / "stray").write_text("x")
+    result = host.run("move")
+    assert result.returncode != 0 and "holds other data than" in result.stderr
+
+
+def test_rollback_copies_the_services_data_back_to_the_host_directory(bind_host):
+    host = bind_host
+    _migrated(host)
+    (host.copy / "written-under-podman.txt").write_text("new\n")
+    want = host.digest(host.copy)
+    result = host.run("rollback")
+    assert result.returncode == 0, result.stderr
+    assert host.digest(host.source) == want
+    result = host.run("rollback", "bundle")
+    assert result.returncode == 0, result.stderr
+    assert not (host.source / "written-under-podman.txt").exists()
+    digest = (host.bundle / "binds" / "web-0.content-sha256").read_text().strip()
+    assert host.digest(host.source) == digest

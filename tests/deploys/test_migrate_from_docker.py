@@ -54,17 +54,43 @@ def test_no_engine_nothing_to_do(tmp_path, monkeypatch, caplog):
     assert "no Docker engine: nothing to migrate" in caplog.text
 
 
+def _with_bind_source(host, fixture: str):
+    """``host`` whose DataDir fact of web's bind mount source (/srv/web) answers with a
+    captured output (DataDir prints no path: the capture's directory was another)."""
+    fake, data = host
+    answer = (DEVHOST / fixture).read_text().splitlines()
+    data["fake_responses"] = {"du -sb /srv/web": answer, **data["fake_responses"]}
+    return fake, data
+
+
 def test_what_cannot_be_carried_over_stops_before_any_change(tmp_path, monkeypatch, caplog):
     host = _host("h", "DockerEngine.docker-io-running.txt", "DockerInventory.two-containers.txt")
+    host = _with_bind_source(host, "DataDir.missing-directory.txt")
     state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
     with caplog.at_level(logging.INFO, logger="pyinfra"), pytest.raises(DeployError) as info:
         _load(state)
     assert "the migration would lose something; nothing changed" in str(info.value)
-    assert "bind mount /srv/web -> /www is not a named volume" in str(info.value)
+    assert "bind mount /srv/web of web: no such directory on this host" in str(info.value)
     # The plan was printed first, and no operation was planned.
     assert "container web [running] -> re-create as a podman service" in caplog.text
     assert _ops(state, hosts["@fake/h"]) == []
     assert not state.is_executing
+
+
+def test_bind_mount_directory_is_copied_into_the_service(tmp_path, monkeypatch, caplog):
+    host = _host("h", "DockerEngine.docker-io-running.txt", "DockerInventory.two-containers.txt")
+    host = _with_bind_source(host, "DataDir.owners-beyond-65536.txt")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert (
+        "bind mount /srv/web of web (12312 bytes) -> binds/web-0.tar (tar + sha256), then "
+        "copied to /srv/containers/apps/web/host/srv/web (the original stays)" in caplog.text
+    )
+    # The bind mount's copy counts on the service root's filesystem too.
+    assert "the services' copies of bind mounts /srv/containers/apps" in caplog.text
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    assert "Re-create web as a podman service" in names
 
 
 def test_daemon_down_stops_before_any_change(tmp_path, monkeypatch):

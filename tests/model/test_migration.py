@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facts.docker import DockerInventory, VolumeIds
+from facts.docker import DataDir, DockerInventory, DockerMount
 from facts.storage import PathMount
 from model.host_data import Service
 from model.migration import (
@@ -79,13 +79,84 @@ def test_podman_name(reference, local_only, expected):
     assert podman_name(reference, local_only) == expected
 
 
-def test_bind_mount_stops_the_plan_naming_it():
-    plan = build_plan(_inventory(), BUNDLE)
-    assert plan["problems"] == [
-        "container web: bind mount /srv/web -> /www is not a named volume (only named volumes "
-        "are carried over: move the data into one first)"
+def test_bind_mount_of_a_directory_becomes_a_copy_in_the_service_directory():
+    plan = build_plan(_inventory(), BUNDLE, service_root="/srv/containers/apps")
+    assert plan["problems"] == []
+    [web] = services(plan)
+    assert web["volumes"] == [
+        {"volume": "appdata", "target": "/data", "read_only": False},
+        {"source": "host/srv/web", "target": "/www", "read_only": True},
     ]
-    assert "CANNOT MIGRATE: container web: bind mount /srv/web" in describe(plan, "h")
+    Service.model_validate(web)
+    assert plan["binds"] == [
+        {
+            "container": "web",
+            "user": None,
+            "host_path": "/srv/web",
+            "source": "host/srv/web",
+            "service_dir": "/srv/containers/apps/web",
+            "archive": "binds/web-0.tar",
+            "content_digest": "binds/web-0.content-sha256",
+            "size_bytes": None,
+        }
+    ]
+    assert (
+        "bind web root binds/web-0.tar /srv/web /srv/containers/apps/web host/srv/web\n"
+        in render_plan_text(plan)
+    )
+    assert "then copied to /srv/containers/apps/web/host/srv/web (the original stays)" in (
+        describe(plan, "h")
+    )
+    # Docker's own definition keeps the bind mount (for the rollback).
+    assert "/srv/web:/www:ro" in render_docker_restore(plan)
+
+
+def _with_mounts(inventory, **mounts):
+    """``inventory`` with each named container's mounts replaced by (type, source, target)."""
+    containers = []
+    for c in inventory.containers:
+        if c.name in mounts:
+            c = dataclasses.replace(
+                c,
+                mounts=[
+                    DockerMount(type=t, source=src, destination=dst, name=None, rw=True)
+                    for t, src, dst in mounts[c.name]
+                ],
+            )
+        containers.append(c)
+    return dataclasses.replace(inventory, containers=containers)
+
+
+@pytest.mark.parametrize(
+    "mounts, problem",
+    [
+        ([("bind", "/srv/my web", "/www")], "bind mount /srv/my web -> /www is neither"),
+        ([("bind", "/", "/host")], "bind mount / -> /host is neither"),
+        ([("tmpfs", "", "/run/x")], "tmpfs mount  -> /run/x is neither"),
+    ],
+)
+def test_mount_that_cannot_be_copied_is_a_problem(mounts, problem):
+    plan = build_plan(_with_mounts(_two_services(), web=mounts), BUNDLE)
+    assert [p for p in plan["problems"] if problem in p] != []
+
+
+def test_bind_mounts_sharing_data_are_a_problem():
+    inventory = _with_mounts(
+        _two_services(),
+        web=[("bind", "/srv/shared", "/a")],
+        worker=[("bind", "/srv/shared/sub", "/b")],
+    )
+    plan = build_plan(inventory, BUNDLE)
+    assert plan["problems"] == [
+        "bind mounts /srv/shared (web) and /srv/shared/sub (worker) share data: each service "
+        "gets its own copy, and the copies would drift apart (move the data into a named "
+        "volume first)"
+    ]
+    # Siblings with a common prefix are not nested.
+    inventory = _with_mounts(
+        _two_services(), web=[("bind", "/srv/a", "/a")], worker=[("bind", "/srv/ab", "/b")]
+    )
+    assert build_plan(inventory, BUNDLE)["problems"] == []
 
 
 def test_plan_of_the_captured_host():
@@ -312,8 +383,8 @@ def test_mapped_ids(ranges, count, expected):
 
 def test_owner_beyond_the_mapping_is_a_problem_naming_volume_and_id():
     plan = build_plan(_two_services("workdata"), BUNDLE, {"worker": "vagrant"})
-    found = VolumeIds().process(
-        (DEVHOST / "VolumeIds.owners-beyond-65536.txt").read_text().splitlines()
+    found = DataDir().process(
+        (DEVHOST / "DataDir.owners-beyond-65536.txt").read_text().splitlines()
     )
     owners = {"workdata": (found.uids, found.gids)}
     assert id_problems(plan, {"vagrant": (65536, 65536)}, owners) == [

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from facts.docker import DockerEngine, DockerInventory, VolumeIds
+from facts.docker import DataDir, DockerEngine, DockerInventory
 from tests.testbed.fleet import GuestSpec, Testbed, Timings
 from tests.testbed.guests import launch
 from tests.testbed.images import build_image
@@ -219,8 +219,8 @@ def capture(guest, workdir, label: str) -> None:
         output = sudo(guest, fact().command())
         (workdir / f"{fact.__name__}.{label}.txt").write_text(output)
     path = f"/var/lib/docker/volumes/{WORK_VOLUME}/_data"
-    output = sudo(guest, VolumeIds().command(path).get_raw_value())
-    (workdir / f"VolumeIds.{label}.txt").write_text(output)
+    output = sudo(guest, DataDir().command(path).get_raw_value())
+    (workdir / f"DataDir.{label}.txt").write_text(output)
 
 
 def boot_copy(docker_host, registry, workdir, data: dict | None = None) -> Testbed:
