@@ -2,14 +2,15 @@
 
 One guest gets Docker from Debian's mirror and is populated: an image pulled from the local
 registry, an image that exists only on the guest (``docker build``), two containers (``web``
-with ``--restart always`` on the local-only image, on the named volume ``appdata``; ``worker``
-on the pulled one, on the named volume ``workdata``), both volumes holding files of known
-sha256 with non-root owners and modes. The guest is then snapshotted; each test path boots its
-own copy, one at a time:
+with ``--restart always`` on the local-only image, on the named volume ``appdata`` and a
+read-only bind mount of the host directory /srv/static; ``worker`` on the pulled one, on the
+named volume ``workdata``), all holding files of known sha256 with non-root owners and modes.
+The guest is then snapshotted; each test path boots its own copy, one at a time:
 
 - success: the migrate deploy, ``worker`` moved to the rootless user ``vagrant``
   (``podman_migration_rootless``), then identical volume content in podman (``workdata`` as
-  vagrant's containers see it, its owners shifted into vagrant's subordinate ids on the host),
+  vagrant's containers see it, its owners shifted into vagrant's subordinate ids on the host;
+  web's copy of /srv/static in its service directory, read-only, the original in place),
   ``web`` running as root's service and ``worker`` as vagrant's, Docker's packages gone,
   ``docker ps`` answered by podman for each, a reboot that brings both back, and a second run
   that changes nothing;
@@ -51,6 +52,9 @@ BUNDLE = "/var/lib/podman-standard/docker-migration"
 VOLUME = "appdata"
 WORK_VOLUME = "workdata"
 VOLUMES = (VOLUME, WORK_VOLUME)
+# A host directory web bind-mounts read-only: carried as a copy in web's service directory.
+STATIC = "/srv/static"
+STATIC_COPY = f"/srv/containers/apps/web/host{STATIC}"
 # worker moves to this rootless user (the testbed declares it in podman_rootless_users).
 ROOTLESS = {"podman_migration_rootless": {"worker": "vagrant"}}
 # vagrant's systemd user manager, reached as root (as the services operation does).
@@ -119,8 +123,8 @@ def docker_listings(guest) -> dict[str, str]:
 
 
 def podman_listings(guest) -> dict[str, str]:
-    """The same of the podman volumes: appdata in root's store, workdata as vagrant's
-    containers see it (inside its user namespace)."""
+    """The same of the podman side: appdata in root's store, workdata as vagrant's containers
+    see it (inside its user namespace), web's copy of the bind-mounted directory."""
     root = sudo(guest, f"podman volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME}").strip()
     work = vagrant(guest, f"podman volume inspect --format '{{{{.Mountpoint}}}}' {WORK_VOLUME}")
     return {
@@ -128,6 +132,7 @@ def podman_listings(guest) -> dict[str, str]:
         WORK_VOLUME: vagrant(
             guest, f"podman unshare sh -c {shlex.quote(LISTING.format(dir=work.strip()))}"
         ),
+        STATIC: sudo(guest, LISTING.format(dir=STATIC_COPY)),
     }
 
 
@@ -188,8 +193,13 @@ def docker_host(registry, tmp_path_factory, no_shared_guests):
             )
             sudo(
                 guest,
+                f"mkdir -p {STATIC}/css && echo 'static file' > {STATIC}/css/site.css && "
+                f"chown -R 33:33 {STATIC} && chmod 750 {STATIC}",
+            )
+            sudo(
+                guest,
                 f"docker run -d --name web --restart always -p 8080:80 -v {VOLUME}:/data "
-                "local/web:1",
+                f"-v {STATIC}:/static:ro local/web:1",
             )
             sudo(guest, f"docker volume create {WORK_VOLUME}")
             sudo(
@@ -279,6 +289,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
     )
     assert "volume appdata (" in stderr and "-> volumes/appdata.tar" in stderr
     assert "then vagrant's rootless podman volume" in stderr
+    assert f"bind mount {STATIC} of web (" in stderr
     assert "  space on " in stderr
     # Docker's containers still ran, podman was not installed, no bundle was written.
     assert sorted(running) == ["web", "worker"]
@@ -322,6 +333,10 @@ def test_containers_run_under_podman(migrated):
     sudo(guest, "systemctl is-active web.service && systemctl is-enabled web.service")
     sudo(guest, f"{USER_CTL} is-active worker.service && {USER_CTL} is-enabled worker.service")
     assert "GREETING=hello world" in vagrant(guest, "podman exec worker env")
+    # web's bind mount: its service's copy, read-only; the original stays in place.
+    assert sudo(guest, "podman exec web cat /static/css/site.css") == "static file\n"
+    assert guest.run("sudo podman exec web touch /static/x").returncode != 0
+    sudo(guest, f"test -f {STATIC}/css/site.css")
     # worker's process runs as vagrant on the host (its container root is vagrant).
     assert sudo(guest, "ps -o user= -C sleep").split() == ["vagrant"]
     page = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').read())"
@@ -406,7 +421,7 @@ def test_rollback_brings_docker_back_from_the_bundle(migrated):
     sudo(guest, "podman exec web sh -c 'echo after > /data/written-under-podman.txt'")
     vagrant(guest, "podman exec worker sh -c 'echo after > /srv/data/written-under-podman.txt'")
     expected = podman_listings(guest)
-    assert all("./written-under-podman.txt" in listing for listing in expected.values())
+    assert all("./written-under-podman.txt" in expected[v] for v in VOLUMES)
     with stage("rollback to Docker"):
         returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
     assert returncode == 0, stderr[-6000:]
@@ -416,7 +431,8 @@ def test_rollback_brings_docker_back_from_the_bundle(migrated):
     assert guest.run("systemctl cat web.service").returncode != 0
     assert guest.run(f"sudo {USER_CTL} cat worker.service").returncode != 0
     # Docker's volumes hold podman's data as it was at the rollback, owners as Docker's
-    # containers see them (workdata's shifted back from vagrant's subordinate ids).
+    # containers see them (workdata's shifted back from vagrant's subordinate ids); the bind
+    # mount's host directory holds web's copy.
     assert docker_listings(guest) == expected
     with stage("rollback (second run)"):
         returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
@@ -444,6 +460,7 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
         ), stderr[-4000:]
         assert guest.run("command -v podman").returncode != 0
         assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
+        assert guest.run("test -e /srv/containers").returncode != 0
         bed.data_overrides[SPEC.name] = {}
         bed.write_state()
         # The store's disk gets a filesystem too small for the volume: the storage operation
