@@ -117,8 +117,9 @@ def _host_problems(plan: dict, cfg: HostData) -> list[str]:
         found = host.get_fact(DataDir, path=bind["host_path"])
         if not found.exists:
             problems.append(
-                f"bind mount {bind['host_path']} of {bind['container']}: no such directory on "
-                "this host (only directories are copied into the service)"
+                f"bind mount {bind['host_path']} of {bind['container']}: not a directory on "
+                "this host (a file, a socket or nothing): only directories are copied into the "
+                "service; move it into a named volume or the image first"
             )
             continue
         bind["size_bytes"] = found.size_bytes

@@ -30,6 +30,7 @@ set -e
 echo "root: docker $*" >>"$STUB/log"
 case "$1 $2" in
 "ps --format") cat "$STUB/docker-running" ;;
+"ps --quiet") echo "0123abcd" ;;
 "volume inspect")
     [ "$3" = --format ] && { [ -d "$STUB/docker/$5" ] && echo "$STUB/docker/$5" || exit 1; } ||
         [ -d "$STUB/docker/$3" ] ;;
@@ -226,7 +227,12 @@ def test_rollback_brings_podmans_data_back_into_docker(host):
         assert (host.stub / "docker" / name / "written-under-podman.txt").exists()
     assert host.state() == "rolled-back"
     assert "volume workdata restored from vagrant's podman volume as it is now" in result.stderr
-    assert "root: docker start web" in host.log()
+    # What came up with the daemon is stopped before the data is replaced, and what ran
+    # before the migration is started after.
+    log = host.log()
+    after = log[log.index("root: docker stop 0123abcd") :]
+    first = after.index("root: podman volume exists appdata")
+    assert first < after.index("root: docker start web")
 
 
 def test_rollback_from_the_bundle_restores_the_migration_state(host):

@@ -70,7 +70,7 @@ def test_what_cannot_be_carried_over_stops_before_any_change(tmp_path, monkeypat
     with caplog.at_level(logging.INFO, logger="pyinfra"), pytest.raises(DeployError) as info:
         _load(state)
     assert "the migration would lose something; nothing changed" in str(info.value)
-    assert "bind mount /srv/web of web: no such directory on this host" in str(info.value)
+    assert "bind mount /srv/web of web: not a directory on this host" in str(info.value)
     # The plan was printed first, and no operation was planned.
     assert "container web [running] -> re-create as a podman service" in caplog.text
     assert _ops(state, hosts["@fake/h"]) == []
