@@ -147,8 +147,9 @@ def report_timings(request):
 
 @pytest.fixture(scope="module")
 def docker_host(registry, tmp_path_factory, no_shared_guests):
-    """A snapshot of a Debian 12 guest running Docker with two containers, a named volume
-    and a local-only image; and what the volume held (its listing, as Docker sees it)."""
+    """A snapshot of a Debian 12 guest running Docker with two containers, two named volumes,
+    a bind-mounted host directory and a local-only image; and what the volumes and the
+    directory held (their listings, as Docker sees them)."""
     if os.environ.get(SNAPSHOT_ENV):
         folder = Path(os.environ[SNAPSHOT_ENV])
         snapshot = dataclasses.replace(
