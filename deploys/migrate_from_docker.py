@@ -172,7 +172,7 @@ def migrate_from_docker(cfg: HostData):
     logger.info(describe(plan, host.name))
     if plan["problems"]:
         raise DeployError(
-            f"{host.name}: the migration would lose something; nothing changed:\n"
+            f"{host.name}: the migration cannot run here without loss; nothing changed:\n"
             + "\n".join(f"  - {p}" for p in plan["problems"])
         )
 

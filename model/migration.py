@@ -661,7 +661,7 @@ def describe(plan: dict, host: str) -> str:
             "stays)"
         )
     for i in plan["images"]:
-        how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed to podman"
+        how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed from Docker"
         out.append(
             f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how} "
             f"(into {', '.join(i['owners'])}'s podman)"

@@ -69,7 +69,7 @@ def test_what_cannot_be_carried_over_stops_before_any_change(tmp_path, monkeypat
     state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
     with caplog.at_level(logging.INFO, logger="pyinfra"), pytest.raises(DeployError) as info:
         _load(state)
-    assert "the migration would lose something; nothing changed" in str(info.value)
+    assert "the migration cannot run here without loss; nothing changed" in str(info.value)
     assert "bind mount /srv/web of web: not a directory on this host" in str(info.value)
     # The plan was printed first, and no operation was planned.
     assert "container web [running] -> re-create as a podman service" in caplog.text
