@@ -271,3 +271,32 @@ def test_rootless_worker_sharing_web_volume_stops_before_any_change(tmp_path, mo
         _load(state)
     assert "volume appdata is used by containers of different owners" in str(info.value)
     assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_rootless_owner_beyond_the_users_mapping_stops_before_any_change(tmp_path, monkeypatch):
+    # Every container to vagrant (so appdata, shared by both, is vagrant's); vagrant's account,
+    # ranges and linger as captured on a converged host; appdata's owners answered by a
+    # captured DataDir with a file owned by uid 70000 (beyond vagrant's 65536).
+    fake, data = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        podman_rootless_users=[{"name": "vagrant"}],
+        podman_migration_rootless={"*": "vagrant"},
+    )
+    rootless = FIXTURES.parent / "nspawn-debian12" / "RootlessUser.vagrant-lingering.txt"
+    owners = DEVHOST / "DataDir.owners-beyond-65536.txt"
+    data["fake_responses"] = {
+        "getent passwd vagrant": rootless.read_text().splitlines(),
+        "du -sb /var/lib/docker/volumes/appdata/_data |": owners.read_text().splitlines(),
+        **data["fake_responses"],
+    }
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert (
+        "volume appdata: uid 70000 cannot be mapped into vagrant's rootless podman, which maps "
+        "uids 0-65536 (0 is vagrant, 1-65536 its subordinate ids)"
+    ) in str(info.value)
+    assert "gid" not in str(info.value)  # gid 100 and the rest fit
+    assert _ops(state, hosts["@fake/h"]) == []
