@@ -54,7 +54,9 @@ WORK_VOLUME = "workdata"
 VOLUMES = (VOLUME, WORK_VOLUME)
 # A host directory web bind-mounts read-only: carried as a copy in web's service directory.
 STATIC = "/srv/static"
-STATIC_COPY = f"/srv/containers/apps/web/host{STATIC}"
+# web's copy of it: the testbed server is in the motoko group, whose podman_service_root is
+# /space/containers/apps (on the store's disk, which the deploy mounts at /space).
+STATIC_COPY = f"/space/containers/apps/web/host{STATIC}"
 # worker moves to this rootless user (the testbed declares it in podman_rootless_users).
 ROOTLESS = {"podman_migration_rootless": {"worker": "vagrant"}}
 # vagrant's systemd user manager, reached as root (as the services operation does).
@@ -461,7 +463,7 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
         ), stderr[-4000:]
         assert guest.run("command -v podman").returncode != 0
         assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
-        assert guest.run("test -e /srv/containers").returncode != 0
+        assert guest.run("test -e /mnt/tiny/bundle").returncode != 0
         bed.data_overrides[SPEC.name] = {}
         bed.write_state()
         # The store's disk gets a filesystem too small for the volume: the storage operation
