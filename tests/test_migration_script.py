@@ -261,6 +261,17 @@ def test_rollback_keeps_docker_volume_that_podman_lost(host):
     )
 
 
+def test_rollback_from_the_bundle_when_neither_engine_has_the_volume(host):
+    _migrated(host)
+    shutil.rmtree(host.stub / "podman" / "vagrant" / "workdata")
+    shutil.rmtree(host.stub / "docker" / "workdata")
+    result = host.run("rollback")
+    assert result.returncode == 0, result.stderr
+    want = (host.bundle / "volumes" / "workdata.content-sha256").read_text().strip()
+    assert host.digest(host.stub / "docker" / "workdata") == want
+    assert "volume workdata restored from the bundle (as at the migration)" in result.stderr
+
+
 def test_rollback_refuses_a_bundle_that_does_not_verify(host):
     _migrated(host)
     with open(host.bundle / "volumes" / "appdata.tar", "ab") as archive:
