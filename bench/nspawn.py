@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.testbed.guests import SSH_OPTIONS
+
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "inventories" / "testbed.py"
 CACHE = Path(os.environ.get("PODMAN_STANDARD_CACHE", "/var/cache/podman-standard"))
@@ -140,16 +142,7 @@ class Fleet:
             str(key),
             "-p",
             str(self.ports[name]),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=5",
+            *SSH_OPTIONS,
             "vagrant@127.0.0.1",
             "true",
         ]

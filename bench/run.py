@@ -9,6 +9,9 @@ Run as root from the repository root with the shared venv (``.venv/bin/python -m
                                           bare ``apt-get install`` of the same packages on an
                                           identical fresh guest (one guest at a time)
   fleet  [--sizes 1,4,8] [--runs 3]      no-op runs against 1, 4, 8 systemd-nspawn hosts
+  all    [--runs 3] [--first-runs 2]     the three above in one run (first converge; no-op on
+                                          the last guest pyinfra converged; fleet), then the
+                                          goals table
   table  RESULTS.json ...                print the tables of saved results
 
 Every run is timed on the wall clock (process start to exit) with ``uptime``'s 1-minute load
@@ -235,6 +238,19 @@ def _fail(what: str, run: dict) -> None:
     sys.exit(f"{what} failed (rc {run['rc']}):\n{run['output'][-4000:]}")
 
 
+def _keep(what: str, label: str, run: dict, samples: list[dict]) -> None:
+    """Stop on a failed run; else print it (progress) and keep it without its output."""
+    if run["rc"]:
+        _fail(f"{label} {what}", run)
+    changed = f"  changed={run['changed']}" if "changed" in run else ""
+    print(
+        f"  {label:<8} {run['seconds']:7.1f}s{changed}  "
+        f"load {run['load_before']:.1f}->{run['load_after']:.1f}",
+        flush=True,
+    )
+    samples.append(_brief(run))
+
+
 # ---------------------------------------------------------------------------------------------
 # noop: pyinfra vs ansible-core on converged hosts
 
@@ -264,14 +280,7 @@ def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
             run = ansible_run(ansible_inv)
             recap = ansible_changes(run["output"])
             run["changed"] = sum(h["changed"] for h in recap.values())
-        if run["rc"]:
-            _fail(f"{label} no-op run", run)
-        print(
-            f"  {label:<8} {run['seconds']:7.1f}s  changed={run['changed']}  "
-            f"load {run['load_before']:.1f}->{run['load_after']:.1f}",
-            flush=True,
-        )
-        samples[label].append(_brief(run))
+        _keep("no-op run", label, run, samples[label])
     return {
         "hosts": [h["name"] for h in hosts],
         "pyinfra_commands": commands,
@@ -307,7 +316,9 @@ def noop_report(result: dict) -> str:
 # first: first converge vs bare apt-get, each on a fresh guest, one guest at a time
 
 
-def first_converge(runs: int) -> dict:
+def first_converge(runs: int, then=None) -> dict:
+    """``then(state_path)``, when given, runs on the last pyinfra-converged guest before it is
+    torn down (``all`` measures the no-op runs there)."""
     sys.path.insert(0, str(REPO))
     from operations.packages import PODMAN_PACKAGES
     from tests.testbed.fleet import GuestSpec, Testbed
@@ -315,7 +326,9 @@ def first_converge(runs: int) -> dict:
     packages = PODMAN_PACKAGES["debian"]
     work = REPO / ".bench" / "first"
     samples: dict[str, list[dict]] = {"pyinfra": [], "apt-get": []}
-    for label in alternate(["pyinfra", "apt-get"], runs):
+    order = alternate(["pyinfra", "apt-get"], runs)
+    last_pyinfra = len(order) - 1 - order[::-1].index("pyinfra")
+    for i, label in enumerate(order):
         state = work / f"{label}.json"
         testbed = Testbed([GuestSpec("bookworm", "server")], work / f"{label}-run", state)
         testbed.up()
@@ -329,14 +342,9 @@ def first_converge(runs: int) -> dict:
                     + " ".join(packages)
                 )
                 run = timed(guest.ssh_command(bare))
-            if run["rc"]:
-                _fail(f"{label} first converge", run)
-            print(
-                f"  {label:<8} {run['seconds']:7.1f}s  load {run['load_before']:.1f}->"
-                f"{run['load_after']:.1f}",
-                flush=True,
-            )
-            samples[label].append(_brief(run))
+            _keep("first converge", label, run, samples[label])
+            if then is not None and i == last_pyinfra:
+                then(state)
         finally:
             testbed.down()
             state.unlink(missing_ok=True)
@@ -380,15 +388,8 @@ def fleet(sizes: list[int], runs: int) -> dict:
             for n in sizes if i % 2 == 0 else list(reversed(sizes)):
                 limit = [arg for name in hosts.names[:n] for arg in ("--limit", name)]
                 run = pyinfra_run(hosts.state, *limit, inventory=str(nspawn.INVENTORY))
-                if run["rc"]:
-                    _fail(f"fleet no-op ({n} hosts)", run)
-                run["changed"] = pyinfra_changes(run["output"])
-                print(
-                    f"  {n} hosts {run['seconds']:7.1f}s  changed={run['changed']}  load "
-                    f"{run['load_before']:.1f}->{run['load_after']:.1f}",
-                    flush=True,
-                )
-                samples[str(n)].append(_brief(run))
+                run["changed"] = pyinfra_changes(run["output"]) if not run["rc"] else None
+                _keep("fleet no-op", f"{n} hosts", run, samples[str(n)])
         return {"converge": _brief(converge), "runs": samples}
     finally:
         hosts.down()
@@ -408,7 +409,71 @@ def fleet_report(result: dict) -> str:
     return "\n".join(out)
 
 
-REPORTS = {"noop": noop_report, "first": first_report, "fleet": fleet_report}
+# ---------------------------------------------------------------------------------------------
+# all: the four figures in one run, then the goals
+
+
+GOALS = {
+    # figure: (how it is computed from the results, comparison, goal)
+    "no-op: ansible / pyinfra (medians)": ("noop_ratio", ">=", 5.0),
+    "no-op: pyinfra remote commands (server)": ("commands", "<=", 40),
+    "first converge: pyinfra / bare apt-get (medians)": ("first_ratio", "<=", 1.3),
+    "fleet: 8 hosts / 1 host (medians)": ("fleet_ratio", "<=", 1.5),
+}
+
+
+def figures(result: dict) -> dict[str, float]:
+    """The four headline figures of an ``all`` result."""
+    noop_r, first_r, fleet_r = result["noop"], result["first"], result["fleet"]
+    med = lambda runs: summary([r["seconds"] for r in runs])  # noqa: E731
+    sizes = sorted(fleet_r["runs"], key=int)
+    return {
+        "noop_ratio": ratio(med(noop_r["runs"]["ansible"]), med(noop_r["runs"]["pyinfra"])),
+        "commands": max(c["commands"] for c in noop_r["pyinfra_commands"].values()),
+        "first_ratio": ratio(med(first_r["runs"]["pyinfra"]), med(first_r["runs"]["apt-get"])),
+        "fleet_ratio": ratio(med(fleet_r["runs"][sizes[-1]]), med(fleet_r["runs"][sizes[0]])),
+    }
+
+
+def goals_table(values: dict[str, float]) -> str:
+    lines = ["Goals (issue 7)", f"{'figure':<50} {'measured':>9}  goal      result"]
+    for label, (key, op, goal) in GOALS.items():
+        value = values[key]
+        met = value >= goal if op == ">=" else value <= goal
+        shown = f"{value:.0f}" if key == "commands" else f"{value:.2f}x"
+        want = f"{op} {goal:g}" + ("" if key == "commands" else "x")
+        lines.append(f"{label:<50} {shown:>9}  {want:<8}  {'met' if met else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def everything(runs: int, first_runs: int, sizes: list[int]) -> dict:
+    """First converge (A/B on fresh guests), then the no-op A/B on the last guest pyinfra
+    converged, then the fleet: one guest at a time, no TCG guest during the fleet runs."""
+    result: dict = {}
+
+    def on_converged(state: Path) -> None:
+        print("no-op runs on the guest pyinfra just converged", flush=True)
+        result["noop"] = noop(state, runs)
+
+    print("first converge, one fresh guest at a time", flush=True)
+    result["first"] = first_converge(first_runs, then=on_converged)
+    print("fleet", flush=True)
+    result["fleet"] = fleet(sizes, runs)
+    return result
+
+
+def all_report(result: dict) -> str:
+    return "\n\n".join(
+        [
+            first_report(result["first"]),
+            noop_report(result["noop"]),
+            fleet_report(result["fleet"]),
+            goals_table(figures(result)),
+        ]
+    )
+
+
+REPORTS = {"noop": noop_report, "first": first_report, "fleet": fleet_report, "all": all_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fleet")
     p.add_argument("--sizes", default="1,4,8")
     p.add_argument("--runs", type=int, default=3)
+    p = sub.add_parser("all")
+    p.add_argument("--runs", type=int, default=3, help="no-op and fleet runs per tool/size")
+    p.add_argument("--first-runs", type=int, default=2, help="first converges per tool")
+    p.add_argument("--sizes", default="1,4,8")
     p = sub.add_parser("table")
     p.add_argument("results", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -440,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
         result = noop(args.state.resolve(), args.runs)
     elif args.command == "first":
         result = first_converge(args.runs)
+    elif args.command == "all":
+        sizes = [int(n) for n in args.sizes.split(",")]
+        result = everything(args.runs, args.first_runs, sizes)
     else:
         result = fleet([int(n) for n in args.sizes.split(",")], args.runs)
     result["kind"] = args.command

@@ -280,3 +280,69 @@ class StoreContents(FactBase[StoreContentsState]):
             volumes=len([line for line in sections.get("volumes", []) if line]),
             drivers=drivers,
         )
+
+
+@dataclass(frozen=True)
+class StorageDeviceState(FactValue):
+    # BlockDevice's value for the device (None: no such device).
+    device: BlockDeviceState | None
+    # PathMount's value for the mount point.
+    mount: PathMountState | None
+    # ``stat`` of the mount point: file type ("directory", ...), owner, group, octal mode;
+    # None when it does not exist.
+    directory: tuple[str, str, str, str] | None
+    # /etc/fstab's lines as they are ([] when there is none).
+    fstab: list[str] = field(default_factory=list)
+
+
+def fstab_entries(fstab: list[str], mount_point: str) -> list[str]:
+    """The lines of an fstab whose second field is ``mount_point`` (comments skipped)."""
+    entries = []
+    for line in fstab:
+        fields = line.split()
+        if len(fields) >= 2 and not fields[0].startswith("#") and fields[1] == mount_point:
+            entries.append(line)
+    return entries
+
+
+class StorageDevice(FactBase[StorageDeviceState]):
+    """
+    Everything ``operations.storage.device`` checks, in one round trip: the device
+    (``BlockDevice``), the mount point's type/owner/group/mode, /etc/fstab and the filesystem
+    the mount point is on (``PathMount``). A converged host is then a single command.
+    """
+
+    def requires_command(self, device: str, mount_point: str) -> str:
+        return "lsblk"
+
+    def command(self, device: str, mount_point: str) -> StringCommand:
+        return StringCommand(
+            section("device"),
+            BlockDevice().command(device),
+            ";",
+            section("directory"),
+            "stat -c '%F|%U|%G|%a' --",
+            QuoteString(mount_point),
+            "2>/dev/null;",
+            section("fstab"),
+            "cat /etc/fstab 2>/dev/null;",
+            section("mount"),
+            PathMount().command(mount_point),
+        )
+
+    def process(self, output: list[str]) -> StorageDeviceState:
+        sections = split_sections(output)
+        directory = None
+        stat = [line for line in sections.get("directory", []) if line.count("|") == 3]
+        if stat:
+            kind, owner, group, mode = stat[0].split("|")
+            directory = (kind, owner, group, mode.zfill(4))
+        mount = sections.get("mount", [])
+        if "missing" in sections:  # PathMount's own marker line: the mount point does not exist
+            mount = mount + [_MISSING] + sections["missing"]
+        return StorageDeviceState(
+            device=BlockDevice().process(sections.get("device", [])),
+            mount=PathMount().process(mount),
+            directory=directory,
+            fstab=list(sections.get("fstab", [])),
+        )

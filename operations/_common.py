@@ -9,6 +9,7 @@ from io import StringIO
 import tomli_w
 from jinja2 import DictLoader, Environment, StrictUndefined
 from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
 
@@ -105,12 +106,52 @@ def render_template(template: str, /, **context) -> StringIO:
     return StringIO(_ENV.get_template(template).render(managed_by=MANAGED_BY, **context))
 
 
+# Content up to this size travels inside the command (one round trip); larger goes through
+# files.put (a upload plus a command per attribute). Linux caps one argument at 128 KiB.
+INLINE_LIMIT = 64 * 1024
+
+
+def write_file(content: str, dest: str, user: str, group: str, mode: str) -> StringCommand:
+    """One command that writes ``content`` to ``dest`` with exactly ``user:group`` and ``mode``.
+
+    The content goes to a temporary file beside ``dest`` (``mktemp``: created 0600, same
+    filesystem), gets its owner and mode, then is renamed over ``dest``: a reader sees the old
+    file or the new one, never a part, and never the wrong mode. A failed step removes the
+    temporary file. The content is in the command line (logged by ``--debug``, visible to ps
+    for the moment it runs): only for configuration, never for secrets.
+    """
+    return StringCommand(
+        StringCommand("d=", QuoteString(dest), _separator=""),
+        '; mkdir -p -- "$(dirname -- "$d")" && t=$(mktemp -- "$d.XXXXXX") && {',
+        "printf '%s'",
+        QuoteString(content),
+        '> "$t" &&',
+        "chown",
+        QuoteString(f"{user}:{group}"),
+        '-- "$t" && chmod',
+        QuoteString(mode),
+        '-- "$t" && mv -f -- "$t" "$d" || { rm -f -- "$t"; false; }; }',
+    )
+
+
+def put_file(content: StringIO, dest: str, user: str, group: str, mode: str):
+    """Write ``content`` to ``dest``: inline (``write_file``, one command) when it is small,
+    through ``files.put`` otherwise."""
+    text = content.getvalue()
+    if len(text.encode("utf-8")) <= INLINE_LIMIT:
+        yield write_file(text, dest, user, group, mode)
+    else:
+        content.seek(0)
+        yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
+
+
 def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
-    """Upload managed files ``(content, dest, user, group, mode)`` that differ from the host's.
+    """Write managed files ``(content, dest, user, group, mode)`` that differ from the host's.
 
     One ``ManagedFiles`` fact reads every destination (stat + checksum) in a single command;
-    only a file whose content, owner, group or mode differs (or that is not a regular file) goes
-    through ``files.put``, which then does the upload, chown and chmod. Returns how many files
+    only a file whose content, owner, group or mode differs is written, in one command each
+    (``put_file``). A destination that is not a regular file (a directory, a link) goes
+    through ``files.put``, which refuses or handles it as pyinfra does. Returns how many files
     were already as wanted."""
     state = host.get_fact(ManagedFiles, paths=[dest for _, dest, *_ in managed])
     in_place = 0
@@ -125,6 +166,9 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
         ):
             in_place += 1
             continue
-        content.seek(0)
-        yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
+        if have is not None and have.kind in ("file", "absent"):
+            yield from put_file(content, dest, user, group, mode)
+        else:
+            content.seek(0)
+            yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
     return in_place

@@ -11,9 +11,9 @@ from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
 from facts.podman import PodmanInfo
-from facts.storage import STORAGE_CONF, BlockDevice, PathMount, StorageConf, StoreContents
+from facts.storage import STORAGE_CONF, StorageConf, StorageDevice, StoreContents, fstab_entries
 from operations import packages
-from operations._common import render_toml
+from operations._common import put_file, render_toml
 
 SOURCE = "operations/storage.py"
 # We write STORAGE_CONF, the main file: every podman version reads it. Debian's podman (4.3
@@ -87,9 +87,12 @@ def configure(
 
     doc = copy.deepcopy(conf.main or conf.vendor or DISTRO_DEFAULTS)
     doc.setdefault("storage", {}).update(wanted)
-    yield from files.put._inner(
-        src=render_toml(doc, SOURCE), dest=path, user="root", group="root", mode="0644"
-    )
+    yield from put_file(render_toml(doc, SOURCE), path, "root", "root", "0644")
+
+
+def _ere_escape(text: str) -> str:
+    """``text`` as a literal in a POSIX extended regular expression (grep -E, sed -E)."""
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
 
 
 @operation()
@@ -108,7 +111,8 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
     """
     if fstype not in MKFS_UUID_FLAG:
         raise OperationError(f"unsupported fstype {fstype!r}: use ext4 or xfs")
-    dev = host.get_fact(BlockDevice, device=device)
+    current = host.get_fact(StorageDevice, device=device, mount_point=mount_point)
+    dev = current.device
     if dev is None:
         raise OperationError(f"storage device {device} does not exist on this host")
 
@@ -144,14 +148,43 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
             f"{device} is mounted at {', '.join(dev.mountpoints)}, not {mount_point}"
         )
 
-    yield from files.directory._inner(path=mount_point, user="root", group="root", mode="0755")
     fstab_line = f"UUID={fs_uuid} {mount_point} {fstype} defaults,nofail 0 2"
-    yield from files.line._inner(
-        path="/etc/fstab",
-        line=rf"^\S+\s+{re.escape(mount_point)}\s",
-        replace=fstab_line,
-    )
-    mounted = host.get_fact(PathMount, path=mount_point)
-    if not mounted or mounted.target != mount_point:
-        yield StringCommand("systemctl", "daemon-reload")
-        yield StringCommand("mount", QuoteString(mount_point))
+    mount = current.mount
+    mounted = bool(mount) and mount.path_exists and mount.target == mount_point
+    if (
+        tuple(current.directory or ()) == ("directory", "root", "root", "0755")
+        and fstab_entries(list(current.fstab), mount_point) == [fstab_line]
+        and mounted
+    ):
+        host.noop(f"{device} is mounted at {mount_point} by UUID from /etc/fstab")
+        return
+
+    if tuple(current.directory or ()) != ("directory", "root", "root", "0755"):
+        yield StringCommand(
+            "mkdir -p --",
+            QuoteString(mount_point),
+            "&& chown root:root --",
+            QuoteString(mount_point),
+            "&& chmod 0755 --",
+            QuoteString(mount_point),
+        )
+    entries = fstab_entries(list(current.fstab), mount_point)
+    if not entries:
+        # Appended on a line of its own even when the file lacks a final newline.
+        yield StringCommand(
+            "f=/etc/fstab;",
+            '[ ! -s "$f" ] || [ "$(tail -c1 "$f" | wc -l)" -eq 1 ] || echo >> "$f";',
+            "echo",
+            QuoteString(fstab_line),
+            '>> "$f"',
+        )
+    elif entries != [fstab_line]:
+        # Another device (or options) for this mount point: replaced in place by pyinfra.
+        yield from files.line._inner(
+            path="/etc/fstab",
+            line=rf"^\S+\s+{_ere_escape(mount_point)}\s",
+            replace=fstab_line,
+            extended_regex=True,
+        )
+    if not mounted:
+        yield StringCommand("systemctl daemon-reload && mount", QuoteString(mount_point))

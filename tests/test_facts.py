@@ -39,6 +39,7 @@ FACTS = [
     (storage.StorageConf, []),
     (storage.PathMount, ["/var/lib/containers/storage"]),
     (storage.BlockDevice, ["/dev/vda"]),
+    (storage.StorageDevice, ["/dev/vdb", "/srv/my data"]),
     (storage.StoreContents, ["/var/lib/containers/storage"]),
     (rootless.SubIds, []),
     (files.ManagedFiles, [["/usr/local/bin/docker", "/etc/a b.conf"]]),
@@ -133,3 +134,16 @@ def test_engine_present():
 def test_has_gpu():
     assert _processed("gpu.NvidiaPresence/gpu_host_with_cdi.json").has_gpu
     assert not _processed("gpu.NvidiaPresence/qemu_vga_is_not_nvidia.json").has_gpu
+
+
+def test_fstab_entries_match_the_mount_point_field_only():
+    fstab = [
+        "# UUID=old /space ext4 defaults 0 2",
+        "/dev/vda / ext4 defaults,errors=remount-ro 0 1",
+        "UUID=a /space ext4 defaults,nofail 0 2",
+        "UUID=b /space2 ext4 defaults 0 2",
+        "",
+        "UUID=c\t/space\txfs defaults 0 0",
+    ]
+    assert storage.fstab_entries(fstab, "/space") == [fstab[2], fstab[5]]
+    assert storage.fstab_entries(fstab, "/srv") == []

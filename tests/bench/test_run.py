@@ -82,3 +82,30 @@ def test_ansible_inventory_carries_the_validated_data():
         "ansible_ssh_private_key_file": "/k",
         "podman": {"graphroot": "/space/x"},
     }
+
+
+def _runs(*seconds):
+    return [{"seconds": s} for s in seconds]
+
+
+def test_figures_and_goals_of_an_all_result():
+    result = {
+        "noop": {
+            "runs": {"pyinfra": _runs(10, 12, 11), "ansible": _runs(60, 66, 70)},
+            "pyinfra_commands": {"bookworm-server": {"commands": 10, "facts": []}},
+        },
+        "first": {"runs": {"pyinfra": _runs(300, 320), "apt-get": _runs(250, 250)}},
+        "fleet": {"runs": {"1": _runs(3, 3, 3), "4": _runs(4, 4, 4), "8": _runs(5, 5, 5)}},
+    }
+    values = run.figures(result)
+    assert values == {
+        "noop_ratio": 6.0,
+        "commands": 10,
+        "first_ratio": 1.24,
+        "fleet_ratio": 5 / 3,
+    }
+    lines = run.goals_table(values).splitlines()
+    assert lines[2].endswith("met") and "6.00x" in lines[2] and "NOT" not in lines[2]
+    assert lines[3].split()[-1] == "met" and " 10 " in lines[3]
+    assert "1.24x" in lines[4] and "NOT" not in lines[4]
+    assert "1.67x" in lines[5] and lines[5].endswith("NOT met")

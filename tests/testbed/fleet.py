@@ -213,15 +213,18 @@ class Testbed:
                 )
                 for spec in self.specs
             ],
-            # For `python -m tests.testbed down`: what to stop and where its files are.
-            "runtime": {
-                "workdir": str(self.workdir),
-                "pids": {
-                    "registry": self.registry.process.pid,
-                    **{name: g.process.pid for name, g in self.guests.items()},
-                },
-                "console_logs": {name: str(g.console_log) for name, g in self.guests.items()},
+            "runtime": self.runtime(),
+        }
+
+    def runtime(self) -> dict:
+        """For `python -m tests.testbed down`: what to stop and where its files are."""
+        return {
+            "workdir": str(self.workdir),
+            "pids": {
+                "registry": self.registry.process.pid,
+                **{name: g.process.pid for name, g in self.guests.items()},
             },
+            "console_logs": {name: str(g.console_log) for name, g in self.guests.items()},
         }
 
     def write_state(self) -> None:

@@ -27,8 +27,8 @@ import vagrant
 
 from inventories._vagrant import parse_ssh_config
 
-from .fleet import EXTRA_DISK_GIB, GROUPS, Testbed, host_entry
-from .guests import SSH_OPTIONS, Guest, free_port
+from .fleet import EXTRA_DISK_GIB, GROUPS, Testbed
+from .guests import Guest, free_port
 from .images import cache_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -404,17 +404,7 @@ class VagrantGuest:
         self.ssh_user = options["user"]
         self.ssh_key = Path(options["identityfile"])
 
-    def ssh_command(self, command: str) -> list[str]:
-        return [
-            "ssh",
-            *SSH_OPTIONS,
-            "-i",
-            str(self.ssh_key),
-            "-p",
-            str(self.ssh_port),
-            f"{self.ssh_user}@{self.ssh_host}",
-            command,
-        ]
+    ssh_command = Guest.ssh_command
 
     run = Guest.run  # same contract: a shell command as the SSH user, timeout -> exit 255
     boot_id = Guest.boot_id
@@ -492,20 +482,8 @@ class VagrantTestbed(Testbed):
             self.guests[spec.name] = VagrantGuest(spec.name, spec.release, self.lab, options)
         self.write_state()
 
-    def state(self) -> dict:
-        return {
-            "registry": self.registry.guest_address,
-            "hosts": [
-                host_entry(
-                    spec,
-                    self.guests[spec.name],
-                    self.registry.guest_address,
-                    self.data_overrides.get(spec.name),
-                )
-                for spec in self.specs
-            ],
-            "runtime": {"workdir": str(self.workdir), "vagrant": "not detachable"},
-        }
+    def runtime(self) -> dict:
+        return {"workdir": str(self.workdir), "vagrant": "not detachable"}
 
     def checkpoint(self) -> dict:
         """No snapshot with Vagrant (yet): the shared VMs go on as they are, and the modules
