@@ -118,10 +118,12 @@ def vagrant(guest, command: str, timeout: float = 300) -> str:
 
 
 def docker_listings(guest) -> dict[str, str]:
-    """Each Docker volume's listing (owners, modes, paths, sha256s) as Docker sees it."""
-    return {
+    """Each Docker volume's listing (owners, modes, paths, sha256s) as Docker sees it, and
+    that of web's bind-mounted host directory."""
+    listings = {
         v: sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{v}/_data")) for v in VOLUMES
     }
+    return {**listings, STATIC: sudo(guest, LISTING.format(dir=STATIC))}
 
 
 def podman_listings(guest) -> dict[str, str]:
