@@ -12,6 +12,7 @@ from pyinfra.facts.files import MISSING
 from pyinfra_cli.util import load_deploy_file
 
 from model.migration import build_plan, bundle_files
+from operations import services as service_ops
 from tests.deploys.test_linux_baseline import _fake, _ops, _plan
 from tests.model.test_migration import _inventory, _without_bind_mounts
 
@@ -300,3 +301,65 @@ def test_rootless_owner_beyond_the_users_mapping_stops_before_any_change(tmp_pat
     ) in str(info.value)
     assert "gid" not in str(info.value)  # gid 100 and the rest fit
     assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_rootless_worker_and_bind_mount_plan(tmp_path, monkeypatch, caplog):
+    # The real-host test's Docker host (captured): worker to vagrant (account, ranges, linger
+    # as captured on a converged host), workdata's owners as captured there; /srv/static
+    # answered by the development machine's DataDir capture (only its size is read: web is
+    # root's).
+    fake, data = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-rootless-bind.txt",
+        podman_rootless_users=[{"name": "vagrant"}],
+        podman_migration_rootless={"worker": "vagrant"},
+    )
+    rootless = FIXTURES.parent / "nspawn-debian12" / "RootlessUser.vagrant-lingering.txt"
+    data["fake_responses"] = {
+        "getent passwd vagrant": rootless.read_text().splitlines(),
+        "du -sb /var/lib/docker/volumes/workdata/_data |": (
+            (FIXTURES / "DataDir.workdata.txt").read_text().splitlines()
+        ),
+        "du -sb /srv/static |": (
+            (DEVHOST / "DataDir.owners-beyond-65536.txt").read_text().splitlines()
+        ),
+        **data["fake_responses"],
+    }
+    # pyinfra's own Users fact (what services.service reads for a rootless user's home) has
+    # no capture here: its lookup is covered by the services.service cases.
+    monkeypatch.setattr(
+        service_ops,
+        "_scope",
+        lambda name, user: (
+            service_ops._Scope(user, user, user, f"/home/{user}")
+            if user
+            else service_ops._Scope(None, "root", "root", "/root")
+        ),
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert (
+        "container worker [running] -> re-create as a podman service (rootless, vagrant's "
+        "systemd)" in caplog.text
+    )
+    assert "volume workdata (1056792 bytes) -> volumes/workdata.tar (tar + sha256), then " in (
+        caplog.text
+    )
+    assert "bind mount /srv/static of web (12312 bytes)" in caplog.text
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    migration = [n for n in names if not n.startswith(("Install", "Configure"))]
+    assert migration == [
+        # Subordinate ids and linger before anything of vagrant's podman runs.
+        "Rootless podman for vagrant",
+        "Export Docker's containers, volumes and images to "
+        "/var/lib/podman-standard/docker-migration",
+        "Move images and volumes into podman",
+        "Re-create web as a podman service",
+        "Re-create worker as a podman service",
+        "Verify the podman services run",
+        "Stop, disable and remove the Docker engine",
+        "Docker CLI compatibility",
+        "docker ps shows the podman containers",
+    ]
