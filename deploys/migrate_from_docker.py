@@ -4,17 +4,25 @@
 
 1. Audit: the Docker facts (every container, volume and image) become a plan, printed for
    each host (also with ``--dry``, which changes nothing). What the plan cannot carry over
-   without loss (a bind mount, an entrypoint override, a random host port...) stops the run
-   before any change, naming it.
-2. Podman is installed beside Docker (packages, storage, registries; no Docker CLI layer yet:
-   §6.2 forbids it beside an engine, and until the cutover ``docker`` stays Docker's).
+   without loss (a tmpfs or odd bind mount, an entrypoint override, a random host port...)
+   stops the run before any change, naming it; so does a filesystem without room for the
+   copies (the bundle; each podman store; the service root, for bind mounts' copies) and,
+   for containers moved to a rootless user (``podman_migration_rootless``), a file owner
+   outside the user's id mapping, a volume shared with a container of another owner, or a
+   host port below ``net.ipv4.ip_unprivileged_port_start``.
+2. Podman is installed beside Docker (packages, storage, registries, the rootless users'
+   subordinate ids and linger; no Docker CLI layer yet: §6.2 forbids it beside an engine, and
+   until the cutover ``docker`` stays Docker's).
 3. Export into the rollback bundle (``podman_migration_bundle``): Docker's running containers
-   are stopped for a consistent copy and stay stopped through the move; volumes as tarballs
-   with content digests, local-only images as archives, compose file, podman_services entries,
-   a Docker restore script, manifest and SHA256SUMS.
-4. Move: images into podman, volumes restored with owners and modes, digests compared.
-5. Re-create the running containers as this package's systemd services (restart policies
-   kept; they come back at boot), then verify each is running.
+   are stopped for a consistent copy and stay stopped through the move; volumes and bind
+   mounts' host directories as tarballs with content digests, local-only images as archives,
+   compose file, podman_services entries, a Docker restore script, manifest and SHA256SUMS.
+4. Move: images into each owner's podman, volumes restored with owners and modes (shifted
+   through a rootless user's subordinate ids), each bind mount's host directory copied into
+   the service's directory (``<service_root>/<name>/host/<path>``; the original stays), digests
+   compared as the containers see them.
+5. Re-create the running containers as this package's systemd services, root's or the
+   rootless user's (restart policies kept; they come back at boot), then verify each runs.
    -- Up to here, any failure starts Docker's containers again and stops the run: Docker stays
    installed, enabled and running, and the error names the step and the bundle. --
 6. Point of no return: docker.socket, docker.service, containerd stopped and disabled, the
@@ -28,13 +36,109 @@ the migration from the bundle.
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.server import Home, Sysctl
 
 from deploys.container_storage import container_storage
-from facts.docker import DockerEngine, DockerInventory
+from facts.docker import DataDir, DockerEngine, DockerInventory
+from facts.rootless import RootlessUser
+from facts.storage import BlockDevice, PathMount
 from model import HostData, current_host_data
-from model.migration import build_plan, describe, services
-from operations import docker_compat, migration, packages, registries, storage
+from model.migration import (
+    ROOT,
+    build_plan,
+    describe,
+    id_problems,
+    mapped_ids,
+    port_problems,
+    rootless_users,
+    services,
+    space_check,
+    space_needs,
+)
+from operations import docker_compat, migration, packages, registries, rootless, storage
 from operations import services as service_ops
+
+UNPRIVILEGED_PORT_START = "net.ipv4.ip_unprivileged_port_start"
+# Where rootless podman keeps its store (containers-storage.conf(5): rootless_storage_path's
+# default), under the user's home.
+ROOTLESS_STORE = ".local/share/containers/storage"
+
+
+def _filesystem(path: str, cfg: HostData) -> dict | None:
+    """The filesystem ``path`` is (or will be) on, with its free bytes. The store's own device
+    (``podman_storage_device``), when this deploy has yet to mount it, counts with the device's
+    size: a filesystem made on it fills it (one already on it is measured once mounted)."""
+    device = cfg.storage_device
+    mount_point = device.mount_point if device else None
+    if mount_point and (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")):
+        mounted = host.get_fact(PathMount, path=device.mount_point)
+        if not mounted or mounted.target != device.mount_point:
+            block = host.get_fact(BlockDevice, device=device.device)
+            if block is None:
+                return None
+            return {
+                "source": device.device,
+                "target": device.mount_point,
+                "avail": block.size_bytes,
+                "note": "not mounted yet: the device's size",
+            }
+    mount = host.get_fact(PathMount, path=path)
+    if mount is None:
+        return None
+    return {"source": mount.source, "target": mount.target, "avail": mount.avail_bytes}
+
+
+def _host_problems(plan: dict, cfg: HostData) -> list[str]:
+    """What the host itself rules out, from its facts: ids a rootless user cannot map, ports it
+    cannot publish, filesystems without room. Read before any change."""
+    problems = []
+    users = rootless_users(plan)
+    configured = {u.name: u for u in cfg.rootless_users}
+    stores = {ROOT: cfg.graphroot}
+    mapped = {}
+    for user in users:
+        ids = host.get_fact(RootlessUser, user=user)
+        if not ids.exists:
+            problems.append(f"rootless user {user} does not exist on this host")
+            continue
+        if not configured[user].linger:
+            problems.append(
+                f"rootless user {user} has linger: false in rootless_users: its services would "
+                "not start at boot"
+            )
+        count = configured[user].subid_count
+        mapped[user] = (
+            mapped_ids(ids.subuid.get(user, []), count),
+            mapped_ids(ids.subgid.get(user, []), count),
+        )
+        stores[user] = f"{host.get_fact(Home, user=user)}/{ROOTLESS_STORE}"
+    owners = {}
+    for bind in plan["binds"]:
+        found = host.get_fact(DataDir, path=bind["host_path"])
+        if not found.exists:
+            problems.append(
+                f"bind mount {bind['host_path']} of {bind['container']}: not a directory on "
+                "this host (a file, a socket or nothing): only directories are copied into the "
+                "service; move it into a named volume or the image first"
+            )
+            continue
+        bind["size_bytes"] = found.size_bytes
+        owners[bind["host_path"]] = (found.uids, found.gids)
+    for v in plan["volumes"]:
+        if v["user"] in mapped:
+            found = host.get_fact(DataDir, path=v["docker_mountpoint"])
+            if found.exists:
+                owners[v["name"]] = (found.uids, found.gids)
+    problems += id_problems(plan, mapped, owners)
+    if any(c["user"] and c["service"] and c["service"]["ports"] for c in plan["containers"]):
+        start = host.get_fact(Sysctl, keys=[UNPRIVILEGED_PORT_START]).get(UNPRIVILEGED_PORT_START)
+        problems += port_problems(plan, int(start) if start is not None else 1024)
+    needs = space_needs(plan, stores)
+    filesystems = {path: _filesystem(path, cfg) for _, path, _ in needs}
+    plan["space"], space = space_check(
+        needs, {p: fs for p, fs in filesystems.items() if fs is not None}
+    )
+    return problems + space
 
 
 @deploy("Docker to Podman migration")
@@ -60,11 +164,15 @@ def migrate_from_docker(cfg: HostData):
             f"{host.name}: a Docker engine is installed but its daemon does not answer; start "
             "docker.service so its containers, volumes and images can be audited (nothing changed)"
         )
-    plan = build_plan(inventory, cfg.migration_bundle)
+    plan = build_plan(
+        inventory, cfg.migration_bundle, cfg.migration_rootless, service_root=cfg.service_root
+    )
+    if not plan["problems"]:
+        plan["problems"] += _host_problems(plan, cfg)
     logger.info(describe(plan, host.name))
     if plan["problems"]:
         raise DeployError(
-            f"{host.name}: the migration would lose something; nothing changed:\n"
+            f"{host.name}: the migration cannot run here without loss; nothing changed:\n"
             + "\n".join(f"  - {p}" for p in plan["problems"])
         )
 
@@ -83,6 +191,14 @@ def migrate_from_docker(cfg: HostData):
         short_name_mode=cfg.registries.short_name_mode.value,
         registries=[r.model_dump() for r in cfg.registries.registries],
     )
+    for user in (u for u in cfg.rootless_users if u.name in rootless_users(plan)):
+        rootless.user(
+            name=f"Rootless podman for {user.name}",
+            user=user.name,
+            subid_start=user.subid_start,
+            subid_count=user.subid_count,
+            linger=user.linger,
+        )
     bundle = cfg.migration_bundle
     migration.export(
         name=f"Export Docker's containers, volumes and images to {bundle}", bundle=bundle, plan=plan
@@ -100,6 +216,7 @@ def migrate_from_docker(cfg: HostData):
             volumes=svc["volumes"],
             restart=svc["restart"],
             network=svc.get("network"),
+            user=svc.get("user"),
             root=cfg.service_root,
             _ignore_errors=True,
         )

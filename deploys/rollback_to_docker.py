@@ -3,19 +3,25 @@
     pyinfra inventories/home.py deploys/rollback_to_docker.py --limit HOST
 
 Reads ``<podman_migration_bundle>/manifest.json`` and its ``state`` on the host, then:
-1. stops, disables and removes the podman services the migration created (their podman
-   volumes stay: they hold whatever the services wrote since);
-2. removes the Docker CLI compatibility wrapper (only this package's own, §6.2: one runtime
+1. checks the bundle's files against its SHA256SUMS: a bundle that does not verify stops the
+   rollback before anything changes;
+2. stops, disables and removes the podman services the migration created, root's and the
+   rootless users' (their podman volumes stay);
+3. removes the Docker CLI compatibility wrapper (only this package's own, §6.2: one runtime
    owns ``docker``);
-3. reinstalls the Docker engine (docker.io on Debian/Ubuntu, moby-engine on Fedora);
-4. ``migrate.sh rollback``: checks the bundle's SHA256SUMS, starts Docker, loads the saved
-   local-only images, restores each volume Docker no longer has (its content digest checked;
-   a volume still in /var/lib/docker, which the migration keeps, is left as it is), re-creates
-   the containers Docker no longer has, and starts those that ran before the migration.
+4. reinstalls the Docker engine (docker.io on Debian/Ubuntu, moby-engine on Fedora);
+5. ``migrate.sh rollback``: starts Docker, loads the saved local-only images, fills each
+   Docker volume and checks its content digest against its source's, re-creates the
+   containers Docker no longer has, and starts those that ran before the migration.
 
-Data written under podman after the migration is not copied back. A second run finds the
-bundle marked ``rolled-back`` and changes nothing; a migration that never passed its point of
-no return left Docker in place, and there is nothing to roll back.
+What each Docker volume gets is ``podman_migration_rollback_from``: ``podman`` (default) the
+data of the podman volume of the same name as it is now (what the services wrote since the
+migration; a rootless owner's volume is read inside its user namespace, so owners come back
+as its containers saw them); ``bundle`` the bundle's tarball, the data as it was at the
+migration. A volume that neither podman nor Docker has any more comes from the bundle.
+
+A second run finds the bundle marked ``rolled-back`` and changes nothing; a migration that
+never passed its point of no return left Docker in place, and there is nothing to roll back.
 """
 
 import json
@@ -58,10 +64,12 @@ def rollback_to_docker(cfg: HostData):
     if family is None:
         raise DeployError(f"{host.name}: no Docker package known for this distribution")
 
+    migration.check_bundle(name=f"Check the bundle {bundle} against its SHA256SUMS", bundle=bundle)
     for svc in services(plan):
         service_ops.service(
             name=f"Remove podman service {svc['name']}",
             service=svc["name"],
+            user=svc.get("user"),
             present=False,
             root=cfg.service_root,
         )
@@ -74,7 +82,10 @@ def rollback_to_docker(cfg: HostData):
         packages=DOCKER_PACKAGES[family],
         include_podman=False,
     )
-    migration.rollback(name=f"Restore Docker from {bundle}", bundle=bundle)
+    source = cfg.migration_rollback_from.value
+    migration.rollback(
+        name=f"Restore Docker from {bundle} (volumes from {source})", bundle=bundle, source=source
+    )
 
 
 if __name__ == "builtins":  # executed by pyinfra as a deploy file

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from . import FactValue, section, split_sections
 
@@ -406,3 +406,55 @@ def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
             ),
         )
     return list(images.values())
+
+
+@dataclass(frozen=True)
+class DataDirState(FactValue):
+    # False when there is no such directory (or the path is not a directory).
+    exists: bool = False
+    # Bytes under it (du -sb).
+    size_bytes: int = 0
+    # The numeric owners of every entry under it (the directory itself included), sorted.
+    uids: list[int] = field(default_factory=list)
+    gids: list[int] = field(default_factory=list)
+
+
+class DataDir(FactBase[DataDirState]):
+    """
+    A directory of data the migration copies (a Docker volume's ``_data``, a bind mount's
+    source): whether it is a directory, its size, and the numeric user and group ids owning
+    its entries (what a move into a rootless user's store must be able to map).
+    """
+
+    @staticmethod
+    def default() -> DataDirState:
+        return DataDirState()
+
+    def command(self, path: str) -> StringCommand:
+        quoted = QuoteString(path)
+        return StringCommand(
+            "[ -d",
+            quoted,
+            "] || exit 0;",
+            section("size"),
+            "du -sb",
+            quoted,
+            "| cut -f1;",
+            section("ids"),
+            "find",
+            quoted,
+            "-printf '%U %G\\n' | LC_ALL=C sort -u",
+        )
+
+    def process(self, output: list[str]) -> DataDirState:
+        sections = split_sections(output)
+        if "size" not in sections:
+            return DataDirState()
+        size = next((int(line) for line in sections["size"] if line.strip().isdigit()), 0)
+        uids, gids = set(), set()
+        for line in sections.get("ids", []):
+            parts = line.split()
+            if len(parts) == 2 and all(p.isdigit() for p in parts):
+                uids.add(int(parts[0]))
+                gids.add(int(parts[1]))
+        return DataDirState(exists=True, size_bytes=size, uids=sorted(uids), gids=sorted(gids))

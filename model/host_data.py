@@ -148,6 +148,25 @@ class ExistingStore(StrEnum):
     leave = "leave"  # switch, leaving the old store on disk untouched
 
 
+class RollbackFrom(StrEnum):
+    # What the rollback puts into Docker's volumes.
+    podman = "podman"  # the data the podman services hold now (written since the migration)
+    bundle = "bundle"  # the bundle's tarballs: the data as it was at the migration
+
+
+# A Docker container's name (also podman's rules), or "*" for every container.
+_CONTAINER_KEY_RE = re.compile(r"^(?:\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
+
+
+def _rootless_targets(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _CONTAINER_KEY_RE.match(key):
+            raise ValueError(f"{key!r} is neither a Docker container name nor '*'")
+    if "*" in value and len(value) > 1:
+        raise ValueError("'*' (every container) cannot be combined with container names")
+    return value
+
+
 class Phase(StrEnum):
     install = "install"
     config = "config"
@@ -397,6 +416,14 @@ class HostData(Strict):
     # host (root-only: it holds the volumes' data). Written into unit-free shell commands,
     # quoted; the same character set as service_root keeps it printable in any report.
     migration_bundle: ServiceRoot = "/var/lib/podman-standard/docker-migration"
+    # Containers moved to a rootless user's podman instead of root's: Docker container name
+    # (or "*" for all) -> a user of rootless_users. Their volumes go into that user's store
+    # with owners shifted through the user's subordinate ids.
+    migration_rootless: Annotated[dict[str, UserName], AfterValidator(_rootless_targets)] = Field(
+        default_factory=dict
+    )
+    # What deploys/rollback_to_docker.py restores into Docker's volumes.
+    migration_rollback_from: RollbackFrom = RollbackFrom.podman
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(
         default_factory=lambda: list(Phase), min_length=1
     )
@@ -424,6 +451,12 @@ class HostData(Strict):
         if dupes:
             raise ValueError(f"compose_projects lists a name twice: {', '.join(dupes)}")
         users = {u.name for u in self.rootless_users}
+        for container, user in sorted(self.migration_rootless.items()):
+            if user not in users:
+                raise ValueError(
+                    f"migration_rootless: {container} -> {user}: {user} is not in "
+                    "rootless_users (rootless containers need its subordinate ids and linger)"
+                )
         for project in self.compose_projects:
             if project.user and project.user not in users:
                 raise ValueError(

@@ -15,9 +15,10 @@ import yaml
 from pydantic import ValidationError
 
 from facts.docker import DockerContainer, DockerImage, DockerInventoryState
-from model.host_data import Service
+from model.host_data import HostData, Service
 
-MANIFEST_FORMAT = 1
+# 2: owners (root or a rootless user) of containers, volumes and images; free space.
+MANIFEST_FORMAT = 2
 SOURCE = "deploys/migrate_from_docker.py"
 # Docker's restart policies -> the services model's (systemd's Restart=). "unless-stopped"
 # differs from "always" only for a container stopped by hand before a daemon restart; a
@@ -30,6 +31,11 @@ DEFAULT_NETWORKS = {"bridge", "default"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # What the plan's image references may hold (they are split on spaces in plan.txt).
 _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+# A bind mount's host directory that is carried over: plain components (plan.txt holds it
+# unquoted; the service's copy is named after it), not / itself.
+_HOST_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
+# Where a bind mount's copy goes, under the service's directory: host/<the host path>.
+BIND_PREFIX = "host"
 # The bundle's files, relative to the bundle directory.
 FILES = {
     "manifest": "manifest.json",
@@ -39,6 +45,12 @@ FILES = {
     "docker_restore": "docker-restore.sh",
     "checksums": "SHA256SUMS",
 }
+DEFAULT_SERVICE_ROOT = HostData.model_fields["service_root"].default
+# Whose podman a thing goes to, in plan.txt: root's, or a rootless user's (by name).
+ROOT = "root"
+# Room kept free beyond what the copies need, on each filesystem: 10 %, at least 64 MiB.
+MARGIN_MIN_BYTES = 64 * 2**20
+MARGIN_FRACTION = 0.10
 
 
 class PlanError(ValueError):
@@ -96,9 +108,18 @@ def _image_ref(container: DockerContainer, image: DockerImage | None) -> str | N
     return wanted if wanted in tags else tags[0]
 
 
-def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[str]) -> dict:
-    """The container as a ``podman_services`` entry; what the model cannot express is a
-    problem (the migration refuses rather than drop it)."""
+def _service(
+    c: DockerContainer,
+    image: DockerImage,
+    ref: str,
+    user: str | None,
+    problems: list[str],
+    binds: list[dict],
+) -> dict:
+    """The container as a ``podman_services`` entry (of ``user``'s podman when set); what the
+    model cannot express is a problem (the migration refuses rather than drop it). A bind
+    mount of a host directory becomes a directory of the service (a copy, listed in
+    ``binds``)."""
     where = f"container {c.name}"
     if c.entrypoint != image.entrypoint:
         problems.append(
@@ -124,10 +145,17 @@ def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[st
     for m in c.mounts:
         if m.type == "volume" and m.name:
             volumes.append({"volume": m.name, "target": m.destination, "read_only": not m.rw})
+        elif m.type == "bind" and _HOST_PATH_RE.match(m.source):
+            source = BIND_PREFIX + m.source
+            volumes.append({"source": source, "target": m.destination, "read_only": not m.rw})
+            binds.append(
+                {"container": c.name, "user": user, "host_path": m.source, "source": source}
+            )
         else:
             problems.append(
-                f"{where}: {m.type} mount {m.source} -> {m.destination} is not a named volume "
-                "(only named volumes are carried over: move the data into one first)"
+                f"{where}: {m.type} mount {m.source} -> {m.destination} is neither a named "
+                "volume nor a bind mount of a directory with a plain path (letters, digits, "
+                "'_', '.', '-'): move the data into a named volume first"
             )
     networks = [n for n in c.networks if n not in DEFAULT_NETWORKS]
     if any(n in ("host", "none") for n in networks) or len(networks) > 1:
@@ -146,6 +174,8 @@ def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[st
     }
     if len(networks) == 1:
         entry["network"] = networks[0]
+    if user:
+        entry["user"] = user
     try:
         Service.model_validate(entry)
     except ValidationError as error:
@@ -155,11 +185,58 @@ def _service(c: DockerContainer, image: DockerImage, ref: str, problems: list[st
     return entry
 
 
-def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
-    """The manifest of a migration of ``inventory`` into ``bundle``. Its ``problems`` list
-    what cannot be carried over; the deploy refuses to start while there are any."""
+def build_plan(
+    inventory: DockerInventoryState,
+    bundle: str,
+    rootless: dict[str, str] | None = None,
+    service_root: str = DEFAULT_SERVICE_ROOT,
+) -> dict:
+    """The manifest of a migration of ``inventory`` into ``bundle``. ``rootless`` moves
+    containers (by Docker name, or ``"*"`` for all) to a rootless user's podman; their volumes
+    and images follow them. A bind mount's host directory is copied into the service's
+    directory under ``service_root`` (the original stays). Its ``problems`` list what cannot be
+    carried over; the deploy refuses to start while there are any."""
+    rootless = dict(rootless or {})
     problems: list[str] = []
+    for name in sorted(set(rootless) - {"*"}):
+        container = next((c for c in inventory.containers if c.name == name), None)
+        if container is None:
+            problems.append(
+                f"migration_rootless names container {name}, which Docker does not have"
+            )
+        elif container.state not in ("running", "restarting"):
+            problems.append(
+                f"migration_rootless names container {name}, which is not running: it is only "
+                "exported, not re-created under anyone's podman"
+            )
+
     images_by_id = {i.id: i for i in inventory.images}
+    binds: list[dict] = []
+    containers = []
+    for c in sorted(inventory.containers, key=lambda c: c.name):
+        image = images_by_id.get(c.image_id)
+        ref = _image_ref(c, image)
+        running = c.state in ("running", "restarting")
+        user = (rootless.get(c.name) or rootless.get("*")) if running else None
+        entry = {
+            "name": c.name,
+            "state": c.state,
+            "docker": _docker_definition(c),
+            # Running containers come back as services; the others are kept in the bundle.
+            "recreate": running,
+            # Whose podman runs it: None for root's, else the rootless user's.
+            "user": user,
+            "service": None,
+        }
+        if ref is None:
+            problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
+        elif running:
+            entry["service"] = _service(c, image, ref, user, problems, binds)
+        entry["docker"]["image"] = ref or c.image
+        containers.append(entry)
+    by_name = {c.name: c for c in inventory.containers}
+    recreated = [(entry, by_name[entry["name"]]) for entry in containers if entry["recreate"]]
+
     images = []
     for image in inventory.images:
         if not image.repo_tags:
@@ -167,6 +244,7 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
         local_only = not image.repo_digests
         refs = [podman_name(t, local_only) for t in image.repo_tags]
         short = image.id.removeprefix("sha256:")[:12]
+        users = {entry["user"] for entry, c in recreated if c.image_id == image.id}
         images.append(
             {
                 "id": image.id,
@@ -176,6 +254,9 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
                 # No registry holds it: the bundle keeps an archive.
                 "local_only": local_only,
                 "archive": f"images/{short}.tar" if local_only else None,
+                # Whose podman gets it: root's for root's services and for images no
+                # re-created container uses; each rootless user's for that user's services.
+                "owners": sorted((u or ROOT) for u in users or {None}),
             }
         )
     for ref in (r for i in images for r in i["refs"] + i["docker_tags"]):
@@ -188,6 +269,17 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
             problems.append(f"volume {v.name!r}: not a name podman accepts")
         if v.driver != "local":
             problems.append(f"volume {v.name}: driver {v.driver!r} (only 'local' is carried over)")
+        users = {}
+        for entry, c in recreated:
+            if any(m.type == "volume" and m.name == v.name for m in c.mounts):
+                users.setdefault(entry["user"] or ROOT, []).append(entry["name"])
+        if len(users) > 1:
+            used = "; ".join(f"{', '.join(n)} ({u})" for u, n in sorted(users.items()))
+            problems.append(
+                f"volume {v.name} is used by containers of different owners: {used}; a volume "
+                "moves into one owner's podman (move those containers together)"
+            )
+        owner = next(iter(users), ROOT)
         volumes.append(
             {
                 "name": v.name,
@@ -196,39 +288,179 @@ def build_plan(inventory: DockerInventoryState, bundle: str) -> dict:
                 "size_bytes": v.size_bytes,
                 "archive": f"volumes/{v.name}.tar",
                 "content_digest": f"volumes/{v.name}.content-sha256",
+                "user": None if owner == ROOT else owner,
             }
         )
 
-    containers = []
-    for c in sorted(inventory.containers, key=lambda c: c.name):
-        image = images_by_id.get(c.image_id)
-        ref = _image_ref(c, image)
-        running = c.state in ("running", "restarting")
-        entry = {
-            "name": c.name,
-            "state": c.state,
-            "docker": _docker_definition(c),
-            # Running containers come back as services; the others are kept in the bundle.
-            "recreate": running,
-            "service": None,
-        }
-        if ref is None:
-            problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
-        elif running:
-            entry["service"] = _service(c, image, ref, problems)
-        entry["docker"]["image"] = ref or c.image
-        containers.append(entry)
+    for i, bind in enumerate(binds):
+        for other in binds[:i]:
+            a, b = sorted((bind["host_path"] + "/", other["host_path"] + "/"))
+            if b.startswith(a):
+                problems.append(
+                    f"bind mounts {other['host_path']} ({other['container']}) and "
+                    f"{bind['host_path']} ({bind['container']}) share data: each service gets "
+                    "its own copy, and the copies would drift apart (move the data into a "
+                    "named volume first)"
+                )
+        number = sum(1 for b in binds[:i] if b["container"] == bind["container"])
+        stem = f"binds/{bind['container']}-{number}"
+        bind.update(
+            service_dir=f"{service_root}/{bind['container']}",
+            archive=f"{stem}.tar",
+            content_digest=f"{stem}.content-sha256",
+            size_bytes=None,  # measured on the host (facts.docker.DataDir)
+        )
 
     return {
         "format": MANIFEST_FORMAT,
         "created_by": SOURCE,
         "bundle": bundle,
+        "service_root": service_root,
         "containers": containers,
         "volumes": volumes,
+        "binds": binds,
         "images": images,
         "files": dict(FILES),
+        "space": [],
         "problems": problems,
     }
+
+
+def rootless_users(plan: dict) -> list[str]:
+    """The rootless users the plan moves containers to."""
+    return sorted({c["user"] for c in plan["containers"] if c["user"]})
+
+
+def mapped_ids(own_ranges: list[list[int]], subid_count: int) -> int:
+    """How many ids above 0 a rootless user's podman maps: its subordinate ranges, in order
+    (container id 0 is the user itself, 1..N its subordinate ids). A user none of whose ranges
+    holds ``subid_count`` ids is given one of that size first (``operations.rootless.user``)."""
+    total = sum(count for _, count in own_ranges)
+    if not any(count >= subid_count for _, count in own_ranges):
+        total += subid_count
+    return total
+
+
+def id_problems(
+    plan: dict, mapped: dict[str, tuple[int, int]], owners: dict[str, tuple[list, list]]
+) -> list[str]:
+    """Volumes and bind mounts moving to a rootless user whose files have owners the user's id
+    mapping cannot hold. ``mapped``: user -> (uids, gids) mapped above 0 (:func:`mapped_ids`);
+    ``owners``: volume name or bind mount host path -> (uids, gids) found in Docker's copy
+    (``facts.docker.DataDir``)."""
+    items = [(f"volume {v['name']}", v["name"], v["user"]) for v in plan["volumes"]]
+    items += [
+        (f"bind mount {b['host_path']} of {b['container']}", b["host_path"], b["user"])
+        for b in plan.get("binds", [])
+    ]
+    problems = []
+    for what, key, user in items:
+        if not user or user not in mapped:
+            continue
+        if key not in owners:
+            problems.append(f"{what}: the owners of its files could not be read")
+            continue
+        for kind, ids, limit in zip(("uid", "gid"), owners[key], mapped[user], strict=True):
+            beyond = [i for i in ids if i > limit]
+            if beyond:
+                problems.append(
+                    f"{what}: {kind} {', '.join(map(str, beyond))} cannot be mapped "
+                    f"into {user}'s rootless podman, which maps {kind}s 0-{limit} (0 is {user}, "
+                    f"1-{limit} its subordinate ids): change those owners, or give {user} a "
+                    "larger subid_count"
+                )
+    return problems
+
+
+def port_problems(plan: dict, unprivileged_port_start: int) -> list[str]:
+    """Rootless services publishing a host port below ``net.ipv4.ip_unprivileged_port_start``
+    (which this package does not lower: a host-wide security choice left to its owner)."""
+    problems = []
+    for c in plan["containers"]:
+        if not (c["user"] and c["service"]):
+            continue
+        low = sorted(
+            {p["host"] for p in c["service"]["ports"] if p["host"] < unprivileged_port_start}
+        )
+        if low:
+            problems.append(
+                f"container {c['name']}: as {c['user']}'s rootless service it cannot publish "
+                f"host port {', '.join(map(str, low))} (the host's "
+                f"net.ipv4.ip_unprivileged_port_start is {unprivileged_port_start}): publish it "
+                f"on a port >= {unprivileged_port_start} first, lower that sysctl on the host, "
+                "or keep the container rootful"
+            )
+    return problems
+
+
+def space_needs(plan: dict, stores: dict[str, str]) -> list[tuple[str, str, int]]:
+    """What the copies take, as ``(what, path, bytes)``: the bundle (every volume's and bind
+    mount's tarball, every local-only image's archive), the service root (the bind mounts'
+    copies) and each owner's podman store (its volumes and images).
+    ``stores``: owner (ROOT or a user) -> that podman's store path."""
+    size = lambda v: v["size_bytes"] or 0  # noqa: E731 (unknown sizes print as such)
+    binds = sum(map(size, plan.get("binds", [])))
+    needs = [
+        (
+            "the bundle",
+            plan["bundle"],
+            sum(map(size, plan["volumes"]))
+            + binds
+            + sum(i["size_bytes"] for i in plan["images"] if i["local_only"]),
+        )
+    ]
+    if plan.get("binds"):
+        needs.append(("the services' copies of bind mounts", plan["service_root"], binds))
+    for owner, path in stores.items():
+        volumes = sum(size(v) for v in plan["volumes"] if (v["user"] or ROOT) == owner)
+        images = sum(i["size_bytes"] for i in plan["images"] if owner in i["owners"])
+        what = "root's podman store" if owner == ROOT else f"{owner}'s podman store"
+        needs.append((what, path, volumes + images))
+    return needs
+
+
+def space_check(
+    needs: list[tuple[str, str, int]], filesystems: dict[str, dict]
+) -> tuple[list[dict], list[str]]:
+    """The needs summed per filesystem (``filesystems``: path -> ``{"source", "target",
+    "avail"}``, what ``facts.storage.PathMount`` says, ``"note"`` optional), with a margin
+    (:data:`MARGIN_FRACTION`, at least :data:`MARGIN_MIN_BYTES`). Returns the figures and
+    the problems (a filesystem without room)."""
+    rows: dict[tuple[str, str], dict] = {}
+    problems = []
+    for what, path, needed in needs:
+        fs = filesystems.get(path)
+        if fs is None:
+            problems.append(f"{what} ({path}): the free space of its filesystem could not be read")
+            continue
+        row = rows.setdefault(
+            (fs["source"], fs["target"]),
+            {
+                "filesystem": fs["source"],
+                "mounted_on": fs["target"],
+                "free_bytes": fs["avail"],
+                "uses": [],
+                "data_bytes": 0,
+                "note": fs.get("note", ""),
+            },
+        )
+        row["uses"].append(f"{what} {path}")
+        row["data_bytes"] += needed
+    for row in rows.values():
+        margin = max(MARGIN_MIN_BYTES, int(row["data_bytes"] * MARGIN_FRACTION))
+        row["needed_bytes"] = row["data_bytes"] + margin
+        if row["needed_bytes"] > row["free_bytes"]:
+            problems.append(
+                f"not enough free space on {row['mounted_on']} ({row['filesystem']}) for "
+                f"{' and '.join(row['uses'])}: needs {_size(row['needed_bytes'])} "
+                f"({_size(row['data_bytes'])} + {_size(margin)} margin), "
+                f"{_size(row['free_bytes'])} free{' (' + row['note'] + ')' if row['note'] else ''}"
+            )
+    return list(rows.values()), problems
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes ({n / 2**20:.1f} MiB)"
 
 
 def _docker_definition(c: DockerContainer) -> dict:
@@ -318,17 +550,27 @@ def render_services(plan: dict) -> str:
 
 
 def render_plan_text(plan: dict) -> str:
-    """The work list the on-host script reads, one item per line (names and references are
-    checked to hold no spaces or shell characters: see build_plan)."""
-    lines = [f"volume {v['name']}" for v in plan["volumes"]]
+    """The work list the on-host script reads, one item per line; OWNER is ``root`` or a
+    rootless user (names and references are checked to hold no spaces or shell characters:
+    see build_plan)."""
+    lines = [f"volume {v['name']} {v['user'] or ROOT}" for v in plan["volumes"]]
     for image in plan["images"]:
+        tags = " ".join(image["docker_tags"])
         if image["local_only"]:
-            lines.append(f"image-archive {image['archive']} {' '.join(image['docker_tags'])}")
-        else:
-            lines.append(f"image-stream {' '.join(image['docker_tags'])}")
-        # podman's own naming of a loaded image varies with its version: name it explicitly.
-        lines.append(f"image-tag {image['id']} {' '.join(image['refs'])}")
-    lines += [f"service {s['name']}" for s in services(plan)]
+            lines.append(f"image-save {image['archive']} {tags}")
+        for owner in image["owners"]:
+            if image["local_only"]:
+                lines.append(f"image-archive {owner} {image['archive']} {tags}")
+            else:
+                lines.append(f"image-stream {owner} {tags}")
+            # podman's naming of a loaded image varies with its version: name it explicitly.
+            lines.append(f"image-tag {owner} {image['id']} {' '.join(image['refs'])}")
+    lines += [
+        f"bind {b['container']} {b['user'] or ROOT} {b['archive']} {b['host_path']} "
+        f"{b['service_dir']} {b['source']}"
+        for b in plan.get("binds", [])
+    ]
+    lines += [f"service {s['name']} {s.get('user') or ROOT}" for s in services(plan)]
     # What ran at the audit: the export refuses to start when Docker's running set changed.
     lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]
     return "".join(line + "\n" for line in lines)
@@ -393,6 +635,8 @@ def describe(plan: dict, host: str) -> str:
     for c in plan["containers"]:
         d = c["docker"]
         action = "re-create as a podman service" if c["recreate"] else "export only (not running)"
+        if c["user"]:
+            action += f" (rootless, {c['user']}'s systemd)"
         out.append(f"  container {c['name']} [{c['state']}] -> {action}")
         out.append(f"    image {d['image']}, restart {d['restart']}, networks {d['networks']}")
         out.append(f"    command {d['cmd']}, env {[e.split('=', 1)[0] for e in d['env']]}")
@@ -404,12 +648,30 @@ def describe(plan: dict, host: str) -> str:
             out.append(f"    {m['type']} {m['source']} -> {m['target']}{ro}")
     for v in plan["volumes"]:
         size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
+        owner = f"{v['user']}'s rootless" if v["user"] else "a"
         out.append(
-            f"  volume {v['name']} ({size}) -> {v['archive']} (tar + sha256), then a podman volume"
+            f"  volume {v['name']} ({size}) -> {v['archive']} (tar + sha256), then {owner} "
+            "podman volume"
+        )
+    for b in plan.get("binds", []):
+        size = "size unknown" if b["size_bytes"] is None else f"{b['size_bytes']} bytes"
+        out.append(
+            f"  bind mount {b['host_path']} of {b['container']} ({size}) -> {b['archive']} "
+            f"(tar + sha256), then copied to {b['service_dir']}/{b['source']} (the original "
+            "stays)"
         )
     for i in plan["images"]:
-        how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed to podman"
-        out.append(f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how}")
+        how = f"saved to {i['archive']}" if i["local_only"] else "pullable: streamed from Docker"
+        out.append(
+            f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how} "
+            f"(into {', '.join(i['owners'])}'s podman)"
+        )
+    for row in plan["space"]:
+        note = f"; {row['note']}" if row["note"] else ""
+        out.append(
+            f"  space on {row['mounted_on']} ({row['filesystem']}): needs {row['needed_bytes']} "
+            f"bytes, {row['free_bytes']} free ({'; '.join(row['uses'])}{note})"
+        )
     for problem in plan["problems"]:
         out.append(f"  CANNOT MIGRATE: {problem}")
     return "\n".join(out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import OperationError, StringCommand, operation
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import apt, dnf, files
 
 from facts.docker import DockerEngine
@@ -37,7 +37,7 @@ ENGINE_REMOVE = (
 
 
 def _step(bundle: str, step: str) -> StringCommand:
-    return StringCommand("bash", f"{bundle}/{SCRIPT}", step)
+    return StringCommand("bash", QuoteString(f"{bundle}/{SCRIPT}"), step)
 
 
 @operation()
@@ -129,11 +129,39 @@ def docker_ps(bundle: str):
 
 
 @operation()
-def rollback(bundle: str):
+def check_bundle(bundle: str):
+    """
+    Check the bundle's files against its SHA256SUMS; fails, naming the bundle, when one is
+    missing or differs. Read-only: the rollback runs it before it changes anything.
+    """
+    yield StringCommand(
+        "cd",
+        QuoteString(bundle),
+        "&& sha256sum --quiet --check SHA256SUMS >&2 || {",
+        "printf 'migration: the bundle %s does not match its SHA256SUMS (a file changed or is "
+        "missing): nothing changed\\n'",
+        QuoteString(bundle),
+        ">&2; exit 1; }",
+    )
+
+
+@operation()
+def rollback(bundle: str, source: str = "podman"):
     """
     Docker back from the bundle: check SHA256SUMS, enable and start Docker, load the saved
-    images, restore each volume Docker no longer has (content digest checked), re-create the
-    containers Docker no longer has (docker-restore.sh) and start those that were running.
-    Runs whenever it is called; the rollback deploy calls it once per migration.
+    images, fill each Docker volume, re-create the containers Docker no longer has
+    (docker-restore.sh) and start those that were running.
+
+    + bundle: the bundle directory
+    + source: what each Docker volume gets: ``podman`` (the default), the data of the podman
+      volume of the same name (root's or the rootless owner's) as it is now, i.e. what the
+      services wrote since the migration; ``bundle``, the bundle's tarball (the data as it was
+      at the migration). A volume that neither podman nor Docker has any more comes from the
+      bundle either way. Every copy's content digest must equal its source's.
+
+    Replaces the content of Docker's volumes (kept in the bundle). Runs whenever it is called;
+    the rollback deploy calls it once per migration.
     """
-    yield _step(bundle, "rollback")
+    if source not in ("podman", "bundle"):
+        raise OperationError(f"rollback source must be 'podman' or 'bundle', not {source!r}")
+    yield StringCommand("bash", QuoteString(f"{bundle}/{SCRIPT}"), "rollback", source)

@@ -32,6 +32,7 @@ CASES = sorted(TESTS_BASE.glob("*/*.json"))
 FACTS = [
     (docker.DockerEngine, []),
     (docker.DockerInventory, []),
+    (docker.DataDir, ["/var/lib/docker/volumes/a b/_data"]),
     (podman.PodmanInfo, []),
     (gpu.NvidiaGpus, []),
     (gpu.NvidiaPresence, []),

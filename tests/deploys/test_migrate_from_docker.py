@@ -12,20 +12,27 @@ from pyinfra.facts.files import MISSING
 from pyinfra_cli.util import load_deploy_file
 
 from model.migration import build_plan, bundle_files
+from operations import services as service_ops
 from tests.deploys.test_linux_baseline import _fake, _ops, _plan
 from tests.model.test_migration import _inventory, _without_bind_mounts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
+DEVHOST = FIXTURES.parent / "devhost-debian12"
 DEPLOY = "deploys/migrate_from_docker.py"
 
 
-def _host(name: str, engine: str, inventory: str | None = None):
+def _host(name: str, engine: str, inventory: str | None = None, mounts=None, **host_data):
     """A fake Debian 12 host whose Docker facts answer with the named captured outputs (the
-    inventory's command is matched first: it also mentions docker)."""
-    fake, data = _fake(name)
+    inventory's command is matched first: it also mentions docker). ``mounts``: the captured
+    findmnt answer (PathMount) per path, first match wins; every other path is on the
+    development machine's root filesystem."""
+    fake, data = _fake(name, **host_data)
     responses = {}
     if inventory:
         responses["docker ps -aq"] = (FIXTURES / inventory).read_text().splitlines()
+    for path, fixture in (mounts or {}).items():
+        responses[f"p={path} ;"] = (DEVHOST / fixture).read_text().splitlines()
+    responses["findmnt --json"] = (DEVHOST / "PathMount.var-lib.txt").read_text().splitlines()
     responses["dpkg-query -W -f="] = (FIXTURES / engine).read_text().splitlines()
     data["fake_responses"] = {**responses, **data["fake_responses"]}
     return fake, data
@@ -48,17 +55,43 @@ def test_no_engine_nothing_to_do(tmp_path, monkeypatch, caplog):
     assert "no Docker engine: nothing to migrate" in caplog.text
 
 
+def _with_bind_source(host, fixture: str):
+    """``host`` whose DataDir fact of web's bind mount source (/srv/web) answers with a
+    captured output (DataDir prints no path: the capture's directory was another)."""
+    fake, data = host
+    answer = (DEVHOST / fixture).read_text().splitlines()
+    data["fake_responses"] = {"du -sb /srv/web": answer, **data["fake_responses"]}
+    return fake, data
+
+
 def test_what_cannot_be_carried_over_stops_before_any_change(tmp_path, monkeypatch, caplog):
     host = _host("h", "DockerEngine.docker-io-running.txt", "DockerInventory.two-containers.txt")
+    host = _with_bind_source(host, "DataDir.missing-directory.txt")
     state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
     with caplog.at_level(logging.INFO, logger="pyinfra"), pytest.raises(DeployError) as info:
         _load(state)
-    assert "the migration would lose something; nothing changed" in str(info.value)
-    assert "bind mount /srv/web -> /www is not a named volume" in str(info.value)
+    assert "the migration cannot run here without loss; nothing changed" in str(info.value)
+    assert "bind mount /srv/web of web: not a directory on this host" in str(info.value)
     # The plan was printed first, and no operation was planned.
     assert "container web [running] -> re-create as a podman service" in caplog.text
     assert _ops(state, hosts["@fake/h"]) == []
     assert not state.is_executing
+
+
+def test_bind_mount_directory_is_copied_into_the_service(tmp_path, monkeypatch, caplog):
+    host = _host("h", "DockerEngine.docker-io-running.txt", "DockerInventory.two-containers.txt")
+    host = _with_bind_source(host, "DataDir.owners-beyond-65536.txt")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert (
+        "bind mount /srv/web of web (12312 bytes) -> binds/web-0.tar (tar + sha256), then "
+        "copied to /srv/containers/apps/web/host/srv/web (the original stays)" in caplog.text
+    )
+    # The bind mount's copy counts on the service root's filesystem too.
+    assert "the services' copies of bind mounts /srv/containers/apps" in caplog.text
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    assert "Re-create web as a podman service" in names
 
 
 def test_daemon_down_stops_before_any_change(tmp_path, monkeypatch):
@@ -107,12 +140,23 @@ def test_rollback_after_the_point_of_no_return(tmp_path, monkeypatch):
     _load_rollback(state)
     names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
     assert names == [
+        # Before anything changes: a bundle that does not verify stops the rollback here.
+        f"Check the bundle {BUNDLE} against its SHA256SUMS",
         "Remove podman service web",
         "Remove the compatibility wrapper /usr/local/bin/docker",
         "Remove the compatibility wrapper /usr/local/bin/docker-compose",
         "Reinstall the Docker engine",
-        f"Restore Docker from {BUNDLE}",
+        f"Restore Docker from {BUNDLE} (volumes from podman)",
     ]
+
+
+def test_rollback_from_the_bundle_on_request(tmp_path, monkeypatch):
+    fake, data = _bundle_host("retired")
+    data["podman_migration_rollback_from"] = "bundle"
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    _load_rollback(state)
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    assert names[-1] == f"Restore Docker from {BUNDLE} (volumes from bundle)"
 
 
 @pytest.mark.parametrize("line", ["docker-running", "moved", "verified"])
@@ -165,6 +209,8 @@ def test_steps_in_their_safe_order(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="pyinfra"):
         _load(state)
     assert "volume appdata (50343971 bytes) -> volumes/appdata.tar" in caplog.text
+    # Bundle and root's store on the same filesystem: their needs add up.
+    assert "space on / (/dev/vda): needs 175739289 bytes, 83989827584 free" in caplog.text
     assert "image localhost/local/web:1 (" in caplog.text
     names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
     migration = [n for n in names if not n.startswith(("Install", "Configure"))]
@@ -192,3 +238,128 @@ def test_after_the_migration_nothing_to_do(tmp_path, monkeypatch, caplog):
         _load(state)
     assert _ops(state, hosts["@fake/h"]) == []
     assert "no Docker engine: nothing to migrate" in caplog.text
+
+
+def test_no_room_for_the_bundle_stops_before_any_change(tmp_path, monkeypatch):
+    host = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        mounts={"/tmp/cap/tiny/docker-migration": "PathMount.tiny-tmpfs.txt"},
+        podman_migration_bundle="/tmp/cap/tiny/docker-migration",
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert (
+        "not enough free space on /tmp/cap/tiny (tmpfs) for the bundle "
+        "/tmp/cap/tiny/docker-migration: needs 119438477 bytes (113.9 MiB) (52329613 bytes"
+    ) in str(info.value)
+    assert "13774848 bytes (13.1 MiB) free" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_rootless_worker_sharing_web_volume_stops_before_any_change(tmp_path, monkeypatch):
+    host = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        podman_rootless_users=[{"name": "vagrant"}],
+        podman_migration_rootless={"worker": "vagrant"},
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert "volume appdata is used by containers of different owners" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_rootless_owner_beyond_the_users_mapping_stops_before_any_change(tmp_path, monkeypatch):
+    # Every container to vagrant (so appdata, shared by both, is vagrant's); vagrant's account,
+    # ranges and linger as captured on a converged host; appdata's owners answered by a
+    # captured DataDir with a file owned by uid 70000 (beyond vagrant's 65536).
+    fake, data = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        podman_rootless_users=[{"name": "vagrant"}],
+        podman_migration_rootless={"*": "vagrant"},
+    )
+    rootless = FIXTURES.parent / "nspawn-debian12" / "RootlessUser.vagrant-lingering.txt"
+    owners = DEVHOST / "DataDir.owners-beyond-65536.txt"
+    data["fake_responses"] = {
+        "getent passwd vagrant": rootless.read_text().splitlines(),
+        "du -sb /var/lib/docker/volumes/appdata/_data |": owners.read_text().splitlines(),
+        **data["fake_responses"],
+    }
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert (
+        "volume appdata: uid 70000 cannot be mapped into vagrant's rootless podman, which maps "
+        "uids 0-65536 (0 is vagrant, 1-65536 its subordinate ids)"
+    ) in str(info.value)
+    assert "gid" not in str(info.value)  # gid 100 and the rest fit
+    assert _ops(state, hosts["@fake/h"]) == []
+
+
+def test_rootless_worker_and_bind_mount_plan(tmp_path, monkeypatch, caplog):
+    # The real-host test's Docker host (captured): worker to vagrant (account, ranges, linger
+    # as captured on a converged host), workdata's owners as captured there; /srv/static
+    # answered by the development machine's DataDir capture (only its size is read: web is
+    # root's).
+    fake, data = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-rootless-bind.txt",
+        podman_rootless_users=[{"name": "vagrant"}],
+        podman_migration_rootless={"worker": "vagrant"},
+    )
+    rootless = FIXTURES.parent / "nspawn-debian12" / "RootlessUser.vagrant-lingering.txt"
+    data["fake_responses"] = {
+        "getent passwd vagrant": rootless.read_text().splitlines(),
+        "du -sb /var/lib/docker/volumes/workdata/_data |": (
+            (FIXTURES / "DataDir.workdata.txt").read_text().splitlines()
+        ),
+        "du -sb /srv/static |": (
+            (DEVHOST / "DataDir.owners-beyond-65536.txt").read_text().splitlines()
+        ),
+        **data["fake_responses"],
+    }
+    # pyinfra's own Users fact (what services.service reads for a rootless user's home) has
+    # no capture here: its lookup is covered by the services.service cases.
+    monkeypatch.setattr(
+        service_ops,
+        "_scope",
+        lambda name, user: (
+            service_ops._Scope(user, user, user, f"/home/{user}")
+            if user
+            else service_ops._Scope(None, "root", "root", "/root")
+        ),
+    )
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert (
+        "container worker [running] -> re-create as a podman service (rootless, vagrant's "
+        "systemd)" in caplog.text
+    )
+    assert "volume workdata (1056792 bytes) -> volumes/workdata.tar (tar + sha256), then " in (
+        caplog.text
+    )
+    assert "bind mount /srv/static of web (12312 bytes)" in caplog.text
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    migration = [n for n in names if not n.startswith(("Install", "Configure"))]
+    assert migration == [
+        # Subordinate ids and linger before anything of vagrant's podman runs.
+        "Rootless podman for vagrant",
+        "Export Docker's containers, volumes and images to "
+        "/var/lib/podman-standard/docker-migration",
+        "Move images and volumes into podman",
+        "Re-create web as a podman service",
+        "Re-create worker as a podman service",
+        "Verify the podman services run",
+        "Stop, disable and remove the Docker engine",
+        "Docker CLI compatibility",
+        "docker ps shows the podman containers",
+    ]

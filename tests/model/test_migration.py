@@ -10,19 +10,25 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facts.docker import DockerInventory
+from facts.docker import DataDir, DockerInventory, DockerMount
+from facts.storage import PathMount
 from model.host_data import Service
 from model.migration import (
     FILES,
     build_plan,
     bundle_files,
     describe,
+    id_problems,
+    mapped_ids,
     podman_name,
+    port_problems,
     qualify,
     render_compose,
     render_docker_restore,
     render_plan_text,
     services,
+    space_check,
+    space_needs,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
@@ -73,13 +79,84 @@ def test_podman_name(reference, local_only, expected):
     assert podman_name(reference, local_only) == expected
 
 
-def test_bind_mount_stops_the_plan_naming_it():
-    plan = build_plan(_inventory(), BUNDLE)
-    assert plan["problems"] == [
-        "container web: bind mount /srv/web -> /www is not a named volume (only named volumes "
-        "are carried over: move the data into one first)"
+def test_bind_mount_of_a_directory_becomes_a_copy_in_the_service_directory():
+    plan = build_plan(_inventory(), BUNDLE, service_root="/srv/containers/apps")
+    assert plan["problems"] == []
+    [web] = services(plan)
+    assert web["volumes"] == [
+        {"volume": "appdata", "target": "/data", "read_only": False},
+        {"source": "host/srv/web", "target": "/www", "read_only": True},
     ]
-    assert "CANNOT MIGRATE: container web: bind mount /srv/web" in describe(plan, "h")
+    Service.model_validate(web)
+    assert plan["binds"] == [
+        {
+            "container": "web",
+            "user": None,
+            "host_path": "/srv/web",
+            "source": "host/srv/web",
+            "service_dir": "/srv/containers/apps/web",
+            "archive": "binds/web-0.tar",
+            "content_digest": "binds/web-0.content-sha256",
+            "size_bytes": None,
+        }
+    ]
+    assert (
+        "bind web root binds/web-0.tar /srv/web /srv/containers/apps/web host/srv/web\n"
+        in render_plan_text(plan)
+    )
+    assert "then copied to /srv/containers/apps/web/host/srv/web (the original stays)" in (
+        describe(plan, "h")
+    )
+    # Docker's own definition keeps the bind mount (for the rollback).
+    assert "/srv/web:/www:ro" in render_docker_restore(plan)
+
+
+def _with_mounts(inventory, **mounts):
+    """``inventory`` with each named container's mounts replaced by (type, source, target)."""
+    containers = []
+    for c in inventory.containers:
+        if c.name in mounts:
+            c = dataclasses.replace(
+                c,
+                mounts=[
+                    DockerMount(type=t, source=src, destination=dst, name=None, rw=True)
+                    for t, src, dst in mounts[c.name]
+                ],
+            )
+        containers.append(c)
+    return dataclasses.replace(inventory, containers=containers)
+
+
+@pytest.mark.parametrize(
+    "mounts, problem",
+    [
+        ([("bind", "/srv/my web", "/www")], "bind mount /srv/my web -> /www is neither"),
+        ([("bind", "/", "/host")], "bind mount / -> /host is neither"),
+        ([("tmpfs", "", "/run/x")], "tmpfs mount  -> /run/x is neither"),
+    ],
+)
+def test_mount_that_cannot_be_copied_is_a_problem(mounts, problem):
+    plan = build_plan(_with_mounts(_two_services(), web=mounts), BUNDLE)
+    assert [p for p in plan["problems"] if problem in p] != []
+
+
+def test_bind_mounts_sharing_data_are_a_problem():
+    inventory = _with_mounts(
+        _two_services(),
+        web=[("bind", "/srv/shared", "/a")],
+        worker=[("bind", "/srv/shared/sub", "/b")],
+    )
+    plan = build_plan(inventory, BUNDLE)
+    assert plan["problems"] == [
+        "bind mounts /srv/shared (web) and /srv/shared/sub (worker) share data: each service "
+        "gets its own copy, and the copies would drift apart (move the data into a named "
+        "volume first)"
+    ]
+    # Siblings with a common prefix are not nested.
+    inventory = _with_mounts(
+        _two_services(), web=[("bind", "/srv/a", "/a")], worker=[("bind", "/srv/ab", "/b")]
+    )
+    assert build_plan(inventory, BUNDLE)["problems"] == []
 
 
 def test_plan_of_the_captured_host():
@@ -97,12 +174,14 @@ def test_plan_of_the_captured_host():
             "size_bytes": None,  # captured before the fact measured sizes
             "archive": "volumes/appdata.tar",
             "content_digest": "volumes/appdata.content-sha256",
+            "user": None,  # root's podman
         }
     ]
     # Imported (no RepoDigests): only the bundle's archive can bring it back.
     [image] = plan["images"]
     assert image["local_only"] and image["archive"] == "images/f134fdc9b405.tar"
     assert image["refs"] == ["localhost/local/busybox:1.35", "localhost/local/busybox:latest"]
+    assert image["owners"] == ["root"]
 
 
 def test_running_container_becomes_a_valid_service():
@@ -181,11 +260,12 @@ def test_compose_file_keeps_everything_docker_knew():
 def test_plan_text_is_the_script_work_list():
     plan = build_plan(_without_bind_mounts(_inventory()), BUNDLE)
     assert render_plan_text(plan) == (
-        "volume appdata\n"
-        "image-archive images/f134fdc9b405.tar local/busybox:1.35 local/busybox:latest\n"
-        "image-tag sha256:f134fdc9b405e1de255f7ca826cdc14a674df95bbce33679decfcd310e452bc5 "
+        "volume appdata root\n"
+        "image-save images/f134fdc9b405.tar local/busybox:1.35 local/busybox:latest\n"
+        "image-archive root images/f134fdc9b405.tar local/busybox:1.35 local/busybox:latest\n"
+        "image-tag root sha256:f134fdc9b405e1de255f7ca826cdc14a674df95bbce33679decfcd310e452bc5 "
         "localhost/local/busybox:1.35 localhost/local/busybox:latest\n"
-        "service web\n"
+        "service web root\n"
         "running web\n"
     )
 
@@ -211,3 +291,175 @@ def test_bundle_files_and_manifest():
     }
     assert json.loads(files["manifest.json"]) == plan
     assert json.loads(files["podman-services.json"]) == services(plan)
+
+
+# --- rootless target, the host's limits ---------------------------------------------------
+
+DEVHOST = FIXTURES.parent / "devhost-debian12"
+
+
+def _two_services(worker_volume: str = "appdata"):
+    """The migration test's Docker host (captured); ``worker_volume`` other than appdata gives
+    worker a volume of its own (what the real-host test's host has since)."""
+    inventory = _inventory("DockerInventory.migration-two-services.txt")
+    if worker_volume == "appdata":
+        return inventory
+    containers = []
+    for c in inventory.containers:
+        if c.name == "worker":
+            c = dataclasses.replace(
+                c, mounts=[dataclasses.replace(c.mounts[0], name=worker_volume)]
+            )
+        containers.append(c)
+    [appdata] = inventory.volumes
+    own = dataclasses.replace(
+        appdata,
+        name=worker_volume,
+        mountpoint=f"/var/lib/docker/volumes/{worker_volume}/_data",
+        size_bytes=4096,
+    )
+    return dataclasses.replace(inventory, containers=containers, volumes=[appdata, own])
+
+
+def test_rootless_worker_becomes_a_user_service_with_its_volume_and_image():
+    plan = build_plan(_two_services("workdata"), BUNDLE, {"worker": "vagrant"})
+    assert plan["problems"] == []
+    by_name = {c["name"]: c for c in plan["containers"]}
+    assert (by_name["web"]["user"], by_name["worker"]["user"]) == (None, "vagrant")
+    worker = next(s for s in services(plan) if s["name"] == "worker")
+    assert worker["user"] == "vagrant" and "user" not in by_name["web"]["service"]
+    Service.model_validate(worker)
+    assert {v["name"]: v["user"] for v in plan["volumes"]} == {
+        "appdata": None,
+        "workdata": "vagrant",
+    }
+    owners = {i["docker_tags"][0].split("/")[-1]: i["owners"] for i in plan["images"]}
+    # busybox is worker's: only vagrant's podman gets it; nginx (no container) stays root's.
+    assert owners == {"web:1": ["root"], "nginx:alpine": ["root"], "busybox:latest": ["vagrant"]}
+    text = render_plan_text(plan)
+    assert "volume workdata vagrant\n" in text and "service worker vagrant\n" in text
+    assert "image-stream vagrant 10.0.2.2:49073/library/busybox:latest\n" in text
+    assert "image-tag vagrant sha256:61e31013a508" in text
+    assert "(rootless, vagrant's systemd)" in describe(plan, "h")
+
+
+def test_every_container_rootless_with_star():
+    plan = build_plan(_two_services(), BUNDLE, {"*": "vagrant"})
+    assert plan["problems"] == []
+    assert [c["user"] for c in plan["containers"]] == ["vagrant", "vagrant"]
+    assert [v["user"] for v in plan["volumes"]] == ["vagrant"]
+
+
+def test_volume_shared_by_owners_is_a_problem():
+    plan = build_plan(_two_services(), BUNDLE, {"worker": "vagrant"})
+    assert plan["problems"] == [
+        "volume appdata is used by containers of different owners: web (root); worker "
+        "(vagrant); a volume moves into one owner's podman (move those containers together)"
+    ]
+
+
+def test_rootless_names_a_container_docker_does_not_run():
+    inventory = _without_bind_mounts(_inventory())
+    plan = build_plan(inventory, BUNDLE, {"oneshot": "vagrant", "ghost": "vagrant"})
+    assert plan["problems"] == [
+        "migration_rootless names container ghost, which Docker does not have",
+        "migration_rootless names container oneshot, which is not running: it is only "
+        "exported, not re-created under anyone's podman",
+    ]
+
+
+@pytest.mark.parametrize(
+    "ranges, count, expected",
+    [
+        ([], 65536, 65536),  # none yet: operations.rootless.user adds one
+        ([[100000, 65536]], 65536, 65536),
+        ([[100000, 65536], [300000, 1000]], 65536, 66536),  # podman maps them all, in order
+        ([[100000, 1000]], 65536, 66536),  # too small: a second range is added
+    ],
+)
+def test_mapped_ids(ranges, count, expected):
+    assert mapped_ids(ranges, count) == expected
+
+
+def test_owner_beyond_the_mapping_is_a_problem_naming_volume_and_id():
+    plan = build_plan(_two_services("workdata"), BUNDLE, {"worker": "vagrant"})
+    found = DataDir().process(
+        (DEVHOST / "DataDir.owners-beyond-65536.txt").read_text().splitlines()
+    )
+    owners = {"workdata": (found.uids, found.gids)}
+    assert id_problems(plan, {"vagrant": (65536, 65536)}, owners) == [
+        "volume workdata: uid 70000 cannot be mapped into vagrant's rootless podman, which maps "
+        "uids 0-65536 (0 is vagrant, 1-65536 its subordinate ids): change those owners, or "
+        "give vagrant a larger subid_count"
+    ]
+    # A larger range holds it; gid 100 and the rest always fit.
+    assert id_problems(plan, {"vagrant": (70000, 65536)}, owners) == []
+    # Owners never read are a problem too (the volume's directory was missing).
+    assert id_problems(plan, {"vagrant": (65536, 65536)}, {}) == [
+        "volume workdata: the owners of its files could not be read"
+    ]
+
+
+def test_rootless_port_below_the_unprivileged_start_is_a_problem():
+    plan = build_plan(_two_services(), BUNDLE, {"*": "vagrant"})
+    assert port_problems(plan, 1024) == []  # web publishes 8080
+    [problem] = port_problems(plan, 8081)
+    assert problem.startswith(
+        "container web: as vagrant's rootless service it cannot publish host port 8080 (the "
+        "host's net.ipv4.ip_unprivileged_port_start is 8081)"
+    )
+    rootful = build_plan(_two_services(), BUNDLE)
+    assert port_problems(rootful, 8081) == []
+
+
+def _mount(fixture: str) -> dict:
+    fact = PathMount().process((DEVHOST / fixture).read_text().splitlines())
+    return {"source": fact.source, "target": fact.target, "avail": fact.avail_bytes}
+
+
+def test_space_needs_per_owner():
+    plan = build_plan(_two_services("workdata"), BUNDLE, {"worker": "vagrant"})
+    needs = space_needs(
+        plan, {"root": "/var/lib/containers/storage", "vagrant": "/home/vagrant/.local/x"}
+    )
+    assert needs == [
+        # Both volumes' tarballs and web's image (the only local-only one).
+        ("the bundle", BUNDLE, 50343971 + 4096 + 1985642),
+        ("root's podman store", "/var/lib/containers/storage", 50343971 + 1985642 + 1985629),
+        ("vagrant's podman store", "/home/vagrant/.local/x", 4096 + 1985570),
+    ]
+
+
+def test_space_summed_per_filesystem_with_a_margin():
+    plan = build_plan(_two_services(), BUNDLE)
+    needs = space_needs(plan, {"root": "/var/lib/containers/storage"})
+    root = _mount("PathMount.var-lib.txt")
+    rows, problems = space_check(needs, {BUNDLE: root, "/var/lib/containers/storage": root})
+    assert problems == []
+    [row] = rows
+    data = 2 * 50343971 + 2 * 1985642 + 1985570 + 1985629
+    assert row["data_bytes"] == data
+    assert row["needed_bytes"] == data + 64 * 2**20  # 10 % is less than the 64 MiB floor
+    assert row["free_bytes"] == 83989827584
+    plan["space"] = rows
+    assert "space on / (/dev/vda): needs" in describe(plan, "h")
+
+
+def test_too_small_filesystem_is_a_problem_with_the_figures():
+    plan = build_plan(_two_services(), BUNDLE)
+    needs = space_needs(plan, {"root": "/var/lib/containers/storage"})
+    tiny = _mount("PathMount.tiny-tmpfs.txt")
+    root = _mount("PathMount.var-lib.txt")
+    _, problems = space_check(needs, {BUNDLE: tiny, "/var/lib/containers/storage": root})
+    data = 50343971 + 1985642
+    assert problems == [
+        f"not enough free space on /tmp/cap/tiny (tmpfs) for the bundle {BUNDLE}: needs "
+        f"{data + 64 * 2**20} bytes ({(data + 64 * 2**20) / 2**20:.1f} MiB) ({data} bytes "
+        f"({data / 2**20:.1f} MiB) + 67108864 bytes (64.0 MiB) margin), 13774848 bytes "
+        "(13.1 MiB) free"
+    ]
+    _, problems = space_check(needs, {BUNDLE: root})
+    assert problems == [
+        "root's podman store (/var/lib/containers/storage): the free space of its filesystem "
+        "could not be read"
+    ]

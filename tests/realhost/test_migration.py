@@ -2,18 +2,26 @@
 
 One guest gets Docker from Debian's mirror and is populated: an image pulled from the local
 registry, an image that exists only on the guest (``docker build``), two containers (``web``
-with ``--restart always`` on the local-only image, ``worker`` on the pulled one) sharing the
-named volume ``appdata`` that holds files of known sha256 with non-root owners and modes. The
-guest is then snapshotted; each test path boots its own copy, one at a time:
+with ``--restart always`` on the local-only image, on the named volume ``appdata`` and a
+read-only bind mount of the host directory /srv/static; ``worker`` on the pulled one, on the
+named volume ``workdata``), all holding files of known sha256 with non-root owners and modes.
+The guest is then snapshotted; each test path boots its own copy, one at a time:
 
-- success: the migrate deploy, then identical volume content in podman, the containers running
-  as podman services, Docker's packages gone, ``docker ps`` answered by podman, a reboot that
-  brings ``web`` back, and a second run that changes nothing;
-- rollback: the rollback deploy then brings Docker back with its containers and data, and
-  a second rollback changes nothing;
-- failure: the same migration onto a container store too small for the volume (a 40 MiB
-  filesystem on the store's disk): the move fails mid-way and Docker is still installed,
-  enabled and running, its containers up and its volume unchanged.
+- success: the migrate deploy, ``worker`` moved to the rootless user ``vagrant``
+  (``podman_migration_rootless``), then identical volume content in podman (``workdata`` as
+  vagrant's containers see it, its owners shifted into vagrant's subordinate ids on the host;
+  web's copy of /srv/static in its service directory, read-only, the original in place),
+  ``web`` running as root's service and ``worker`` as vagrant's, Docker's packages gone,
+  ``docker ps`` answered by podman for each, a reboot that brings both back, and a second run
+  that changes nothing;
+- rollback: a bundle that does not verify is refused with nothing changed; then, with files
+  written under podman since the migration, the rollback deploy brings Docker back with its
+  containers and podman's data as it is now, and a second rollback changes nothing;
+- failure: a bundle directory on a filesystem too small for it is refused, figures given,
+  before anything changes; then the same migration onto a container store too small for the
+  volume (a 40 MiB filesystem on the store's disk, which the plan can only measure as the
+  device's size while it is not mounted): the move fails mid-way and Docker is still
+  installed, enabled and running, its containers up and its volumes unchanged.
 
 Stage durations are printed at the end of the session.
 """
@@ -30,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from facts.docker import DockerEngine, DockerInventory
+from facts.docker import DataDir, DockerEngine, DockerInventory
 from tests.testbed.fleet import GuestSpec, Testbed, Timings
 from tests.testbed.guests import launch
 from tests.testbed.images import build_image
@@ -42,6 +50,17 @@ ROLLBACK = "deploys/rollback_to_docker.py"
 SPEC = GuestSpec("bookworm", "server")
 BUNDLE = "/var/lib/podman-standard/docker-migration"
 VOLUME = "appdata"
+WORK_VOLUME = "workdata"
+VOLUMES = (VOLUME, WORK_VOLUME)
+# A host directory web bind-mounts read-only: carried as a copy in web's service directory.
+STATIC = "/srv/static"
+# web's copy of it: the testbed server is in the motoko group, whose podman_service_root is
+# /space/containers/apps (on the store's disk, which the deploy mounts at /space).
+STATIC_COPY = f"/space/containers/apps/web/host{STATIC}"
+# worker moves to this rootless user (the testbed declares it in podman_rootless_users).
+ROOTLESS = {"podman_migration_rootless": {"worker": "vagrant"}}
+# vagrant's systemd user manager, reached as root (as the services operation does).
+USER_CTL = "systemctl --user --machine=vagrant@.host"
 BIG_MIB = 48
 # Files with non-root owners, odd modes, a symlink, a setgid directory; one big file for a
 # measurable data volume. The digests are computed on the guest and compared across engines.
@@ -54,6 +73,17 @@ chown 1234:2345 keep/known.txt && chmod 640 keep/known.txt
 printf 'secret\\n' > keep/deep/private && chmod 600 keep/deep/private && chown 65534:65534 keep/deep
 ln -s keep/known.txt link
 head -c {BIG_MIB * 2**20} /dev/urandom > big.bin && chmod 444 big.bin && chown 33:33 big.bin
+"""
+# worker's own volume: owners that rootless podman maps (0 becomes vagrant, N its N-th
+# subordinate id), a setgid directory, a file owned by root.
+POPULATE_WORK = """
+set -e
+cd /data
+mkdir -p conf && chown 999:999 conf && chmod 2770 conf
+printf 'worker state\\n' > conf/state.txt
+chown 1000:1000 conf/state.txt && chmod 640 conf/state.txt
+printf 'root owned\\n' > rootfile && chmod 600 rootfile
+head -c 1048576 /dev/urandom > blob.bin && chown 1000:100 blob.bin
 """
 # Type, mode, numeric owner, path and link target of every entry, then each file's sha256.
 LISTING = (
@@ -79,6 +109,37 @@ def sudo(guest, command: str, timeout: float = 900) -> str:
     return result.stdout
 
 
+def vagrant(guest, command: str, timeout: float = 300) -> str:
+    """``command`` as vagrant, the SSH user (its login session: its rootless podman, its
+    systemd user manager)."""
+    result = guest.run(command, timeout=timeout)
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def docker_listings(guest) -> dict[str, str]:
+    """Each Docker volume's listing (owners, modes, paths, sha256s) as Docker sees it, and
+    that of web's bind-mounted host directory."""
+    listings = {
+        v: sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{v}/_data")) for v in VOLUMES
+    }
+    return {**listings, STATIC: sudo(guest, LISTING.format(dir=STATIC))}
+
+
+def podman_listings(guest) -> dict[str, str]:
+    """The same of the podman side: appdata in root's store, workdata as vagrant's containers
+    see it (inside its user namespace), web's copy of the bind-mounted directory."""
+    root = sudo(guest, f"podman volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME}").strip()
+    work = vagrant(guest, f"podman volume inspect --format '{{{{.Mountpoint}}}}' {WORK_VOLUME}")
+    return {
+        VOLUME: sudo(guest, LISTING.format(dir=root)),
+        WORK_VOLUME: vagrant(
+            guest, f"podman unshare sh -c {shlex.quote(LISTING.format(dir=work.strip()))}"
+        ),
+        STATIC: sudo(guest, LISTING.format(dir=STATIC_COPY)),
+    }
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report_timings(request):
     yield
@@ -90,8 +151,9 @@ def report_timings(request):
 
 @pytest.fixture(scope="module")
 def docker_host(registry, tmp_path_factory, no_shared_guests):
-    """A snapshot of a Debian 12 guest running Docker with two containers, a named volume
-    and a local-only image; and what the volume held (its listing, as Docker sees it)."""
+    """A snapshot of a Debian 12 guest running Docker with two containers, two named volumes,
+    a bind-mounted host directory and a local-only image; and what the volumes and the
+    directory held (their listings, as Docker sees them)."""
     if os.environ.get(SNAPSHOT_ENV):
         folder = Path(os.environ[SNAPSHOT_ENV])
         snapshot = dataclasses.replace(
@@ -136,16 +198,27 @@ def docker_host(registry, tmp_path_factory, no_shared_guests):
             )
             sudo(
                 guest,
-                f"docker run -d --name web --restart always -p 8080:80 -v {VOLUME}:/data "
-                "local/web:1",
+                f"mkdir -p {STATIC}/css && echo 'static file' > {STATIC}/css/site.css && "
+                f"chown -R 33:33 {STATIC} && chmod 750 {STATIC}",
             )
             sudo(
                 guest,
-                f"docker run -d --name worker -e 'GREETING=hello world' -v {VOLUME}:/srv/data "
-                f"{mirror}/library/busybox:latest sleep 999999",
+                f"docker run -d --name web --restart always -p 8080:80 -v {VOLUME}:/data "
+                f"-v {STATIC}:/static:ro local/web:1",
+            )
+            sudo(guest, f"docker volume create {WORK_VOLUME}")
+            sudo(
+                guest,
+                f"docker run --rm -v {WORK_VOLUME}:/data {mirror}/library/busybox:latest "
+                f"sh -c {shlex.quote(POPULATE_WORK)}",
+            )
+            sudo(
+                guest,
+                f"docker run -d --name worker -e 'GREETING=hello world' "
+                f"-v {WORK_VOLUME}:/srv/data {mirror}/library/busybox:latest sleep 999999",
             )
         capture(guest, workdir, "docker-populated")
-        before = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
+        before = docker_listings(guest)
         images = json.loads(sudo(guest, "docker image inspect local/web:1"))
         assert images[0]["RepoDigests"] == []  # exists only here: no registry can give it back
         with stage("snapshot the Docker guest"):
@@ -160,21 +233,26 @@ def capture(guest, workdir, label: str) -> None:
     for fact in (DockerEngine, DockerInventory):
         output = sudo(guest, fact().command())
         (workdir / f"{fact.__name__}.{label}.txt").write_text(output)
+    path = f"/var/lib/docker/volumes/{WORK_VOLUME}/_data"
+    output = sudo(guest, DataDir().command(path).get_raw_value())
+    (workdir / f"DataDir.{label}.txt").write_text(output)
 
 
-def boot_copy(docker_host, registry, workdir) -> Testbed:
-    """A guest booted from the Docker snapshot, described to pyinfra by a state file."""
+def boot_copy(docker_host, registry, workdir, data: dict | None = None) -> Testbed:
+    """A guest booted from the Docker snapshot, described to pyinfra by a state file whose
+    host data has ``data`` merged in."""
     snapshot, _ = docker_host
     bed = Testbed([SPEC], workdir, workdir / "hosts.json", registry=registry)
     bed.timings = TIMINGS
+    bed.data_overrides[SPEC.name] = dict(data or {})
     with stage("boot a copy of the Docker guest"):
         guest = launch(SPEC.name, snapshot, workdir, extra_disk_gib=4)
     bed.guests = {SPEC.name: guest}
     bed.write_state()
     # The snapshot's power-off stopped worker (restart policy "no"): start it as it ran.
     sudo(guest, "docker start worker")
-    # What Docker's volume holds on this copy, measured before anything else runs.
-    bed.before = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
+    # What Docker's volumes hold on this copy, measured before anything else runs.
+    bed.before = docker_listings(guest)
     if docker_host[1] is not None:
         assert bed.before == docker_host[1]
     return bed
@@ -182,7 +260,7 @@ def boot_copy(docker_host, registry, workdir) -> Testbed:
 
 @pytest.fixture(scope="module")
 def migrated(docker_host, registry, tmp_path_factory):
-    bed = boot_copy(docker_host, registry, tmp_path_factory.mktemp("migration-ok"))
+    bed = boot_copy(docker_host, registry, tmp_path_factory.mktemp("migration-ok"), ROOTLESS)
     try:
         guest = bed.guests[SPEC.name]
         with stage("migration --dry"):
@@ -210,8 +288,14 @@ def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
     (returncode, _, stderr), (running, podman, bundle) = migrated[0].dry_run
     assert returncode == 0, stderr[-4000:]
     assert "Docker -> Podman migration plan (bundle /var/lib/podman-standard/" in stderr
-    assert "container worker [running] -> re-create as a podman service" in stderr
+    assert (
+        "container worker [running] -> re-create as a podman service (rootless, vagrant's "
+        "systemd)" in stderr
+    )
     assert "volume appdata (" in stderr and "-> volumes/appdata.tar" in stderr
+    assert "then vagrant's rootless podman volume" in stderr
+    assert f"bind mount {STATIC} of web (" in stderr
+    assert "  space on " in stderr
     # Docker's containers still ran, podman was not installed, no bundle was written.
     assert sorted(running) == ["web", "worker"]
     assert podman != 0 and bundle != 0
@@ -231,19 +315,35 @@ def test_volume_content_identical_in_podman(migrated):
     assert returncode == 0
     mountpoint = sudo(guest, f"podman volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME}")
     assert mountpoint.startswith("/space/containers/engine/podman/volumes/")
-    after = sudo(guest, LISTING.format(dir=mountpoint.strip()))
+    after = podman_listings(guest)
     assert after == bed.before
-    assert "1234:2345" in after and "2750" in after and "-> keep/known.txt" in after
+    assert "1234:2345" in after[VOLUME] and "2750" in after[VOLUME]
+    assert "-> keep/known.txt" in after[VOLUME]
+    # workdata, as vagrant's containers see it: Docker's owners. On the host, shifted into
+    # vagrant's subordinate ids: uid 1000 is the 1000th of them (container 0 is vagrant).
+    assert "1000:1000 ./conf/state.txt" in after[WORK_VOLUME]
+    start = int(sudo(guest, "grep '^vagrant:' /etc/subuid | cut -d: -f2"))
+    work = vagrant(guest, f"podman volume inspect --format '{{{{.Mountpoint}}}}' {WORK_VOLUME}")
+    owners = sudo(guest, f"stat -c '%u:%g' {work.strip()}/conf/state.txt {work.strip()}/rootfile")
+    vagrant_ids = sudo(guest, "echo $(id -u vagrant):$(id -g vagrant)").strip()
+    subgid = int(sudo(guest, "grep '^vagrant:' /etc/subgid | cut -d: -f2"))
+    assert owners.split() == [f"{start + 999}:{subgid + 999}", vagrant_ids]
 
 
 def test_containers_run_under_podman(migrated):
     _, guest, returncode, _, _ = migrated
     assert returncode == 0
-    names = sudo(guest, "podman ps --format '{{.Names}}'").split()
-    assert sorted(names) == ["web", "worker"]
-    for name in ("web", "worker"):
-        sudo(guest, f"systemctl is-active {name}.service && systemctl is-enabled {name}.service")
-    assert "GREETING=hello world" in sudo(guest, "podman exec worker env")
+    assert sudo(guest, "podman ps --format '{{.Names}}'").split() == ["web"]
+    assert vagrant(guest, "podman ps --format '{{.Names}}'").split() == ["worker"]
+    sudo(guest, "systemctl is-active web.service && systemctl is-enabled web.service")
+    sudo(guest, f"{USER_CTL} is-active worker.service && {USER_CTL} is-enabled worker.service")
+    assert "GREETING=hello world" in vagrant(guest, "podman exec worker env")
+    # web's bind mount: its service's copy, read-only; the original stays in place.
+    assert sudo(guest, "podman exec web cat /static/css/site.css") == "static file\n"
+    assert guest.run("sudo podman exec web touch /static/x").returncode != 0
+    sudo(guest, f"test -f {STATIC}/css/site.css")
+    # worker's process runs as vagrant on the host (its container root is vagrant).
+    assert sudo(guest, "ps -o user= -C sleep").split() == ["vagrant"]
     page = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').read())"
     assert "migrated web" in sudo(guest, f'python3 -c "{page}"')
 
@@ -256,7 +356,9 @@ def test_docker_gone_and_docker_ps_is_podman(migrated):
         assert "ok installed" not in status, package
     assert guest.run("systemctl is-active docker.service docker.socket containerd").returncode != 0
     assert sudo(guest, "docker --version").startswith("podman version")
-    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
+    # Each owner's `docker` lists its own containers.
+    assert sudo(guest, "docker ps --format '{{.Names}}'").split() == ["web"]
+    assert vagrant(guest, "docker ps --format '{{.Names}}'").split() == ["worker"]
     assert guest.run("test -e /var/run/docker.sock").returncode != 0
 
 
@@ -272,7 +374,7 @@ def test_bundle_holds_everything(migrated):
     files = sudo(guest, f"cd {BUNDLE} && ls volumes images").split()
     assert f"{VOLUME}.tar" in files and local[0]["archive"].split("/")[1] in files
     compose = sudo(guest, f"cat {BUNDLE}/docker-compose.yml")
-    assert "restart: always" in compose and "appdata:/srv/data" in compose
+    assert "restart: always" in compose and f"{WORK_VOLUME}:/srv/data" in compose
 
 
 def test_reboot_brings_the_restart_always_container_back(migrated):
@@ -285,6 +387,11 @@ def test_reboot_brings_the_restart_always_container_back(migrated):
         assert time.monotonic() < deadline, guest.run("sudo systemctl status web").stdout
         time.sleep(5)
     sudo(guest, "systemctl is-active web.service")
+    # worker: vagrant's unit, started by its user manager at boot (vagrant lingers).
+    while "worker" not in guest.run("podman ps --format '{{.Names}}'").stdout.split():
+        assert time.monotonic() < deadline, guest.run(f"sudo {USER_CTL} status worker").stdout
+        time.sleep(5)
+    sudo(guest, f"{USER_CTL} is-active worker.service")
 
 
 def test_second_run_changes_nothing(migrated):
@@ -301,6 +408,25 @@ def test_second_run_changes_nothing(migrated):
 def test_rollback_brings_docker_back_from_the_bundle(migrated):
     bed, guest, returncode, _, _ = migrated
     assert returncode == 0
+    # A bundle that does not verify: refused before anything changes.
+    sudo(
+        guest,
+        f"cp -p {BUNDLE}/podman-services.json /root/services.json && "
+        f"echo >> {BUNDLE}/podman-services.json",
+    )
+    with stage("rollback with a bundle that does not verify (refused)"):
+        returncode, _, stderr = bed.pyinfra(deploy=ROLLBACK)
+    assert returncode != 0
+    assert f"the bundle {BUNDLE} does not match its SHA256SUMS" in stderr, stderr[-4000:]
+    sudo(guest, "systemctl is-active web.service")
+    sudo(guest, f"{USER_CTL} is-active worker.service")
+    assert "ok installed" not in guest.run("dpkg-query -W -f='${Status}' docker.io").stdout
+    sudo(guest, f"cp -p /root/services.json {BUNDLE}/podman-services.json")
+    # Written under podman after the migration: the rollback carries it back to Docker.
+    sudo(guest, "podman exec web sh -c 'echo after > /data/written-under-podman.txt'")
+    vagrant(guest, "podman exec worker sh -c 'echo after > /srv/data/written-under-podman.txt'")
+    expected = podman_listings(guest)
+    assert all("./written-under-podman.txt" in expected[v] for v in VOLUMES)
     with stage("rollback to Docker"):
         returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
     assert returncode == 0, stderr[-6000:]
@@ -308,8 +434,11 @@ def test_rollback_brings_docker_back_from_the_bundle(migrated):
     assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
     assert guest.run("command -v docker").stdout.strip() == "/usr/bin/docker"
     assert guest.run("systemctl cat web.service").returncode != 0
-    after = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
-    assert after == bed.before
+    assert guest.run(f"sudo {USER_CTL} cat worker.service").returncode != 0
+    # Docker's volumes hold podman's data as it was at the rollback, owners as Docker's
+    # containers see them (workdata's shifted back from vagrant's subordinate ids); the bind
+    # mount's host directory holds web's copy.
+    assert docker_listings(guest) == expected
     with stage("rollback (second run)"):
         returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
     assert returncode == 0, stderr[-4000:]
@@ -322,13 +451,32 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
     bed = boot_copy(docker_host, registry, tmp_path)
     try:
         guest = bed.guests[SPEC.name]
+        # A bundle directory on a filesystem too small for it: refused, with the figures,
+        # before anything changes.
+        sudo(guest, "mkdir -p /mnt/tiny && mount -t tmpfs -o size=16m tmpfs /mnt/tiny")
+        bed.data_overrides[SPEC.name] = {"podman_migration_bundle": "/mnt/tiny/bundle"}
+        bed.write_state()
+        with stage("migration with no room for the bundle (refused)"):
+            returncode, _, stderr = bed.pyinfra(deploy=DEPLOY)
+        assert returncode != 0
+        assert (
+            "not enough free space on /mnt/tiny (tmpfs) for the bundle /mnt/tiny/bundle: needs"
+            in stderr
+        ), stderr[-4000:]
+        assert guest.run("command -v podman").returncode != 0
+        assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
+        assert guest.run("test -e /mnt/tiny/bundle").returncode != 0
+        bed.data_overrides[SPEC.name] = {}
+        bed.write_state()
         # The store's disk gets a filesystem too small for the volume: the storage operation
         # mounts it as it is (it never reformats), and the restore runs out of space.
         sudo(guest, "mkfs.ext4 -q -F /dev/vdb 40M")
         with stage("migration onto a too small store (fails mid-move)"):
             returncode, result, stderr = bed.pyinfra(deploy=DEPLOY)
         assert returncode != 0
-        assert "FAILED at step 'restore volume appdata into podman'" in stderr, stderr[-6000:]
+        assert "FAILED at step 'restore volume appdata into root's podman'" in stderr, stderr[
+            -6000:
+        ]
         assert f"bundle: {BUNDLE}" in stderr
         # Docker: installed, enabled, running, its containers back up, its data unchanged.
         sudo(guest, "dpkg-query -W docker.io && systemctl is-enabled docker.service")
@@ -336,8 +484,7 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
         running = sudo(guest, "docker ps --format '{{.Names}}'").split()
         assert sorted(running) == ["web", "worker"]
         assert "/usr/bin/docker" == guest.run("command -v docker").stdout.strip()
-        after = sudo(guest, LISTING.format(dir=f"/var/lib/docker/volumes/{VOLUME}/_data"))
-        assert after == bed.before
+        assert docker_listings(guest) == bed.before
         # No podman service was created.
         assert guest.run("systemctl cat web.service").returncode != 0
     finally:
