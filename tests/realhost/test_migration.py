@@ -39,7 +39,8 @@ from pathlib import Path
 import pytest
 
 from facts.docker import DataDir, DockerEngine, DockerInventory
-from tests.testbed.fleet import GuestSpec, Testbed, Timings
+from tests.realhost.conftest import _TIMINGS
+from tests.testbed.fleet import GuestSpec, Testbed
 from tests.testbed.guests import launch
 from tests.testbed.images import build_image
 
@@ -90,7 +91,8 @@ LISTING = (
     "cd {dir} && find . -printf '%y %m %U:%G %p -> %l\\n' | LC_ALL=C sort && "
     "find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum"
 )
-TIMINGS = Timings()
+# The session's stage timings: printed with the others at the end of the run.
+TIMINGS = _TIMINGS
 # A folder holding bookworm-server.qcow2 and bookworm-server-extra.qcow2 of an earlier run's
 # Docker guest (its snapshot, copied out of pytest's temporary folder): skips installing and
 # populating Docker (about 15 minutes here) when re-running the migration.
@@ -138,15 +140,6 @@ def podman_listings(guest) -> dict[str, str]:
         ),
         STATIC: sudo(guest, LISTING.format(dir=STATIC_COPY)),
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_timings(request):
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter and TIMINGS.stages:
-        reporter.section("migration stage timings")
-        reporter.write_line(TIMINGS.report())
 
 
 @pytest.fixture(scope="module")
