@@ -39,6 +39,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.server import Home, Sysctl
 
 from deploys.container_storage import container_storage
+from deploys.podman_standard import rootless_podman
 from facts.docker import DataDir, DockerEngine, DockerInventory
 from facts.rootless import RootlessUser
 from facts.storage import BlockDevice, PathMount
@@ -55,7 +56,7 @@ from model.migration import (
     space_check,
     space_needs,
 )
-from operations import docker_compat, migration, packages, registries, rootless, storage
+from operations import docker_compat, migration, packages, registries, storage
 from operations import services as service_ops
 
 UNPRIVILEGED_PORT_START = "net.ipv4.ip_unprivileged_port_start"
@@ -191,14 +192,7 @@ def migrate_from_docker(cfg: HostData):
         short_name_mode=cfg.registries.short_name_mode.value,
         registries=[r.model_dump() for r in cfg.registries.registries],
     )
-    for user in (u for u in cfg.rootless_users if u.name in rootless_users(plan)):
-        rootless.user(
-            name=f"Rootless podman for {user.name}",
-            user=user.name,
-            subid_start=user.subid_start,
-            subid_count=user.subid_count,
-            linger=user.linger,
-        )
+    rootless_podman([u for u in cfg.rootless_users if u.name in rootless_users(plan)])
     bundle = cfg.migration_bundle
     migration.export(
         name=f"Export Docker's containers, volumes and images to {bundle}", bundle=bundle, plan=plan

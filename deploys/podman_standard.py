@@ -38,14 +38,20 @@ def podman_standard(cfg: HostData):
         docker_compat.docker_cli(name="Docker CLI compatibility", mode=cfg.docker_compat.value)
     if Phase.config in phases:
         api_socket.podman_socket(name="Podman API socket", enabled=cfg.socket_enabled)
-        for user in cfg.rootless_users:
-            rootless.user(
-                name=f"Rootless podman for {user.name}",
-                user=user.name,
-                subid_start=user.subid_start,
-                subid_count=user.subid_count,
-                linger=user.linger,
-            )
+        rootless_podman(cfg.rootless_users)
+
+
+def rootless_podman(users) -> None:
+    """Subordinate ids and linger (``rootless.user``) for each of ``users`` (the model's
+    rootless user entries)."""
+    for user in users:
+        rootless.user(
+            name=f"Rootless podman for {user.name}",
+            user=user.name,
+            subid_start=user.subid_start,
+            subid_count=user.subid_count,
+            linger=user.linger,
+        )
 
 
 if __name__ == "builtins":  # executed by pyinfra as a deploy file
