@@ -151,15 +151,13 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
     fstab_line = f"UUID={fs_uuid} {mount_point} {fstype} defaults,nofail 0 2"
     mount = current.mount
     mounted = bool(mount) and mount.path_exists and mount.target == mount_point
-    if (
-        tuple(current.directory or ()) == ("directory", "root", "root", "0755")
-        and fstab_entries(list(current.fstab), mount_point) == [fstab_line]
-        and mounted
-    ):
+    directory_ok = tuple(current.directory or ()) == ("directory", "root", "root", "0755")
+    entries = fstab_entries(list(current.fstab), mount_point)
+    if directory_ok and entries == [fstab_line] and mounted:
         host.noop(f"{device} is mounted at {mount_point} by UUID from /etc/fstab")
         return
 
-    if tuple(current.directory or ()) != ("directory", "root", "root", "0755"):
+    if not directory_ok:
         yield StringCommand(
             "mkdir -p --",
             QuoteString(mount_point),
@@ -168,7 +166,6 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
             "&& chmod 0755 --",
             QuoteString(mount_point),
         )
-    entries = fstab_entries(list(current.fstab), mount_point)
     if not entries:
         # Appended on a line of its own even when the file lacks a final newline.
         yield StringCommand(
