@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.testbed.guests import SSH_OPTIONS
+from testbed.guests import SSH_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "inventories" / "testbed.py"
@@ -54,7 +54,7 @@ class Fleet:
         self.mounts: list[Path] = []
 
     def ssh_key(self) -> Path:
-        from tests.testbed.images import build_image
+        from testbed.images import build_image
 
         return build_image("bookworm").ssh_key
 

@@ -321,7 +321,7 @@ def first_converge(runs: int, then=None) -> dict:
     torn down (``all`` measures the no-op runs there)."""
     sys.path.insert(0, str(REPO))
     from operations.packages import PODMAN_PACKAGES
-    from tests.testbed.fleet import GuestSpec, Testbed
+    from testbed.fleet import GuestSpec, Testbed
 
     packages = PODMAN_PACKAGES["debian"]
     work = REPO / ".bench" / "first"

@@ -1,7 +1,7 @@
 """pyinfra inventory for the real-host testbed: the guests described by ``.testbed/hosts.json``
 (or the file named by ``PODMAN_STANDARD_TESTBED``), one list per group.
 
-    python -m tests.testbed up --detach
+    python -m testbed up --detach
     pyinfra inventories/testbed.py deploys/linux_baseline.py
 """
 
@@ -36,6 +36,6 @@ def _groups(state: dict) -> dict[str, list[tuple[str, dict]]]:
 
 if not _STATE.exists():
     raise FileNotFoundError(
-        f"testbed state {_STATE} not found: run `python -m tests.testbed up --detach` first"
+        f"testbed state {_STATE} not found: run `python -m testbed up --detach` first"
     )
 globals().update(_groups(_json.loads(_STATE.read_text())))

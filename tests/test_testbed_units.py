@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed import hostdata, images, registry
-from tests.testbed.fleet import GuestSpec, parse_guests
-from tests.testbed.registry import MANIFEST_TYPE, Registry, busybox_rootfs, digest, image, layer
+from testbed import hostdata, images, registry
+from testbed.fleet import GuestSpec, parse_guests
+from testbed.registry import MANIFEST_TYPE, Registry, busybox_rootfs, digest, image, layer
 
 INVENTORY = Path(__file__).resolve().parents[1] / "inventories" / "testbed.py"
 
@@ -163,5 +163,5 @@ def test_inventory_groups_hosts_from_the_state_file(tmp_path, monkeypatch):
 
 def test_inventory_without_state_says_how_to_start_the_testbed(tmp_path, monkeypatch):
     monkeypatch.setenv("PODMAN_STANDARD_TESTBED", str(tmp_path / "missing.json"))
-    with pytest.raises(FileNotFoundError, match="python -m tests.testbed up --detach"):
+    with pytest.raises(FileNotFoundError, match="python -m testbed up --detach"):
         runpy.run_path(str(INVENTORY))

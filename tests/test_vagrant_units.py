@@ -16,10 +16,10 @@ from inventories._vagrant import (
     parse_status,
 )
 from model.host_data import HostData
-from tests.testbed import vagrant_box
-from tests.testbed.fleet import parse_guests
-from tests.testbed.vagrant import QEMU_CONF_LINES, ensure_qemu_conf, machines_for_specs
-from tests.testbed.vagrant_box import Box
+from testbed import vagrant_box
+from testbed.fleet import parse_guests
+from testbed.vagrant import QEMU_CONF_LINES, ensure_qemu_conf, machines_for_specs
+from testbed.vagrant_box import Box
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "vagrant"

@@ -1,6 +1,6 @@
 """Fixtures of the real-host tier: one local registry and one set of booted guests per session.
 
-Guests are the default set of ``python -m tests.testbed`` (override with ``TESTBED_GUESTS``,
+Guests are the default set of ``python -m testbed`` (override with ``TESTBED_GUESTS``,
 e.g. ``bookworm:server``); their state file is written to a temporary path that
 ``PODMAN_STANDARD_TESTBED`` names, so ``inventories/testbed.py`` finds them in subprocesses.
 """
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.testbed.fleet import (
+from testbed.fleet import (
     DEFAULT_GUESTS,
     STATE_ENV,
     GuestSpec,
@@ -18,8 +18,8 @@ from tests.testbed.fleet import (
     Timings,
     parse_guests,
 )
-from tests.testbed.registry import Registry
-from tests.testbed.vagrant import VagrantTestbed
+from testbed.registry import Registry
+from testbed.vagrant import VagrantTestbed
 
 _TIMINGS = Timings()
 _SHARED: list[Testbed] = []  # the session's shared testbed, once booted

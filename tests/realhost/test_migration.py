@@ -39,10 +39,10 @@ from pathlib import Path
 import pytest
 
 from facts.docker import DataDir, DockerEngine, DockerInventory
+from testbed.fleet import GuestSpec, Testbed
+from testbed.guests import launch
+from testbed.images import build_image
 from tests.realhost.conftest import _TIMINGS
-from tests.testbed.fleet import GuestSpec, Testbed
-from tests.testbed.guests import launch
-from tests.testbed.images import build_image
 
 pytestmark = pytest.mark.realhost
 

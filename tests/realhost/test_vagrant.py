@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from inventories._vagrant import parse_ssh_config
+from testbed import hostdata
+from testbed.vagrant import Lab, isolated, write_json
+from testbed.vagrant_box import build_box
 from tests.realhost.conftest import _TIMINGS, qa_suite
-from tests.testbed import hostdata
-from tests.testbed.vagrant import Lab, isolated, write_json
-from tests.testbed.vagrant_box import build_box
 
 pytestmark = pytest.mark.realhost
 

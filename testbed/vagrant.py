@@ -31,7 +31,7 @@ from .fleet import EXTRA_DISK_GIB, GROUPS, Testbed
 from .guests import Guest, free_port
 from .images import cache_root
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 # libvirt re-probes qemu's capabilities on every domain define (30-70 s each here) while it
 # runs qemu as an unprivileged user that cannot open /dev/kvm; as root the probe is cached.

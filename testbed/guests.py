@@ -2,7 +2,7 @@
 
 Each guest runs on qcow2 overlays of a cached image, so it starts fresh and leaves the image
 untouched. Guests are always torn down (context manager, atexit, SIGTERM) unless explicitly
-detached for ``python -m tests.testbed up --detach``.
+detached for ``python -m testbed up --detach``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m tests.testbed {build,up,down,converge}``: the real-host testbed by hand.
+"""``python -m testbed {build,up,down,converge}``: the real-host testbed by hand.
 
 up        build images if needed, start the registry, boot the guests, write .testbed/hosts.json
           (or $PODMAN_STANDARD_TESTBED), then wait for Ctrl-C (or leave all running: --detach)
@@ -34,7 +34,7 @@ WORKDIR = STATE.with_name(f"{STATE.stem}-run")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.testbed",
+        prog="python -m testbed",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_recorded(STATE)
         return 0
     if STATE.exists():
-        sys.exit(f"{STATE} exists: a testbed is up; run `python -m tests.testbed down` first")
+        sys.exit(f"{STATE} exists: a testbed is up; run `python -m testbed down` first")
 
     testbed = Testbed(parse_guests(args.guests), WORKDIR, STATE)
     testbed.up()
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"state: {STATE}")
         if args.command == "up" and args.detach:
             testbed.detach()
-            print("detached; stop with `python -m tests.testbed down`")
+            print("detached; stop with `python -m testbed down`")
             return 0
         if args.command == "up":
             print("up; Ctrl-C tears everything down")

@@ -84,7 +84,7 @@ def image(layers: list[tuple[bytes, bytes]], config: dict) -> Image:
             "config": config,
             "rootfs": {"type": "layers", "diff_ids": [digest(tar) for tar, _ in layers]},
             "history": [
-                {"created": CREATED, "created_by": "tests/testbed/registry.py"} for _ in layers
+                {"created": CREATED, "created_by": "testbed/registry.py"} for _ in layers
             ],
         }
     )

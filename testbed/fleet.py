@@ -1,6 +1,6 @@
 """A testbed: images, the local registry and a set of guests, described to pyinfra by a state file.
 
-Shared by the CLI (``python -m tests.testbed``) and the pytest fixtures of the real-host tier, so
+Shared by the CLI (``python -m testbed``) and the pytest fixtures of the real-host tier, so
 both boot exactly the same hosts with the same data.
 """
 
@@ -22,7 +22,7 @@ from .hostdata import ROLES, testbed_host_data
 from .images import ImagePaths, build_image
 from .registry import Registry
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "inventories" / "testbed.py"
 DEFAULT_DEPLOY = "deploys/linux_baseline.py"
 DEFAULT_GUESTS = "bookworm:server,trixie:workstation"
@@ -217,7 +217,7 @@ class Testbed:
         }
 
     def runtime(self) -> dict:
-        """For `python -m tests.testbed down`: what to stop and where its files are."""
+        """For `python -m testbed down`: what to stop and where its files are."""
         return {
             "workdir": str(self.workdir),
             "pids": {
