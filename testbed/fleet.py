@@ -19,7 +19,7 @@ from pathlib import Path
 from . import guests as guests_module
 from .guests import Guest
 from .hostdata import ROLES, testbed_host_data
-from .images import ImagePaths, build_image
+from .images import VARIANTS, ImagePaths, build_image
 from .registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +34,13 @@ MAX_RUNNING = 2  # two cores: more guests at once only slows every one of them d
 
 @dataclass(frozen=True)
 class GuestSpec:
+    """A guest: its release, its role (which host data and groups it gets) and the image
+    variant it boots (``images.VARIANTS``: ``bare`` proves the install, ``podman`` has the
+    toolset installed at build time, ``docker`` has Docker's too)."""
+
     release: str
     role: str
+    variant: str = "bare"
 
     @property
     def name(self) -> str:
@@ -43,13 +48,17 @@ class GuestSpec:
 
 
 def parse_guests(text: str) -> list[GuestSpec]:
-    """``bookworm:server,trixie:workstation`` -> specs; names must be unique."""
+    """``bookworm:server,trixie:workstation:podman`` -> specs (release:role[:variant]); names
+    must be unique."""
     specs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        release, _, role = item.partition(":")
+        release, _, rest = item.partition(":")
+        role, _, variant = rest.partition(":")
         if role not in ROLES:
             raise ValueError(f"guest {item!r}: role must be one of {', '.join(ROLES)}")
-        specs.append(GuestSpec(release, role))
+        if variant and variant not in VARIANTS:
+            raise ValueError(f"guest {item!r}: image variant must be one of {', '.join(VARIANTS)}")
+        specs.append(GuestSpec(release, role, variant or "bare"))
     names = [spec.name for spec in specs]
     if not specs or len(set(names)) != len(names):
         raise ValueError(f"guest list {text!r} is empty or names a guest twice")
@@ -133,12 +142,14 @@ class Testbed:
         return self
 
     def _up(self) -> None:
-        releases = sorted({s.release for s in self.specs if s.name not in self.snapshots})
-        if releases:
-            with self.timings.stage(f"image build ({', '.join(releases)})"):
-                with ThreadPoolExecutor(len(releases)) as pool:
-                    built = pool.map(lambda release: build_image(release, self.log), releases)
-                    self.images = dict(zip(releases, built, strict=True))
+        booting = [s for s in self.specs if s.name not in self.snapshots]
+        wanted = sorted({(s.release, s.variant) for s in booting})
+        if wanted:
+            labels = ", ".join(r if v == "bare" else f"{r}-{v}" for r, v in wanted)
+            with self.timings.stage(f"image build or cache ({labels})"):
+                with ThreadPoolExecutor(len(wanted)) as pool:
+                    built = pool.map(lambda rv: build_image(rv[0], self.log, rv[1]), wanted)
+                    self.images = dict(zip(wanted, built, strict=True))
         if self._own_registry:
             with self.timings.stage("registry start + push"):
                 self.registry.start()
@@ -147,7 +158,7 @@ class Testbed:
         self.guests = {
             spec.name: Guest(
                 spec.name,
-                self.snapshots.get(spec.name) or self.images[spec.release],
+                self.snapshots.get(spec.name) or self.images[spec.release, spec.variant],
                 self.workdir,
                 extra_disk_gib=EXTRA_DISK_GIB[spec.role],
             )
@@ -199,7 +210,8 @@ class Testbed:
     def _boot(self, guest: Guest, timeout: float) -> None:
         started = time.monotonic()
         guest.start(timeout, self.log)
-        self.timings.stages.append((f"boot {guest.name}", time.monotonic() - started))
+        # A detail of the "boot to ssh" stage that holds it (the leading space says so).
+        self.timings.stages.append((f"  boot {guest.name}", time.monotonic() - started))
 
     def state(self) -> dict:
         return {

@@ -1,9 +1,22 @@
 """Debian guest images for the real-host tier, built from Debian's own packages with debootstrap.
 
-One image per release, cached under ``$PODMAN_STANDARD_CACHE/images/<release>-<recipe hash>/``:
-the hash covers everything that decides the image's content, so editing the recipe builds a new
-image and an unchanged recipe reuses the old one. Builds happen in a temporary directory that is
-renamed into place only when complete, so an interrupted build is never reused.
+Each release has variants (``VARIANTS``), each cached under
+``$PODMAN_STANDARD_CACHE/images/<release>[-<variant>]-<recipe hash>/``:
+
+- ``bare``: debootstrap's minbase plus what booting, SSH and pyinfra need. The modules that prove
+  the install itself (the baseline's first converge on each release, the first-converge
+  benchmark) boot this.
+- ``podman``: ``bare`` plus the Podman toolset exactly as ``operations.packages.install`` installs
+  it on the Debian family (the same table, ``PODMAN_PACKAGES``), installed natively in the build
+  chroot: seconds here, minutes of apt under emulation in a guest.
+- ``docker``: ``podman`` plus Debian's docker.io, for the Docker -> Podman migration: only the
+  migration itself then runs under emulation.
+
+A variant is built from a copy of its base's root tree (kept in the base's cache entry), so
+debootstrap runs once per release. The hash covers everything that decides the image's content
+(the base's key included), so editing a recipe builds a new image and an unchanged recipe reuses
+the old one. Builds happen in a temporary directory that is renamed into place only when
+complete, so an interrupted build is never reused.
 """
 
 from __future__ import annotations
@@ -18,6 +31,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from operations.packages import PODMAN_PACKAGES
 
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
@@ -38,6 +53,14 @@ PACKAGES = (
     "libnss-myhostname",
 )
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
+
+# variant -> (base variant, packages installed on top). apparmor: a Recommends of docker.io;
+# the guest kernel has AppArmor on, and dockerd starts no container without apparmor_parser.
+VARIANTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "bare": (None, ()),
+    "podman": ("bare", tuple(PODMAN_PACKAGES["debian"])),
+    "docker": ("podman", ("docker.io", "apparmor")),
+}
 
 # Runs as root on the build machine with RELEASE, ROOT, OUT, MIRROR, PACKAGES, KERNEL, SOURCES and
 # PUBKEY in its environment. Lines starting with "== " are progress markers shown to the user.
@@ -108,6 +131,35 @@ echo "== disk image ($DISK_SIZE ext4)"
 mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
 """
 
+# A variant: its base's root tree, plus PACKAGES installed natively in the chroot (no service
+# starts: policy-rc.d; units the packages enable start at the guest's first boot). Runs with
+# BASE_ROOT, ROOT, OUT, PACKAGES and DISK_SIZE in its environment.
+VARIANT_SCRIPT = r"""
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+in_root() { chroot "$ROOT" "$@"; }
+cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
+trap cleanup EXIT
+
+echo "== copy of the base root tree"
+cp -a "$BASE_ROOT/." "$ROOT/"
+mount -t proc proc "$ROOT/proc"
+mount -t sysfs sys "$ROOT/sys"
+printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
+chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+echo "== apt-get install $PACKAGES (natively, in the chroot)"
+in_root apt-get update -q
+# shellcheck disable=SC2086  # a list of package names
+in_root apt-get install -y -q --no-install-recommends $PACKAGES
+rm -f "$ROOT/usr/sbin/policy-rc.d"
+in_root apt-get clean
+cleanup
+
+echo "== disk image ($DISK_SIZE ext4)"
+mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
+"""
+
 
 @dataclass(frozen=True)
 class ImagePaths:
@@ -141,8 +193,16 @@ def apt_sources(release: str) -> str:
     )
 
 
-def recipe(release: str) -> dict:
+def recipe(release: str, variant: str = "bare") -> dict:
     """Everything that decides an image's content; its hash names the cache entry."""
+    base, packages = _variant(variant)
+    if base is not None:
+        return {
+            "base": recipe_key(release, base),
+            "packages": list(packages),
+            "disk_size": DISK_SIZE,
+            "script": VARIANT_SCRIPT,
+        }
     return {
         "release": release,
         "mirror": MIRROR,
@@ -154,9 +214,16 @@ def recipe(release: str) -> dict:
     }
 
 
-def recipe_key(release: str) -> str:
-    blob = json.dumps(recipe(release), sort_keys=True).encode()
-    return f"{release}-{hashlib.sha256(blob).hexdigest()[:16]}"
+def recipe_key(release: str, variant: str = "bare") -> str:
+    blob = json.dumps(recipe(release, variant), sort_keys=True).encode()
+    name = release if variant == "bare" else f"{release}-{variant}"
+    return f"{name}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def _variant(variant: str) -> tuple[str | None, tuple[str, ...]]:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown image variant {variant!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
 
 
 def _paths(release: str, directory: Path) -> ImagePaths:
@@ -169,27 +236,34 @@ def _paths(release: str, directory: Path) -> ImagePaths:
     )
 
 
-def build_image(release: str, log=print) -> ImagePaths:
-    """Return the cached image for ``release``, building it first if needed (root, minutes).
+def build_image(release: str, log=print, variant: str = "bare") -> ImagePaths:
+    """Return the cached ``variant`` image for ``release``, building it (and its base) first if
+    needed (root, minutes).
 
-    Concurrent callers for the same release wait on a lock instead of building twice.
+    Concurrent callers for the same image wait on a lock instead of building twice.
     """
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}; known: {', '.join(RELEASES)}")
-    key = recipe_key(release)
+    base_variant, packages = _variant(variant)
+    base = build_image(release, log, base_variant) if base_variant else None
+    key = recipe_key(release, variant)
+    label = release if variant == "bare" else f"{release}-{variant}"
     images = cache_root() / "images"
     final = images / key
     images.mkdir(parents=True, exist_ok=True)
     with open(images / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / "disk.raw").exists():
-            log(f"[image {release}] cached: {final}")
+        if (final / "disk.raw").exists() and (final / "rootfs").is_dir():
+            log(f"[image {label}] cached: {final}")
             return _paths(release, final)
-        for stale in images.glob(f"{key}.tmp-*"):
-            _remove_tree(stale)
+        for stale in [*images.glob(f"{key}.tmp-*"), *([final] if final.exists() else [])]:
+            _remove_tree(stale)  # a partial entry (an older layout without the root tree)
         work = images / f"{key}.tmp-{os.getpid()}"
         try:
-            _build(release, work, log)
+            if base is None:
+                _build(release, work, log, label)
+            else:
+                _build_variant(release, variant, base, packages, work, log, label)
             os.rename(work, final)
         finally:
             if work.exists():
@@ -197,8 +271,34 @@ def build_image(release: str, log=print) -> ImagePaths:
     return _paths(release, final)
 
 
-def _build(release: str, work: Path, log) -> None:
-    started = time.monotonic()
+def _build_variant(
+    release: str,
+    variant: str,
+    base: ImagePaths,
+    packages: tuple[str, ...],
+    work: Path,
+    log,
+    label: str,
+) -> None:
+    """``base``'s tree plus ``packages``; kernel, initrd and SSH key are the base's."""
+    work.mkdir(parents=True)
+    (work / "recipe.json").write_text(json.dumps(recipe(release, variant), indent=2))
+    base_dir = base.disk.parent
+    for name in ("vmlinuz", "initrd.img", "id_ed25519", "id_ed25519.pub"):
+        shutil.copy2(base_dir / name, work / name)
+    env = dict(
+        os.environ,
+        BASE_ROOT=str(base_dir / "rootfs"),
+        ROOT=str(work / "rootfs"),
+        OUT=str(work),
+        PACKAGES=" ".join(packages),
+        DISK_SIZE=DISK_SIZE,
+    )
+    (work / "rootfs").mkdir()
+    _run_script(VARIANT_SCRIPT, env, work, log, label)
+
+
+def _build(release: str, work: Path, log, label: str) -> None:
     root = work / "rootfs"
     root.mkdir(parents=True)
     (work / "recipe.json").write_text(json.dumps(recipe(release), indent=2))
@@ -229,10 +329,17 @@ def _build(release: str, work: Path, log) -> None:
         PUBKEY=str(work / "id_ed25519.pub"),
         DISK_SIZE=DISK_SIZE,
     )
-    log(f"[image {release}] building in {work}")
+    _run_script(SCRIPT, env, work, log, label)
+
+
+def _run_script(script: str, env: dict, work: Path, log, label: str) -> None:
+    """Run a build script, its progress markers shown as they come, its output in build.log.
+    The root tree stays in the entry: variants are built from a copy of it."""
+    started = time.monotonic()
+    log(f"[image {label}] building in {work}")
     with open(work / "build.log", "w") as build_log:
         process = subprocess.Popen(
-            ["bash", "-c", SCRIPT],
+            ["bash", "-c", script],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -241,14 +348,13 @@ def _build(release: str, work: Path, log) -> None:
         for line in process.stdout:
             build_log.write(line)
             if line.startswith("== "):
-                log(f"[image {release}] {time.monotonic() - started:6.0f}s {line[3:].rstrip()}")
+                log(f"[image {label}] {time.monotonic() - started:6.0f}s {line[3:].rstrip()}")
         returncode = process.wait()
     if returncode:
         tail = (work / "build.log").read_text().splitlines()[-40:]
         sys.stderr.write("\n".join(tail) + "\n")
-        raise RuntimeError(f"image build for {release} failed (exit {returncode}), see log above")
-    _remove_tree(root)  # the disk image holds it now; the tree is only 700 MB of duplicate
-    log(f"[image {release}] {time.monotonic() - started:6.0f}s done")
+        raise RuntimeError(f"image build for {label} failed (exit {returncode}), see log above")
+    log(f"[image {label}] {time.monotonic() - started:6.0f}s done")
 
 
 def _remove_tree(path: Path) -> None:

@@ -83,9 +83,9 @@ def vagrant_pubkey() -> Path:
     return found[-1]
 
 
-def box_recipe(release: str, pubkey: str) -> dict:
+def box_recipe(release: str, pubkey: str, variant: str = "bare") -> dict:
     return {
-        "image": recipe_key(release),
+        "image": recipe_key(release, variant),
         "files": GUEST_FILES,
         "authorized_keys": pubkey,
         "grub_modules": list(GRUB_MODULES),
@@ -95,9 +95,10 @@ def box_recipe(release: str, pubkey: str) -> dict:
     }
 
 
-def box_key(release: str, pubkey: str) -> str:
-    blob = json.dumps(box_recipe(release, pubkey), sort_keys=True).encode()
-    return f"{release}-{hashlib.sha256(blob).hexdigest()[:16]}"
+def box_key(release: str, pubkey: str, variant: str = "bare") -> str:
+    blob = json.dumps(box_recipe(release, pubkey, variant), sort_keys=True).encode()
+    name = release if variant == "bare" else f"{release}-{variant}"
+    return f"{name}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
 def box_name(key: str) -> str:
@@ -105,10 +106,11 @@ def box_name(key: str) -> str:
     return f"podman-standard/{key}"
 
 
-def build_box(release: str = "bookworm", log=print) -> Box:
-    """Return the cached box for ``release``, building the image and then the box if needed."""
+def build_box(release: str = "bookworm", log=print, variant: str = "bare") -> Box:
+    """Return the cached box for ``release`` from its ``variant`` image (``images.VARIANTS``),
+    building the image and then the box if needed."""
     pubkey = vagrant_pubkey().read_text()
-    key = box_key(release, pubkey)
+    key = box_key(release, pubkey, variant)
     boxes = cache_root() / "boxes"
     final = boxes / key
     boxes.mkdir(parents=True, exist_ok=True)
@@ -117,7 +119,7 @@ def build_box(release: str = "bookworm", log=print) -> Box:
         if (final / "package.box").exists():
             log(f"[box {release}] cached: {final}")
             return Box(release, box_name(key), final / "package.box")
-        image = build_image(release, log)
+        image = build_image(release, log, variant)
         for stale in boxes.glob(f"{key}.tmp-*"):
             shutil.rmtree(stale)
         work = boxes / f"{key}.tmp-{os.getpid()}"

@@ -18,6 +18,13 @@ def pytest_addoption(parser):
         help="what the real-host tier's guests are: qemu processes (default) or Vagrant VMs "
         "(libvirt, in a network namespace; needs vagrant, vagrant-libvirt, libvirt)",
     )
+    parser.addoption(
+        "--realhost-child-report",
+        default=None,
+        metavar="PATH",
+        help="internal: this pytest runs real-host tests beside its parent and writes their "
+        "reports and timings to PATH (tests/realhost/tier.py)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,10 +3,13 @@
 Guests are the default set of ``python -m testbed`` (override with ``TESTBED_GUESTS``,
 e.g. ``bookworm:server``); their state file is written to a temporary path that
 ``PODMAN_STANDARD_TESTBED`` names, so ``inventories/testbed.py`` finds them in subprocesses.
+
+The order modules run in, which run side by side, and the timing table: ``tier.py``.
 """
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -20,12 +23,17 @@ from testbed.fleet import (
 )
 from testbed.registry import Registry
 from testbed.vagrant import VagrantTestbed
+from tests.realhost import tier
 
 _TIMINGS = Timings()
 _SHARED: list[Testbed] = []  # the session's shared testbed, once booted
 # Modules that use the shared, first-booted guests run first, in this order; the others boot
-# their own guests (from the converged snapshot) after the shared ones are stopped.
+# their own guests (from the converged snapshot or a pre-installed image) after the shared ones
+# are stopped: two-guest modules next, then the one-guest modules, in pairs (tier.plan_pairs).
 SHARED_GUEST_MODULES = ("test_testbed", "test_converge", "test_verify")
+_MODULES: list[tier.ModuleTiming] = []  # this process's modules, in the order they ran
+_PAIRS: dict[str, tier.ChildRun] = {}  # first module of a pair -> the run of its partner
+_WALL: list[float] = []  # start and end of this process's real-host items
 
 
 def qa_suite(hosts, inventory, ssh_config=None, *extra: str) -> list[str]:
@@ -38,14 +46,108 @@ def qa_suite(hosts, inventory, ssh_config=None, *extra: str) -> list[str]:
     return command + ["--qa-inventory", str(inventory)]
 
 
-def pytest_collection_modifyitems(items):
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+
+
+def _guests(item) -> int:
+    if "realhost" not in item.keywords:
+        return 0
+    return getattr(item.module, "GUESTS_AT_ONCE", tier.GUEST_SLOTS)
+
+
+def pytest_collection_modifyitems(config, items):
     def rank(item):
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        module = _module(item)
         if module in SHARED_GUEST_MODULES:
             return SHARED_GUEST_MODULES.index(module)
-        return len(SHARED_GUEST_MODULES)
+        # Then the modules that need both cores, then those that run beside another.
+        return len(SHARED_GUEST_MODULES) + (1 if 0 < _guests(item) < tier.GUEST_SLOTS else 0)
 
     items.sort(key=rank)  # stable: within a module, and among the others, order is kept
+    if not config.getoption("--realhost") or config.getoption("--realhost-child-report"):
+        return
+    modules = list(dict.fromkeys((_module(i), _guests(i)) for i in items if _guests(i)))
+    for first, second in tier.plan_pairs(modules):
+        moved = [i for i in items if _module(i) == second]
+        run = tier.ChildRun(config, [i.nodeid for i in moved], beside=first)
+        _PAIRS[first] = run
+        replayed = [tier.ChildOutcome.from_parent(i.parent, name=i.name, run=run) for i in moved]
+        for item in replayed:
+            item.add_marker(pytest.mark.realhost)
+        rest = [i for i in items if _module(i) != second]
+        last = max(n for n, i in enumerate(rest) if _module(i) == first)
+        items[:] = rest[: last + 1] + replayed + rest[last + 1 :]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    run = _PAIRS.get(_module(item))
+    if run is not None and run.process is None:
+        for bed in _SHARED:  # two guests at a time: the pair's, no others
+            bed.stop_guests()
+        run.start(item.config.get_terminal_writer().line)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Each module's wall time, and the stages recorded while it ran."""
+    if "realhost" not in item.keywords or isinstance(item, tier.ChildOutcome):
+        yield
+        if _WALL and "realhost" in item.keywords:
+            _WALL[1:] = [time.monotonic()]
+        return
+    name = _module(item)
+    if not _MODULES or _MODULES[-1].name != name:
+        _MODULES.append(tier.ModuleTiming(name))
+        _MODULES[-1].first_stage = len(_TIMINGS.stages)
+    started = time.monotonic()
+    _WALL[:1] = _WALL[:1] or [started]
+    yield
+    module = _MODULES[-1]
+    module.wall_s += time.monotonic() - started
+    module.stages = list(_TIMINGS.stages[module.first_stage :])
+    _WALL[1:] = [time.monotonic()]
+
+
+def pytest_runtest_logreport(report):
+    """In a child pytest (tier.ChildRun): each phase report, for the parent to replay."""
+    path = _child_report_path()
+    if path is None or "realhost" not in report.keywords:
+        return
+    if report.skipped and isinstance(report.longrepr, tuple):
+        text = report.longrepr[2]
+    else:
+        text = str(report.longrepr) if report.failed else ""
+    tier.child_report_line(
+        path,
+        {
+            "kind": "report",
+            "nodeid": report.nodeid,
+            "when": report.when,
+            "outcome": report.outcome,
+            "longrepr": text,
+        },
+    )
+
+
+_CONFIG = []
+
+
+def pytest_configure(config):
+    _CONFIG.append(config)
+
+
+def _child_report_path():
+    return _CONFIG[0].getoption("--realhost-child-report") if _CONFIG else None
+
+
+def pytest_sessionfinish(session):
+    path = _child_report_path()
+    if path is not None:
+        tier.child_report_line(
+            path, {"kind": "timings", "modules": [m.to_json() for m in _MODULES]}
+        )
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +245,14 @@ def ssh_config(testbed, converged, tmp_path_factory):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _TIMINGS.stages:
-        terminalreporter.section("real-host stage timings")
-        terminalreporter.write_line(_TIMINGS.report())
+    if not _MODULES:
+        return
+    modules = []
+    for module in _MODULES:
+        modules.append(module)
+        run = _PAIRS.get(module.name)
+        if run is not None and run._results is not None:
+            modules += run.timings
+    wall = _WALL[-1] - _WALL[0] if len(_WALL) == 2 else 0.0
+    terminalreporter.section("real-host stage timings")
+    terminalreporter.write_line(tier.timing_table(modules, wall, tier.ci_elapsed()))

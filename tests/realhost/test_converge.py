@@ -7,6 +7,7 @@ import pytest
 import testinfra
 
 pytestmark = pytest.mark.realhost
+GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
 
 SERVER = "bookworm-server"
 WORKSTATION = "trixie-workstation"

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 pytestmark = pytest.mark.realhost
+GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
 
 PLAIN = "bookworm-server"  # podman 4.3: generated plain units
 QUADLET = "trixie-workstation"  # podman 5: quadlet

@@ -6,6 +6,7 @@ import json
 import pytest
 
 pytestmark = pytest.mark.realhost
+GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
 
 ACCEPT = (
     "application/vnd.docker.distribution.manifest.v2+json,"

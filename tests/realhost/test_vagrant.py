@@ -1,6 +1,7 @@
 """The Vagrant path users take before touching their fleet, run for real: the repository's
 Vagrantfile brings up its Debian VM through python-vagrant (libvirt, software emulation, a box
-built from the testbed's Debian 12 image, inside a network namespace this test creates),
+built from the testbed's Debian 12 image with the Podman toolset pre-installed, inside a network
+namespace this test creates; the install itself is proven by the converge module),
 ``pyinfra inventories/vagrant.py deploys/linux_baseline.py`` converges it, the QA suite
 passes on it, a second run changes nothing, and ``destroy`` leaves no VM behind."""
 
@@ -19,6 +20,7 @@ from testbed.vagrant_box import build_box
 from tests.realhost.conftest import _TIMINGS, qa_suite
 
 pytestmark = pytest.mark.realhost
+GUESTS_AT_ONCE = 1  # one VM: runs beside another one-guest module (tests/realhost/tier.py)
 
 MACHINE = "debian"  # the Vagrantfile's Debian VM: server pattern, blank /space disk
 BOX_ENV = "PODMAN_STANDARD_BOX_DEBIAN"
@@ -36,8 +38,8 @@ def lab(registry, tmp_path_factory, request, no_shared_guests):
     if os.environ.get(BOX_ENV):  # a workstation's public box, e.g. debian/bookworm64
         env[BOX_ENV] = os.environ[BOX_ENV]
     else:
-        with _TIMINGS.stage("vagrant: box build (bookworm, cached by recipe)"):
-            box = build_box("bookworm")
+        with _TIMINGS.stage("vagrant: box build or cache (bookworm-podman)"):
+            box = build_box("bookworm", variant="podman")
         env[BOX_ENV] = box.name
     if isolated():
         env["PODMAN_STANDARD_LIBVIRT_DRIVER"] = os.environ.get(

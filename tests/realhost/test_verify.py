@@ -11,6 +11,7 @@ from tests.realhost.conftest import qa_suite
 from tests.realhost.test_converge import SERVER, WORKSTATION
 
 pytestmark = pytest.mark.realhost
+GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,243 @@
+"""How the real-host tier runs on CI's two cores: which modules run beside each other, and the
+table of where the time went.
+
+Each real-host module says how many guests it runs at once in a module-level ``GUESTS_AT_ONCE``
+(1 or 2; 2 when it says nothing). Two-guest modules fill both cores alone and run one after
+another. One-guest modules run in pairs (``plan_pairs``): when this process begins the first of
+a pair, the second starts in a child pytest process (``ChildRun``), so that two guests run at
+once. The child's results come back as items of this session with the same node ids
+(``ChildOutcome``): the counts, failures and skips reported are those of the tests themselves.
+
+The timing table (``timing_table``) lists each module's wall time, its stages (as the testbed and
+the tests record them) and "checks", the rest of the module's time (test bodies, fixtures'
+unrecorded work); with the CI run's start time in ``PODMAN_STANDARD_CI_START`` it also gives
+the time since then and the margin to CI's 90 minutes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+GUEST_SLOTS = 2  # CI's cores: a TCG guest keeps one busy
+CI_BUDGET_S = 5400
+CI_START_ENV = "PODMAN_STANDARD_CI_START"
+CHILD_OPTION = "--realhost-child-report"
+# The longest a paired module may run in the child (the Vagrant module takes about 6 minutes).
+CHILD_TIMEOUT_ENV = "PODMAN_STANDARD_CHILD_TIMEOUT"
+CHILD_TIMEOUT_S = 3600
+
+
+def plan_pairs(modules: list[tuple[str, int]]) -> list[tuple[str, str]]:
+    """``modules``: (name, guests at once) in run order. One-guest modules pair up in that
+    order: [(runs here, runs in a child beside it)]; an odd one out runs alone."""
+    for name, guests in modules:
+        if not 1 <= guests <= GUEST_SLOTS:
+            raise ValueError(f"{name}: GUESTS_AT_ONCE must be 1..{GUEST_SLOTS}, not {guests!r}")
+    singles = [name for name, guests in modules if guests * 2 <= GUEST_SLOTS]
+    return list(zip(singles[0::2], singles[1::2], strict=False))
+
+
+@dataclass
+class ModuleTiming:
+    """One module's wall time and the stages recorded while it ran. A stage whose name starts
+    with a space is a detail of the one after it (e.g. one guest's boot inside "boot to ssh"),
+    shown but not counted again."""
+
+    name: str
+    wall_s: float = 0.0
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "wall_s": self.wall_s, "stages": self.stages, "note": self.note}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModuleTiming:
+        stages = [(name, seconds) for name, seconds in data["stages"]]
+        return cls(data["name"], data["wall_s"], stages, data.get("note", ""))
+
+
+def timing_table(modules: list[ModuleTiming], tier_wall_s: float, ci_elapsed_s: float | None):
+    """The table printed at the end of a real-host session."""
+    lines = [f"{'seconds':>9}  module / stage"]
+    for module in modules:
+        counted = sum(s for name, s in module.stages if not name.startswith(" "))
+        note = f"  ({module.note})" if module.note else ""
+        lines.append(f"{module.wall_s:9.1f}  {module.name}{note}")
+        lines += [f"{s:9.1f}      {name}" for name, s in module.stages]
+        if module.wall_s - counted >= 0.05:
+            lines.append(f"{module.wall_s - counted:9.1f}      checks (the rest of the module)")
+    lines.append(f"{tier_wall_s:9.1f}  real-host tier, wall clock (modules side by side once)")
+    if ci_elapsed_s is not None:
+        margin = CI_BUDGET_S - ci_elapsed_s
+        lines.append(
+            f"{ci_elapsed_s:9.1f}  since the CI run started; margin to {CI_BUDGET_S // 60} "
+            f"minutes: {margin:.0f} s ({margin / 60:.1f} min)"
+        )
+    return "\n".join(lines)
+
+
+def ci_elapsed(now: float | None = None) -> float | None:
+    start = os.environ.get(CI_START_ENV)
+    if not start:
+        return None
+    return (now if now is not None else time.time()) - float(start)
+
+
+def outcome_of(reports: list[dict]) -> dict:
+    """One test's outcome from its phase reports (setup, call, teardown) as the child wrote
+    them: the first failure, else a skip, else passed."""
+    for report in reports:
+        if report["outcome"] == "failed":
+            return report
+    for report in reports:
+        if report["outcome"] == "skipped":
+            return report
+    return {"outcome": "passed", "when": "call", "longrepr": ""}
+
+
+class ChildRun:
+    """A pytest process running some of this session's real-host tests beside it. It writes
+    each phase report and, at its end, its timings to ``report`` (JSON lines)."""
+
+    def __init__(self, config, nodeids: list[str], beside: str):
+        self.config = config
+        self.nodeids = nodeids
+        self.beside = beside
+        self.directory = Path(tempfile.mkdtemp(prefix="realhost-child-"))
+        self.report = self.directory / "report.jsonl"
+        self.log = self.directory / "pytest.log"
+        self.process: subprocess.Popen | None = None
+        self.timeout = float(os.environ.get(CHILD_TIMEOUT_ENV, CHILD_TIMEOUT_S))
+        self._results: dict[str, list[dict]] | None = None
+        self.timings: list[ModuleTiming] = []
+        self.failure = ""
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--realhost",
+            f"--testbed={self.config.getoption('--testbed')}",
+            f"{CHILD_OPTION}={self.report}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *self.nodeids,
+        ]
+
+    def start(self, write_line=print) -> None:
+        if self.process is not None:
+            return
+        env = {k: v for k, v in os.environ.items() if k != "PODMAN_STANDARD_TESTBED"}
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.config.rootpath,
+                env={**env, "PYTHONUNBUFFERED": "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.started = time.monotonic()
+        atexit.register(self.kill)
+        write_line(
+            f"[tier] {len(self.nodeids)} tests of {self.module()} run in a child pytest beside "
+            f"{self.beside} (pid {self.process.pid}, log {self.log})"
+        )
+
+    def module(self) -> str:
+        return self.nodeids[0].split("::", 1)[0]
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def results(self) -> dict[str, list[dict]]:
+        """Wait (bounded) for the child, then its phase reports by node id."""
+        if self._results is not None:
+            return self._results
+        self.start()
+        remaining = self.timeout - (time.monotonic() - self.started)
+        try:
+            self.process.wait(max(remaining, 1))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.failure = f"the child pytest did not finish within {self.timeout:.0f} s"
+        self._results = {}
+        if self.report.exists():
+            for line in self.report.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["kind"] == "report":
+                    self._results.setdefault(entry["nodeid"], []).append(entry)
+                elif entry["kind"] == "timings":
+                    self.timings = [ModuleTiming.from_json(m) for m in entry["modules"]]
+        if not self.failure and self.process.returncode not in (0, 1):
+            self.failure = f"the child pytest exited {self.process.returncode}"
+        for timing in self.timings:
+            timing.note = f"in a child process, beside {self.beside}"
+        return self._results
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+class ChildFailure(Exception):
+    pass
+
+
+class ChildOutcome(pytest.Item):
+    """A test of this session that ran in ``run``'s child process: waiting for it and
+    replaying its outcome is this item's whole run."""
+
+    def __init__(self, *, run: ChildRun, **kwargs):
+        super().__init__(**kwargs)
+        self.run = run
+
+    def runtest(self) -> None:
+        reports = self.run.results().get(self.nodeid)
+        if not reports:
+            raise ChildFailure(
+                f"{self.nodeid} did not run in the child pytest"
+                + (f" ({self.run.failure})" if self.run.failure else "")
+                + f"; its log's last lines ({self.run.log}):\n{self.run.log_tail()}"
+            )
+        outcome = outcome_of(reports)
+        if outcome["outcome"] == "skipped":
+            pytest.skip(outcome["longrepr"])
+        if outcome["outcome"] == "failed":
+            raise ChildFailure(
+                f"failed in the child pytest ({outcome['when']}):\n{outcome['longrepr']}"
+            )
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, ChildFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.name} (in a child pytest)"
+
+
+def child_report_line(path: str, entry: dict) -> None:
+    with open(path, "a") as report:
+        report.write(json.dumps(entry) + "\n")
