@@ -4,7 +4,8 @@ up        build images if needed, start the registry, boot the guests, write .te
           (or $PODMAN_STANDARD_TESTBED), then wait for Ctrl-C (or leave all running: --detach)
 down      stop what a detached ``up`` left running
 converge  up, run ``pyinfra -y --no-wait inventories/testbed.py DEPLOY``, report, tear down
-build     only build (or find cached) images
+build     only build (or find cached) images: every release, variants bare and podman unless
+          named (--variant docker for the migration's image)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .fleet import (
     parse_guests,
     stop_recorded,
 )
-from .images import RELEASES, build_image
+from .images import RELEASES, VARIANTS, build_image
 
 # The same variable tells inventories/testbed.py where the state is, so one export serves both.
 STATE = Path(os.environ.get(STATE_ENV) or REPO / ".testbed" / "hosts.json").resolve()
@@ -49,13 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.choices["converge"].add_argument("--deploy", default=DEFAULT_DEPLOY)
     commands.add_parser("down")
-    commands.add_parser("build").add_argument("releases", nargs="*", default=list(RELEASES))
+    build = commands.add_parser("build")
+    build.add_argument(
+        "releases", nargs="*", metavar="RELEASE", help=f"default: {' '.join(RELEASES)}"
+    )
+    build.add_argument("--variant", action="append", choices=list(VARIANTS), dest="variants")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress must reach CI logs as it happens
 
     if args.command == "build":
-        for release in args.releases:
-            print(build_image(release).disk)
+        unknown = sorted(set(args.releases) - set(RELEASES))
+        if unknown:
+            parser.error(f"unknown release {', '.join(unknown)}; known: {', '.join(RELEASES)}")
+        for release in args.releases or RELEASES:
+            for variant in args.variants or ["bare", "podman"]:
+                print(build_image(release, variant=variant).disk)
         return 0
     if args.command == "down":
         if not STATE.exists():

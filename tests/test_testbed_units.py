@@ -83,7 +83,14 @@ def test_parse_guests():
         GuestSpec("trixie", "workstation"),
     ]
     assert parse_guests("trixie:server")[0].name == "trixie-server"
-    for bad in ("", "bookworm", "bookworm:desktop", "trixie:server,trixie:server"):
+    assert parse_guests("bookworm:server:docker") == [GuestSpec("bookworm", "server", "docker")]
+    for bad in (
+        "",
+        "bookworm",
+        "bookworm:desktop",
+        "trixie:server,trixie:server",
+        "bookworm:server:fedora",
+    ):
         with pytest.raises(ValueError):
             parse_guests(bad)
 
@@ -119,6 +126,29 @@ def test_recipe_key_changes_with_the_recipe(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(images, "SCRIPT", images.SCRIPT + "\ntrue\n")
     assert images.recipe_key("bookworm") != key
+
+
+def test_variants_install_the_package_tables_toolset_on_their_base(monkeypatch):
+    # One definition: the podman variant is what operations.packages.install installs on
+    # the Debian family, and docker adds Docker's engine to it.
+    from operations.packages import PODMAN_PACKAGES
+
+    assert images.VARIANTS["podman"] == ("bare", tuple(PODMAN_PACKAGES["debian"]))
+    assert images.VARIANTS["docker"] == ("podman", ("docker.io", "apparmor"))
+    podman = images.recipe("bookworm", "podman")
+    assert podman["base"] == images.recipe_key("bookworm")
+    assert podman["packages"] == PODMAN_PACKAGES["debian"]
+    keys = {images.recipe_key("bookworm", v) for v in images.VARIANTS}
+    assert len(keys) == 3 and images.recipe_key("bookworm", "docker").startswith("bookworm-docker-")
+    # A change to the bare recipe is a new base, so every variant above it is rebuilt.
+    before = images.recipe_key("bookworm", "docker")
+    monkeypatch.setattr(images, "PACKAGES", (*images.PACKAGES, "vim"))
+    assert images.recipe_key("bookworm", "docker") != before
+    monkeypatch.undo()
+    monkeypatch.setattr(images, "VARIANTS", {**images.VARIANTS, "podman": ("bare", ("podman",))})
+    assert images.recipe_key("bookworm", "docker") != before
+    with pytest.raises(ValueError, match="unknown image variant 'fedora'"):
+        images.recipe_key("bookworm", "fedora")
 
 
 def test_inventory_groups_hosts_from_the_state_file(tmp_path, monkeypatch):

@@ -114,9 +114,8 @@ class ChildRun:
         self.config = config
         self.nodeids = nodeids
         self.beside = beside
-        self.directory = Path(tempfile.mkdtemp(prefix="realhost-child-"))
-        self.report = self.directory / "report.jsonl"
-        self.log = self.directory / "pytest.log"
+        self.report: Path | None = None  # made at start(), so collecting leaves nothing
+        self.log: Path | None = None
         self.process: subprocess.Popen | None = None
         self.timeout = float(os.environ.get(CHILD_TIMEOUT_ENV, CHILD_TIMEOUT_S))
         self._results: dict[str, list[dict]] | None = None
@@ -140,6 +139,8 @@ class ChildRun:
     def start(self, write_line=print) -> None:
         if self.process is not None:
             return
+        directory = Path(tempfile.mkdtemp(prefix="realhost-child-"))
+        self.report, self.log = directory / "report.jsonl", directory / "pytest.log"
         env = {k: v for k, v in os.environ.items() if k != "PODMAN_STANDARD_TESTBED"}
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
@@ -197,7 +198,7 @@ class ChildRun:
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
+        except (AttributeError, FileNotFoundError):
             return ""
 
 

@@ -1,0 +1,75 @@
+"""The real-host tier's scheduling and timing table (tests/realhost/tier.py), on plain data."""
+
+import pytest
+
+from tests.realhost import tier
+
+
+def test_one_guest_modules_pair_up_in_run_order():
+    modules = [
+        ("test_converge", 2),
+        ("test_migration", 1),
+        ("test_services", 2),
+        ("test_vagrant", 1),
+        ("test_registries", 1),
+    ]
+    assert tier.plan_pairs(modules) == [("test_migration", "test_vagrant")]
+    assert tier.plan_pairs(modules + [("test_compose", 1)]) == [
+        ("test_migration", "test_vagrant"),
+        ("test_registries", "test_compose"),
+    ]
+    assert tier.plan_pairs([("test_converge", 2), ("test_services", 2)]) == []
+    with pytest.raises(ValueError, match="test_big: GUESTS_AT_ONCE must be 1..2, not 3"):
+        tier.plan_pairs([("test_big", 3)])
+
+
+def test_timing_table_counts_checks_and_the_margin():
+    modules = [
+        tier.ModuleTiming(
+            "test_converge",
+            100.0,
+            [
+                ("  boot a", 30.0),
+                ("  boot b", 35.0),
+                ("boot to ssh (a, b)", 35.0),
+                ("pyinfra", 50.0),
+            ],
+        ),
+        tier.ModuleTiming("test_vagrant", 40.0, [("vagrant: up", 40.0)], "in a child process"),
+    ]
+    table = tier.timing_table(modules, 120.0, ci_elapsed_s=4000.0).splitlines()
+    assert table[0].split() == ["seconds", "module", "/", "stage"]
+    assert "    100.0  test_converge" == table[1]
+    # Details (leading space) are shown but not counted: 100 - 35 - 50 = 15 s of checks.
+    assert "     15.0      checks (the rest of the module)" in table
+    assert "     40.0  test_vagrant  (in a child process)" in table
+    assert not any(
+        "checks" in line
+        for line in table[table.index("     40.0  test_vagrant  (in a child process)") :]
+    )
+    assert table[-2] == "    120.0  real-host tier, wall clock (modules side by side once)"
+    assert table[-1] == (
+        "   4000.0  since the CI run started; margin to 90 minutes: 1400 s (23.3 min)"
+    )
+    assert "since the CI run" not in tier.timing_table(modules, 120.0, None)
+
+
+def test_ci_elapsed_reads_the_start_time(monkeypatch):
+    monkeypatch.delenv(tier.CI_START_ENV, raising=False)
+    assert tier.ci_elapsed(now=100.0) is None
+    monkeypatch.setenv(tier.CI_START_ENV, "40")
+    assert tier.ci_elapsed(now=100.0) == 60.0
+
+
+def test_a_childs_outcome_is_its_first_failure_else_its_skip():
+    passed = {"outcome": "passed", "when": "setup", "longrepr": ""}
+    failed = {"outcome": "failed", "when": "teardown", "longrepr": "boom"}
+    skipped = {"outcome": "skipped", "when": "setup", "longrepr": "no box"}
+    assert tier.outcome_of([passed, dict(passed, when="call"), failed]) == failed
+    assert tier.outcome_of([skipped, dict(passed, when="teardown")]) == skipped
+    assert tier.outcome_of([passed, dict(passed, when="call")])["outcome"] == "passed"
+
+
+def test_module_timing_round_trips_through_the_childs_report():
+    timing = tier.ModuleTiming("test_vagrant", 12.5, [("vagrant: up", 10.0)], "")
+    assert tier.ModuleTiming.from_json(timing.to_json()) == timing
