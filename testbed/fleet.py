@@ -81,18 +81,22 @@ def host_entry(spec: GuestSpec, guest: Guest, registry: str, overrides: dict | N
 
 
 class Timings:
-    """Wall-clock seconds per stage, in the order stages ran."""
+    """Wall-clock seconds per stage, in the order stages ended. A stage entered inside another
+    is recorded as a detail of it: indented (a leading space per level), before it."""
 
     def __init__(self):
         self.stages: list[tuple[str, float]] = []
+        self._depth = 0
 
     @contextmanager
     def stage(self, name: str):
         started = time.monotonic()
+        self._depth += 1
         try:
             yield
         finally:
-            self.stages.append((name, time.monotonic() - started))
+            self._depth -= 1
+            self.stages.append(("  " * self._depth + name, time.monotonic() - started))
 
     def report(self) -> str:
         return "\n".join(f"{seconds:8.1f}s  {name}" for name, seconds in self.stages)

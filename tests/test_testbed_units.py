@@ -195,3 +195,19 @@ def test_inventory_without_state_says_how_to_start_the_testbed(tmp_path, monkeyp
     monkeypatch.setenv("PODMAN_STANDARD_TESTBED", str(tmp_path / "missing.json"))
     with pytest.raises(FileNotFoundError, match="python -m testbed up --detach"):
         runpy.run_path(str(INVENTORY))
+
+
+def test_a_stage_inside_another_is_recorded_as_its_detail():
+    from testbed.fleet import Timings
+
+    timings = Timings()
+    with timings.stage("migration (first run)"):
+        with timings.stage("pyinfra deploys/migrate_from_docker.py"):
+            pass
+    with timings.stage("reboot"):
+        pass
+    assert [name for name, _ in timings.stages] == [
+        "  pyinfra deploys/migrate_from_docker.py",
+        "migration (first run)",
+        "reboot",
+    ]

@@ -125,16 +125,18 @@ def vagrant(guest, command: str, timeout: float = 300) -> str:
 
 
 def podman_untouched(guest) -> bool:
-    """Podman (installed with the image) has never stored anything, for root or vagrant, and
-    no service unit of the migration exists: what a refused or dry run must leave. Read from
-    the filesystem: running podman here would create the stores it checks for."""
-    stores = "/var/lib/containers/storage /space/containers ~vagrant/.local/share/containers"
-    result = guest.run(
-        f"sudo sh -c 'for p in {stores}; do test ! -e $p || echo $p; done; "
-        "ls /etc/systemd/system/web.service ~vagrant/.config/systemd/user/worker.service "
-        "2>/dev/null; true'"
+    """Podman (installed with the image) holds no volume, container or image of root's, no
+    volume of vagrant's, and no service unit of the migration exists: what a refused or dry
+    run must leave. vagrant's store is read from the filesystem: running its podman before the
+    migration gives it subordinate ids would set up its store without them."""
+    root = [guest.run(f"sudo podman {what} -q") for what in ("volume ls", "ps -a", "images")]
+    other = guest.run(
+        "sudo sh -c 'find ~vagrant/.local/share/containers/storage/volumes -mindepth 1 "
+        "-maxdepth 1 2>/dev/null; ls /etc/systemd/system/web.service "
+        "~vagrant/.config/systemd/user/worker.service 2>/dev/null; true'"
     )
-    return result.returncode == 0 and result.stdout.strip() == ""
+    results = [*root, other]
+    return all(r.returncode == 0 and not r.stdout.strip() for r in results)
 
 
 def docker_listings(guest) -> dict[str, str]:
