@@ -20,6 +20,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -39,7 +41,7 @@ _SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # registry host[:port]/path[:tag][@digest]; the registry part must be explicit (see Service.image).
 _IMAGE_RE = re.compile(
-    r"^(?P<registry>[A-Za-z0-9.-]+(?::[0-9]{1,5})?)"
+    r"^(?P<registry>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?)"
     r"/(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
@@ -54,6 +56,9 @@ _CONTAINER_DEVICE_RE = re.compile(
 )
 # Written unquoted into unit files (Volume=, EnvironmentFile=): no space, quote, % or $.
 _UNIT_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]*$")
+# A container path (a volume's target): also written unquoted (quadlet's Volume= is one value,
+# podman splits it at ':' and its options at ','), so the same characters plus '@' and '+'.
+_TARGET_RE = re.compile(r"^/(?:[A-Za-z0-9_.@+-]+(?:/[A-Za-z0-9_.@+-]+)*)?$")
 _DURATION_RE = re.compile(r"^[0-9]+(?:ms|s|m|h)$")
 # The file a service's secrets land in, inside its directory (so no volume may claim it).
 SECRETS_FILE = "secrets.env"
@@ -98,13 +103,30 @@ ServiceRoot = Annotated[
     AfterValidator(_absolute_path),
     AfterValidator(_pattern(_UNIT_PATH_RE, "service root (letters, digits, '_', '.', '-', '/')")),
 ]
+MountTarget = Annotated[
+    str,
+    AfterValidator(_absolute_path),
+    AfterValidator(
+        _pattern(
+            _TARGET_RE,
+            "container path: letters, digits, '_', '.', '-', '@', '+' between slashes (it is "
+            "written into the unit as it is: no space, ':', ',', '%', '$' or control character)",
+        )
+    ),
+]
 EnvName = Annotated[str, AfterValidator(_pattern(_ENV_NAME_RE, "environment variable name"))]
+
+
+def control_characters(value: str) -> list[str]:
+    """The control characters in ``value`` (C0, DEL and C1), shown escaped: none can stand on
+    one line of a unit or an env file (systemd ends a line at CR and NUL as well as LF)."""
+    return sorted({repr(c) for c in value if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F})
 
 
 def _unit_text(value: str) -> str:
     # Every value ends up on one line of a systemd unit or an env file: no line breaks or
     # other control characters (spaces, quotes, % and $ are escaped when rendered).
-    bad = sorted({repr(c) for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
+    bad = control_characters(value)
     if bad:
         raise ValueError(f"must not contain control characters ({', '.join(bad)})")
     return value
@@ -241,11 +263,37 @@ class SecretSource(Strict):
         return self
 
 
+def _host_ip(value):
+    """An IPv4 or IPv6 address, without an IPv6 zone id: Python accepts any text after '%'
+    (a CR included), and podman publishes on an address, not on a zone."""
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        address = value
+    elif isinstance(value, str):
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    else:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address")
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(
+            f"{str(address)!r}: an IPv6 zone id (%...) cannot be published; give the address"
+        )
+    return address
+
+
+HostIP = Annotated[
+    ipaddress.IPv4Address | ipaddress.IPv6Address,
+    PlainValidator(_host_ip),
+    PlainSerializer(str, when_used="json"),
+]
+
+
 class Port(Strict):
     host: int = Field(ge=1, le=65535)
     container: int = Field(ge=1, le=65535)
     protocol: Literal["tcp", "udp"] = "tcp"
-    host_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    host_ip: HostIP | None = None
 
 
 class Volume(Strict):
@@ -254,7 +302,7 @@ class Volume(Strict):
 
     source: str | None = None
     volume: str | None = None
-    target: AbsPath
+    target: MountTarget
     read_only: bool = False
 
     @model_validator(mode="after")
@@ -274,8 +322,6 @@ class Volume(Strict):
                 raise ValueError(f"source {self.source!r} is the service's secrets file")
         if self.volume is not None and not _VOLUME_NAME_RE.match(self.volume):
             raise ValueError(f"{self.volume!r} is not a valid named volume")
-        if ":" in self.target or "," in self.target:
-            raise ValueError(f"target {self.target!r} must not contain ':' or ','")
         return self
 
 

@@ -99,7 +99,7 @@ def test_a_full_service_is_accepted_with_defaults():
         (_svc(volumes=[{"source": "secrets.env", "target": "/d"}]), "secrets file"),
         (_svc(volumes=[{"volume": "-x", "target": "/d"}]), "not a valid named volume"),
         (_svc(volumes=[{"source": "a", "target": "data"}]), "absolute path"),
-        (_svc(volumes=[{"source": "a", "target": "/d:ro"}]), "must not contain ':'"),
+        (_svc(volumes=[{"source": "a", "target": "/d:ro"}]), "no space, ':', ','"),
         (_svc(devices=["--privileged"]), "neither a /dev path nor a CDI name"),
         (_svc(devices=["nvidia.com/gpu=all;reboot"]), "neither a /dev path nor a CDI name"),
         (_svc(restart="unless-stopped"), "'always', 'on-failure' or 'no'"),
