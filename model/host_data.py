@@ -33,8 +33,12 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]*$")
-# host[:port][/path] — what registries.conf accepts as a prefix/location, no scheme.
-_REGISTRY_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9.*-]*(:[0-9]{1,5})?(/[A-Za-z0-9._/-]+)?$")
+# containers-registries.conf(5): a search entry is host[:port]; a location (and a mirror's)
+# host[:port][/namespace...]; a prefix either of those or a wildcard "*.host" (no port, no path).
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_SEARCH_RE = re.compile(rf"^{_HOST}(?::[0-9]{{1,5}})?$")
+_LOCATION_RE = re.compile(rf"^{_HOST}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._-]+)*$")
+_PREFIX_RE = re.compile(rf"^(?:\*\.{_HOST}|{_HOST}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._-]+)*)$")
 _DEVICE_RE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
 # Services: names become unit, file and container names, so no path or shell characters.
 _SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -90,8 +94,17 @@ def _pattern(regex: re.Pattern[str], what: str):
 AbsPath = Annotated[str, AfterValidator(_absolute_path)]
 UserName = Annotated[str, AfterValidator(_pattern(_USER_RE, "user name"))]
 PackageName = Annotated[str, AfterValidator(_pattern(_PACKAGE_RE, "package name"))]
-RegistryRef = Annotated[
-    str, AfterValidator(_pattern(_REGISTRY_RE, "registry (host[:port][/path])"))
+SearchRegistry = Annotated[
+    str, AfterValidator(_pattern(_SEARCH_RE, "search registry (host[:port]: no path, no '*')"))
+]
+RegistryLocation = Annotated[
+    str, AfterValidator(_pattern(_LOCATION_RE, "registry location (host[:port][/path], no '*')"))
+]
+RegistryPrefix = Annotated[
+    str,
+    AfterValidator(
+        _pattern(_PREFIX_RE, "registry prefix (host[:port][/path], or *.host without port or path)")
+    ),
 ]
 DevicePath = Annotated[str, AfterValidator(_pattern(_DEVICE_RE, "device path under /dev"))]
 ServiceName = Annotated[
@@ -210,28 +223,58 @@ def _comma_list(value):
 
 
 class Mirror(Strict):
-    location: RegistryRef
+    location: RegistryLocation
     insecure: bool = False
 
 
 class Registry(Strict):
-    prefix: RegistryRef
-    location: RegistryRef | None = None
+    prefix: RegistryPrefix
+    location: RegistryLocation | None = None
     insecure: bool = False
     blocked: bool = False
     mirrors: list[Mirror] = Field(default_factory=list)
 
+    @property
+    def wildcard(self) -> bool:
+        return self.prefix.startswith("*.")
+
+    @model_validator(mode="after")
+    def _wildcard_not_remapped(self):
+        # containers-registries.conf(5): a wildcard prefix matches without rewriting the
+        # reference (its location stays empty); remapping one is not described: refused.
+        if self.wildcard and self.location is not None:
+            raise ValueError(
+                f"prefix {self.prefix!r} is a wildcard: it cannot have a location (it applies "
+                "insecure/blocked/mirrors to the names it matches, without rewriting them)"
+            )
+        return self
+
 
 class Registries(Strict):
-    search: list[RegistryRef] = Field(default_factory=lambda: ["docker.io", "quay.io", "ghcr.io"])
+    search: list[SearchRegistry] = Field(
+        default_factory=lambda: ["docker.io", "quay.io", "ghcr.io"]
+    )
     short_name_mode: ShortNameMode = ShortNameMode.enforcing
     registries: list[Registry] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_prefixes(self):
+    def _consistent(self):
         dupes = _repeated(r.prefix for r in self.registries)
         if dupes:
             raise ValueError(f"registry prefixes must be unique, repeated: {', '.join(dupes)}")
+        # containers/image refuses the whole file when two entries for one location disagree.
+        by_location: dict[str, Registry] = {}
+        for reg in self.registries:
+            if reg.wildcard:
+                continue
+            location = reg.location or reg.prefix
+            other = by_location.setdefault(location, reg)
+            for flag in ("insecure", "blocked"):
+                if getattr(other, flag) != getattr(reg, flag):
+                    raise ValueError(
+                        f"prefixes {other.prefix} and {reg.prefix} both use location {location} "
+                        f"with a different '{flag}': podman refuses such a file"
+                    )
         return self
 
 
