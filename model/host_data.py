@@ -278,9 +278,49 @@ class Registries(Strict):
         return self
 
 
+# Mount points a new disk must not cover: the system's own trees (a disk mounted there hides
+# what the running system and the next boot read from it). Deeper paths (/var/lib/containers,
+# /srv/data) are fine, except under the kernel's and the runtime's own filesystems.
+SYSTEM_MOUNT_POINTS = frozenset(
+    [
+        "/",
+        "/bin",
+        "/boot",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/root",
+        "/sbin",
+        "/tmp",
+        "/usr",
+        "/var",
+    ]
+)
+_VIRTUAL_TREES = ("/boot", "/dev", "/etc", "/proc", "/run", "/sys", "/usr")
+
+
+def _mount_point(value: str) -> str:
+    if value in SYSTEM_MOUNT_POINTS or any(_under(value, t) for t in _VIRTUAL_TREES):
+        raise ValueError(
+            f"{value!r} is a system directory: mount the storage device at a path of its own "
+            "(e.g. /space or /var/lib/containers)"
+        )
+    return value
+
+
+MountPoint = Annotated[
+    str,
+    AfterValidator(_absolute_path),
+    # /etc/fstab separates fields by whitespace: a path is one plain field.
+    AfterValidator(_pattern(_UNIT_PATH_RE, "mount point (letters, digits, '_', '.', '-', '/')")),
+    AfterValidator(_mount_point),
+]
+
+
 class StorageDevice(Strict):
     device: DevicePath
-    mount_point: AbsPath
+    mount_point: MountPoint
     fstype: Literal["ext4", "xfs"] = "ext4"
     # Create a filesystem only when the device carries no signature at all.
     format_if_blank: bool = False

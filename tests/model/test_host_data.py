@@ -103,6 +103,13 @@ def test_phases_from_the_command_line_string():
             "unique",
         ),
         ({"storage_device": {"device": "/tmp/disk", "mount_point": "/space"}}, "device path"),
+        # fstab fields are separated by whitespace: such a line is never matched again.
+        ({"storage_device": {"device": "/dev/vdb", "mount_point": "/my disk"}}, "mount point ("),
+        ({"storage_device": {"device": "/dev/vdb", "mount_point": "/a\tb"}}, "mount point ("),
+        *(
+            ({"storage_device": {"device": "/dev/vdb", "mount_point": path}}, "system directory")
+            for path in ["/", "/var", "/usr", "/etc", "/home", "/boot", "/boot/efi", "/run/x"]
+        ),
         (
             {
                 "graphroot": "/var/lib/containers/storage",
