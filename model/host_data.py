@@ -9,6 +9,7 @@ as ``podman_graphrot`` must not silently fall back to a default).
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -22,6 +23,8 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -495,6 +498,39 @@ class Service(Strict):
 _TEMPLATE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.j2$")
 # Read once at import (the package's own files).
 COMPOSE_TEMPLATES = frozenset(p.name for p in (TEMPLATES / "compose").glob("*.j2"))
+# What each compose template reads from vars: templates/compose/<name without .j2>.vars.json,
+# {var: type}, a trailing "?" for an optional one.
+_VAR_TYPES = {"str": str, "int": int, "bool": bool, "list[str]": list[str]}
+COMPOSE_VARS = {
+    name: json.loads((TEMPLATES / "compose" / f"{name[:-3]}.vars.json").read_text())
+    for name in COMPOSE_TEMPLATES
+}
+# Names the rendering itself gives every template.
+RESERVED_VARS = frozenset({"project", "managed_by"})
+
+
+def _check_vars(template: str, values: dict) -> None:
+    declared = COMPOSE_VARS[template]
+    problems = [
+        f"vars.{k}: reserved (the template's own {k})" for k in sorted(set(values) & RESERVED_VARS)
+    ]
+    problems += [
+        f"vars.{k}: not a variable of {template} (it reads {', '.join(sorted(declared))})"
+        for k in sorted(set(values) - set(declared) - RESERVED_VARS)
+    ]
+    for key, kind in declared.items():
+        if key not in values:
+            if not kind.endswith("?"):
+                problems.append(f"vars.{key}: required by {template} ({kind})")
+            continue
+        try:
+            TypeAdapter(_VAR_TYPES[kind.rstrip("?")]).validate_python(values[key], strict=True)
+        except ValidationError:
+            problems.append(
+                f"vars.{key}: {template} expects {kind.rstrip('?')}, got {values[key]!r}"
+            )
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class ComposeProject(Strict):
@@ -518,6 +554,8 @@ class ComposeProject(Strict):
                 f"template {self.template!r} is not in templates/compose/ "
                 f"(there: {', '.join(sorted(COMPOSE_TEMPLATES)) or 'nothing'})"
             )
+        if self.present:
+            _check_vars(self.template, self.vars)
         return self
 
 

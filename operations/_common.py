@@ -112,9 +112,26 @@ _ENV = Environment(
 )
 _ENV.filters["unit"] = unit_value
 _ENV.filters["unit_word"] = systemd_word
-# A value written into YAML (compose files) as a JSON scalar or list: JSON is valid YAML, so
-# quotes, colons and '#' in data stay data.
-_ENV.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
+
+
+def compose_yaml(value) -> str:
+    """A value written into a compose file as a JSON scalar or list: JSON is valid YAML, so
+    quotes, colons and '#' in data stay data; and every '$' doubled, since compose expands
+    ``$VAR``/``${VAR}`` in every string of the file at run time and reads ``$$`` as ``$``."""
+
+    def escaped(v):
+        if isinstance(v, str):
+            return v.replace("$", "$$")
+        if isinstance(v, list | tuple):
+            return [escaped(i) for i in v]
+        if isinstance(v, dict):
+            return {escaped(k): escaped(i) for k, i in v.items()}
+        return v
+
+    return json.dumps(escaped(value), ensure_ascii=False)
+
+
+_ENV.filters["yaml"] = compose_yaml
 
 
 def render_template(template: str, /, **context) -> StringIO:
