@@ -114,6 +114,19 @@ ServiceName = Annotated[
     str,
     AfterValidator(_pattern(_SERVICE_RE, "name (a-z, 0-9, '_', '.', '-'; at most 63)")),
 ]
+# Units this package itself runs, stops or removes (the API socket, the Docker engine it
+# retires or restores): a service of that name would take their place.
+RESERVED_SERVICE_NAMES = frozenset(
+    ["containerd", "docker", "podman", "podman-auto-update", "podman-restart", "podman-kube"]
+)
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_SERVICE_NAMES:
+        raise ValueError(f"{value!r} is a unit this package manages itself: choose another name")
+    return value
+
+
 ServiceRoot = Annotated[
     str,
     AfterValidator(_absolute_path),
@@ -431,7 +444,7 @@ class Restart(StrEnum):
 class Service(Strict):
     """One production service: a container run by systemd (standard §3.1, §7.2)."""
 
-    name: ServiceName
+    name: Annotated[ServiceName, AfterValidator(_not_reserved)]
     # Fully qualified (a registry host first) with an explicit tag or digest: a systemd unit
     # has no TTY to answer a short-name prompt, and "latest" is not a version. Not needed to
     # remove a service.

@@ -108,6 +108,8 @@ def test_a_full_service_is_accepted_with_defaults():
         (_svc(healthcheck={"command": ""}), "at least 1 character"),
         (_svc(requires=["app"]), "cannot require itself"),
         (_svc(privileged=True), "Extra inputs are not permitted"),
+        (_svc("docker"), "a unit this package manages itself"),
+        (_svc("podman"), "a unit this package manages itself"),
     ],
 )
 def test_bad_services_are_rejected(service, needle):
