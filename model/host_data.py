@@ -9,6 +9,7 @@ as ``podman_graphrot`` must not silently fall back to a default).
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +21,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -31,15 +36,19 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]*$")
-# host[:port][/path] — what registries.conf accepts as a prefix/location, no scheme.
-_REGISTRY_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9.*-]*(:[0-9]{1,5})?(/[A-Za-z0-9._/-]+)?$")
+# containers-registries.conf(5): a search entry is host[:port]; a location (and a mirror's)
+# host[:port][/namespace...]; a prefix either of those or a wildcard "*.host" (no port, no path).
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_SEARCH_RE = re.compile(rf"^{_HOST}(?::[0-9]{{1,5}})?$")
+_LOCATION_RE = re.compile(rf"^{_HOST}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._-]+)*$")
+_PREFIX_RE = re.compile(rf"^(?:\*\.{_HOST}|{_HOST}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._-]+)*)$")
 _DEVICE_RE = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
 # Services: names become unit, file and container names, so no path or shell characters.
 _SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # registry host[:port]/path[:tag][@digest]; the registry part must be explicit (see Service.image).
 _IMAGE_RE = re.compile(
-    r"^(?P<registry>[A-Za-z0-9.-]+(?::[0-9]{1,5})?)"
+    r"^(?P<registry>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?)"
     r"/(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
@@ -54,6 +63,9 @@ _CONTAINER_DEVICE_RE = re.compile(
 )
 # Written unquoted into unit files (Volume=, EnvironmentFile=): no space, quote, % or $.
 _UNIT_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]*$")
+# A container path (a volume's target): also written unquoted (quadlet's Volume= is one value,
+# podman splits it at ':' and its options at ','), so the same characters plus '@' and '+'.
+_TARGET_RE = re.compile(r"^/(?:[A-Za-z0-9_.@+-]+(?:/[A-Za-z0-9_.@+-]+)*)?$")
 _DURATION_RE = re.compile(r"^[0-9]+(?:ms|s|m|h)$")
 # The file a service's secrets land in, inside its directory (so no volume may claim it).
 SECRETS_FILE = "secrets.env"
@@ -85,26 +97,65 @@ def _pattern(regex: re.Pattern[str], what: str):
 AbsPath = Annotated[str, AfterValidator(_absolute_path)]
 UserName = Annotated[str, AfterValidator(_pattern(_USER_RE, "user name"))]
 PackageName = Annotated[str, AfterValidator(_pattern(_PACKAGE_RE, "package name"))]
-RegistryRef = Annotated[
-    str, AfterValidator(_pattern(_REGISTRY_RE, "registry (host[:port][/path])"))
+SearchRegistry = Annotated[
+    str, AfterValidator(_pattern(_SEARCH_RE, "search registry (host[:port]: no path, no '*')"))
+]
+RegistryLocation = Annotated[
+    str, AfterValidator(_pattern(_LOCATION_RE, "registry location (host[:port][/path], no '*')"))
+]
+RegistryPrefix = Annotated[
+    str,
+    AfterValidator(
+        _pattern(_PREFIX_RE, "registry prefix (host[:port][/path], or *.host without port or path)")
+    ),
 ]
 DevicePath = Annotated[str, AfterValidator(_pattern(_DEVICE_RE, "device path under /dev"))]
 ServiceName = Annotated[
     str,
     AfterValidator(_pattern(_SERVICE_RE, "name (a-z, 0-9, '_', '.', '-'; at most 63)")),
 ]
+# Units this package itself runs, stops or removes (the API socket, the Docker engine it
+# retires or restores): a service of that name would take their place.
+RESERVED_SERVICE_NAMES = frozenset(
+    ["containerd", "docker", "podman", "podman-auto-update", "podman-restart", "podman-kube"]
+)
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_SERVICE_NAMES:
+        raise ValueError(f"{value!r} is a unit this package manages itself: choose another name")
+    return value
+
+
 ServiceRoot = Annotated[
     str,
     AfterValidator(_absolute_path),
     AfterValidator(_pattern(_UNIT_PATH_RE, "service root (letters, digits, '_', '.', '-', '/')")),
 ]
+MountTarget = Annotated[
+    str,
+    AfterValidator(_absolute_path),
+    AfterValidator(
+        _pattern(
+            _TARGET_RE,
+            "container path: letters, digits, '_', '.', '-', '@', '+' between slashes (it is "
+            "written into the unit as it is: no space, ':', ',', '%', '$' or control character)",
+        )
+    ),
+]
 EnvName = Annotated[str, AfterValidator(_pattern(_ENV_NAME_RE, "environment variable name"))]
+
+
+def control_characters(value: str) -> list[str]:
+    """The control characters in ``value`` (C0, DEL and C1), shown escaped: none can stand on
+    one line of a unit or an env file (systemd ends a line at CR and NUL as well as LF)."""
+    return sorted({repr(c) for c in value if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F})
 
 
 def _unit_text(value: str) -> str:
     # Every value ends up on one line of a systemd unit or an env file: no line breaks or
     # other control characters (spaces, quotes, % and $ are escaped when rendered).
-    bad = sorted({repr(c) for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
+    bad = control_characters(value)
     if bad:
         raise ValueError(f"must not contain control characters ({', '.join(bad)})")
     return value
@@ -188,34 +239,104 @@ def _comma_list(value):
 
 
 class Mirror(Strict):
-    location: RegistryRef
+    location: RegistryLocation
     insecure: bool = False
 
 
 class Registry(Strict):
-    prefix: RegistryRef
-    location: RegistryRef | None = None
+    prefix: RegistryPrefix
+    location: RegistryLocation | None = None
     insecure: bool = False
     blocked: bool = False
     mirrors: list[Mirror] = Field(default_factory=list)
 
+    @property
+    def wildcard(self) -> bool:
+        return self.prefix.startswith("*.")
+
+    @model_validator(mode="after")
+    def _wildcard_not_remapped(self):
+        # containers-registries.conf(5): a wildcard prefix matches without rewriting the
+        # reference (its location stays empty); remapping one is not described: refused.
+        if self.wildcard and self.location is not None:
+            raise ValueError(
+                f"prefix {self.prefix!r} is a wildcard: it cannot have a location (it applies "
+                "insecure/blocked/mirrors to the names it matches, without rewriting them)"
+            )
+        return self
+
 
 class Registries(Strict):
-    search: list[RegistryRef] = Field(default_factory=lambda: ["docker.io", "quay.io", "ghcr.io"])
+    search: list[SearchRegistry] = Field(
+        default_factory=lambda: ["docker.io", "quay.io", "ghcr.io"]
+    )
     short_name_mode: ShortNameMode = ShortNameMode.enforcing
     registries: list[Registry] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_prefixes(self):
+    def _consistent(self):
         dupes = _repeated(r.prefix for r in self.registries)
         if dupes:
             raise ValueError(f"registry prefixes must be unique, repeated: {', '.join(dupes)}")
+        # containers/image refuses the whole file when two entries for one location disagree.
+        by_location: dict[str, Registry] = {}
+        for reg in self.registries:
+            if reg.wildcard:
+                continue
+            location = reg.location or reg.prefix
+            other = by_location.setdefault(location, reg)
+            for flag in ("insecure", "blocked"):
+                if getattr(other, flag) != getattr(reg, flag):
+                    raise ValueError(
+                        f"prefixes {other.prefix} and {reg.prefix} both use location {location} "
+                        f"with a different '{flag}': podman refuses such a file"
+                    )
         return self
+
+
+# Mount points a new disk must not cover: the system's own trees (a disk mounted there hides
+# what the running system and the next boot read from it). Deeper paths (/var/lib/containers,
+# /srv/data) are fine, except under the kernel's and the runtime's own filesystems.
+SYSTEM_MOUNT_POINTS = frozenset(
+    [
+        "/",
+        "/bin",
+        "/boot",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/root",
+        "/sbin",
+        "/tmp",
+        "/usr",
+        "/var",
+    ]
+)
+_VIRTUAL_TREES = ("/boot", "/dev", "/etc", "/proc", "/run", "/sys", "/usr")
+
+
+def _mount_point(value: str) -> str:
+    if value in SYSTEM_MOUNT_POINTS or any(_under(value, t) for t in _VIRTUAL_TREES):
+        raise ValueError(
+            f"{value!r} is a system directory: mount the storage device at a path of its own "
+            "(e.g. /space or /var/lib/containers)"
+        )
+    return value
+
+
+MountPoint = Annotated[
+    str,
+    AfterValidator(_absolute_path),
+    # /etc/fstab separates fields by whitespace: a path is one plain field.
+    AfterValidator(_pattern(_UNIT_PATH_RE, "mount point (letters, digits, '_', '.', '-', '/')")),
+    AfterValidator(_mount_point),
+]
 
 
 class StorageDevice(Strict):
     device: DevicePath
-    mount_point: AbsPath
+    mount_point: MountPoint
     fstype: Literal["ext4", "xfs"] = "ext4"
     # Create a filesystem only when the device carries no signature at all.
     format_if_blank: bool = False
@@ -241,11 +362,37 @@ class SecretSource(Strict):
         return self
 
 
+def _host_ip(value):
+    """An IPv4 or IPv6 address, without an IPv6 zone id: Python accepts any text after '%'
+    (a CR included), and podman publishes on an address, not on a zone."""
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        address = value
+    elif isinstance(value, str):
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    else:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address")
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(
+            f"{str(address)!r}: an IPv6 zone id (%...) cannot be published; give the address"
+        )
+    return address
+
+
+HostIP = Annotated[
+    ipaddress.IPv4Address | ipaddress.IPv6Address,
+    PlainValidator(_host_ip),
+    PlainSerializer(str, when_used="json"),
+]
+
+
 class Port(Strict):
     host: int = Field(ge=1, le=65535)
     container: int = Field(ge=1, le=65535)
     protocol: Literal["tcp", "udp"] = "tcp"
-    host_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    host_ip: HostIP | None = None
 
 
 class Volume(Strict):
@@ -254,7 +401,7 @@ class Volume(Strict):
 
     source: str | None = None
     volume: str | None = None
-    target: AbsPath
+    target: MountTarget
     read_only: bool = False
 
     @model_validator(mode="after")
@@ -274,8 +421,6 @@ class Volume(Strict):
                 raise ValueError(f"source {self.source!r} is the service's secrets file")
         if self.volume is not None and not _VOLUME_NAME_RE.match(self.volume):
             raise ValueError(f"{self.volume!r} is not a valid named volume")
-        if ":" in self.target or "," in self.target:
-            raise ValueError(f"target {self.target!r} must not contain ':' or ','")
         return self
 
 
@@ -299,7 +444,7 @@ class Restart(StrEnum):
 class Service(Strict):
     """One production service: a container run by systemd (standard §3.1, §7.2)."""
 
-    name: ServiceName
+    name: Annotated[ServiceName, AfterValidator(_not_reserved)]
     # Fully qualified (a registry host first) with an explicit tag or digest: a systemd unit
     # has no TTY to answer a short-name prompt, and "latest" is not a version. Not needed to
     # remove a service.
@@ -366,6 +511,39 @@ class Service(Strict):
 _TEMPLATE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.j2$")
 # Read once at import (the package's own files).
 COMPOSE_TEMPLATES = frozenset(p.name for p in (TEMPLATES / "compose").glob("*.j2"))
+# What each compose template reads from vars: templates/compose/<name without .j2>.vars.json,
+# {var: type}, a trailing "?" for an optional one.
+_VAR_TYPES = {"str": str, "int": int, "bool": bool, "list[str]": list[str]}
+COMPOSE_VARS = {
+    name: json.loads((TEMPLATES / "compose" / f"{name[:-3]}.vars.json").read_text())
+    for name in COMPOSE_TEMPLATES
+}
+# Names the rendering itself gives every template.
+RESERVED_VARS = frozenset({"project", "managed_by"})
+
+
+def _check_vars(template: str, values: dict) -> None:
+    declared = COMPOSE_VARS[template]
+    problems = [
+        f"vars.{k}: reserved (the template's own {k})" for k in sorted(set(values) & RESERVED_VARS)
+    ]
+    problems += [
+        f"vars.{k}: not a variable of {template} (it reads {', '.join(sorted(declared))})"
+        for k in sorted(set(values) - set(declared) - RESERVED_VARS)
+    ]
+    for key, kind in declared.items():
+        if key not in values:
+            if not kind.endswith("?"):
+                problems.append(f"vars.{key}: required by {template} ({kind})")
+            continue
+        try:
+            TypeAdapter(_VAR_TYPES[kind.rstrip("?")]).validate_python(values[key], strict=True)
+        except ValidationError:
+            problems.append(
+                f"vars.{key}: {template} expects {kind.rstrip('?')}, got {values[key]!r}"
+            )
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class ComposeProject(Strict):
@@ -389,6 +567,8 @@ class ComposeProject(Strict):
                 f"template {self.template!r} is not in templates/compose/ "
                 f"(there: {', '.join(sorted(COMPOSE_TEMPLATES)) or 'nothing'})"
             )
+        if self.present:
+            _check_vars(self.template, self.vars)
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from io import StringIO
 
 import tomli_w
@@ -14,7 +15,7 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
 
 from facts.files import ManagedFiles
-from model.host_data import TEMPLATES
+from model.host_data import TEMPLATES, control_characters
 
 MANAGED_BY = "managed by podman-standard"
 # Where _distribution() keeps a host's LinuxDistribution for the rest of the run.
@@ -61,25 +62,38 @@ def render_toml(data: dict, source: str) -> StringIO:
     return StringIO(header(source) + tomli_w.dumps(data))
 
 
-def systemd_escape(value: str) -> str:
-    """``value`` as literal text in a systemd command line: ``%`` (specifiers) and ``$``
-    (variable expansion) doubled. Line breaks and other control characters cannot be
-    expressed on one unit line and are rejected."""
-    bad = sorted({repr(c) for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
+# What a unit value may hold when written as it is (quadlet's one-value keys such as Image=,
+# PublishPort=, Volume=, and the plain unit's option values): nothing systemd or quadlet would
+# read as quoting, a specifier, a variable or a separator.
+_BARE_RE = re.compile(r"^[A-Za-z0-9_./:@=+,\[\]][A-Za-z0-9_./:@=+,\[\]-]*$")
+
+
+def unit_value(value: str, word: bool = False) -> str:
+    """``value`` as it must appear in a unit file this package writes: THE one place a value
+    meets systemd's syntax (the templates' ``unit`` and ``unit_word`` filters).
+
+    ``word=False``: a value written as it is (one-value keys, option values); it must hold
+    only letters, digits and ``_ . / : @ = + , [ ] -`` and must not start with ``-`` (podman
+    would read an option). ``word=True``: ONE word of a command line (``ExecStart=``, and
+    quadlet's ``Exec=``, ``Environment=``, ``PodmanArgs=``, which quadlet splits the same way):
+    double-quoted, backslash and double quote escaped, ``%`` (specifiers) and ``$`` (variables)
+    doubled; a lone ``;`` separates commands even when quoted, so it cannot be one word.
+    Line breaks and other control characters fit neither (systemd also ends a line at CR)."""
+    bad = control_characters(value)
     if bad:
         raise ValueError(f"{value!r}: control characters ({', '.join(bad)}) in a unit value")
-    return value.replace("%", "%%").replace("$", "$$")
+    if not word:
+        if not _BARE_RE.match(value):
+            raise ValueError(f"{value!r} cannot be written unquoted into a unit")
+        return value
+    if value == ";":
+        raise ValueError("a lone ';' separates commands in systemd; it cannot be an argument")
+    quoted = value.replace("%", "%%").replace("$", "$$").replace("\\", "\\\\")
+    return '"' + quoted.replace('"', '\\"') + '"'
 
 
 def systemd_word(value: str) -> str:
-    """``value`` as ONE word of a systemd command line (``ExecStart=``, and quadlet's
-    ``Exec=``, ``Environment=``, ``PodmanArgs=``, which quadlet splits the same way):
-    double-quoted, with backslash and double quote escaped, then :func:`systemd_escape`.
-    A lone ``;`` separates commands even when quoted: it cannot be one word."""
-    if value == ";":
-        raise ValueError("a lone ';' separates commands in systemd; it cannot be an argument")
-    quoted = systemd_escape(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{quoted}"'
+    return unit_value(value, word=True)
 
 
 # Read once at import: small files, and rendering then needs no filesystem access.
@@ -96,10 +110,28 @@ _ENV = Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
-_ENV.filters["systemd_word"] = systemd_word
-# A value written into YAML (compose files) as a JSON scalar or list: JSON is valid YAML, so
-# quotes, colons and '#' in data stay data.
-_ENV.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
+_ENV.filters["unit"] = unit_value
+_ENV.filters["unit_word"] = systemd_word
+
+
+def compose_yaml(value) -> str:
+    """A value written into a compose file as a JSON scalar or list: JSON is valid YAML, so
+    quotes, colons and '#' in data stay data; and every '$' doubled, since compose expands
+    ``$VAR``/``${VAR}`` in every string of the file at run time and reads ``$$`` as ``$``."""
+
+    def escaped(v):
+        if isinstance(v, str):
+            return v.replace("$", "$$")
+        if isinstance(v, list | tuple):
+            return [escaped(i) for i in v]
+        if isinstance(v, dict):
+            return {escaped(k): escaped(i) for k, i in v.items()}
+        return v
+
+    return json.dumps(escaped(value), ensure_ascii=False)
+
+
+_ENV.filters["yaml"] = compose_yaml
 
 
 def render_template(template: str, /, **context) -> StringIO:

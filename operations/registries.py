@@ -19,7 +19,10 @@ def registries_toml(search: list[str], short_name_mode: str, registries: list[di
     }
     tables = []
     for reg in registries:
-        table = {"prefix": reg["prefix"], "location": reg.get("location") or reg["prefix"]}
+        table = {"prefix": reg["prefix"]}
+        if not reg["prefix"].startswith("*."):
+            # A wildcard prefix has no location (containers-registries.conf(5)).
+            table["location"] = reg.get("location") or reg["prefix"]
         if reg.get("insecure"):
             table["insecure"] = True
         if reg.get("blocked"):

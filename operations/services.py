@@ -76,6 +76,17 @@ def _scope(name: str, user: str | None) -> _Scope:
     return _Scope(user, user, users[user]["group"], users[user]["home"])
 
 
+def _foreign_unit(state, own_files: list[str]) -> str | None:
+    """Where systemd loads the unit from, when that is not one of ``own_files`` (this
+    package's plain unit, or the quadlet file its generated unit names as SourcePath)."""
+    if state.load_state in ("", "not-found"):
+        return None
+    paths = [p for p in (state.fragment_path, state.source_path) if p]
+    if any(p in own_files for p in paths):
+        return None
+    return paths[0] if paths else f"load state {state.load_state}"
+
+
 def _version(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.split("."):
@@ -387,6 +398,13 @@ def service(
         )
     quadlet_file = f"{scope.unit_dir('quadlet')}/{svc.name}.container"
     plain_file = f"{scope.unit_dir('plain')}/{unit_name}"
+    foreign = _foreign_unit(state, [quadlet_file, plain_file])
+    if foreign:
+        # ssh, dbus, ...: a unit of that name that this package did not write is the host's.
+        raise OperationError(
+            f"service {svc.name}: {unit_name} already exists ({foreign}) and was not written "
+            "by podman-standard; refusing to replace, stop or remove it: rename the service"
+        )
 
     if not svc.present:
         network = svc.network if remove_network else None

@@ -107,7 +107,8 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
       carries no filesystem signature at all
 
     Destructive only on a blank device and only when asked; a device holding another
-    filesystem is never reformatted (OperationError). Idempotent.
+    filesystem is never reformatted, and a mount point where another device is mounted is
+    left alone (OperationError, nothing changed). Idempotent.
     """
     if fstype not in MKFS_UUID_FLAG:
         raise OperationError(f"unsupported fstype {fstype!r}: use ext4 or xfs")
@@ -115,6 +116,16 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
     dev = current.device
     if dev is None:
         raise OperationError(f"storage device {device} does not exist on this host")
+
+    mount = current.mount
+    mounted = bool(mount) and mount.path_exists and mount.target == mount_point
+    if mounted and mount_point not in dev.mountpoints:
+        # Something else is mounted there (/var from the root disk, another disk): writing
+        # our fstab line would swap it at the next boot, under what runs from it now.
+        raise OperationError(
+            f"{mount_point} is already the mount point of {mount.source} ({mount.fstype}), "
+            f"not of {device}; refusing to format, mount or write /etc/fstab for it"
+        )
 
     fs_uuid = dev.uuid
     if not dev.fstype:
@@ -149,8 +160,6 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
         )
 
     fstab_line = f"UUID={fs_uuid} {mount_point} {fstype} defaults,nofail 0 2"
-    mount = current.mount
-    mounted = bool(mount) and mount.path_exists and mount.target == mount_point
     directory_ok = tuple(current.directory or ()) == ("directory", "root", "root", "0755")
     entries = fstab_entries(list(current.fstab), mount_point)
     if directory_ok and entries == [fstab_line] and mounted:

@@ -35,7 +35,43 @@ def test_a_project_with_defaults():
             "service root",
         ),
         ({"name": "dev", "template": "web-stack.yaml.j2", "vars": {"a-b": 1}}, {}, "variable"),
-        ({"name": "dev", "template": "web-stack.yaml.j2", "user": "alice"}, {}, "rootless_users"),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": WEB, "user": "alice"},
+            {},
+            "rootless_users",
+        ),
+        # vars checked against what the template reads (templates/compose/*.vars.json), so
+        # rendering never stops on a traceback.
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": {**WEB, "project": "x"}},
+            {},
+            "vars.project: reserved",
+        ),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": {**WEB, "managed_by": 1}},
+            {},
+            "vars.managed_by: reserved",
+        ),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": {**WEB, "port": "8088"}},
+            {},
+            "vars.port: web-stack.yaml.j2 expects int, got '8088'",
+        ),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": {**WEB, "port": True}},
+            {},
+            "expects int",
+        ),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": {"port": 1}},
+            {},
+            "vars.web_image: required by web-stack.yaml.j2 (str)",
+        ),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": {**WEB, "colour": "red"}},
+            {},
+            "vars.colour: not a variable of web-stack.yaml.j2",
+        ),
         ({"name": "dev", "template": "web-stack.yaml.j2", "colour": "red"}, {}, "Extra inputs"),
     ],
 )
@@ -73,3 +109,33 @@ def test_rendered_values_stay_data():
     assert json.loads(line.split(":", 1)[1]) == hostile
     assert "injected: true" not in text.replace("\\n  injected: true", "")
     assert '- "127.0.0.1:8088:80"' in text
+
+
+def test_dollar_signs_reach_the_container_as_written():
+    """compose expands $VAR and ${VAR} in every string of the file and reads $$ as $: the
+    yaml filter doubles each '$', so "pa$word" is not cut to "pa"."""
+    cfg = _projects(
+        {
+            "name": "dev",
+            "template": "web-stack.yaml.j2",
+            "vars": {**WEB, "greeting": "pa$word ${HOME} $$", "worker_command": ["echo", "$x"]},
+        }
+    )
+    text = render_compose(cfg.compose_projects[0])
+    line = next(line for line in text.splitlines() if line.strip().startswith("GREETING:"))
+    assert json.loads(line.split(":", 1)[1]) == "pa$$word $${HOME} $$$$"
+    assert 'command: ["echo", "$$x"]' in text
+
+
+def test_bad_vars_are_reported_by_host_and_key():
+    from pyinfra.api import Config, Inventory, State
+
+    from model.validate import host_errors
+
+    project = {"name": "dev", "template": "web-stack.yaml.j2", "vars": {**WEB, "project": "x"}}
+    inventory = Inventory(([("ws1", {"podman_compose_projects": [project]})], {}))
+    State(inventory, Config())
+    assert host_errors(inventory.get_host("ws1")) == [
+        "ws1: podman_compose_projects[0](dev) (host data in the inventory): Value error, "
+        "vars.project: reserved (the template's own project)"
+    ]

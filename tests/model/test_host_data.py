@@ -61,12 +61,55 @@ def test_phases_from_the_command_line_string():
         ),
         ({"rootless_users": [{"name": "a"}, {"name": "a"}]}, "lists a user twice"),
         ({"extra_packages": ["vim && curl x"]}, "not a valid package name"),
-        ({"registries": {"search": ["https://docker.io"]}}, "not a valid registry"),
+        ({"registries": {"search": ["https://docker.io"]}}, "not a valid search registry"),
+        # containers-registries.conf(5): what podman would refuse, making every pull fail.
+        ({"registries": {"search": ["quay.io/myorg"]}}, "not a valid search registry"),
+        ({"registries": {"search": ["*.example.com"]}}, "not a valid search registry"),
+        ({"registries": {"registries": [{"prefix": "*.example.com/x"}]}}, "registry prefix"),
+        ({"registries": {"registries": [{"prefix": "*.example.com:5000"}]}}, "registry prefix"),
+        ({"registries": {"registries": [{"prefix": "ex.*.com"}]}}, "registry prefix"),
+        (
+            {"registries": {"registries": [{"prefix": "a.io", "location": "*.b.io"}]}},
+            "registry location",
+        ),
+        (
+            {"registries": {"registries": [{"prefix": "*.a.io", "location": "m.a.io"}]}},
+            "is a wildcard: it cannot have a location",
+        ),
+        (
+            {
+                "registries": {
+                    "registries": [
+                        {"prefix": "a.io", "location": "m.io"},
+                        {"prefix": "b.io", "location": "m.io", "insecure": True},
+                    ]
+                }
+            },
+            "prefixes a.io and b.io both use location m.io with a different 'insecure'",
+        ),
+        (
+            {
+                "registries": {
+                    "registries": [
+                        {"prefix": "m.io/x", "location": "m.io", "blocked": True},
+                        {"prefix": "m.io"},
+                    ]
+                }
+            },
+            "with a different 'blocked'",
+        ),
         (
             {"registries": {"registries": [{"prefix": "quay.io"}, {"prefix": "quay.io"}]}},
             "unique",
         ),
         ({"storage_device": {"device": "/tmp/disk", "mount_point": "/space"}}, "device path"),
+        # fstab fields are separated by whitespace: such a line is never matched again.
+        ({"storage_device": {"device": "/dev/vdb", "mount_point": "/my disk"}}, "mount point ("),
+        ({"storage_device": {"device": "/dev/vdb", "mount_point": "/a\tb"}}, "mount point ("),
+        *(
+            ({"storage_device": {"device": "/dev/vdb", "mount_point": path}}, "system directory")
+            for path in ["/", "/var", "/usr", "/etc", "/home", "/boot", "/boot/efi", "/run/x"]
+        ),
         (
             {
                 "graphroot": "/var/lib/containers/storage",
@@ -121,3 +164,29 @@ def test_non_namespaced_keys_pass_through():
         [("h", {"ssh_port": 2222, "_sudo": True, "podman_socket_enabled": True})]
     )
     validate_inventory(inventory)
+
+
+def test_a_wildcard_prefix_is_written_without_a_location():
+    # containers-registries.conf(5): "*.example.com" matches without rewriting the reference;
+    # a location equal to the wildcard (the default for other prefixes) is refused by podman.
+    from operations.registries import registries_toml
+
+    cfg = HostData.model_validate(
+        {
+            "registries": {
+                "registries": [
+                    {"prefix": "*.example.com", "mirrors": [{"location": "m.example.com:5000"}]},
+                    {"prefix": "quay.io/org", "insecure": True},
+                ]
+            }
+        }
+    )
+    doc = registries_toml(
+        cfg.registries.search,
+        cfg.registries.short_name_mode.value,
+        cfg.registries.model_dump()["registries"],
+    )
+    assert doc["registry"] == [
+        {"prefix": "*.example.com", "mirror": [{"location": "m.example.com:5000"}]},
+        {"prefix": "quay.io/org", "location": "quay.io/org", "insecure": True},
+    ]

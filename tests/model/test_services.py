@@ -99,7 +99,7 @@ def test_a_full_service_is_accepted_with_defaults():
         (_svc(volumes=[{"source": "secrets.env", "target": "/d"}]), "secrets file"),
         (_svc(volumes=[{"volume": "-x", "target": "/d"}]), "not a valid named volume"),
         (_svc(volumes=[{"source": "a", "target": "data"}]), "absolute path"),
-        (_svc(volumes=[{"source": "a", "target": "/d:ro"}]), "must not contain ':'"),
+        (_svc(volumes=[{"source": "a", "target": "/d:ro"}]), "no space, ':', ','"),
         (_svc(devices=["--privileged"]), "neither a /dev path nor a CDI name"),
         (_svc(devices=["nvidia.com/gpu=all;reboot"]), "neither a /dev path nor a CDI name"),
         (_svc(restart="unless-stopped"), "'always', 'on-failure' or 'no'"),
@@ -108,6 +108,8 @@ def test_a_full_service_is_accepted_with_defaults():
         (_svc(healthcheck={"command": ""}), "at least 1 character"),
         (_svc(requires=["app"]), "cannot require itself"),
         (_svc(privileged=True), "Extra inputs are not permitted"),
+        (_svc("docker"), "a unit this package manages itself"),
+        (_svc("podman"), "a unit this package manages itself"),
     ],
 )
 def test_bad_services_are_rejected(service, needle):
