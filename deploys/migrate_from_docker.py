@@ -53,6 +53,7 @@ from model.migration import (
     port_problems,
     rootless_users,
     services,
+    shown,
     space_check,
     space_needs,
 )
@@ -174,7 +175,7 @@ def migrate_from_docker(cfg: HostData):
     if plan["problems"]:
         raise DeployError(
             f"{host.name}: the migration cannot run here without loss; nothing changed:\n"
-            + "\n".join(f"  - {p}" for p in plan["problems"])
+            + "\n".join(f"  - {shown(p)}" for p in plan["problems"])
         )
 
     packages.install(name="Install podman, podman-compose, buildah, skopeo (beside Docker)")

@@ -57,6 +57,18 @@ class PlanError(ValueError):
     """The host holds something the migration cannot carry over without loss."""
 
 
+def shown(text: str) -> str:
+    """``text`` as it may be printed: every character that is not printable (ESC, CR, other
+    control and format characters, which could rewrite the terminal or hide text) as a Python
+    escape (``\\x1b``, ``\\r``, ``\\u202e``), and a backslash as ``\\\\``, so what is
+    shown is unambiguous. Everything host-controlled that the migration prints (the plan, its
+    problems) goes through it."""
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def qualify(reference: str) -> str:
     """A Docker image reference written out in full, as podman names it: ``busybox`` ->
     ``docker.io/library/busybox:latest``, ``local/app:1`` -> ``docker.io/local/app:1``."""
@@ -106,6 +118,17 @@ def _image_ref(container: DockerContainer, image: DockerImage | None) -> str | N
     tags = [podman_name(t, local_only) for t in image.repo_tags]
     wanted = podman_name(container.image, local_only) if container.image else None
     return wanted if wanted in tags else tags[0]
+
+
+def _docker_tag(container: DockerContainer, image: DockerImage | None) -> str:
+    """The container's image by the name Docker itself knows it by (the rollback re-creates
+    the container under Docker, from the tags ``docker load`` restores): the name it was
+    created with when that still names its image, else the image's first tag; without a tag,
+    what the container says."""
+    if image is None or not image.repo_tags:
+        return container.image
+    wanted = qualify(container.image) if container.image else None
+    return next((t for t in image.repo_tags if qualify(t) == wanted), image.repo_tags[0])
 
 
 def _service(
@@ -232,7 +255,7 @@ def build_plan(
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
         elif running:
             entry["service"] = _service(c, image, ref, user, problems, binds)
-        entry["docker"]["image"] = ref or c.image
+        entry["docker"]["image"] = _docker_tag(c, image)
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
     recreated = [(entry, by_name[entry["name"]]) for entry in containers if entry["recreate"]]
@@ -630,7 +653,7 @@ def bundle_files(plan: dict) -> dict[str, str]:
 
 
 def describe(plan: dict, host: str) -> str:
-    """The plan, printed before anything runs (also with ``--dry``)."""
+    """The plan, printed before anything runs (also with ``--dry``); every line :func:`shown`."""
     out = [f"{host}: Docker -> Podman migration plan (bundle {plan['bundle']})"]
     for c in plan["containers"]:
         d = c["docker"]
@@ -638,8 +661,11 @@ def describe(plan: dict, host: str) -> str:
         if c["user"]:
             action += f" (rootless, {c['user']}'s systemd)"
         out.append(f"  container {c['name']} [{c['state']}] -> {action}")
-        out.append(f"    image {d['image']}, restart {d['restart']}, networks {d['networks']}")
-        out.append(f"    command {d['cmd']}, env {[e.split('=', 1)[0] for e in d['env']]}")
+        networks = ", ".join(d["networks"]) or "none"
+        out.append(f"    image {d['image']}, restart {d['restart']}, networks {networks}")
+        command = "(the image's)" if d["cmd"] is None else shlex.join(d["cmd"])
+        env = ", ".join(e.split("=", 1)[0] for e in d["env"]) or "none"
+        out.append(f"    command {command}, env {env}")
         for p in d["ports"]:
             host_side = ":".join(filter(None, [p["host_ip"], p["host"]]))
             out.append(f"    port {host_side} -> {p['container']}/{p['protocol']}")
@@ -674,4 +700,4 @@ def describe(plan: dict, host: str) -> str:
         )
     for problem in plan["problems"]:
         out.append(f"  CANNOT MIGRATE: {problem}")
-    return "\n".join(out)
+    return "\n".join(map(shown, out))

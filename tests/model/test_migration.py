@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pyinfra.api import OperationError
 
 from facts.docker import DataDir, DockerInventory, DockerMount
 from facts.storage import PathMount
@@ -27,9 +28,11 @@ from model.migration import (
     render_docker_restore,
     render_plan_text,
     services,
+    shown,
     space_check,
     space_needs,
 )
+from operations import migration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
 BUNDLE = "/var/lib/podman-standard/docker-migration"
@@ -242,7 +245,7 @@ def test_compose_file_keeps_everything_docker_knew():
     assert text.startswith("# managed by podman-standard (deploys/migrate_from_docker.py)")
     compose = yaml.safe_load(text)
     assert compose["services"]["web"] == {
-        "image": "localhost/local/busybox:1.35",
+        "image": "local/busybox:1.35",  # Docker's tag, as Docker ran it (not podman's name)
         "container_name": "web",
         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
         "environment": ["GREETING=hello", "MULTI=a b"],
@@ -281,6 +284,32 @@ def test_docker_restore_script_quotes_every_value():
     words = shlex.split(line.split("|| ", 1)[1])
     assert words[words.index("--env") + 1] == "X=$(touch /tmp/pwned); `id` 'q' \"d\""
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+@pytest.mark.parametrize(
+    "created_with, expected",
+    [
+        ("local/busybox:1.35", "local/busybox:1.35"),  # as captured
+        ("docker.io/local/busybox:latest", "local/busybox:latest"),  # Docker's own spelling
+        ("local/busybox:gone", "local/busybox:1.35"),  # retagged since: the image's first tag
+    ],
+)
+def test_docker_restore_script_names_images_by_dockers_tags(created_with, expected):
+    inventory = _inventory()
+    web = next(c for c in inventory.containers if c.name == "web")
+    inventory = dataclasses.replace(
+        inventory, containers=[dataclasses.replace(web, image=created_with)]
+    )
+    plan = build_plan(inventory, BUNDLE)
+    # podman's name for it is localhost/local/...: Docker would try to pull that from a
+    # registry named "localhost"; the saved archive restores Docker's tags.
+    assert services(plan)[0]["image"].startswith("localhost/local/busybox:")
+    words = shlex.split(render_docker_restore(plan).splitlines()[-1].split("|| ", 1)[1])
+    assert words[words.index("appnet") + 1] == expected
+    assert yaml.safe_load(render_compose(plan))["services"]["web"]["image"] == expected
+    assert "image-save images/f134fdc9b405.tar local/busybox:1.35 local/busybox:latest\n" in (
+        render_plan_text(plan)
+    )
 
 
 def test_bundle_files_and_manifest():
@@ -463,3 +492,41 @@ def test_too_small_filesystem_is_a_problem_with_the_figures():
         "root's podman store (/var/lib/containers/storage): the free space of its filesystem "
         "could not be read"
     ]
+
+
+# --- host-controlled text printed -------------------------------------------------------
+
+ESC_CLEAR = "\x1b[2J\x1b[H"  # clears the terminal: would hide what came before
+
+
+def test_shown_escapes_control_and_format_characters():
+    assert shown("plain é text") == "plain é text"
+    assert shown(f"a{ESC_CLEAR}b\rc\td\u202ee\\f\x9b") == (
+        "a\\x1b[2J\\x1b[Hb\\rc\\td\\u202ee\\\\f\\x9b"
+    )
+
+
+def test_plan_and_problems_show_dockers_control_characters_escaped():
+    inventory = _with_mounts(_two_services(), web=[("tmpfs", "", f"/run/{ESC_CLEAR}x\rEVIL")])
+    web = next(c for c in inventory.containers if c.name == "web")
+    hostile = dataclasses.replace(
+        web, cmd=["sh", "-c", f"echo {ESC_CLEAR}"], env=["A\x1bB=1"], networks=["n\rm"]
+    )
+    inventory = dataclasses.replace(
+        inventory, containers=[hostile, *(c for c in inventory.containers if c.name != "web")]
+    )
+    plan = build_plan(inventory, BUNDLE)
+    text = describe(plan, "h")
+    assert not [c for c in text if not c.isprintable() and c != "\n"]
+    lines = text.splitlines()
+    assert "    command sh -c 'echo \\x1b[2J\\x1b[H', env A\\x1bB" in lines
+    assert "    tmpfs  -> /run/\\x1b[2J\\x1b[Hx\\rEVIL" in lines
+    assert (
+        "  CANNOT MIGRATE: container web: tmpfs mount  -> /run/\\x1b[2J\\x1b[Hx\\rEVIL is neither "
+        "a named volume nor a bind mount of a directory with a plain path (letters, digits, "
+        "'_', '.', '-'): move the data into a named volume first"
+    ) in lines
+    # The export refuses such a plan, with the same escaping.
+    with pytest.raises(OperationError) as info:
+        list(migration.export._inner(bundle=BUNDLE, plan=plan))
+    assert "\x1b" not in str(info.value) and "\\x1b[2J" in str(info.value)
