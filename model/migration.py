@@ -24,6 +24,10 @@ SOURCE = "deploys/migrate_from_docker.py"
 # differs from "always" only for a container stopped by hand before a daemon restart; a
 # systemd unit that is stopped stays stopped, which is that behaviour.
 RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
+# What `docker ps` lists, i.e. what the export stops and the plan re-creates as a service. A
+# paused container counts: `docker stop` unpauses it after the stop signal; its service runs
+# it (unpaused) and the rollback starts it again (unpaused).
+RUNNING_STATES = ("running", "restarting", "paused")
 # Docker's own networks: containers on them get podman's default network.
 DEFAULT_NETWORKS = {"bridge", "default"}
 # Written unquoted into the bundle's plan.txt and used as file names: Docker's own rules for
@@ -34,6 +38,8 @@ _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
 # A bind mount's host directory that is carried over: plain components (plan.txt holds it
 # unquoted; the service's copy is named after it), not / itself.
 _HOST_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
+# A "local" volume's options that make it a mount (mount(8)'s -t, -o and device).
+MOUNT_OPTIONS = {"type", "o", "device"}
 # Where a bind mount's copy goes, under the service's directory: host/<the host path>.
 BIND_PREFIX = "host"
 # The bundle's files, relative to the bundle directory.
@@ -159,6 +165,15 @@ def _service(
                 "publish it on a fixed one first"
             )
             continue
+        if not p.host_port.isdigit():
+            # `-p 8080-8090:80`: Docker takes any free port of the range at each start;
+            # podman refuses a host range that differs in length from the container's.
+            problems.append(
+                f"{where}: publishes {p.container_port}/{p.protocol} on host port range "
+                f"{p.host_port} (Docker picks one of them at each start); a podman_services "
+                "port is one host port: publish it on a fixed one first"
+            )
+            continue
         port = {"host": int(p.host_port), "container": p.container_port, "protocol": p.protocol}
         if p.host_ip not in ("", "0.0.0.0", "::"):
             port["host_ip"] = p.host_ip
@@ -227,7 +242,7 @@ def build_plan(
             problems.append(
                 f"migration_rootless names container {name}, which Docker does not have"
             )
-        elif container.state not in ("running", "restarting"):
+        elif container.state not in RUNNING_STATES:
             problems.append(
                 f"migration_rootless names container {name}, which is not running: it is only "
                 "exported, not re-created under anyone's podman"
@@ -239,7 +254,7 @@ def build_plan(
     for c in sorted(inventory.containers, key=lambda c: c.name):
         image = images_by_id.get(c.image_id)
         ref = _image_ref(c, image)
-        running = c.state in ("running", "restarting")
+        running = c.state in RUNNING_STATES
         user = (rootless.get(c.name) or rootless.get("*")) if running else None
         entry = {
             "name": c.name,
@@ -292,6 +307,18 @@ def build_plan(
             problems.append(f"volume {v.name!r}: not a name podman accepts")
         if v.driver != "local":
             problems.append(f"volume {v.name}: driver {v.driver!r} (only 'local' is carried over)")
+        elif set(v.options) & MOUNT_OPTIONS:
+            problems.append(
+                f"volume {v.name}: Docker mounts it from its options ({_options(v.options)}) "
+                "only while a container uses it, so with its containers stopped the export "
+                "would archive an empty directory: move its data into a plain named volume, "
+                "or bind-mount the source directory itself, first"
+            )
+        elif v.options:
+            problems.append(
+                f"volume {v.name}: its options ({_options(v.options)}) are not carried over "
+                "(a podman volume is created without them): remove them first"
+            )
         users = {}
         for entry, c in recreated:
             if any(m.type == "volume" and m.name == v.name for m in c.mounts):
@@ -347,6 +374,10 @@ def build_plan(
         "space": [],
         "problems": problems,
     }
+
+
+def _options(options: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
 def rootless_users(plan: dict) -> list[str]:

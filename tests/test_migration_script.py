@@ -17,7 +17,13 @@ import pytest
 
 from model.migration import build_plan, bundle_files
 from operations._common import render_template
-from tests.model.test_migration import BUNDLE, _inventory, _two_services, _with_mounts
+from tests.model.test_migration import (
+    BUNDLE,
+    _inventory,
+    _two_services,
+    _with_mounts,
+    _without_bind_mounts,
+)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("tar"), reason="needs root (tar --same-owner)"
@@ -333,3 +339,13 @@ def test_rollback_copies_the_services_data_back_to_the_host_directory(bind_host)
     assert not (host.source / "written-under-podman.txt").exists()
     digest = (host.bundle / "binds" / "web-0.content-sha256").read_text().strip()
     assert host.digest(host.source) == digest
+
+
+def test_export_stops_a_paused_container_it_carries(tmp_path):
+    # `docker ps` lists a paused container (Docker's stop unpauses it after the signal).
+    inventory = _inventory("DockerInventory.migration-worker-paused.DERIVED.txt")
+    host = Host(tmp_path, build_plan(_without_bind_mounts(inventory), BUNDLE))
+    (host.stub / "docker-running").write_text("web\nworker\n")
+    result = host.run("export")
+    assert result.returncode == 0, result.stderr
+    assert "root: docker stop worker" in host.log()

@@ -530,3 +530,49 @@ def test_plan_and_problems_show_dockers_control_characters_escaped():
     with pytest.raises(OperationError) as info:
         list(migration.export._inner(bundle=BUNDLE, plan=plan))
     assert "\x1b" not in str(info.value) and "\\x1b[2J" in str(info.value)
+
+
+# --- the audit: odd but real Docker states ------------------------------------------------
+
+
+def test_host_port_range_and_mounted_volume_are_refused_by_name():
+    # Derived capture: web also has `-p 8081-8090:81`, workdata was created with
+    # `--opt type=none --opt o=bind --opt device=/srv/workdata` (as Docker prints them).
+    plan = build_plan(
+        _inventory("DockerInventory.migration-port-range-bind-volume.DERIVED.txt"), BUNDLE
+    )
+    assert plan["problems"] == [
+        "container web: publishes 81/tcp on host port range 8081-8090 (Docker picks one of "
+        "them at each start); a podman_services port is one host port: publish it on a fixed "
+        "one first",
+        "volume workdata: Docker mounts it from its options (device=/srv/workdata, o=bind, "
+        "type=none) only while a container uses it, so with its containers stopped the export "
+        "would archive an empty directory: move its data into a plain named volume, or "
+        "bind-mount the source directory itself, first",
+    ]
+
+
+def test_volume_with_a_quota_option_is_refused_by_name():
+    inventory = _two_services()
+    [appdata] = inventory.volumes
+    inventory = dataclasses.replace(
+        inventory, volumes=[dataclasses.replace(appdata, options={"size": "10G"})]
+    )
+    assert build_plan(inventory, BUNDLE)["problems"] == [
+        "volume appdata: its options (size=10G) are not carried over (a podman volume is "
+        "created without them): remove them first"
+    ]
+
+
+def test_paused_container_is_carried_as_running():
+    # Derived capture: `docker pause worker` (State.Status "paused", Paused true).
+    inventory = _inventory("DockerInventory.migration-worker-paused.DERIVED.txt")
+    assert [c.state for c in inventory.containers if c.name == "worker"] == ["paused"]
+    plan = build_plan(inventory, BUNDLE, {"worker": "vagrant"})
+    assert plan["problems"] == []
+    assert [s["name"] for s in services(plan)] == ["web", "worker"]
+    # `docker ps` lists it: the export's check of what runs expects it.
+    assert "running web\nrunning worker\n" in render_plan_text(plan)
+    assert "  container worker [paused] -> re-create as a podman service (rootless" in (
+        describe(plan, "h")
+    )
