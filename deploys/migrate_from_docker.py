@@ -50,6 +50,7 @@ from model.migration import (
     describe,
     id_problems,
     mapped_ids,
+    overlap_problems,
     port_problems,
     rootless_users,
     services,
@@ -132,6 +133,9 @@ def _host_problems(plan: dict, cfg: HostData) -> list[str]:
             if found.exists:
                 owners[v["name"]] = (found.uids, found.gids)
     problems += id_problems(plan, mapped, owners)
+    problems += overlap_problems(
+        plan, [(f"{owner}'s podman store", path) for owner, path in stores.items()]
+    )
     if any(c["user"] and c["service"] and c["service"]["ports"] for c in plan["containers"]):
         start = host.get_fact(Sysctl, keys=[UNPRIVILEGED_PORT_START]).get(UNPRIVILEGED_PORT_START)
         problems += port_problems(plan, int(start) if start is not None else 1024)

@@ -24,6 +24,8 @@ SOURCE = "deploys/migrate_from_docker.py"
 # differs from "always" only for a container stopped by hand before a daemon restart; a
 # systemd unit that is stopped stays stopped, which is that behaviour.
 RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
+# Docker's data root when no volume shows where it is (dockerd's default).
+DOCKER_ROOT = "/var/lib/docker"
 # What `docker ps` lists, i.e. what the export stops and the plan re-creates as a service. A
 # paused container counts: `docker stop` unpauses it after the stop signal; its service runs
 # it (unpaused) and the rollback starts it again (unpaused).
@@ -361,7 +363,7 @@ def build_plan(
             size_bytes=None,  # measured on the host (facts.docker.DataDir)
         )
 
-    return {
+    plan = {
         "format": MANIFEST_FORMAT,
         "created_by": SOURCE,
         "bundle": bundle,
@@ -374,10 +376,44 @@ def build_plan(
         "space": [],
         "problems": problems,
     }
+    # Where the migration writes (the copies, the bundle) and where Docker keeps its data
+    # (each volume's directory, under its data root); podman's stores: the deploy adds them.
+    roots = {v.mountpoint.rsplit("/volumes/", 1)[0] for v in inventory.volumes} - {""}
+    places = [("the service root", service_root), ("the bundle", bundle)]
+    places += [("Docker's data root", root) for root in sorted(roots or {DOCKER_ROOT})]
+    problems += overlap_problems(plan, places)
+    return plan
 
 
 def _options(options: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def overlap_problems(plan: dict, places: list[tuple[str, str]]) -> list[str]:
+    """Bind mounts whose host directory is, holds, or lies inside one of ``places`` (``(what,
+    path)``: where the migration writes or an engine keeps data). Copying one into the other
+    lands the copy inside its own source, and the rollback's restore of the host directory
+    would replace what is there (another service's data, the bundle the copy is read from, a
+    store): refused, both directions."""
+    problems = []
+    for bind in plan.get("binds", []):
+        host_path = bind["host_path"]
+        for what, path in places:
+            if host_path == path:
+                relation = "is"
+            elif host_path.startswith(path.rstrip("/") + "/"):
+                relation = "is inside"
+            elif path.startswith(host_path + "/"):
+                relation = "holds"
+            else:
+                continue
+            problems.append(
+                f"bind mount {host_path} of {bind['container']} {relation} {what} {path}: its "
+                "copy or the rollback's restore of it would overwrite or delete the other; "
+                "bind-mount a directory apart from the migration's and the engines' data, or "
+                "move the data into a named volume first"
+            )
+    return problems
 
 
 def rootless_users(plan: dict) -> list[str]:

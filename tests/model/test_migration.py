@@ -21,6 +21,7 @@ from model.migration import (
     describe,
     id_problems,
     mapped_ids,
+    overlap_problems,
     podman_name,
     port_problems,
     qualify,
@@ -576,3 +577,51 @@ def test_paused_container_is_carried_as_running():
     assert "  container worker [paused] -> re-create as a podman service (rootless" in (
         describe(plan, "h")
     )
+
+
+# --- bind mounts overlapping what the migration writes or an engine keeps ------------------
+
+
+@pytest.mark.parametrize(
+    "host_path, problems",
+    [
+        # -v /srv:/srv with the default service root: the copy would land inside its source.
+        ("/srv", ["holds the service root /srv/containers/apps"]),
+        ("/srv/containers/apps/other", ["is inside the service root /srv/containers/apps"]),
+        ("/srv/containers/apps", ["is the service root /srv/containers/apps"]),
+        (
+            "/var/lib",
+            [
+                "holds the bundle /var/lib/podman-standard/docker-migration",
+                "holds Docker's data root /var/lib/docker",
+            ],
+        ),
+        ("/var/lib/podman-standard/docker-migration/x", ["is inside the bundle"]),
+        ("/var/lib/docker/volumes/appdata/_data", ["is inside Docker's data root /var/lib/docker"]),
+        ("/srv/containersX", []),  # a common prefix is not an overlap
+    ],
+)
+def test_bind_mount_overlapping_the_migrations_paths_is_refused(host_path, problems):
+    inventory = _with_mounts(_two_services(), web=[("bind", host_path, "/www")])
+    plan = build_plan(inventory, BUNDLE, service_root="/srv/containers/apps")
+    assert len(plan["problems"]) == len(problems)
+    for problem, found in zip(problems, plan["problems"], strict=True):
+        assert found.startswith(f"bind mount {host_path} of web {problem}")
+        assert found.endswith(
+            "its copy or the rollback's restore of it would overwrite or delete the other; "
+            "bind-mount a directory apart from the migration's and the engines' data, or move "
+            "the data into a named volume first"
+        )
+
+
+def test_bind_mount_holding_a_podman_store_is_refused():
+    inventory = _with_mounts(_two_services(), web=[("bind", "/var/lib/containers", "/c")])
+    plan = build_plan(inventory, BUNDLE)
+    assert plan["problems"] == []
+    stores = [("root's podman store", "/var/lib/containers/storage")]
+    assert overlap_problems(plan, stores) == [
+        "bind mount /var/lib/containers of web holds root's podman store "
+        "/var/lib/containers/storage: its copy or the rollback's restore of it would "
+        "overwrite or delete the other; bind-mount a directory apart from the migration's and "
+        "the engines' data, or move the data into a named volume first"
+    ]
