@@ -203,6 +203,7 @@ def migrate_from_docker(cfg: HostData):
         name=f"Export Docker's containers, volumes and images to {bundle}", bundle=bundle, plan=plan
     )
     migration.move(name="Move images and volumes into podman", bundle=bundle)
+    secret_env = {c["name"]: c["secret_env"] for c in plan["containers"]}
     for svc in services(plan):
         # A failure here is caught by the verify step, which then puts Docker back.
         service_ops.service(
@@ -211,6 +212,7 @@ def migrate_from_docker(cfg: HostData):
             image=svc["image"],
             command=svc["command"],
             env=svc["env"],
+            secret_values=secret_env[svc["name"]],
             ports=svc["ports"],
             volumes=svc["volumes"],
             restart=svc["restart"],

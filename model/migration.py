@@ -146,11 +146,11 @@ def _service(
     user: str | None,
     problems: list[str],
     binds: list[dict],
-) -> dict:
+) -> tuple[dict, dict[str, str]]:
     """The container as a ``podman_services`` entry (of ``user``'s podman when set); what the
     model cannot express is a problem (the migration refuses rather than drop it). A bind
     mount of a host directory becomes a directory of the service (a copy, listed in
-    ``binds``)."""
+    ``binds``). Returns the entry and the env it carries in its secrets file."""
     where = f"container {c.name}"
     if c.entrypoint != image.entrypoint:
         problems.append(
@@ -207,7 +207,9 @@ def _service(
         "name": c.name,
         "image": ref,
         "command": list(c.cmd or []) if c.cmd != image.cmd else [],
-        "env": env,
+        # Docker's env may hold passwords: it goes into the service's 0600 secrets file
+        # (services.service's secret_values), never into the world-readable unit.
+        "env": {},
         "ports": ports,
         "volumes": volumes,
         "restart": restart or "no",
@@ -217,12 +219,13 @@ def _service(
     if user:
         entry["user"] = user
     try:
-        Service.model_validate(entry)
+        # The env is validated as the model's (names, one line each), and carried apart.
+        Service.model_validate({**entry, "env": env})
     except ValidationError as error:
         for e in error.errors():
             loc = ".".join(map(str, e["loc"]))
             problems.append(f"{where}: {loc + ': ' if loc else ''}{e['msg']}")
-    return entry
+    return entry, env
 
 
 def build_plan(
@@ -267,11 +270,13 @@ def build_plan(
             # Whose podman runs it: None for root's, else the rootless user's.
             "user": user,
             "service": None,
+            # The env the service gets from its 0600 secrets file (names and values).
+            "secret_env": {},
         }
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
         elif running:
-            entry["service"] = _service(c, image, ref, user, problems, binds)
+            entry["service"], entry["secret_env"] = _service(c, image, ref, user, problems, binds)
         entry["docker"]["image"] = _docker_tag(c, image)
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
@@ -635,8 +640,15 @@ def render_compose(plan: dict) -> str:
 
 
 def render_services(plan: dict) -> str:
-    """The re-created containers as ``podman_services`` (JSON: paste into group_data)."""
-    return json.dumps(services(plan), indent=2) + "\n"
+    """The re-created containers as ``podman_services`` (JSON: paste into group_data). Their
+    env is declared as secrets read from the controller's environment variable of the same
+    name: the values (in the bundle's docker-compose.yml) stay out of group_data."""
+    entries = []
+    for c in plan["containers"]:
+        if c["recreate"] and c["service"]:
+            secrets = {k: {"env": k} for k in sorted(c["secret_env"])}
+            entries.append({**c["service"], **({"secrets": secrets} if secrets else {})})
+    return json.dumps(entries, indent=2) + "\n"
 
 
 def render_plan_text(plan: dict) -> str:

@@ -195,7 +195,7 @@ def test_running_container_becomes_a_valid_service():
         "name": "web",
         "image": "localhost/local/busybox:1.35",  # the tag it was created with
         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],  # differs from the image's sh
-        "env": {"GREETING": "hello", "MULTI": "a b"},
+        "env": {},  # carried in its 0600 secrets file, not in the 0644 unit
         "ports": [
             {"host": 8080, "container": 80, "protocol": "tcp"},
             {"host": 8443, "container": 443, "protocol": "tcp", "host_ip": "127.0.0.1"},
@@ -205,6 +205,8 @@ def test_running_container_becomes_a_valid_service():
         "network": "appnet",
     }
     Service.model_validate(web)
+    [entry] = [c for c in plan["containers"] if c["name"] == "web"]
+    assert entry["secret_env"] == {"GREETING": "hello", "MULTI": "a b"}
 
 
 def test_what_a_service_cannot_express_is_a_problem():
@@ -229,8 +231,8 @@ def test_image_env_is_not_repeated_in_the_service():
     inventory = _without_bind_mounts(_inventory())
     image = dataclasses.replace(inventory.images[0], env=["GREETING=hello", "PATH=/bin"])
     inventory = dataclasses.replace(inventory, images=[image])
-    [web] = services(build_plan(inventory, BUNDLE))
-    assert web["env"] == {"MULTI": "a b"}
+    plan = build_plan(inventory, BUNDLE)
+    assert [c["secret_env"] for c in plan["containers"] if c["recreate"]] == [{"MULTI": "a b"}]
 
 
 def test_container_on_an_untagged_image_is_a_problem():
@@ -320,7 +322,13 @@ def test_bundle_files_and_manifest():
         FILES[k] for k in ("manifest", "plan", "compose", "services", "docker_restore")
     }
     assert json.loads(files["manifest.json"]) == plan
-    assert json.loads(files["podman-services.json"]) == services(plan)
+    # To paste into group_data: the env as secrets from the controller's environment.
+    [web] = services(plan)
+    assert json.loads(files["podman-services.json"]) == [
+        {**web, "secrets": {"GREETING": {"env": "GREETING"}, "MULTI": {"env": "MULTI"}}}
+    ]
+    for entry in json.loads(files["podman-services.json"]):
+        Service.model_validate(entry)
 
 
 # --- rootless target, the host's limits ---------------------------------------------------
@@ -625,3 +633,15 @@ def test_bind_mount_holding_a_podman_store_is_refused():
         "overwrite or delete the other; bind-mount a directory apart from the migration's and "
         "the engines' data, or move the data into a named volume first"
     ]
+
+
+def test_docker_env_that_a_secrets_file_cannot_hold_is_refused_by_name():
+    inventory = _without_bind_mounts(_inventory())
+    web = next(c for c in inventory.containers if c.name == "web")
+    hostile = dataclasses.replace(web, env=["DB_PASSWORD=pa\rExecStartPre=/bin/sh", "a-b=1"])
+    problems = build_plan(dataclasses.replace(inventory, containers=[hostile]), BUNDLE)["problems"]
+    assert problems == [
+        "container web: env.DB_PASSWORD: Value error, must not contain control characters ('\\r')",
+        "container web: env.a-b.[key]: Value error, 'a-b' is not a valid environment variable name",
+    ]
+    assert "ExecStartPre" not in "".join(problems)  # the value itself is never printed
