@@ -50,9 +50,11 @@ from model.migration import (
     describe,
     id_problems,
     mapped_ids,
+    overlap_problems,
     port_problems,
     rootless_users,
     services,
+    shown,
     space_check,
     space_needs,
 )
@@ -131,6 +133,9 @@ def _host_problems(plan: dict, cfg: HostData) -> list[str]:
             if found.exists:
                 owners[v["name"]] = (found.uids, found.gids)
     problems += id_problems(plan, mapped, owners)
+    problems += overlap_problems(
+        plan, [(f"{owner}'s podman store", path) for owner, path in stores.items()]
+    )
     if any(c["user"] and c["service"] and c["service"]["ports"] for c in plan["containers"]):
         start = host.get_fact(Sysctl, keys=[UNPRIVILEGED_PORT_START]).get(UNPRIVILEGED_PORT_START)
         problems += port_problems(plan, int(start) if start is not None else 1024)
@@ -174,7 +179,7 @@ def migrate_from_docker(cfg: HostData):
     if plan["problems"]:
         raise DeployError(
             f"{host.name}: the migration cannot run here without loss; nothing changed:\n"
-            + "\n".join(f"  - {p}" for p in plan["problems"])
+            + "\n".join(f"  - {shown(p)}" for p in plan["problems"])
         )
 
     packages.install(name="Install podman, podman-compose, buildah, skopeo (beside Docker)")
@@ -198,6 +203,7 @@ def migrate_from_docker(cfg: HostData):
         name=f"Export Docker's containers, volumes and images to {bundle}", bundle=bundle, plan=plan
     )
     migration.move(name="Move images and volumes into podman", bundle=bundle)
+    secret_env = {c["name"]: c["secret_env"] for c in plan["containers"]}
     for svc in services(plan):
         # A failure here is caught by the verify step, which then puts Docker back.
         service_ops.service(
@@ -206,6 +212,7 @@ def migrate_from_docker(cfg: HostData):
             image=svc["image"],
             command=svc["command"],
             env=svc["env"],
+            secret_values=secret_env[svc["name"]],
             ports=svc["ports"],
             volumes=svc["volumes"],
             restart=svc["restart"],

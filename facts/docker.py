@@ -237,6 +237,9 @@ class DockerVolume(FactValue):
     labels: dict[str, str]
     # Bytes under the mountpoint (du -sb); None where not measured.
     size_bytes: int | None = None
+    # The driver's options (`docker volume create --opt`): for "local", a mount Docker makes
+    # only while a container uses the volume (type, o, device), or a quota (size).
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -385,6 +388,7 @@ def _volume(data: dict[str, Any], sizes: dict[str, int]) -> DockerVolume:
         mountpoint=data.get("Mountpoint", ""),
         labels=dict(data.get("Labels") or {}),
         size_bytes=sizes.get(name),
+        options={str(k): str(v) for k, v in (data.get("Options") or {}).items()},
     )
 
 

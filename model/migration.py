@@ -24,6 +24,12 @@ SOURCE = "deploys/migrate_from_docker.py"
 # differs from "always" only for a container stopped by hand before a daemon restart; a
 # systemd unit that is stopped stays stopped, which is that behaviour.
 RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
+# Docker's data root when no volume shows where it is (dockerd's default).
+DOCKER_ROOT = "/var/lib/docker"
+# What `docker ps` lists, i.e. what the export stops and the plan re-creates as a service. A
+# paused container counts: `docker stop` unpauses it after the stop signal; its service runs
+# it (unpaused) and the rollback starts it again (unpaused).
+RUNNING_STATES = ("running", "restarting", "paused")
 # Docker's own networks: containers on them get podman's default network.
 DEFAULT_NETWORKS = {"bridge", "default"}
 # Written unquoted into the bundle's plan.txt and used as file names: Docker's own rules for
@@ -34,6 +40,8 @@ _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
 # A bind mount's host directory that is carried over: plain components (plan.txt holds it
 # unquoted; the service's copy is named after it), not / itself.
 _HOST_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
+# A "local" volume's options that make it a mount (mount(8)'s -t, -o and device).
+MOUNT_OPTIONS = {"type", "o", "device"}
 # Where a bind mount's copy goes, under the service's directory: host/<the host path>.
 BIND_PREFIX = "host"
 # The bundle's files, relative to the bundle directory.
@@ -55,6 +63,18 @@ MARGIN_FRACTION = 0.10
 
 class PlanError(ValueError):
     """The host holds something the migration cannot carry over without loss."""
+
+
+def shown(text: str) -> str:
+    """``text`` as it may be printed: every character that is not printable (ESC, CR, other
+    control and format characters, which could rewrite the terminal or hide text) as a Python
+    escape (``\\x1b``, ``\\r``, ``\\u202e``), and a backslash as ``\\\\``, so what is
+    shown is unambiguous. Everything host-controlled that the migration prints (the plan, its
+    problems) goes through it."""
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
 
 
 def qualify(reference: str) -> str:
@@ -108,6 +128,17 @@ def _image_ref(container: DockerContainer, image: DockerImage | None) -> str | N
     return wanted if wanted in tags else tags[0]
 
 
+def _docker_tag(container: DockerContainer, image: DockerImage | None) -> str:
+    """The container's image by the name Docker itself knows it by (the rollback re-creates
+    the container under Docker, from the tags ``docker load`` restores): the name it was
+    created with when that still names its image, else the image's first tag; without a tag,
+    what the container says."""
+    if image is None or not image.repo_tags:
+        return container.image
+    wanted = qualify(container.image) if container.image else None
+    return next((t for t in image.repo_tags if qualify(t) == wanted), image.repo_tags[0])
+
+
 def _service(
     c: DockerContainer,
     image: DockerImage,
@@ -115,11 +146,11 @@ def _service(
     user: str | None,
     problems: list[str],
     binds: list[dict],
-) -> dict:
+) -> tuple[dict, dict[str, str]]:
     """The container as a ``podman_services`` entry (of ``user``'s podman when set); what the
     model cannot express is a problem (the migration refuses rather than drop it). A bind
     mount of a host directory becomes a directory of the service (a copy, listed in
-    ``binds``)."""
+    ``binds``). Returns the entry and the env it carries in its secrets file."""
     where = f"container {c.name}"
     if c.entrypoint != image.entrypoint:
         problems.append(
@@ -134,6 +165,15 @@ def _service(
             problems.append(
                 f"{where}: publishes {p.container_port}/{p.protocol} on a random host port; "
                 "publish it on a fixed one first"
+            )
+            continue
+        if not p.host_port.isdigit():
+            # `-p 8080-8090:80`: Docker takes any free port of the range at each start;
+            # podman refuses a host range that differs in length from the container's.
+            problems.append(
+                f"{where}: publishes {p.container_port}/{p.protocol} on host port range "
+                f"{p.host_port} (Docker picks one of them at each start); a podman_services "
+                "port is one host port: publish it on a fixed one first"
             )
             continue
         port = {"host": int(p.host_port), "container": p.container_port, "protocol": p.protocol}
@@ -167,7 +207,9 @@ def _service(
         "name": c.name,
         "image": ref,
         "command": list(c.cmd or []) if c.cmd != image.cmd else [],
-        "env": env,
+        # Docker's env may hold passwords: it goes into the service's 0600 secrets file
+        # (services.service's secret_values), never into the world-readable unit.
+        "env": {},
         "ports": ports,
         "volumes": volumes,
         "restart": restart or "no",
@@ -177,12 +219,13 @@ def _service(
     if user:
         entry["user"] = user
     try:
-        Service.model_validate(entry)
+        # The env is validated as the model's (names, one line each), and carried apart.
+        Service.model_validate({**entry, "env": env})
     except ValidationError as error:
         for e in error.errors():
             loc = ".".join(map(str, e["loc"]))
             problems.append(f"{where}: {loc + ': ' if loc else ''}{e['msg']}")
-    return entry
+    return entry, env
 
 
 def build_plan(
@@ -204,7 +247,7 @@ def build_plan(
             problems.append(
                 f"migration_rootless names container {name}, which Docker does not have"
             )
-        elif container.state not in ("running", "restarting"):
+        elif container.state not in RUNNING_STATES:
             problems.append(
                 f"migration_rootless names container {name}, which is not running: it is only "
                 "exported, not re-created under anyone's podman"
@@ -216,7 +259,7 @@ def build_plan(
     for c in sorted(inventory.containers, key=lambda c: c.name):
         image = images_by_id.get(c.image_id)
         ref = _image_ref(c, image)
-        running = c.state in ("running", "restarting")
+        running = c.state in RUNNING_STATES
         user = (rootless.get(c.name) or rootless.get("*")) if running else None
         entry = {
             "name": c.name,
@@ -227,12 +270,14 @@ def build_plan(
             # Whose podman runs it: None for root's, else the rootless user's.
             "user": user,
             "service": None,
+            # The env the service gets from its 0600 secrets file (names and values).
+            "secret_env": {},
         }
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
         elif running:
-            entry["service"] = _service(c, image, ref, user, problems, binds)
-        entry["docker"]["image"] = ref or c.image
+            entry["service"], entry["secret_env"] = _service(c, image, ref, user, problems, binds)
+        entry["docker"]["image"] = _docker_tag(c, image)
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
     recreated = [(entry, by_name[entry["name"]]) for entry in containers if entry["recreate"]]
@@ -269,6 +314,18 @@ def build_plan(
             problems.append(f"volume {v.name!r}: not a name podman accepts")
         if v.driver != "local":
             problems.append(f"volume {v.name}: driver {v.driver!r} (only 'local' is carried over)")
+        elif set(v.options) & MOUNT_OPTIONS:
+            problems.append(
+                f"volume {v.name}: Docker mounts it from its options ({_options(v.options)}) "
+                "only while a container uses it, so with its containers stopped the export "
+                "would archive an empty directory: move its data into a plain named volume, "
+                "or bind-mount the source directory itself, first"
+            )
+        elif v.options:
+            problems.append(
+                f"volume {v.name}: its options ({_options(v.options)}) are not carried over "
+                "(a podman volume is created without them): remove them first"
+            )
         users = {}
         for entry, c in recreated:
             if any(m.type == "volume" and m.name == v.name for m in c.mounts):
@@ -311,7 +368,7 @@ def build_plan(
             size_bytes=None,  # measured on the host (facts.docker.DataDir)
         )
 
-    return {
+    plan = {
         "format": MANIFEST_FORMAT,
         "created_by": SOURCE,
         "bundle": bundle,
@@ -324,6 +381,44 @@ def build_plan(
         "space": [],
         "problems": problems,
     }
+    # Where the migration writes (the copies, the bundle) and where Docker keeps its data
+    # (each volume's directory, under its data root); podman's stores: the deploy adds them.
+    roots = {v.mountpoint.rsplit("/volumes/", 1)[0] for v in inventory.volumes} - {""}
+    places = [("the service root", service_root), ("the bundle", bundle)]
+    places += [("Docker's data root", root) for root in sorted(roots or {DOCKER_ROOT})]
+    problems += overlap_problems(plan, places)
+    return plan
+
+
+def _options(options: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def overlap_problems(plan: dict, places: list[tuple[str, str]]) -> list[str]:
+    """Bind mounts whose host directory is, holds, or lies inside one of ``places`` (``(what,
+    path)``: where the migration writes or an engine keeps data). Copying one into the other
+    lands the copy inside its own source, and the rollback's restore of the host directory
+    would replace what is there (another service's data, the bundle the copy is read from, a
+    store): refused, both directions."""
+    problems = []
+    for bind in plan.get("binds", []):
+        host_path = bind["host_path"]
+        for what, path in places:
+            if host_path == path:
+                relation = "is"
+            elif host_path.startswith(path.rstrip("/") + "/"):
+                relation = "is inside"
+            elif path.startswith(host_path + "/"):
+                relation = "holds"
+            else:
+                continue
+            problems.append(
+                f"bind mount {host_path} of {bind['container']} {relation} {what} {path}: its "
+                "copy or the rollback's restore of it would overwrite or delete the other; "
+                "bind-mount a directory apart from the migration's and the engines' data, or "
+                "move the data into a named volume first"
+            )
+    return problems
 
 
 def rootless_users(plan: dict) -> list[str]:
@@ -545,8 +640,15 @@ def render_compose(plan: dict) -> str:
 
 
 def render_services(plan: dict) -> str:
-    """The re-created containers as ``podman_services`` (JSON: paste into group_data)."""
-    return json.dumps(services(plan), indent=2) + "\n"
+    """The re-created containers as ``podman_services`` (JSON: paste into group_data). Their
+    env is declared as secrets read from the controller's environment variable of the same
+    name: the values (in the bundle's docker-compose.yml) stay out of group_data."""
+    entries = []
+    for c in plan["containers"]:
+        if c["recreate"] and c["service"]:
+            secrets = {k: {"env": k} for k in sorted(c["secret_env"])}
+            entries.append({**c["service"], **({"secrets": secrets} if secrets else {})})
+    return json.dumps(entries, indent=2) + "\n"
 
 
 def render_plan_text(plan: dict) -> str:
@@ -630,7 +732,7 @@ def bundle_files(plan: dict) -> dict[str, str]:
 
 
 def describe(plan: dict, host: str) -> str:
-    """The plan, printed before anything runs (also with ``--dry``)."""
+    """The plan, printed before anything runs (also with ``--dry``); every line :func:`shown`."""
     out = [f"{host}: Docker -> Podman migration plan (bundle {plan['bundle']})"]
     for c in plan["containers"]:
         d = c["docker"]
@@ -638,8 +740,11 @@ def describe(plan: dict, host: str) -> str:
         if c["user"]:
             action += f" (rootless, {c['user']}'s systemd)"
         out.append(f"  container {c['name']} [{c['state']}] -> {action}")
-        out.append(f"    image {d['image']}, restart {d['restart']}, networks {d['networks']}")
-        out.append(f"    command {d['cmd']}, env {[e.split('=', 1)[0] for e in d['env']]}")
+        networks = ", ".join(d["networks"]) or "none"
+        out.append(f"    image {d['image']}, restart {d['restart']}, networks {networks}")
+        command = "(the image's)" if d["cmd"] is None else shlex.join(d["cmd"])
+        env = ", ".join(e.split("=", 1)[0] for e in d["env"]) or "none"
+        out.append(f"    command {command}, env {env}")
         for p in d["ports"]:
             host_side = ":".join(filter(None, [p["host_ip"], p["host"]]))
             out.append(f"    port {host_side} -> {p['container']}/{p['protocol']}")
@@ -674,4 +779,4 @@ def describe(plan: dict, host: str) -> str:
         )
     for problem in plan["problems"]:
         out.append(f"  CANNOT MIGRATE: {problem}")
-    return "\n".join(out)
+    return "\n".join(map(shown, out))

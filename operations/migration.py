@@ -16,7 +16,7 @@ from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import apt, dnf, files
 
 from facts.docker import DockerEngine
-from model.migration import bundle_files
+from model.migration import bundle_files, shown
 from operations._common import distro_family, render_template
 
 SOURCE = "operations/migration.py"
@@ -56,7 +56,7 @@ def export(bundle: str, plan: dict):
     Runs whenever it is called: the migrate deploy calls it only while Docker is there.
     """
     if plan.get("problems"):
-        raise OperationError("the plan has problems: " + "; ".join(plan["problems"]))
+        raise OperationError("the plan has problems: " + "; ".join(map(shown, plan["problems"])))
     yield from files.directory._inner(path=bundle, user="root", group="root", mode="0700")
     for path, content in bundle_files(plan).items():
         yield from files.put._inner(

@@ -24,7 +24,7 @@ from pyinfra.operations.util import files as file_utils
 
 from facts.podman import PodmanInfo
 from facts.services import PodmanNetworks, PodmanVolumes, Quadlet, SystemdUnit
-from model.host_data import SECRETS_FILE, Service, ServiceRoot
+from model.host_data import SECRETS_FILE, EnvName, Service, ServiceRoot, UnitText
 from operations._common import header, render_template
 
 SOURCE = "operations/services.py"
@@ -128,9 +128,12 @@ def _volume(volume, service_dir: str) -> str:
     return f"{volume.volume}:{volume.target}" + (":ro" if volume.read_only else "")
 
 
-def render_unit(svc: Service, rendering: str, service_dir: str, rootless: bool) -> str:
+def render_unit(
+    svc: Service, rendering: str, service_dir: str, rootless: bool, env_file: bool = False
+) -> str:
     """The unit file of ``svc`` in ``rendering`` ('quadlet': the ``.container``, 'plain': the
-    ``.service``); every value is escaped for systemd's syntax by the templates' filters."""
+    ``.service``); every value is escaped for systemd's syntax by the templates' filters. The
+    secrets file is referenced when ``svc`` has secrets or ``env_file`` says so."""
     template = "service.container.j2" if rendering == "quadlet" else "service.service.j2"
     return render_template(
         template,
@@ -139,7 +142,7 @@ def render_unit(svc: Service, rendering: str, service_dir: str, rootless: bool) 
         image=svc.image,
         command=svc.command,
         env=sorted(svc.env.items()),
-        env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets else None,
+        env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
         ports=[_port(p) for p in svc.ports],
         volumes=[_volume(v, service_dir) for v in svc.volumes],
         devices=svc.devices,
@@ -321,6 +324,7 @@ def service(
     remove_data: bool = False,
     remove_network: bool = False,
     root: str = "/srv/containers/apps",
+    secret_values: dict[str, str] | None = None,
 ):
     """
     Run a container as a systemd service, or remove it.
@@ -346,6 +350,8 @@ def service(
     + remove_network: with present=False, also remove ``network`` (its quadlet file and the
       podman network): for the last service that used it (deploys/services.py decides)
     + root: the service root (``podman_service_root``)
+    + secret_values: ``{VAR: value}`` the caller holds already (the migration: a Docker
+      container's environment), written into the same 0600 secrets file as ``secrets``
 
     Quadlet (podman >= 4.4 with its generator): ``<service>.container`` (+ ``<network>.network``)
     in /etc/containers/systemd (rootless: ~/.config/containers/systemd), checked with the
@@ -375,6 +381,7 @@ def service(
             }
         )
         root = TypeAdapter(ServiceRoot).validate_python(root)
+        given = TypeAdapter(dict[EnvName, UnitText]).validate_python(dict(secret_values or {}))
     except ValidationError as error:
         problems = "; ".join(
             ": ".join(
@@ -384,6 +391,9 @@ def service(
         )
         raise OperationError(f"service {service}: {problems}") from None
 
+    clash = sorted(set(given) & (set(svc.env) | set(svc.secrets)))
+    if clash:
+        raise OperationError(f"service {svc.name}: {', '.join(clash)} given twice")
     scope = _scope(svc.name, svc.user)
     service_dir = f"{root}/{svc.name}"
     unit_name = f"{svc.name}.service"
@@ -433,8 +443,8 @@ def service(
     add(_ensure_unit_dir(scope, unit_dir))
 
     secrets_file = f"{service_dir}/{SECRETS_FILE}"
-    if svc.secrets:
-        content = render_secrets(svc, resolve_secrets(svc))
+    if svc.secrets or given:
+        content = render_secrets(svc, {**resolve_secrets(svc), **given})
         secrets_changed = add(_put_secret(content, secrets_file, scope))
     else:
         removed, _ = _collect(files.file._inner(path=secrets_file, present=False))
@@ -445,7 +455,8 @@ def service(
     wanted = []
     if rendering == "quadlet" and svc.network:
         wanted.append((f"{unit_dir}/{svc.network}.network", render_network(svc.network)))
-    wanted.append((own_file, render_unit(svc, rendering, service_dir, bool(scope.user))))
+    unit = render_unit(svc, rendering, service_dir, bool(scope.user), env_file=bool(given))
+    wanted.append((own_file, unit))
     changed_files = [p for p, text in wanted if host.get_fact(Sha1File, path=p) != _sha1(text)]
     backups = []
     if rendering == "quadlet":

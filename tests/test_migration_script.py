@@ -17,7 +17,13 @@ import pytest
 
 from model.migration import build_plan, bundle_files
 from operations._common import render_template
-from tests.model.test_migration import BUNDLE, _inventory, _two_services, _with_mounts
+from tests.model.test_migration import (
+    BUNDLE,
+    _inventory,
+    _two_services,
+    _with_mounts,
+    _without_bind_mounts,
+)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("tar"), reason="needs root (tar --same-owner)"
@@ -333,3 +339,59 @@ def test_rollback_copies_the_services_data_back_to_the_host_directory(bind_host)
     assert not (host.source / "written-under-podman.txt").exists()
     digest = (host.bundle / "binds" / "web-0.content-sha256").read_text().strip()
     assert host.digest(host.source) == digest
+
+
+def test_export_stops_a_paused_container_it_carries(tmp_path):
+    # `docker ps` lists a paused container (Docker's stop unpauses it after the signal).
+    inventory = _inventory("DockerInventory.migration-worker-paused.DERIVED.txt")
+    host = Host(tmp_path, build_plan(_without_bind_mounts(inventory), BUNDLE))
+    (host.stub / "docker-running").write_text("web\nworker\n")
+    result = host.run("export")
+    assert result.returncode == 0, result.stderr
+    assert "root: docker stop worker" in host.log()
+
+
+def test_rollback_restores_a_host_directory_holding_its_own_copy(tmp_path):
+    # What the plan now refuses (-v /srv:/srv with the service root under /srv), forced
+    # through: the restore must not delete the source (and the copy inside it) before the
+    # copy is read and verified.
+    source = tmp_path / "srv"
+    inventory = _with_mounts(_inventory(), web=[("bind", str(source), "/www")])
+    plan = build_plan(inventory, BUNDLE, service_root=str(source / "apps"))
+    assert [p for p in plan["problems"] if "holds the service root" in p]
+    plan["problems"] = []
+    host = Host(tmp_path, plan)
+    Host.fill(source, "web's files")
+    _migrated(host)
+    copy = source / "apps" / "web" / "host" / str(source).lstrip("/")
+    (copy / "written-under-podman.txt").write_text("new\n")
+    want = host.digest(copy)
+    result = host.run("rollback")
+    assert result.returncode == 0, result.stderr
+    assert host.digest(source) == want
+    assert (source / "written-under-podman.txt").read_text() == "new\n"
+
+
+def test_rollback_leaves_the_host_directory_when_the_copy_does_not_verify(bind_host):
+    host = bind_host
+    _migrated(host)
+    (host.source / "kept.txt").write_text("the host's data\n")
+    before = host.digest(host.source)
+    # The bundle's archive no longer holds what its digest says (SHA256SUMS made to match).
+    other = host.stub.parent / "other"
+    Host.fill(other, "other data")
+    archive = host.bundle / "binds" / "web-0.tar"
+    subprocess.run(["tar", "--create", "--file", str(archive), "-C", str(other), "."], check=True)
+    sums = subprocess.run(
+        ["sha256sum", "binds/web-0.tar"], cwd=host.bundle, capture_output=True, text=True
+    ).stdout
+    lines = (host.bundle / "SHA256SUMS").read_text().splitlines()
+    (host.bundle / "SHA256SUMS").write_text(
+        "".join(sums if line.endswith(" binds/web-0.tar") else line + "\n" for line in lines)
+    )
+    result = host.run("rollback", "bundle")
+    assert result.returncode != 0
+    assert f"bind mount {host.source}: the copy to restore does not verify" in result.stderr
+    assert f"{host.source} left as it was" in result.stderr
+    assert host.digest(host.source) == before
+    assert [p.name for p in host.source.iterdir() if p.name.startswith(".podman")] == []

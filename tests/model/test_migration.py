@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pyinfra.api import OperationError
 
 from facts.docker import DataDir, DockerInventory, DockerMount
 from facts.storage import PathMount
@@ -20,6 +21,7 @@ from model.migration import (
     describe,
     id_problems,
     mapped_ids,
+    overlap_problems,
     podman_name,
     port_problems,
     qualify,
@@ -27,9 +29,11 @@ from model.migration import (
     render_docker_restore,
     render_plan_text,
     services,
+    shown,
     space_check,
     space_needs,
 )
+from operations import migration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
 BUNDLE = "/var/lib/podman-standard/docker-migration"
@@ -191,7 +195,7 @@ def test_running_container_becomes_a_valid_service():
         "name": "web",
         "image": "localhost/local/busybox:1.35",  # the tag it was created with
         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],  # differs from the image's sh
-        "env": {"GREETING": "hello", "MULTI": "a b"},
+        "env": {},  # carried in its 0600 secrets file, not in the 0644 unit
         "ports": [
             {"host": 8080, "container": 80, "protocol": "tcp"},
             {"host": 8443, "container": 443, "protocol": "tcp", "host_ip": "127.0.0.1"},
@@ -201,6 +205,8 @@ def test_running_container_becomes_a_valid_service():
         "network": "appnet",
     }
     Service.model_validate(web)
+    [entry] = [c for c in plan["containers"] if c["name"] == "web"]
+    assert entry["secret_env"] == {"GREETING": "hello", "MULTI": "a b"}
 
 
 def test_what_a_service_cannot_express_is_a_problem():
@@ -225,8 +231,8 @@ def test_image_env_is_not_repeated_in_the_service():
     inventory = _without_bind_mounts(_inventory())
     image = dataclasses.replace(inventory.images[0], env=["GREETING=hello", "PATH=/bin"])
     inventory = dataclasses.replace(inventory, images=[image])
-    [web] = services(build_plan(inventory, BUNDLE))
-    assert web["env"] == {"MULTI": "a b"}
+    plan = build_plan(inventory, BUNDLE)
+    assert [c["secret_env"] for c in plan["containers"] if c["recreate"]] == [{"MULTI": "a b"}]
 
 
 def test_container_on_an_untagged_image_is_a_problem():
@@ -242,7 +248,7 @@ def test_compose_file_keeps_everything_docker_knew():
     assert text.startswith("# managed by podman-standard (deploys/migrate_from_docker.py)")
     compose = yaml.safe_load(text)
     assert compose["services"]["web"] == {
-        "image": "localhost/local/busybox:1.35",
+        "image": "local/busybox:1.35",  # Docker's tag, as Docker ran it (not podman's name)
         "container_name": "web",
         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
         "environment": ["GREETING=hello", "MULTI=a b"],
@@ -283,6 +289,32 @@ def test_docker_restore_script_quotes_every_value():
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
+@pytest.mark.parametrize(
+    "created_with, expected",
+    [
+        ("local/busybox:1.35", "local/busybox:1.35"),  # as captured
+        ("docker.io/local/busybox:latest", "local/busybox:latest"),  # Docker's own spelling
+        ("local/busybox:gone", "local/busybox:1.35"),  # retagged since: the image's first tag
+    ],
+)
+def test_docker_restore_script_names_images_by_dockers_tags(created_with, expected):
+    inventory = _inventory()
+    web = next(c for c in inventory.containers if c.name == "web")
+    inventory = dataclasses.replace(
+        inventory, containers=[dataclasses.replace(web, image=created_with)]
+    )
+    plan = build_plan(inventory, BUNDLE)
+    # podman's name for it is localhost/local/...: Docker would try to pull that from a
+    # registry named "localhost"; the saved archive restores Docker's tags.
+    assert services(plan)[0]["image"].startswith("localhost/local/busybox:")
+    words = shlex.split(render_docker_restore(plan).splitlines()[-1].split("|| ", 1)[1])
+    assert words[words.index("appnet") + 1] == expected
+    assert yaml.safe_load(render_compose(plan))["services"]["web"]["image"] == expected
+    assert "image-save images/f134fdc9b405.tar local/busybox:1.35 local/busybox:latest\n" in (
+        render_plan_text(plan)
+    )
+
+
 def test_bundle_files_and_manifest():
     plan = build_plan(_without_bind_mounts(_inventory()), BUNDLE)
     files = bundle_files(plan)
@@ -290,7 +322,13 @@ def test_bundle_files_and_manifest():
         FILES[k] for k in ("manifest", "plan", "compose", "services", "docker_restore")
     }
     assert json.loads(files["manifest.json"]) == plan
-    assert json.loads(files["podman-services.json"]) == services(plan)
+    # To paste into group_data: the env as secrets from the controller's environment.
+    [web] = services(plan)
+    assert json.loads(files["podman-services.json"]) == [
+        {**web, "secrets": {"GREETING": {"env": "GREETING"}, "MULTI": {"env": "MULTI"}}}
+    ]
+    for entry in json.loads(files["podman-services.json"]):
+        Service.model_validate(entry)
 
 
 # --- rootless target, the host's limits ---------------------------------------------------
@@ -463,3 +501,147 @@ def test_too_small_filesystem_is_a_problem_with_the_figures():
         "root's podman store (/var/lib/containers/storage): the free space of its filesystem "
         "could not be read"
     ]
+
+
+# --- host-controlled text printed -------------------------------------------------------
+
+ESC_CLEAR = "\x1b[2J\x1b[H"  # clears the terminal: would hide what came before
+
+
+def test_shown_escapes_control_and_format_characters():
+    assert shown("plain é text") == "plain é text"
+    assert shown(f"a{ESC_CLEAR}b\rc\td\u202ee\\f\x9b") == (
+        "a\\x1b[2J\\x1b[Hb\\rc\\td\\u202ee\\\\f\\x9b"
+    )
+
+
+def test_plan_and_problems_show_dockers_control_characters_escaped():
+    inventory = _with_mounts(_two_services(), web=[("tmpfs", "", f"/run/{ESC_CLEAR}x\rEVIL")])
+    web = next(c for c in inventory.containers if c.name == "web")
+    hostile = dataclasses.replace(
+        web, cmd=["sh", "-c", f"echo {ESC_CLEAR}"], env=["A\x1bB=1"], networks=["n\rm"]
+    )
+    inventory = dataclasses.replace(
+        inventory, containers=[hostile, *(c for c in inventory.containers if c.name != "web")]
+    )
+    plan = build_plan(inventory, BUNDLE)
+    text = describe(plan, "h")
+    assert not [c for c in text if not c.isprintable() and c != "\n"]
+    lines = text.splitlines()
+    assert "    command sh -c 'echo \\x1b[2J\\x1b[H', env A\\x1bB" in lines
+    assert "    tmpfs  -> /run/\\x1b[2J\\x1b[Hx\\rEVIL" in lines
+    assert (
+        "  CANNOT MIGRATE: container web: tmpfs mount  -> /run/\\x1b[2J\\x1b[Hx\\rEVIL is neither "
+        "a named volume nor a bind mount of a directory with a plain path (letters, digits, "
+        "'_', '.', '-'): move the data into a named volume first"
+    ) in lines
+    # The export refuses such a plan, with the same escaping.
+    with pytest.raises(OperationError) as info:
+        list(migration.export._inner(bundle=BUNDLE, plan=plan))
+    assert "\x1b" not in str(info.value) and "\\x1b[2J" in str(info.value)
+
+
+# --- the audit: odd but real Docker states ------------------------------------------------
+
+
+def test_host_port_range_and_mounted_volume_are_refused_by_name():
+    # Derived capture: web also has `-p 8081-8090:81`, workdata was created with
+    # `--opt type=none --opt o=bind --opt device=/srv/workdata` (as Docker prints them).
+    plan = build_plan(
+        _inventory("DockerInventory.migration-port-range-bind-volume.DERIVED.txt"), BUNDLE
+    )
+    assert plan["problems"] == [
+        "container web: publishes 81/tcp on host port range 8081-8090 (Docker picks one of "
+        "them at each start); a podman_services port is one host port: publish it on a fixed "
+        "one first",
+        "volume workdata: Docker mounts it from its options (device=/srv/workdata, o=bind, "
+        "type=none) only while a container uses it, so with its containers stopped the export "
+        "would archive an empty directory: move its data into a plain named volume, or "
+        "bind-mount the source directory itself, first",
+    ]
+
+
+def test_volume_with_a_quota_option_is_refused_by_name():
+    inventory = _two_services()
+    [appdata] = inventory.volumes
+    inventory = dataclasses.replace(
+        inventory, volumes=[dataclasses.replace(appdata, options={"size": "10G"})]
+    )
+    assert build_plan(inventory, BUNDLE)["problems"] == [
+        "volume appdata: its options (size=10G) are not carried over (a podman volume is "
+        "created without them): remove them first"
+    ]
+
+
+def test_paused_container_is_carried_as_running():
+    # Derived capture: `docker pause worker` (State.Status "paused", Paused true).
+    inventory = _inventory("DockerInventory.migration-worker-paused.DERIVED.txt")
+    assert [c.state for c in inventory.containers if c.name == "worker"] == ["paused"]
+    plan = build_plan(inventory, BUNDLE, {"worker": "vagrant"})
+    assert plan["problems"] == []
+    assert [s["name"] for s in services(plan)] == ["web", "worker"]
+    # `docker ps` lists it: the export's check of what runs expects it.
+    assert "running web\nrunning worker\n" in render_plan_text(plan)
+    assert "  container worker [paused] -> re-create as a podman service (rootless" in (
+        describe(plan, "h")
+    )
+
+
+# --- bind mounts overlapping what the migration writes or an engine keeps ------------------
+
+
+@pytest.mark.parametrize(
+    "host_path, problems",
+    [
+        # -v /srv:/srv with the default service root: the copy would land inside its source.
+        ("/srv", ["holds the service root /srv/containers/apps"]),
+        ("/srv/containers/apps/other", ["is inside the service root /srv/containers/apps"]),
+        ("/srv/containers/apps", ["is the service root /srv/containers/apps"]),
+        (
+            "/var/lib",
+            [
+                "holds the bundle /var/lib/podman-standard/docker-migration",
+                "holds Docker's data root /var/lib/docker",
+            ],
+        ),
+        ("/var/lib/podman-standard/docker-migration/x", ["is inside the bundle"]),
+        ("/var/lib/docker/volumes/appdata/_data", ["is inside Docker's data root /var/lib/docker"]),
+        ("/srv/containersX", []),  # a common prefix is not an overlap
+    ],
+)
+def test_bind_mount_overlapping_the_migrations_paths_is_refused(host_path, problems):
+    inventory = _with_mounts(_two_services(), web=[("bind", host_path, "/www")])
+    plan = build_plan(inventory, BUNDLE, service_root="/srv/containers/apps")
+    assert len(plan["problems"]) == len(problems)
+    for problem, found in zip(problems, plan["problems"], strict=True):
+        assert found.startswith(f"bind mount {host_path} of web {problem}")
+        assert found.endswith(
+            "its copy or the rollback's restore of it would overwrite or delete the other; "
+            "bind-mount a directory apart from the migration's and the engines' data, or move "
+            "the data into a named volume first"
+        )
+
+
+def test_bind_mount_holding_a_podman_store_is_refused():
+    inventory = _with_mounts(_two_services(), web=[("bind", "/var/lib/containers", "/c")])
+    plan = build_plan(inventory, BUNDLE)
+    assert plan["problems"] == []
+    stores = [("root's podman store", "/var/lib/containers/storage")]
+    assert overlap_problems(plan, stores) == [
+        "bind mount /var/lib/containers of web holds root's podman store "
+        "/var/lib/containers/storage: its copy or the rollback's restore of it would "
+        "overwrite or delete the other; bind-mount a directory apart from the migration's and "
+        "the engines' data, or move the data into a named volume first"
+    ]
+
+
+def test_docker_env_that_a_secrets_file_cannot_hold_is_refused_by_name():
+    inventory = _without_bind_mounts(_inventory())
+    web = next(c for c in inventory.containers if c.name == "web")
+    hostile = dataclasses.replace(web, env=["DB_PASSWORD=pa\rExecStartPre=/bin/sh", "a-b=1"])
+    problems = build_plan(dataclasses.replace(inventory, containers=[hostile]), BUNDLE)["problems"]
+    assert problems == [
+        "container web: env.DB_PASSWORD: Value error, must not contain control characters ('\\r')",
+        "container web: env.a-b.[key]: Value error, 'a-b' is not a valid environment variable name",
+    ]
+    assert "ExecStartPre" not in "".join(problems)  # the value itself is never printed

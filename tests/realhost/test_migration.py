@@ -275,6 +275,8 @@ def migrated(docker_host, registry, tmp_path_factory):
     bed = boot_copy(docker_host, registry, tmp_path_factory.mktemp("migration-ok"), ROOTLESS)
     try:
         guest = bed.guests[SPEC.name]
+        # A paused container counts as running: carried, and stopped (unpaused) for the copy.
+        sudo(guest, "docker pause worker")
         with stage("migration --dry"):
             dry = bed.pyinfra("--dry", deploy=DEPLOY)
         after_dry = (
@@ -301,7 +303,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
     assert returncode == 0, stderr[-4000:]
     assert "Docker -> Podman migration plan (bundle /var/lib/podman-standard/" in stderr
     assert (
-        "container worker [running] -> re-create as a podman service (rootless, vagrant's "
+        "container worker [paused] -> re-create as a podman service (rootless, vagrant's "
         "systemd)" in stderr
     )
     assert "volume appdata (" in stderr and "-> volumes/appdata.tar" in stderr
@@ -463,6 +465,7 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
     bed = boot_copy(docker_host, registry, tmp_path)
     try:
         guest = bed.guests[SPEC.name]
+        overlapping_bind_mount_is_refused(bed, guest)
         # A bundle directory on a filesystem too small for it: refused, with the figures,
         # before anything changes.
         sudo(guest, "mkdir -p /mnt/tiny && mount -t tmpfs -o size=16m tmpfs /mnt/tiny")
@@ -501,3 +504,22 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
         assert guest.run("systemctl cat web.service").returncode != 0
     finally:
         bed.down()
+
+
+def overlapping_bind_mount_is_refused(bed, guest) -> None:
+    """A container bind-mounting the directory that holds the service root (here /space, the
+    testbed's podman_service_root being /space/containers/apps) is refused by name in the
+    plan, before any change; the container is removed again afterwards."""
+    image = sudo(guest, "docker inspect --format '{{.Config.Image}}' worker").strip()
+    sudo(guest, f"docker run -d --name overlap -v /space:/space {image} sleep 999999")
+    try:
+        with stage("migration --dry with an overlapping bind mount (refused)"):
+            returncode, _, stderr = bed.pyinfra("--dry", deploy=DEPLOY)
+        assert returncode != 0
+        assert (
+            "bind mount /space of overlap holds the service root /space/containers/apps: its "
+            "copy or the rollback's restore of it would overwrite or delete the other"
+        ) in stderr, stderr[-4000:]
+        assert guest.run(f"sudo test -e {BUNDLE}").returncode != 0
+    finally:
+        sudo(guest, "docker rm -f overlap")
