@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Users
 from pyinfra.operations import files
@@ -272,6 +272,7 @@ def _validate_quadlet(
 
 
 def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str):
+    yield from _reachable_by_user(scope, root)
     yield from files.directory._inner(path=root, user="root", group="root", mode="0755")
     yield from files.directory._inner(
         path=service_dir, user=scope.owner, group=scope.group, mode="0750"
@@ -291,6 +292,20 @@ def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str):
             yield from files.directory._inner(
                 path=path, user=scope.owner, group=scope.group, mode="0750"
             )
+
+
+def _reachable_by_user(scope: _Scope, root: str):
+    """A rootless service's user must reach ``<root>/<name>`` (its secrets file, its data):
+    podman creates a custom graphroot's missing parents 0700 (measured on Debian 12:
+    /space/containers under motoko's /space), which would hide a service root beside the
+    store. Each existing ancestor of ``root`` that others cannot search gets ``o+x`` (search
+    only, no listing); nothing else about it changes."""
+    if not scope.user:
+        return
+    for ancestor in reversed(PurePosixPath(root).parents[:-1]):  # '/' itself excluded
+        info = host.get_fact(Directory, path=str(ancestor))
+        if info and not info["mode"] % 10 & 1:
+            yield StringCommand("chmod o+x --", QuoteString(str(ancestor)))
 
 
 def _ensure_unit_dir(scope: _Scope, unit_dir: str):
