@@ -62,16 +62,26 @@ VARIANTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "docker": ("podman", ("docker.io", "apparmor")),
 }
 
-# Runs as root on the build machine with RELEASE, ROOT, OUT, MIRROR, PACKAGES, KERNEL, SOURCES and
-# PUBKEY in its environment. Lines starting with "== " are progress markers shown to the user.
-SCRIPT = r"""
+# Both build scripts start in strict mode with a chroot helper and an unmount on exit, and end
+# by writing the root tree into an ext4 disk image without mounting it.
+_PREAMBLE = r"""
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 in_root() { chroot "$ROOT" "$@"; }
 cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
 trap cleanup EXIT
+"""
+_DISK_IMAGE = r"""
+echo "== disk image ($DISK_SIZE ext4)"
+mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
+"""
 
+# Runs as root on the build machine with RELEASE, ROOT, OUT, MIRROR, PACKAGES, KERNEL, SOURCES and
+# PUBKEY in its environment. Lines starting with "== " are progress markers shown to the user.
+SCRIPT = (
+    _PREAMBLE
+    + r"""
 echo "== debootstrap $RELEASE (minbase + $PACKAGES)"
 debootstrap --variant=minbase --include="$PACKAGES" "$RELEASE" "$ROOT" "$MIRROR"
 
@@ -126,22 +136,16 @@ in_root ssh-keygen -A
 rm -f "$ROOT/var/lib/dbus/machine-id"
 ln -s /etc/machine-id "$ROOT/var/lib/dbus/machine-id"
 cleanup
-
-echo "== disk image ($DISK_SIZE ext4)"
-mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
 """
+    + _DISK_IMAGE
+)
 
 # A variant: its base's root tree, plus PACKAGES installed natively in the chroot (no service
 # starts: policy-rc.d; units the packages enable start at the guest's first boot). Runs with
 # BASE_ROOT, ROOT, OUT, PACKAGES and DISK_SIZE in its environment.
-VARIANT_SCRIPT = r"""
-set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-in_root() { chroot "$ROOT" "$@"; }
-cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
-trap cleanup EXIT
-
+VARIANT_SCRIPT = (
+    _PREAMBLE
+    + r"""
 echo "== copy of the base root tree"
 cp -a "$BASE_ROOT/." "$ROOT/"
 mount -t proc proc "$ROOT/proc"
@@ -155,10 +159,9 @@ in_root apt-get install -y -q --no-install-recommends $PACKAGES
 rm -f "$ROOT/usr/sbin/policy-rc.d"
 in_root apt-get clean
 cleanup
-
-echo "== disk image ($DISK_SIZE ext4)"
-mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
 """
+    + _DISK_IMAGE
+)
 
 
 @dataclass(frozen=True)
