@@ -394,6 +394,14 @@ class Port(Strict):
     protocol: Literal["tcp", "udp"] = "tcp"
     host_ip: HostIP | None = None
 
+    @property
+    def spec(self) -> str:
+        """``[ip:]host:container/protocol``, as podman's --publish and quadlet's PublishPort=."""
+        ip = ""
+        if self.host_ip is not None:
+            ip = f"[{self.host_ip}]:" if self.host_ip.version == 6 else f"{self.host_ip}:"
+        return f"{ip}{self.host}:{self.container}/{self.protocol}"
+
 
 class Volume(Strict):
     """A bind mount of ``source`` (a directory under ``<service_root>/<service>/``, created
@@ -422,6 +430,14 @@ class Volume(Strict):
         if self.volume is not None and not _VOLUME_NAME_RE.match(self.volume):
             raise ValueError(f"{self.volume!r} is not a valid named volume")
         return self
+
+    def spec(self, service_dir: str) -> str:
+        """podman's --volume and quadlet's Volume= value, a bind source under ``service_dir``."""
+        if self.source is not None:
+            # Z: a private SELinux label for the service's own directory (ignored without SELinux).
+            options = "ro,Z" if self.read_only else "Z"
+            return f"{service_dir}/{self.source}:{self.target}:{options}"
+        return f"{self.volume}:{self.target}" + (":ro" if self.read_only else "")
 
 
 class HealthCheck(Strict):

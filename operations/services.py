@@ -113,44 +113,20 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _port(port) -> str:
-    ip = ""
-    if port.host_ip is not None:
-        ip = f"[{port.host_ip}]:" if port.host_ip.version == 6 else f"{port.host_ip}:"
-    return f"{ip}{port.host}:{port.container}/{port.protocol}"
-
-
-def _volume(volume, service_dir: str) -> str:
-    if volume.source is not None:
-        # Z: a private SELinux label for the service's own directory (ignored without SELinux).
-        options = "ro,Z" if volume.read_only else "Z"
-        return f"{service_dir}/{volume.source}:{volume.target}:{options}"
-    return f"{volume.volume}:{volume.target}" + (":ro" if volume.read_only else "")
-
-
 def render_unit(
     svc: Service, rendering: str, service_dir: str, rootless: bool, env_file: bool = False
 ) -> str:
     """The unit file of ``svc`` in ``rendering`` ('quadlet': the ``.container``, 'plain': the
-    ``.service``); every value is escaped for systemd's syntax by the templates' filters. The
-    secrets file is referenced when ``svc`` has secrets or ``env_file`` says so."""
+    ``.service``); the templates read ``svc`` and escape every value for systemd's syntax
+    with their filters. The secrets file is referenced when ``svc`` has secrets or
+    ``env_file`` says so."""
     template = "service.container.j2" if rendering == "quadlet" else "service.service.j2"
     return render_template(
         template,
         source=SOURCE,
-        name=svc.name,
-        image=svc.image,
-        command=svc.command,
-        env=sorted(svc.env.items()),
+        svc=svc,
+        service_dir=service_dir,
         env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
-        ports=[_port(p) for p in svc.ports],
-        volumes=[_volume(v, service_dir) for v in svc.volumes],
-        devices=svc.devices,
-        restart=svc.restart.value,
-        requires=svc.requires,
-        network=svc.network,
-        health_cmd=svc.healthcheck.command if svc.healthcheck else None,
-        health_interval=svc.healthcheck.interval if svc.healthcheck else None,
         user_mode=rootless,
         wanted_by="default.target" if rootless else "multi-user.target",
     ).getvalue()
@@ -305,51 +281,48 @@ def _ensure_unit_dir(scope: _Scope, unit_dir: str):
         yield from files.directory._inner(path=path, user=scope.owner, group=scope.group)
 
 
+def _spec(service: Service | dict | str) -> Service:
+    """The service spec: the model's object as the deploys pass it (validated with the host's
+    data, used as it is), or its JSON (the command line) or dict, validated here once."""
+    if isinstance(service, Service):
+        return service
+    try:
+        if isinstance(service, str):
+            return Service.model_validate_json(service)
+        return Service.model_validate(service)
+    except ValidationError as error:
+        name = service.get("name") if isinstance(service, dict) else None
+        raise OperationError(f"service {name or '(unnamed)'}: {_problems(error)}") from None
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
+        ": ".join(
+            filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")])
+        )
+        for e in error.errors()
+    )
+
+
 @operation()
 def service(
-    service: str,
-    image: str = "",
-    command: list[str] | None = None,
-    env: dict[str, str] | None = None,
-    secrets: dict[str, dict] | None = None,
-    ports: list[dict] | None = None,
-    volumes: list[dict] | None = None,
-    devices: list[str] | None = None,
-    restart: str = "always",
-    requires: list[str] | None = None,
-    network: str | None = None,
-    healthcheck: dict | None = None,
-    user: str | None = None,
-    present: bool = True,
-    remove_data: bool = False,
-    remove_network: bool = False,
+    service: Service | dict | str,
     root: str = "/srv/containers/apps",
+    remove_network: bool = False,
     secret_values: dict[str, str] | None = None,
 ):
     """
     Run a container as a systemd service, or remove it.
 
-    + service: the service's name: its unit, container and directory name
-    + image: fully qualified image with a tag or digest (docker.io/library/redis:7.4.1);
-      not needed with present=False
-    + command: arguments after the image
-    + env: environment variables, written into the unit
-    + secrets: ``{VAR: {"env": "CONTROLLER_VAR"} | {"file": "/path/on/controller"}}``, read on
-      the controller at deploy time, written to ``<root>/<service>/secrets.env`` (0600)
-    + ports: ``[{"host", "container", "protocol": tcp|udp, "host_ip"}]``
-    + volumes: ``[{"source": "data", "target": "/data", "read_only"}]`` (a directory under
-      ``<root>/<service>/``) or ``[{"volume": "pgdata", "target": ...}]`` (a named volume)
-    + devices: device nodes or CDI names (``nvidia.com/gpu=all``)
-    + restart: always, on-failure or no
-    + requires: services started before this one (and stopped with it)
-    + network: a podman network shared by the services that name it
-    + healthcheck: ``{"command", "interval": "30s"}``
-    + user: a rootless user whose systemd runs the service (it must linger)
-    + present: False stops, disables and removes the unit and the secrets file
-    + remove_data: with present=False, also delete ``<root>/<service>/`` and the named volumes
-    + remove_network: with present=False, also remove ``network`` (its quadlet file and the
-      podman network): for the last service that used it (deploys/services.py decides)
-    + root: the service root (``podman_service_root``)
+    + service: the service spec, ``model.host_data.Service`` (deploys pass the object their
+      host data validated), or its JSON (on the command line:
+      ``service='{"name": "web", "image": "docker.io/library/nginx:1.27.3"}'``); the fields
+      and their meaning are the README's Services table
+    + root: the service root (``podman_service_root``); the service's directory is
+      ``<root>/<name>/``
+    + remove_network: with present=False, also remove the service's ``network`` (its quadlet
+      file and the podman network): for the last service that used it (deploys/services.py
+      decides)
     + secret_values: ``{VAR: value}`` the caller holds already (the migration: a Docker
       container's environment), written into the same 0600 secrets file as ``secrets``
 
@@ -358,38 +331,14 @@ def service(
     generator's dry-run before daemon-reload (a rejected file is put back as it was). Older
     podman: ``<service>.service`` in /etc/systemd/system (~/.config/systemd/user), enabled.
     Starts the service when it is not running, restarts it only when its unit or secrets
-    changed. Idempotent: no change, no command. Destructive only with remove_data.
+    changed. Idempotent: no change, no command. Destructive only with ``remove_data``.
     """
+    svc = _spec(service)
     try:
-        svc = Service.model_validate(
-            {
-                "name": service,
-                "image": image,
-                "command": list(command or []),
-                "env": dict(env or {}),
-                "secrets": dict(secrets or {}),
-                "ports": list(ports or []),
-                "volumes": list(volumes or []),
-                "devices": list(devices or []),
-                "restart": restart,
-                "requires": list(requires or []),
-                "network": network,
-                "healthcheck": healthcheck,
-                "user": user,
-                "present": present,
-                "remove_data": remove_data,
-            }
-        )
         root = TypeAdapter(ServiceRoot).validate_python(root)
         given = TypeAdapter(dict[EnvName, UnitText]).validate_python(dict(secret_values or {}))
     except ValidationError as error:
-        problems = "; ".join(
-            ": ".join(
-                filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")])
-            )
-            for e in error.errors()
-        )
-        raise OperationError(f"service {service}: {problems}") from None
+        raise OperationError(f"service {svc.name}: {_problems(error)}") from None
 
     clash = sorted(set(given) & (set(svc.env) | set(svc.secrets)))
     if clash:

@@ -205,3 +205,13 @@ def test_the_last_removed_service_of_a_network_removes_it():
     cfg = _services(*services)
     removed = [s for s in cfg.services if not s.present]
     assert network_removers(removed, cfg.services) == {"db"}
+
+
+def test_the_readme_services_table_lists_exactly_the_models_fields():
+    from model.host_data import Service
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Services (", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = [row.split("`")[1] for row in rows]
+    assert documented == list(Service.model_fields), documented
