@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NAMESPACE = "podman_"
 # The package's Jinja templates (operations render them; compose projects name them).
@@ -440,15 +441,165 @@ class Volume(Strict):
         return f"{self.volume}:{self.target}" + (":ro" if self.read_only else "")
 
 
+def _refuse(key: str, message: str):
+    """A ValidationError located at ``key`` of the model being validated (``a.b[0].c``), so
+    the host's error names the key rather than the whole entry."""
+    loc: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        loc.append(int(part[1:-1]) if part.startswith("[") else part)
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    raise ValidationError.from_exception_data(
+        "Service", [InitErrorDetails(type=error, loc=tuple(loc), input=None)]
+    )
+
+
+def _seconds(duration: str) -> float:
+    number = int(re.match(r"^[0-9]+", duration)[0])
+    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[duration[len(str(number)) :]]
+
+
 class HealthCheck(Strict):
     command: UnitText = Field(min_length=1)  # run by podman with /bin/sh -c in the container
     interval: str = "30s"
+    # None: podman's own default (30s, 3, 0s), and nothing is written for it.
+    timeout: str | None = None
+    retries: int | None = Field(default=None, ge=1, le=100)
+    start_period: str | None = None
 
     @model_validator(mode="after")
     def _duration(self):
-        if not _DURATION_RE.match(self.interval):
-            raise ValueError(f"interval {self.interval!r} must look like 30s, 500ms, 5m or 1h")
+        for key in ("interval", "timeout", "start_period"):
+            value = getattr(self, key)
+            if value is not None and not _DURATION_RE.match(value):
+                raise ValueError(f"{key} {value!r} must look like 30s, 500ms, 5m or 1h")
+        for key in ("interval", "timeout"):
+            value = getattr(self, key)
+            if value is not None and _seconds(value) == 0:
+                raise ValueError(f"{key} {value!r} must be longer than 0 (0 disables the check)")
         return self
+
+    @property
+    def budget(self) -> int:
+        """Seconds a start may take to become healthy: the start period, then ``retries``
+        checks each ``interval`` apart that may each take ``timeout``."""
+        timeout = _seconds(self.timeout or "30s")
+        retries = self.retries or 3
+        period = _seconds(self.start_period or "0s")
+        return int(period + retries * (_seconds(self.interval) + timeout)) + 1
+
+
+# Runtime options (podman run's, quadlet's [Container] keys). Sizes as podman reads them:
+# a number of bytes, or with b, k, m or g (kibi-, mebi-, gibibytes).
+_SIZE_RE = re.compile(r"^([0-9]{1,15})([bkmg]?)$")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# podman refuses a memory limit under 6 MiB.
+MIN_MEMORY = 6 * 1024**2
+
+
+def size_bytes(value: str) -> int:
+    number, unit = _SIZE_RE.match(value).groups()
+    return int(number) * _SIZE_UNITS[unit]
+
+
+Size = Annotated[
+    str,
+    AfterValidator(_pattern(_SIZE_RE, "size (a number of bytes, or with b, k, m or g: 512m)")),
+]
+# capabilities(7), as podman names them (with or without CAP_, any case); ALL for every one.
+CAPABILITIES = frozenset(
+    "CAP_" + c
+    for c in (
+        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
+        "LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER "
+        "SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE "
+        "SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP "
+        "MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF "
+        "CHECKPOINT_RESTORE"
+    ).split()
+)
+
+
+def _capability(value: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a capability name")
+    upper = value.upper()
+    if upper == "ALL":
+        return upper
+    name = upper if upper.startswith("CAP_") else "CAP_" + upper
+    if name not in CAPABILITIES:
+        raise ValueError(f"{value!r} is not a Linux capability (capabilities(7): NET_ADMIN, ...)")
+    return name
+
+
+Capability = Annotated[str, BeforeValidator(_capability)]
+# The resource names podman's --ulimit knows (docker/go-units).
+ULIMITS = frozenset(
+    "core cpu data fsize locks memlock msgqueue nice nofile nproc rss rtprio rttime "
+    "sigpending stack".split()
+)
+
+
+def _ulimit(value) -> str:
+    """``soft:hard`` (or one number for both); -1 is unlimited."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    match = isinstance(text, str) and re.match(r"^(-1|[0-9]{1,19})(?::(-1|[0-9]{1,19}))?$", text)
+    if not match:
+        raise ValueError(f"{value!r} is not a ulimit (soft[:hard], numbers, -1 unlimited)")
+    soft, hard = int(match[1]), int(match[2] if match[2] is not None else match[1])
+    if hard != -1 and (soft == -1 or soft > hard):
+        raise ValueError(f"{value!r}: the soft limit is above the hard limit")
+    return f"{soft}:{hard}"
+
+
+def _ulimit_name(value: str) -> str:
+    if value not in ULIMITS:
+        raise ValueError(f"{value!r} is not a ulimit podman knows ({', '.join(sorted(ULIMITS))})")
+    return value
+
+
+# Sysctls podman lets a container set: those of its own IPC and network namespaces.
+_IPC_SYSCTLS = frozenset(
+    "kernel.msgmax kernel.msgmnb kernel.msgmni kernel.sem kernel.shmall kernel.shmmax "
+    "kernel.shmmni kernel.shm_rmid_forced".split()
+)
+_SYSCTL_NAME_RE = re.compile(r"^[a-z0-9_]+(?:\.[A-Za-z0-9_-]+)+$")
+
+
+def _sysctl_name(value: str) -> str:
+    if not _SYSCTL_NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a sysctl name (dotted: net.core.somaxconn)")
+    if not (value in _IPC_SYSCTLS or value.startswith(("fs.mqueue.", "net."))):
+        raise ValueError(
+            f"{value!r} is not namespaced: podman sets only net.*, fs.mqueue.* and the IPC "
+            "kernel.msg*/sem/shm* sysctls in a container"
+        )
+    return value
+
+
+# One word: quadlet's Sysctl= is a space-separated list (so no "250 32000 32 128").
+_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,64}$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# A uid/gid or a name the image's /etc/passwd or /etc/group holds.
+_ID_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_MODE_RE = re.compile(r"^[0-7]{3,4}$")
+ContainerId = Annotated[str, AfterValidator(_pattern(_ID_RE, "uid/gid or user/group name"))]
+
+
+class Tmpfs(Strict):
+    """A tmpfs mounted at ``target`` in the container (``--tmpfs``, quadlet's Tmpfs=)."""
+
+    target: MountTarget
+    size: Size | None = None
+    mode: Annotated[str, AfterValidator(_pattern(_MODE_RE, "octal mode (1777)"))] | None = None
+
+    @property
+    def spec(self) -> str:
+        options = [f"size={self.size}"] * bool(self.size) + [f"mode={self.mode}"] * bool(self.mode)
+        return self.target + (":" + ",".join(options) if options else "")
 
 
 class Restart(StrEnum):
@@ -478,6 +629,35 @@ class Service(Strict):
     user: UserName | None = None  # rootless: runs under this user's systemd
     present: bool = True
     remove_data: bool = False  # with present: false, also delete the directory and volumes
+    # Runtime options: see the README's Services table; None/empty: podman's default.
+    shm_size: Size | None = None
+    ipc: Literal["host", "private", "shareable", "none"] | None = None
+    memory: Size | None = None
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    pids_limit: int | None = Field(default=None, ge=-1)
+    cap_add: list[Capability] = Field(default_factory=list)
+    cap_drop: list[Capability] = Field(default_factory=list)
+    container_user: ContainerId | None = None
+    container_group: ContainerId | None = None
+    working_dir: MountTarget | None = None
+    hostname: (
+        Annotated[str, AfterValidator(_pattern(_HOSTNAME_RE, "host name (RFC 1123)"))] | None
+    ) = None
+    host_network: bool = False
+    stop_timeout: int | None = Field(default=None, ge=0, le=3600)
+    init: bool = False
+    read_only: bool = False
+    tmpfs: list[Tmpfs] = Field(default_factory=list)
+    labels: dict[Annotated[str, AfterValidator(_pattern(_LABEL_RE, "label key"))], UnitText] = (
+        Field(default_factory=dict)
+    )
+    ulimits: dict[
+        Annotated[str, AfterValidator(_ulimit_name)], Annotated[str, BeforeValidator(_ulimit)]
+    ] = Field(default_factory=dict)
+    sysctls: dict[
+        Annotated[str, AfterValidator(_sysctl_name)],
+        Annotated[str, AfterValidator(_pattern(_SYSCTL_VALUE_RE, "sysctl value (one word)"))],
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -495,6 +675,7 @@ class Service(Strict):
             raise ValueError("command: a lone ';' separates commands in systemd units")
         if self.name in self.requires:
             raise ValueError("a service cannot require itself")
+        self._check_runtime()
         for what, values in (
             ("requires", self.requires),
             ("ports", [(p.host, p.protocol, str(p.host_ip)) for p in self.ports]),
@@ -504,6 +685,41 @@ class Service(Strict):
             if dupes:
                 raise ValueError(f"{what} repeated: {', '.join(map(str, dupes))}")
         return self
+
+    def _check_runtime(self) -> None:
+        # What podman itself refuses together, refused here under the key it concerns.
+        if self.shm_size and self.ipc in ("host", "none"):
+            _refuse("shm_size", f"ipc {self.ipc!r} has no /dev/shm of its own to size")
+        if self.memory and size_bytes(self.memory) < MIN_MEMORY:
+            _refuse("memory", f"{self.memory!r} is under podman's minimum, 6m")
+        if self.pids_limit == 0:
+            _refuse("pids_limit", "-1 is unlimited, 0 is not a limit")
+        if self.container_group and not self.container_user:
+            _refuse("container_group", "needs container_user (podman's --user user:group)")
+        if self.host_network:
+            if self.network:
+                _refuse("network", "host_network is set: the host's network, not another")
+            if self.ports:
+                _refuse("ports", "host_network is set: the ports are the host's, none to publish")
+        for key in sorted(self.sysctls):
+            if self.host_network and key.startswith("net."):
+                _refuse(f"sysctls.{key}", "host_network is set: that is the host's sysctl")
+            if self.ipc == "host" and not key.startswith("net."):
+                _refuse(f"sysctls.{key}", "ipc is host: that is the host's sysctl")
+        for cap in self.cap_drop:
+            if cap in self.cap_add:
+                _refuse("cap_drop", f"{cap} is also in cap_add")
+        for what, values in (
+            ("cap_add", self.cap_add),
+            ("cap_drop", self.cap_drop),
+            ("tmpfs", [t.target for t in self.tmpfs]),
+        ):
+            dupes = _repeated(values)
+            if dupes:
+                _refuse(what, f"repeated: {', '.join(dupes)}")
+        for i, tmpfs in enumerate(self.tmpfs):
+            if tmpfs.target in {v.target for v in self.volumes}:
+                _refuse(f"tmpfs[{i}].target", f"{tmpfs.target} is a volume's target too")
 
     def _check_image(self) -> None:
         if not self.image:

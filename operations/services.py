@@ -113,19 +113,123 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+# podman run's flag -> quadlet's [Container] key for it and the podman release that brought the
+# key (pkg/systemd/quadlet/quadlet.go at each tag, v4.4.0 to v5.8.0). A flag without a key
+# (--ipc, --cpus), or a key newer than the host's podman, goes through PodmanArgs=.
+QUADLET_KEYS = {
+    "--network": ("Network", (4, 4)),
+    "--shm-size": ("ShmSize", (4, 7)),
+    "--memory": ("Memory", (5, 5)),
+    "--pids-limit": ("PidsLimit", (4, 7)),
+    "--cap-add": ("AddCapability", (4, 4)),
+    "--cap-drop": ("DropCapability", (4, 4)),
+    "--user": ("User", (4, 4)),  # user:group -> User= and Group=
+    "--workdir": ("WorkingDir", (4, 6)),
+    "--hostname": ("HostName", (4, 6)),
+    "--stop-timeout": ("StopTimeout", (5, 0)),
+    "--init": ("RunInit", (4, 4)),
+    "--read-only": ("ReadOnly", (4, 4)),
+    "--tmpfs": ("Tmpfs", (4, 5)),
+    "--label": ("Label", (4, 4)),
+    "--ulimit": ("Ulimit", (4, 7)),
+    "--sysctl": ("Sysctl", (4, 6)),
+    "--health-timeout": ("HealthTimeout", (4, 5)),
+    "--health-retries": ("HealthRetries", (4, 5)),
+    "--health-start-period": ("HealthStartPeriod", (4, 5)),
+}
+# Keys whose values quadlet splits into words (so a value is written as one quoted word).
+_QUADLET_WORD_KEYS = {"Label", "PodmanArgs"}
+
+
+def podman_options(svc: Service) -> list[tuple[str, str | None]]:
+    """podman run's options for the spec's runtime fields, ``(flag, value or None)``: one
+    list both renderings write."""
+    options: list[tuple[str, str | None]] = []
+    if svc.host_network:
+        options.append(("--network", "host"))
+    for flag, value in (
+        ("--shm-size", svc.shm_size),
+        ("--ipc", svc.ipc),
+        ("--memory", svc.memory),
+        ("--cpus", None if svc.cpus is None else f"{svc.cpus:g}"),
+        ("--pids-limit", svc.pids_limit),
+    ):
+        if value is not None:
+            options.append((flag, str(value)))
+    options += [("--cap-add", c) for c in svc.cap_add]
+    options += [("--cap-drop", c) for c in svc.cap_drop]
+    if svc.container_user:
+        group = f":{svc.container_group}" if svc.container_group else ""
+        options.append(("--user", svc.container_user + group))
+    for flag, value in (
+        ("--workdir", svc.working_dir),
+        ("--hostname", svc.hostname),
+        ("--stop-timeout", svc.stop_timeout),
+    ):
+        if value is not None:
+            options.append((flag, str(value)))
+    options += [
+        (flag, None) for flag, on in (("--init", svc.init), ("--read-only", svc.read_only)) if on
+    ]
+    options += [("--tmpfs", t.spec) for t in svc.tmpfs]
+    options += [("--label", f"{k}={v}") for k, v in sorted(svc.labels.items())]
+    options += [("--ulimit", f"{k}={v}") for k, v in sorted(svc.ulimits.items())]
+    options += [("--sysctl", f"{k}={v}") for k, v in sorted(svc.sysctls.items())]
+    check = svc.healthcheck
+    if check:
+        for flag, value in (
+            ("--health-timeout", check.timeout),
+            ("--health-retries", check.retries),
+            ("--health-start-period", check.start_period),
+        ):
+            if value is not None:
+                options.append((flag, str(value)))
+    return options
+
+
+def quadlet_options(svc: Service, podman: tuple[int, ...]) -> list[tuple[str, str, bool]]:
+    """``podman_options`` as quadlet lines ``(key, value, one quoted word?)`` for the host's
+    podman version: its native key where that version has it, else ``PodmanArgs=``."""
+    lines = []
+    for flag, value in podman_options(svc):
+        key, since = QUADLET_KEYS.get(flag, (None, None))
+        if key is None or podman < since:
+            lines.append(("PodmanArgs", flag if value is None else f"{flag}={value}", True))
+        elif value is None:
+            lines.append((key, "true", False))
+        elif flag == "--user":
+            user, _, group = value.partition(":")
+            lines += [("User", user, False)] + [("Group", group, False)] * bool(group)
+        else:
+            lines.append((key, value, key in _QUADLET_WORD_KEYS))
+    return lines
+
+
 def render_unit(
-    svc: Service, rendering: str, service_dir: str, rootless: bool, env_file: bool = False
+    svc: Service,
+    rendering: str,
+    service_dir: str,
+    rootless: bool,
+    env_file: bool = False,
+    *,
+    podman: tuple[int, ...],
 ) -> str:
     """The unit file of ``svc`` in ``rendering`` ('quadlet': the ``.container``, 'plain': the
-    ``.service``); the templates read ``svc`` and escape every value for systemd's syntax
-    with their filters. The secrets file is referenced when ``svc`` has secrets or
-    ``env_file`` says so."""
+    ``.service``) for the host's ``podman`` version; the templates read ``svc`` and escape
+    every value for systemd's syntax with their filters. The secrets file is referenced when
+    ``svc`` has secrets or ``env_file`` says so."""
     template = "service.container.j2" if rendering == "quadlet" else "service.service.j2"
+    stop = svc.stop_timeout
     return render_template(
         template,
         source=SOURCE,
         svc=svc,
         service_dir=service_dir,
+        options=podman_options(svc),
+        quadlet_options=quadlet_options(svc, podman) if rendering == "quadlet" else [],
+        # podman's own stop waits this long, systemd's a minute more.
+        stop_seconds=str(10 if stop is None else stop),
+        timeout_stop=None if stop is None else str(stop + 60),
         env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
         user_mode=rootless,
         wanted_by="default.target" if rootless else "multi-user.target",
@@ -404,7 +508,14 @@ def service(
     wanted = []
     if rendering == "quadlet" and svc.network:
         wanted.append((f"{unit_dir}/{svc.network}.network", render_network(svc.network)))
-    unit = render_unit(svc, rendering, service_dir, bool(scope.user), env_file=bool(given))
+    unit = render_unit(
+        svc,
+        rendering,
+        service_dir,
+        bool(scope.user),
+        env_file=bool(given),
+        podman=_version(info.version),
+    )
     wanted.append((own_file, unit))
     changed_files = [p for p, text in wanted if host.get_fact(Sha1File, path=p) != _sha1(text)]
     backups = []
