@@ -454,6 +454,9 @@ def _refuse(key: str, message: str):
 
 
 def _seconds(duration: str) -> float:
+    if not isinstance(duration, str) or not _DURATION_RE.match(duration):
+        # Only reached by data that skipped validation (model_construct).
+        raise ValueError(f"{duration!r} is not a duration (30s, 500ms, 5m, 1h) for a unit")
     number = int(re.match(r"^[0-9]+", duration)[0])
     return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[duration[len(str(number)) :]]
 

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Users
 from pyinfra.operations import files
@@ -56,6 +56,22 @@ class _Scope:
     def systemctl(self, *args: str) -> StringCommand:
         scope = ["--user", f"--machine={self.user}@.host"] if self.user else []
         return StringCommand("systemctl", *scope, *args)
+
+    def start(self, verb: str, name: str) -> StringCommand:
+        """``systemctl start|restart`` of service ``name``; when it fails (the container did
+        not start, its health gate did not pass), the command fails naming the service and
+        printing the unit's last journal lines."""
+        unit = f"{name}.service"
+        journal = ["--user-unit", unit] if self.user else ["-u", unit]
+        message = f"service {name}: systemctl {verb} failed; the last lines of its journal:"
+        return StringCommand(
+            self.systemctl(verb, unit),
+            "|| {",
+            StringCommand("echo", QuoteString(message)),
+            ">&2;",
+            StringCommand("journalctl", "--no-pager", "-n", "20", *journal),
+            ">&2; exit 1; }",
+        )
 
     def as_user(self, command: str) -> str:
         """``command`` run as the rootless user, with its runtime directory as its systemd
@@ -205,6 +221,25 @@ def quadlet_options(svc: Service, podman: tuple[int, ...]) -> list[tuple[str, st
     return lines
 
 
+# Quadlet's Notify=healthy (podman run --sdnotify=healthy): podman >= 5.0 tells systemd the
+# service is up only once its health check passes.
+NOTIFY_HEALTHY_SINCE = (5, 0)
+# Older podman (Debian 12's 4.3, quadlet 4.4 to 4.9): the unit's ExecStartPost waits for the
+# check, at most the check's budget (HealthCheck.budget), then fails naming the service and
+# printing its container's last log lines. One line: a unit value cannot hold a line break.
+HEALTH_GATE = (
+    "name=$1; budget=$2; end=$(( $(date +%s) + budget )); "
+    'until podman healthcheck run "$name" >/dev/null 2>&1; do '
+    'if [ "$(date +%s)" -ge "$end" ]; then '
+    'echo "health gate: $name is not healthy after ${budget}s; its last log lines:" >&2; '
+    'podman logs --tail 20 "$name" >&2; exit 1; fi; sleep 1; done; '
+    'echo "health gate: $name is healthy"'
+)
+# How long a health-gated start may take beyond the check's budget: creating and starting
+# the container (the operation pulls its image before it starts or restarts the unit).
+HEALTH_START_ALLOWANCE = 60
+
+
 def render_unit(
     svc: Service,
     rendering: str,
@@ -220,6 +255,8 @@ def render_unit(
     ``svc`` has secrets or ``env_file`` says so."""
     template = "service.container.j2" if rendering == "quadlet" else "service.service.j2"
     stop = svc.stop_timeout
+    check = svc.healthcheck
+    native = rendering == "quadlet" and podman >= NOTIFY_HEALTHY_SINCE
     return render_template(
         template,
         source=SOURCE,
@@ -230,6 +267,12 @@ def render_unit(
         # podman's own stop waits this long, systemd's a minute more.
         stop_seconds=str(10 if stop is None else stop),
         timeout_stop=None if stop is None else str(stop + 60),
+        # A service with a health check is started (systemd's "active", what the services
+        # that require it wait for) only once the check passes, within its budget.
+        notify_healthy=bool(check) and native,
+        health_gate=HEALTH_GATE if check and not native else None,
+        health_budget=str(check.budget) if check else None,
+        timeout_start=str(check.budget + HEALTH_START_ALLOWANCE) if check else "900",
         env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
         user_mode=rootless,
         wanted_by="default.target" if rootless else "multi-user.target",
@@ -544,9 +587,9 @@ def service(
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
         commands.append(scope.systemctl("enable", unit_name))
     if state.active_state in RUNNING and (unit_changed or secrets_changed):
-        commands.append(scope.systemctl("restart", unit_name))
+        commands.append(scope.start("restart", svc.name))
     elif state.active_state not in RUNNING:
-        commands.append(scope.systemctl("start", unit_name))
+        commands.append(scope.start("start", svc.name))
 
     if commands:
         yield from commands

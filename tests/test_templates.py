@@ -427,3 +427,103 @@ def test_quadlet_older_than_a_key_gets_the_option_through_podman_args(podman, th
     for arg in through_podman_args:
         key = QUADLET_KEYS.get(arg.split("=")[0], ("none",))[0]
         assert key not in container["Container"], key
+
+
+# --- health-gated start (issue 18, item 3) ----------------------------------------------------
+
+GATED = {
+    "name": "db",
+    "image": "docker.io/library/postgres:16.6",
+    "healthcheck": {"command": "pg_isready", "interval": "2s", "timeout": "3s", "retries": 4},
+}
+
+
+def _gate_line(text: str) -> list[list[str]]:
+    return [_systemd_words(v) for v in _parse_unit(text)["Service"].get("ExecStartPost", [])]
+
+
+@pytest.mark.parametrize(
+    ("rendering", "podman", "native"),
+    [("plain", (4, 3, 1), False), ("quadlet", (4, 9, 3), False), ("quadlet", (5, 0, 0), True)],
+)
+def test_a_service_with_a_health_check_is_started_once_healthy(rendering, podman, native):
+    from operations.services import HEALTH_GATE
+
+    svc = Service.model_validate(GATED)
+    budget = 4 * (2 + 3) + 1
+    assert svc.healthcheck.budget == budget
+    unit = render_unit(svc, rendering, "/srv/a/db", False, podman=podman)
+    parsed = _parse_unit(unit)
+    if native:
+        # podman >= 5.0: quadlet's Notify=healthy (podman run --sdnotify=healthy).
+        assert parsed["Container"]["Notify"] == ["healthy"]
+        assert _gate_line(unit) == []
+    else:
+        assert "Notify" not in parsed.get("Container", {})
+        assert _gate_line(unit) == [
+            ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "db", str(budget)]
+        ]
+    # Bounded either way: systemd fails the start after the budget and a minute.
+    assert parsed["Service"]["TimeoutStartSec"] == [str(budget + 60)]
+
+
+def test_a_service_without_a_health_check_has_no_gate():
+    svc = Service.model_validate({**GATED, "healthcheck": None})
+    for rendering, podman in (("plain", (4, 3, 1)), ("quadlet", (5, 4, 2))):
+        unit = render_unit(svc, rendering, "/srv/a/db", False, podman=podman)
+        assert _gate_line(unit) == [] and "Notify=" not in unit
+        assert _parse_unit(unit)["Service"]["TimeoutStartSec"] == ["900"]
+
+
+def _fake_podman(tmp_path, healthy_after: int | None):
+    """A podman whose `healthcheck run` fails ``healthy_after`` times (None: always), and
+    whose `logs` prints two lines."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    count = tmp_path / "count"
+    count.write_text("0")
+    limit = -1 if healthy_after is None else healthy_after
+    (bin_dir / "podman").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = logs ]; then echo "log: $*"; echo "FATAL: no pg_hba.conf entry"; exit 0; fi\n'
+        f"n=$(cat {count}); echo $((n + 1)) > {count}\n"
+        f'[ {limit} -ge 0 ] && [ "$n" -ge {limit} ] && exit 0\n'
+        "exit 1\n"
+    )
+    (bin_dir / "podman").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, count
+
+
+def _gate(env, budget: int) -> subprocess.CompletedProcess:
+    from operations.services import HEALTH_GATE
+
+    return subprocess.run(
+        ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "db", str(budget)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_health_gate_waits_until_the_check_passes(tmp_path):
+    env, count = _fake_podman(tmp_path, healthy_after=2)
+    run = _gate(env, budget=10)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "health gate: db is healthy\n"
+    assert count.read_text().strip() == "3"
+
+
+def test_a_health_gate_that_never_passes_fails_in_its_budget_naming_the_service(tmp_path):
+    import time
+
+    env, _ = _fake_podman(tmp_path, healthy_after=None)
+    started = time.monotonic()
+    run = _gate(env, budget=1)
+    assert time.monotonic() - started < 5
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        "health gate: db is not healthy after 1s; its last log lines:",
+        "log: logs --tail 20 db",
+        "FATAL: no pg_hba.conf entry",
+    ]

@@ -271,6 +271,7 @@ def test_quadlet_file_is_read_by_systemd_as_exactly_the_intended_lines(systemd_a
         "AddDevice",
         "PodmanArgs",
         "HealthInterval",
+        "Notify",
         "Exec",
     ]
     # Each on the line we wrote it on: no value started a line of its own.
@@ -395,3 +396,18 @@ def test_runtime_options_reach_podman_as_exactly_the_intended_words(systemd_anal
     start = argv.index(RUNTIME_ARGS[0])
     assert argv[start : start + len(RUNTIME_ARGS)] == RUNTIME_ARGS
     assert dump["TimeoutStopSec"] == ["3min"]
+
+
+def test_the_health_gate_reaches_sh_as_exactly_the_script(systemd_analyze, tmp_path):
+    from operations.services import HEALTH_GATE
+
+    svc = Service.model_validate(
+        _base(healthcheck={"command": "pg_isready", "interval": "2s", "retries": 2})
+    )
+    text = render_unit(svc, "plain", SERVICE_DIR, False, podman=PODMAN["plain"])
+    complaints, dump = _systemd_reads(systemd_analyze, tmp_path, text)
+    assert complaints == []
+    assert [_argv(c) for c in dump["ExecStartPost"]] == [
+        ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "web", str(2 * (2 + 30) + 1)]
+    ]
+    assert dump["TimeoutStartSec"] == ["2min 5s"]
