@@ -240,6 +240,29 @@ HEALTH_GATE = (
 HEALTH_START_ALLOWANCE = 60
 
 
+# The image is pulled before the unit is started or restarted, so the running container keeps
+# serving while it downloads (a restart then only swaps containers). Bounded: PULL_TRIES tries,
+# each cut at PULL_TIMEOUT seconds, PULL_BACKOFF seconds times the try's number apart; then the
+# run stops naming the image, before the restart: the old container stays up.
+PULL_TRIES = 3
+PULL_BACKOFF = 10
+PULL_TIMEOUT = 1800
+PULL = (
+    'image=$1; tries=$2; backoff=$3; limit=$4; podman image exists "$image" && exit 0; n=1; '
+    'until timeout "$limit" podman pull -q "$image" >/dev/null; do '
+    'if [ "$n" -ge "$tries" ]; then '
+    'echo "image $image: pull failed $n times; the running container, if any, is left as it is" '
+    ">&2; exit 1; fi; sleep $((n * backoff)); n=$((n + 1)); done"
+)
+
+
+def pull_command(svc: Service, scope: _Scope) -> StringCommand:
+    """Pull the spec's image unless the host has it (as the service's user), bounded."""
+    args = [svc.image, str(PULL_TRIES), str(PULL_BACKOFF), str(PULL_TIMEOUT)]
+    command = shlex.join(["sh", "-c", PULL, "pull", *args])
+    return StringCommand(scope.as_user(command))
+
+
 def render_unit(
     svc: Service,
     rendering: str,
@@ -478,7 +501,10 @@ def service(
     generator's dry-run before daemon-reload (a rejected file is put back as it was). Older
     podman: ``<service>.service`` in /etc/systemd/system (~/.config/systemd/user), enabled.
     Starts the service when it is not running, restarts it only when its unit or secrets
-    changed. Idempotent: no change, no command. Destructive only with ``remove_data``.
+    changed, each time after pulling its image (bounded retries; a failed pull stops the run
+    before the restart, the old container still serving); a service with a health check is
+    started once healthy, or the start fails in bounded time naming it. Idempotent: no
+    change, no command. Destructive only with ``remove_data``.
     """
     svc = _spec(service)
     try:
@@ -586,10 +612,10 @@ def service(
         commands.append(scope.systemctl("daemon-reload"))
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
         commands.append(scope.systemctl("enable", unit_name))
-    if state.active_state in RUNNING and (unit_changed or secrets_changed):
-        commands.append(scope.start("restart", svc.name))
-    elif state.active_state not in RUNNING:
-        commands.append(scope.start("start", svc.name))
+    restart = state.active_state in RUNNING and (unit_changed or secrets_changed)
+    if restart or state.active_state not in RUNNING:
+        commands.append(pull_command(svc, scope))
+        commands.append(scope.start("restart" if restart else "start", svc.name))
 
     if commands:
         yield from commands
