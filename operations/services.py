@@ -614,7 +614,8 @@ def service(
         commands.append(scope.systemctl("enable", unit_name))
     restart = state.active_state in RUNNING and (unit_changed or secrets_changed)
     if restart or state.active_state not in RUNNING:
-        commands.append(pull_command(svc, scope))
+        # First of all: a failed pull leaves the running container and its unit as they are.
+        commands.insert(0, pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
 
     if commands:
