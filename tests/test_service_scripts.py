@@ -38,11 +38,11 @@ def _gate(env, budget: int) -> subprocess.CompletedProcess:
 
 
 def test_the_health_gate_waits_until_the_check_passes(tmp_path):
-    env, count = _fake_podman(tmp_path, healthy_after=2)
+    env, count = _fake_podman(tmp_path, healthy_after=1)
     run = _gate(env, budget=10)
     assert run.returncode == 0, run.stderr
     assert run.stdout == "health gate: db is healthy\n"
-    assert count.read_text().strip() == "3"
+    assert count.read_text().strip() == "2"
 
 
 def test_a_health_gate_that_never_passes_fails_in_its_budget_naming_the_service(tmp_path):
