@@ -159,48 +159,39 @@ _QUADLET_WORD_KEYS = {"Label", "PodmanArgs"}
 
 def podman_options(svc: Service) -> list[tuple[str, str | None]]:
     """podman run's options for the spec's runtime fields, ``(flag, value or None)``: one
-    list both renderings write."""
-    options: list[tuple[str, str | None]] = []
-    if svc.host_network:
-        options.append(("--network", "host"))
-    for flag, value in (
+    list both renderings write. A field at its default (None, False, empty) writes nothing;
+    True writes the flag alone."""
+    check = svc.healthcheck
+    health = ("timeout", "retries", "start_period") if check else ()
+    user = svc.container_user
+    if user and svc.container_group:
+        user += f":{svc.container_group}"
+    wanted = [
+        ("--network", svc.host_network and "host"),
         ("--shm-size", svc.shm_size),
         ("--ipc", svc.ipc),
         ("--memory", svc.memory),
         ("--cpus", None if svc.cpus is None else f"{svc.cpus:g}"),
         ("--pids-limit", svc.pids_limit),
-    ):
-        if value is not None:
-            options.append((flag, str(value)))
-    options += [("--cap-add", c) for c in svc.cap_add]
-    options += [("--cap-drop", c) for c in svc.cap_drop]
-    if svc.container_user:
-        group = f":{svc.container_group}" if svc.container_group else ""
-        options.append(("--user", svc.container_user + group))
-    for flag, value in (
+        *(("--cap-add", c) for c in svc.cap_add),
+        *(("--cap-drop", c) for c in svc.cap_drop),
+        ("--user", user),
         ("--workdir", svc.working_dir),
         ("--hostname", svc.hostname),
         ("--stop-timeout", svc.stop_timeout),
-    ):
-        if value is not None:
-            options.append((flag, str(value)))
-    options += [
-        (flag, None) for flag, on in (("--init", svc.init), ("--read-only", svc.read_only)) if on
+        ("--init", svc.init),
+        ("--read-only", svc.read_only),
+        *(("--tmpfs", t.spec) for t in svc.tmpfs),
+        *(("--label", f"{k}={v}") for k, v in sorted(svc.labels.items())),
+        *(("--ulimit", f"{k}={v}") for k, v in sorted(svc.ulimits.items())),
+        *(("--sysctl", f"{k}={v}") for k, v in sorted(svc.sysctls.items())),
+        *((f"--health-{key.replace('_', '-')}", getattr(check, key)) for key in health),
     ]
-    options += [("--tmpfs", t.spec) for t in svc.tmpfs]
-    options += [("--label", f"{k}={v}") for k, v in sorted(svc.labels.items())]
-    options += [("--ulimit", f"{k}={v}") for k, v in sorted(svc.ulimits.items())]
-    options += [("--sysctl", f"{k}={v}") for k, v in sorted(svc.sysctls.items())]
-    check = svc.healthcheck
-    if check:
-        for flag, value in (
-            ("--health-timeout", check.timeout),
-            ("--health-retries", check.retries),
-            ("--health-start-period", check.start_period),
-        ):
-            if value is not None:
-                options.append((flag, str(value)))
-    return options
+    return [
+        (flag, None if value is True else str(value))
+        for flag, value in wanted
+        if value is not None and value is not False
+    ]
 
 
 def quadlet_options(svc: Service, podman: tuple[int, ...]) -> list[tuple[str, str, bool]]:

@@ -18,7 +18,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .images import MIRROR, _remove_tree, _run_script, cache_root
+from .images import CHROOT_INSTALL, CHROOT_PREAMBLE, MIRROR, _remove_tree, _run_script, cache_root
 from .registry import PATH_ENV, Image, image
 
 RELEASE = "bookworm"
@@ -29,26 +29,14 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 PGDATA = "/var/lib/pgdata"
 TAG = "library/debian-servers:bookworm"
 
-SCRIPT = r"""
-set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-in_root() { chroot "$ROOT" "$@"; }
-cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
-trap cleanup EXIT
-
+SCRIPT = (
+    CHROOT_PREAMBLE
+    + r"""
 echo "== debootstrap $RELEASE (minbase)"
 debootstrap --variant=minbase "$RELEASE" "$ROOT" "$MIRROR"
-mount -t proc proc "$ROOT/proc"
-mount -t sysfs sys "$ROOT/sys"
-printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
-chmod 755 "$ROOT/usr/sbin/policy-rc.d"
-echo "== apt-get install $PACKAGES (natively, in the chroot)"
-in_root apt-get update -q
-# shellcheck disable=SC2086  # a list of package names
-in_root apt-get install -y -q --no-install-recommends $PACKAGES
-rm -f "$ROOT/usr/sbin/policy-rc.d"
-# The package's own cluster is not used: a container makes its own in PGDATA.
+"""
+    + CHROOT_INSTALL
+    + r"""# The package's own cluster is not used: a container makes its own in PGDATA.
 in_root pg_dropcluster 15 main || true
 install -d -m 700 -o "$(in_root id -u postgres)" -g "$(in_root id -g postgres)" "$ROOT$PGDATA"
 in_root apt-get clean
@@ -62,6 +50,7 @@ rm -rf "$ROOT"/usr/share/i18n "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* \
     "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/* "$ROOT"/var/lib/apt/lists/* \
     "$ROOT"/var/cache/apt/* "$ROOT"/var/log/*.log
 """
+)
 
 
 def recipe() -> dict:

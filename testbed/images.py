@@ -62,16 +62,32 @@ VARIANTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "docker": ("podman", ("docker.io", "apparmor")),
 }
 
-# Runs as root on the build machine with RELEASE, ROOT, OUT, MIRROR, PACKAGES, KERNEL, SOURCES and
-# PUBKEY in its environment. Lines starting with "== " are progress markers shown to the user.
-SCRIPT = r"""
+# The start of every build script: strict bash, a chroot helper, /proc and /sys unmounted on exit.
+CHROOT_PREAMBLE = r"""
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 in_root() { chroot "$ROOT" "$@"; }
 cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
 trap cleanup EXIT
+"""
+# PACKAGES installed natively in the ROOT chroot, no service starting (policy-rc.d).
+CHROOT_INSTALL = r"""mount -t proc proc "$ROOT/proc"
+mount -t sysfs sys "$ROOT/sys"
+printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
+chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+echo "== apt-get install $PACKAGES (natively, in the chroot)"
+in_root apt-get update -q
+# shellcheck disable=SC2086  # a list of package names
+in_root apt-get install -y -q --no-install-recommends $PACKAGES
+rm -f "$ROOT/usr/sbin/policy-rc.d"
+"""
 
+# Runs as root on the build machine with RELEASE, ROOT, OUT, MIRROR, PACKAGES, KERNEL, SOURCES and
+# PUBKEY in its environment. Lines starting with "== " are progress markers shown to the user.
+SCRIPT = (
+    CHROOT_PREAMBLE
+    + r"""
 echo "== debootstrap $RELEASE (minbase + $PACKAGES)"
 debootstrap --variant=minbase --include="$PACKAGES" "$RELEASE" "$ROOT" "$MIRROR"
 
@@ -130,35 +146,25 @@ cleanup
 echo "== disk image ($DISK_SIZE ext4)"
 mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
 """
+)
 
 # A variant: its base's root tree, plus PACKAGES installed natively in the chroot (no service
 # starts: policy-rc.d; units the packages enable start at the guest's first boot). Runs with
 # BASE_ROOT, ROOT, OUT, PACKAGES and DISK_SIZE in its environment.
-VARIANT_SCRIPT = r"""
-set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-in_root() { chroot "$ROOT" "$@"; }
-cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
-trap cleanup EXIT
-
+VARIANT_SCRIPT = (
+    CHROOT_PREAMBLE
+    + r"""
 echo "== copy of the base root tree"
 cp -a "$BASE_ROOT/." "$ROOT/"
-mount -t proc proc "$ROOT/proc"
-mount -t sysfs sys "$ROOT/sys"
-printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
-chmod 755 "$ROOT/usr/sbin/policy-rc.d"
-echo "== apt-get install $PACKAGES (natively, in the chroot)"
-in_root apt-get update -q
-# shellcheck disable=SC2086  # a list of package names
-in_root apt-get install -y -q --no-install-recommends $PACKAGES
-rm -f "$ROOT/usr/sbin/policy-rc.d"
-in_root apt-get clean
+"""
+    + CHROOT_INSTALL
+    + r"""in_root apt-get clean
 cleanup
 
 echo "== disk image ($DISK_SIZE ext4)"
 mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
 """
+)
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,19 @@ def _fake_podman(tmp_path, healthy_after: int | None):
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, count
 
 
-def _gate(env, budget: int) -> subprocess.CompletedProcess:
+def _sh(script: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``script`` as a unit runs it: ``/bin/sh -c SCRIPT NAME ARGS...``."""
     return subprocess.run(
-        ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "db", str(budget)],
+        ["/bin/sh", "-c", script, "test", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def _gate(env, budget: int) -> subprocess.CompletedProcess:
+    return _sh(HEALTH_GATE, env, "db", str(budget))
 
 
 def test_the_health_gate_waits_until_the_check_passes(tmp_path):
@@ -77,14 +82,7 @@ def _pull_podman(tmp_path, present: bool, fails: int):
 
 
 def _pull(env, tries=3):
-    image = "docker.io/library/postgres:16.6"
-    return subprocess.run(
-        ["/bin/sh", "-c", PULL, "pull", image, str(tries), "0", "5"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return _sh(PULL, env, "docker.io/library/postgres:16.6", str(tries), "0", "5")
 
 
 def test_an_image_the_host_has_is_not_pulled(tmp_path):
