@@ -16,15 +16,20 @@ def _fake_podman(tmp_path, healthy_after: int | None):
     count = tmp_path / "count"
     count.write_text("0")
     limit = -1 if healthy_after is None else healthy_after
-    (bin_dir / "podman").write_text(
-        "#!/bin/sh\n"
+    return _stand_in(
+        bin_dir,
         f'if [ "$1" = logs ]; then echo "log: $*"; echo "FATAL: no pg_hba.conf entry"; exit 0; fi\n'
         f"n=$(cat {count}); echo $((n + 1)) > {count}\n"
         f'[ {limit} -ge 0 ] && [ "$n" -ge {limit} ] && exit 0\n'
-        "exit 1\n"
-    )
+        "exit 1\n",
+    ), count
+
+
+def _stand_in(bin_dir, script: str) -> dict:
+    """``script`` as ``podman`` in ``bin_dir``: the environment that finds it first."""
+    (bin_dir / "podman").write_text("#!/bin/sh\n" + script)
     (bin_dir / "podman").chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, count
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
 def _sh(script: str, env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -70,15 +75,13 @@ def _pull_podman(tmp_path, present: bool, fails: int):
     bin_dir.mkdir()
     calls = tmp_path / "calls"
     calls.write_text("")
-    (bin_dir / "podman").write_text(
-        "#!/bin/sh\n"
+    return _stand_in(
+        bin_dir,
         f'echo "$*" >> {calls}\n'
         f'if [ "$1 $2" = "image exists" ]; then exit {0 if present else 1}; fi\n'
         f'[ "$(grep -c "^pull" {calls})" -gt {fails} ] && exit 0\n'
-        'echo "Error: initializing source docker://$3: connection refused" >&2; exit 125\n'
-    )
-    (bin_dir / "podman").chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, calls
+        'echo "Error: initializing source docker://$3: connection refused" >&2; exit 125\n',
+    ), calls
 
 
 def _pull(env, tries=3):
