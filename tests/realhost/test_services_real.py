@@ -34,9 +34,9 @@ ROOT = "/srv/containers/apps"
 IMAGE = f"docker.io/{TAG}"
 MISSING = "docker.io/library/debian-servers:no-such-tag"
 NAMES = ("bench-db", "bench-cache", "bench-app")
-# Under TCG initdb and PostgreSQL's start take a few seconds: the gate has room for a minute.
+# Under TCG initdb and PostgreSQL's start take seconds to tens of seconds: the gate has 2 minutes.
 PG_CHECK = {"command": f"{PG_BIN}/pg_isready -q -h 127.0.0.1 -U postgres", "interval": "2s"}
-PG_CHECK |= {"timeout": "5s", "retries": 9}
+PG_CHECK |= {"timeout": "5s", "retries": 20}
 PG_START = (
     f"test -s {PGDATA}/PG_VERSION || {PG_BIN}/initdb -D {PGDATA} -A trust -U postgres; "
     f"exec {PG_BIN}/postgres -D {PGDATA} -c listen_addresses=127.0.0.1 -c jit=off -k /tmp"
