@@ -54,6 +54,9 @@ podman_services = [
         "network": "llm",
         "command": ["--model", "BAAI/bge-m3", "--task", "embed", "--served-model-name", "embed"],
         "devices": ["nvidia.com/gpu=all"],
+        # vLLM's docs: PyTorch shares tensors between its processes through /dev/shm, which
+        # podman sizes 64m by default; they ask for --ipc=host or a large --shm-size.
+        "shm_size": "8g",
         "volumes": [{"source": "hf-cache", "target": "/root/.cache/huggingface"}],
     },
     {

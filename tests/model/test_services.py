@@ -32,6 +32,7 @@ def test_motoko_group_data_is_valid_and_ordered():
     assert names.index("nextcloud-redis") < names.index("nextcloud-app")
     vllm = next(s for s in cfg.services if s.name == "vllm-embeddings")
     assert vllm.devices == ["nvidia.com/gpu=all"]
+    assert vllm.shm_size == "8g"  # vLLM's docs: --ipc=host or a large --shm-size
     assert cfg.service_root == "/space/containers/apps"
     # Secrets are references to the controller, never values in the repository.
     for svc in cfg.services:
