@@ -482,10 +482,14 @@ class HealthCheck(Strict):
         return self
 
     @property
+    def timeout_s(self) -> float:
+        return _seconds(self.timeout or "30s")
+
+    @property
     def budget(self) -> int:
         """Seconds a start may take to become healthy: the start period, then ``retries``
         checks each ``interval`` apart that may each take ``timeout``."""
-        timeout = _seconds(self.timeout or "30s")
+        timeout = self.timeout_s
         retries = self.retries or 3
         period = _seconds(self.start_period or "0s")
         return int(period + retries * (_seconds(self.interval) + timeout)) + 1

@@ -226,8 +226,9 @@ HEALTH_GATE = (
     'podman logs --tail 20 "$name" >&2; exit 1; fi; sleep 1; done; '
     'echo "health gate: $name is healthy"'
 )
-# How long a health-gated start may take beyond the check's budget: creating and starting
-# the container (the operation pulls its image before it starts or restarts the unit).
+# How long a health-gated start may take beyond the check's budget and one more check (the
+# wait's last, begun before its deadline): creating and starting the container (the operation
+# pulls its image before it starts or restarts the unit).
 HEALTH_START_ALLOWANCE = 60
 
 
@@ -286,7 +287,9 @@ def render_unit(
         notify_healthy=bool(check) and native,
         health_gate=HEALTH_GATE if check and not native else None,
         health_budget=str(check.budget) if check else None,
-        timeout_start=str(check.budget + HEALTH_START_ALLOWANCE) if check else "900",
+        timeout_start=(
+            str(int(check.budget + check.timeout_s) + HEALTH_START_ALLOWANCE) if check else "900"
+        ),
         env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
         user_mode=rootless,
         wanted_by="default.target" if rootless else "multi-user.target",

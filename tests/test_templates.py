@@ -463,8 +463,9 @@ def test_a_service_with_a_health_check_is_started_once_healthy(rendering, podman
         assert _gate_line(unit) == [
             ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "db", str(budget)]
         ]
-    # Bounded either way: systemd fails the start after the budget and a minute.
-    assert parsed["Service"]["TimeoutStartSec"] == [str(budget + 60)]
+    # Bounded either way: systemd fails the start after the budget, one more check (3 s timeout)
+    # and a minute.
+    assert parsed["Service"]["TimeoutStartSec"] == [str(budget + 3 + 60)]
 
 
 def test_a_service_without_a_health_check_has_no_gate():

@@ -410,4 +410,4 @@ def test_the_health_gate_reaches_sh_as_exactly_the_script(systemd_analyze, tmp_p
     assert [_argv(c) for c in dump["ExecStartPost"]] == [
         ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "web", str(2 * (2 + 30) + 1)]
     ]
-    assert dump["TimeoutStartSec"] == ["2min 5s"]
+    assert dump["TimeoutStartSec"] == ["2min 35s"]  # 65 s budget, a 30 s check, a minute
