@@ -593,6 +593,8 @@ _HOSTNAME_RE = re.compile(
 _ID_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _MODE_RE = re.compile(r"^[0-7]{3,4}$")
+# podman's --log-opt max-size (go-units: b, k/kb, m/mb, g/gb).
+_LOG_SIZE_RE = re.compile(r"^[0-9]{1,15}(?:[kmg]b?|b)?$")
 ContainerId = Annotated[str, AfterValidator(_pattern(_ID_RE, "uid/gid or user/group name"))]
 
 
@@ -665,6 +667,9 @@ class Service(Strict):
         Annotated[str, AfterValidator(_sysctl_name)],
         Annotated[str, AfterValidator(_pattern(_SYSCTL_VALUE_RE, "sysctl value (one word)"))],
     ] = Field(default_factory=dict)
+    userns: Literal["auto", "host", "keep-id", "nomap"] | None = None
+    log_driver: Literal["journald", "k8s-file", "none", "passthrough"] | None = None
+    log_opts: dict[Literal["max-size", "path", "tag"], UnitText] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -724,6 +729,25 @@ class Service(Strict):
             dupes = _repeated(values)
             if dupes:
                 _refuse(what, f"repeated: {', '.join(dupes)}")
+        if self.userns in ("keep-id", "nomap") and not self.user:
+            # podman: "keep-id is only supported in rootless mode" (4.3), and nomap the same.
+            _refuse("userns", f"{self.userns} maps a rootless user's own id: needs 'user'")
+        if self.log_opts and self.log_driver in ("none", "passthrough"):
+            _refuse("log_opts", f"log_driver {self.log_driver} keeps no log to set options for")
+        size = self.log_opts.get("max-size")
+        if size is not None and not _LOG_SIZE_RE.match(size):
+            _refuse("log_opts.max-size", f"{size!r} is not a size (10mb, 1g, 500k)")
+        path = self.log_opts.get("path")
+        if path is not None:
+            if self.log_driver != "k8s-file":
+                _refuse("log_opts.path", "a log file path is for log_driver k8s-file")
+            try:
+                _absolute_path(path)
+                _pattern(_UNIT_PATH_RE, "log file path")(path)
+            except ValueError as error:
+                _refuse("log_opts.path", str(error))
+        if "tag" in self.log_opts and self.log_driver not in (None, "journald"):
+            _refuse("log_opts.tag", "a tag is for log_driver journald (podman's docs)")
         for i, tmpfs in enumerate(self.tmpfs):
             if tmpfs.target in {v.target for v in self.volumes}:
                 _refuse(f"tmpfs[{i}].target", f"{tmpfs.target} is a volume's target too")

@@ -149,6 +149,10 @@ QUADLET_KEYS = {
     "--label": ("Label", (4, 4)),
     "--ulimit": ("Ulimit", (4, 7)),
     "--sysctl": ("Sysctl", (4, 6)),
+    "--userns": ("UserNS", (4, 5)),
+    "--log-driver": ("LogDriver", (4, 5)),
+    # --log-opt: LogOpt= (5.2) takes its value unquoted, and a tag ({{.Name}}) needs quoting:
+    # always PodmanArgs.
     "--health-timeout": ("HealthTimeout", (4, 5)),
     "--health-retries": ("HealthRetries", (4, 5)),
     "--health-start-period": ("HealthStartPeriod", (4, 5)),
@@ -185,6 +189,9 @@ def podman_options(svc: Service) -> list[tuple[str, str | None]]:
         *(("--label", f"{k}={v}") for k, v in sorted(svc.labels.items())),
         *(("--ulimit", f"{k}={v}") for k, v in sorted(svc.ulimits.items())),
         *(("--sysctl", f"{k}={v}") for k, v in sorted(svc.sysctls.items())),
+        ("--userns", svc.userns),
+        ("--log-driver", svc.log_driver),
+        *(("--log-opt", f"{k}={v}") for k, v in sorted(svc.log_opts.items())),
         *((f"--health-{key.replace('_', '-')}", getattr(check, key)) for key in health),
     ]
     return [

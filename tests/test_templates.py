@@ -319,6 +319,7 @@ RUNTIME = {
     "sysctls": {"net.core.somaxconn": "1024"},
     "healthcheck": {"command": "pg_isready", "timeout": "5s", "retries": 10, "start_period": "1m"},
 }
+GATED_BASE = {"name": "db", "image": "docker.io/library/postgres:16.6"}
 RUNTIME_ARGS = [
     "--shm-size=1g",
     "--memory=512m",
@@ -358,6 +359,28 @@ def test_plain_unit_runs_podman_with_every_runtime_option():
     # podman's stop waits stop_timeout, systemd's a minute more.
     assert service["ExecStop"] == ["/usr/bin/podman stop --ignore -t 120 --cidfile=%t/%n.ctr-id"]
     assert service["TimeoutStopSec"] == ["180"]
+
+
+def test_userns_and_logging_in_both_renderings():
+    svc = Service.model_validate(
+        {
+            **GATED_BASE,
+            "user": "svc-db",
+            "userns": "keep-id",
+            "log_driver": "journald",
+            "log_opts": {"tag": 'db {{.Name}} "x" 100%'},
+        }
+    )
+    argv = _plain_argv(render_unit(svc, "plain", "/srv/a/db", True, podman=PODMAN["plain"]))
+    assert ["--userns=keep-id", "--log-driver=journald", '--log-opt=tag=db {{.Name}} "x" 100%'] == [
+        a for a in argv if a.startswith(("--userns", "--log-"))
+    ]
+    unit = render_unit(svc, "quadlet", "/srv/a/db", True, podman=(5, 5, 0))
+    container = _parse_unit(unit)["Container"]
+    assert container["UserNS"] == ["keep-id"] and container["LogDriver"] == ["journald"]
+    assert [_systemd_words(v) for v in container["PodmanArgs"]] == [
+        ['--log-opt=tag=db {{.Name}} "x" 100%']
+    ]
 
 
 def test_plain_unit_with_ipc_and_host_network():

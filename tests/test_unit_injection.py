@@ -316,6 +316,7 @@ FIELDS = {
     "ulimit": lambda v: {"ulimits": {"nofile": v}},
     "sysctl": lambda v: {"sysctls": {"net.core.somaxconn": v}},
     "cap_add": lambda v: {"cap_add": [v]},
+    "log_tag": lambda v: {"log_opts": {"tag": v}},
 }
 BENIGN = {
     "interval": "1s",

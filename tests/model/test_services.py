@@ -316,3 +316,34 @@ def test_bad_runtime_options_are_refused_by_host_and_key(fields, key, needle):
     where = "podman_services[0](nextcloud-db)" + (f".{key}" if key else "")
     assert errors[0].startswith(f"motoko: {where} (host data in the inventory): "), errors[0]
     assert needle.replace(">= 1", "greater than or equal to 1") in errors[0], errors[0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "needle"),
+    [
+        ({"userns": "keep-id"}, "userns", "needs 'user'"),
+        ({"userns": "nomap"}, "userns", "needs 'user'"),
+        ({"userns": "container:db"}, "userns", "'auto', 'host', 'keep-id' or 'nomap'"),
+        ({"log_driver": "syslog"}, "log_driver", "'journald', 'k8s-file', 'none' or"),
+        ({"log_driver": "none", "log_opts": {"tag": "x"}}, "log_opts", "keeps no log"),
+        ({"log_opts": {"max-size": "ten"}}, "log_opts.max-size", "not a size"),
+        ({"log_opts": {"path": "/var/log/x"}}, "log_opts.path", "log_driver k8s-file"),
+        (
+            {"log_driver": "k8s-file", "log_opts": {"path": "/var/log/a b"}},
+            "log_opts.path",
+            "not a valid log file path",
+        ),
+        ({"log_driver": "k8s-file", "log_opts": {"tag": "x"}}, "log_opts.tag", "journald"),
+        ({"log_opts": {"compress": "true"}}, "log_opts.compress.[key]", "'max-size', 'path'"),
+    ],
+)
+def test_bad_namespace_and_log_options_are_refused_by_host_and_key(fields, key, needle):
+    test_bad_runtime_options_are_refused_by_host_and_key(fields, key, needle)
+
+
+def test_a_rootless_service_may_keep_its_users_id():
+    svc = _services(
+        _svc(user="svc-web", userns="keep-id", log_opts={"tag": "{{.Name}}", "max-size": "10mb"}),
+        rootless_users=[{"name": "svc-web"}],
+    ).services[0]
+    assert svc.userns == "keep-id" and svc.log_opts["tag"] == "{{.Name}}"
