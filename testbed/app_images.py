@@ -10,7 +10,6 @@ layer, so a guest pulls it once; a service says what to run in its ``command``.
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import json
@@ -18,7 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .images import CHROOT_INSTALL, CHROOT_PREAMBLE, MIRROR, _remove_tree, _run_script, cache_root
+from .images import CHROOT_INSTALL, CHROOT_PREAMBLE, MIRROR, _remove_tree, _run_script, cached
 from .registry import PATH_ENV, Image, image
 
 RELEASE = "bookworm"
@@ -70,37 +69,25 @@ def recipe_key() -> str:
 
 def build_layer(log=print) -> tuple[str, Path]:
     """``(diff_id, path of the gzip layer)``, built (root, a few minutes) unless cached."""
-    root = cache_root() / "app-images"
     key = recipe_key()
-    final = root / key
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / "layer.json").exists():
-            log(f"[image {key}] cached: {final}")
-            return json.loads((final / "layer.json").read_text())["diff_id"], final / "layer.gz"
-        for stale in [*root.glob(f"{key}.tmp-*"), *([final] if final.exists() else [])]:
-            _remove_tree(stale)
-        work = root / f"{key}.tmp-{os.getpid()}"
-        try:
-            (work / "rootfs").mkdir(parents=True)
-            env = dict(
-                os.environ,
-                RELEASE=RELEASE,
-                ROOT=str(work / "rootfs"),
-                MIRROR=MIRROR,
-                PACKAGES=" ".join(PACKAGES),
-                PGDATA=PGDATA,
-            )
-            _run_script(SCRIPT, env, work, log, key)
-            diff_id = _pack(work / "rootfs", work / "layer.gz")
-            _remove_tree(work / "rootfs")
-            (work / "layer.json").write_text(json.dumps({"diff_id": diff_id}) + "\n")
-            os.rename(work, final)
-        finally:
-            if work.exists():
-                _remove_tree(work)
-    return diff_id, final / "layer.gz"
+
+    def build(work: Path) -> None:
+        (work / "rootfs").mkdir(parents=True)
+        env = dict(
+            os.environ,
+            RELEASE=RELEASE,
+            ROOT=str(work / "rootfs"),
+            MIRROR=MIRROR,
+            PACKAGES=" ".join(PACKAGES),
+            PGDATA=PGDATA,
+        )
+        _run_script(SCRIPT, env, work, log, key)
+        diff_id = _pack(work / "rootfs", work / "layer.gz")
+        _remove_tree(work / "rootfs")
+        (work / "layer.json").write_text(json.dumps({"diff_id": diff_id}) + "\n")
+
+    entry = cached("app-images", key, lambda e: (e / "layer.json").exists(), build, log, key)
+    return json.loads((entry / "layer.json").read_text())["diff_id"], entry / "layer.gz"
 
 
 def _pack(rootfs: Path, out: Path) -> str:

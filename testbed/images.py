@@ -254,27 +254,43 @@ def build_image(release: str, log=print, variant: str = "bare") -> ImagePaths:
     base = build_image(release, log, base_variant) if base_variant else None
     key = recipe_key(release, variant)
     label = release if variant == "bare" else f"{release}-{variant}"
-    images = cache_root() / "images"
-    final = images / key
-    images.mkdir(parents=True, exist_ok=True)
-    with open(images / f"{key}.lock", "w") as lock:
+
+    def build(work: Path) -> None:
+        if base is None:
+            _build(release, work, log, label)
+        else:
+            _build_variant(release, variant, base, packages, work, log, label)
+
+    def ready(entry: Path) -> bool:
+        # An entry of an older layout (without the root tree) is rebuilt.
+        return (entry / "disk.raw").exists() and (entry / "rootfs").is_dir()
+
+    return _paths(release, cached("images", key, ready, build, log, f"image {label}"))
+
+
+def cached(kind: str, key: str, ready, build, log=print, label: str = "") -> Path:
+    """The cache entry ``$PODMAN_STANDARD_CACHE/<kind>/<key>/``: returned as it is when
+    ``ready(entry)``, else made by ``build(work)`` in a temporary directory that is renamed into
+    place only when complete, so an interrupted build is never reused. Concurrent callers for
+    one entry wait on its lock instead of building twice."""
+    root = cache_root() / kind
+    final = root / key
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / "disk.raw").exists() and (final / "rootfs").is_dir():
-            log(f"[image {label}] cached: {final}")
-            return _paths(release, final)
-        for stale in [*images.glob(f"{key}.tmp-*"), *([final] if final.exists() else [])]:
-            _remove_tree(stale)  # a partial entry (an older layout without the root tree)
-        work = images / f"{key}.tmp-{os.getpid()}"
+        if ready(final):
+            log(f"[{label or key}] cached: {final}")
+            return final
+        for stale in [*root.glob(f"{key}.tmp-*"), *([final] if final.exists() else [])]:
+            _remove_tree(stale)
+        work = root / f"{key}.tmp-{os.getpid()}"
         try:
-            if base is None:
-                _build(release, work, log, label)
-            else:
-                _build_variant(release, variant, base, packages, work, log, label)
+            build(work)
             os.rename(work, final)
         finally:
             if work.exists():
                 _remove_tree(work)
-    return _paths(release, final)
+    return final
 
 
 def _build_variant(
