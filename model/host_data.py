@@ -441,15 +441,16 @@ class Volume(Strict):
         return f"{self.volume}:{self.target}" + (":ro" if self.read_only else "")
 
 
-def _refuse(key: str, message: str):
+def _refuse(key: str, message: str, value=None):
     """A ValidationError located at ``key`` of the model being validated (``a.b[0].c``), so
-    the host's error names the key rather than the whole entry."""
+    the host's error names the key rather than the whole entry; ``value`` is what was given
+    there (the error shows it unless the message already does, or it is a table)."""
     loc: list[str | int] = []
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
         loc.append(int(part[1:-1]) if part.startswith("[") else part)
     error = PydanticCustomError("value_error", "{message}", {"message": message})
     raise ValidationError.from_exception_data(
-        "Service", [InitErrorDetails(type=error, loc=tuple(loc), input=None)]
+        "Service", [InitErrorDetails(type=error, loc=tuple(loc), input=value)]
     )
 
 
@@ -701,26 +702,34 @@ class Service(Strict):
     def _check_runtime(self) -> None:
         # What podman itself refuses together, refused here under the key it concerns.
         if self.shm_size and self.ipc in ("host", "none"):
-            _refuse("shm_size", f"ipc {self.ipc!r} has no /dev/shm of its own to size")
+            _refuse("shm_size", f"ipc {self.ipc!r} has no /dev/shm of its own", self.shm_size)
         if self.memory and size_bytes(self.memory) < MIN_MEMORY:
-            _refuse("memory", f"{self.memory!r} is under podman's minimum, 6m")
+            _refuse("memory", f"{self.memory!r} is under podman's minimum, 6m", self.memory)
         if self.pids_limit == 0:
-            _refuse("pids_limit", "-1 is unlimited, 0 is not a limit")
+            _refuse("pids_limit", "-1 is unlimited, 0 is not a limit", 0)
         if self.container_group and not self.container_user:
-            _refuse("container_group", "needs container_user (podman's --user user:group)")
+            _refuse(
+                "container_group",
+                "needs container_user (podman's --user user:group)",
+                self.container_group,
+            )
         if self.host_network:
             if self.network:
-                _refuse("network", "host_network is set: the host's network, not another")
+                _refuse("network", "host_network is set: the host's, not another", self.network)
             if self.ports:
-                _refuse("ports", "host_network is set: the ports are the host's, none to publish")
+                _refuse(
+                    "ports", "host_network is set: the ports are the host's, none to publish", []
+                )
         for key in sorted(self.sysctls):
             if self.host_network and key.startswith("net."):
-                _refuse(f"sysctls.{key}", "host_network is set: that is the host's sysctl")
+                _refuse(
+                    f"sysctls.{key}", "host_network is set: the host's sysctl", self.sysctls[key]
+                )
             if self.ipc == "host" and not key.startswith("net."):
-                _refuse(f"sysctls.{key}", "ipc is host: that is the host's sysctl")
+                _refuse(f"sysctls.{key}", "ipc is host: the host's sysctl", self.sysctls[key])
         for cap in self.cap_drop:
             if cap in self.cap_add:
-                _refuse("cap_drop", f"{cap} is also in cap_add")
+                _refuse("cap_drop", f"{cap} is also in cap_add", cap)
         for what, values in (
             ("cap_add", self.cap_add),
             ("cap_drop", self.cap_drop),
@@ -728,29 +737,33 @@ class Service(Strict):
         ):
             dupes = _repeated(values)
             if dupes:
-                _refuse(what, f"repeated: {', '.join(dupes)}")
+                _refuse(what, f"repeated: {', '.join(dupes)}", dupes[0])
         if self.userns in ("keep-id", "nomap") and not self.user:
             # podman: "keep-id is only supported in rootless mode" (4.3), and nomap the same.
-            _refuse("userns", f"{self.userns} maps a rootless user's own id: needs 'user'")
+            _refuse(
+                "userns", f"{self.userns} maps a rootless user's own id: needs 'user'", self.userns
+            )
         if self.log_opts and self.log_driver in ("none", "passthrough"):
-            _refuse("log_opts", f"log_driver {self.log_driver} keeps no log to set options for")
+            _refuse("log_opts", f"log_driver {self.log_driver} keeps no log to set options for", {})
         size = self.log_opts.get("max-size")
         if size is not None and not _LOG_SIZE_RE.match(size):
-            _refuse("log_opts.max-size", f"{size!r} is not a size (10mb, 1g, 500k)")
+            _refuse("log_opts.max-size", f"{size!r} is not a size (10mb, 1g, 500k)", size)
         path = self.log_opts.get("path")
         if path is not None:
             if self.log_driver != "k8s-file":
-                _refuse("log_opts.path", "a log file path is for log_driver k8s-file")
+                _refuse("log_opts.path", "a log file path is for log_driver k8s-file", path)
             try:
                 _absolute_path(path)
                 _pattern(_UNIT_PATH_RE, "log file path")(path)
             except ValueError as error:
-                _refuse("log_opts.path", str(error))
+                _refuse("log_opts.path", str(error), path)
         if "tag" in self.log_opts and self.log_driver not in (None, "journald"):
-            _refuse("log_opts.tag", "a tag is for log_driver journald (podman's docs)")
+            _refuse("log_opts.tag", "a tag is for log_driver journald (podman's docs)", {})
         for i, tmpfs in enumerate(self.tmpfs):
             if tmpfs.target in {v.target for v in self.volumes}:
-                _refuse(f"tmpfs[{i}].target", f"{tmpfs.target} is a volume's target too")
+                _refuse(
+                    f"tmpfs[{i}].target", f"{tmpfs.target} is a volume's target too", tmpfs.target
+                )
 
     def _check_image(self) -> None:
         if not self.image:

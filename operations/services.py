@@ -8,6 +8,7 @@ systemd unit running ``podman run`` where it has not (Debian 12's podman 4.3).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 from dataclasses import dataclass
@@ -462,7 +463,11 @@ def _spec(service: Service | dict | str) -> Service:
             return Service.model_validate_json(service)
         return Service.model_validate(service)
     except ValidationError as error:
-        name = service.get("name") if isinstance(service, dict) else None
+        try:
+            data = json.loads(service) if isinstance(service, str) else service
+        except ValueError:
+            data = None
+        name = data.get("name") if isinstance(data, dict) else None
         raise OperationError(f"service {name or '(unnamed)'}: {_problems(error)}") from None
 
 

@@ -316,6 +316,7 @@ def test_bad_runtime_options_are_refused_by_host_and_key(fields, key, needle):
     where = "podman_services[0](nextcloud-db)" + (f".{key}" if key else "")
     assert errors[0].startswith(f"motoko: {where} (host data in the inventory): "), errors[0]
     assert needle.replace(">= 1", "greater than or equal to 1") in errors[0], errors[0]
+    assert "got None" not in errors[0]
 
 
 @pytest.mark.parametrize(
