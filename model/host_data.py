@@ -718,7 +718,9 @@ class Service(Strict):
                 _refuse("network", "host_network is set: the host's, not another", self.network)
             if self.ports:
                 _refuse(
-                    "ports", "host_network is set: the ports are the host's, none to publish", []
+                    "ports",
+                    "host_network is set: the ports are the host's, none to publish",
+                    [p.model_dump(mode="json") for p in self.ports],
                 )
         for key in sorted(self.sysctls):
             if self.host_network and key.startswith("net."):
