@@ -47,6 +47,15 @@ podman_services = [
         },
         "secrets": {"POSTGRES_PASSWORD": {"env": "NEXTCLOUD_DB_PASSWORD"}},
         "volumes": [{"source": "html", "target": "/var/www/html"}],
+        # Nextcloud's background jobs: its docs ask for cron.php every 5 minutes as www-data.
+        "timers": [
+            {
+                "name": "cron",
+                "on_calendar": "*:0/5",
+                "command": ["php", "-f", "/var/www/html/cron.php"],
+                "container_user": "www-data",
+            }
+        ],
     },
     {
         "name": "vllm-embeddings",

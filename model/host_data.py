@@ -612,6 +612,40 @@ class Tmpfs(Strict):
         return self.target + (":" + ",".join(options) if options else "")
 
 
+# A systemd calendar spec (systemd.time(7)): words of digits, letters (weekdays, time zones),
+# and * : - . / ~ , + _ — written into OnCalendar= as they are, one space between words.
+_CALENDAR_WORD_RE = re.compile(r"^[A-Za-z0-9*:.,/~+_-]+$")
+
+
+def _calendar(value: str) -> str:
+    words = value.split()
+    if not words or len(value) > 200 or not all(_CALENDAR_WORD_RE.match(w) for w in words):
+        raise ValueError(
+            f"{value!r} is not a calendar spec (systemd.time(7): daily, *:0/5, Mon *-*-* 03:00)"
+        )
+    return " ".join(words)
+
+
+class Timer(Strict):
+    """A periodic job of its service: ``command`` run in the service's container (``podman
+    exec``) at ``on_calendar``, as the systemd units ``<service>-<name>.timer`` and
+    ``<service>-<name>.service``."""
+
+    name: ServiceName
+    on_calendar: Annotated[str, AfterValidator(_calendar)] | None = None
+    command: list[UnitText] = Field(default_factory=list)
+    container_user: ContainerId | None = None  # podman exec --user (Nextcloud's cron: www-data)
+    present: bool = True  # false: stopped, disabled, its two unit files removed
+
+    @model_validator(mode="after")
+    def _command(self):
+        if self.present and not (self.command and self.on_calendar):
+            raise ValueError("a present timer has an on_calendar and a command to run")
+        if ";" in self.command:
+            raise ValueError("command: a lone ';' separates commands in systemd units")
+        return self
+
+
 class Restart(StrEnum):
     always = "always"
     on_failure = "on-failure"
@@ -671,6 +705,7 @@ class Service(Strict):
     userns: Literal["auto", "host", "keep-id", "nomap"] | None = None
     log_driver: Literal["journald", "k8s-file", "none", "passthrough"] | None = None
     log_opts: dict[Literal["max-size", "path", "tag"], UnitText] = Field(default_factory=dict)
+    timers: list[Timer] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -761,6 +796,9 @@ class Service(Strict):
                 _refuse("log_opts.path", str(error), path)
         if "tag" in self.log_opts and self.log_driver not in (None, "journald"):
             _refuse("log_opts.tag", "a tag is for log_driver journald (podman's docs)", {})
+        dupes = _repeated(t.name for t in self.timers)
+        if dupes:
+            _refuse("timers", f"names repeated: {', '.join(dupes)}", dupes[0])
         for i, tmpfs in enumerate(self.tmpfs):
             if tmpfs.target in {v.target for v in self.volumes}:
                 _refuse(
@@ -947,6 +985,14 @@ def _check_services(services: list[Service], rootless: set[str] | None) -> None:
     if dupes:
         raise ValueError(f"services lists a name twice: {', '.join(dupes)}")
     by_name = {s.name: s for s in services}
+    for svc in services:
+        for timer in svc.timers:
+            unit = f"{svc.name}-{timer.name}"
+            if unit in by_name:
+                raise ValueError(
+                    f"service {svc.name}: timer {timer.name} would be {unit}.service, "
+                    f"the unit of service {unit}: rename the timer"
+                )
     networks: dict[str, set[str | None]] = {}
     for svc in services:
         if svc.user and rootless is not None and svc.user not in rootless:

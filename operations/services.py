@@ -304,6 +304,48 @@ def render_unit(
     ).getvalue()
 
 
+def render_timer(svc: Service, timer) -> tuple[str, str]:
+    """(the ``.timer``, the ``.service`` it starts) of one of ``svc``'s timers."""
+    unit = f"{svc.name}-{timer.name}"
+    context = {"source": SOURCE, "svc": svc, "timer": timer, "unit": unit}
+    return (
+        render_template("service.timer.j2", **context).getvalue(),
+        render_template("service.job.j2", **context).getvalue(),
+    )
+
+
+def _timer_files(svc: Service, scope: _Scope, timer) -> tuple[str, str]:
+    base = f"{scope.unit_dir('plain')}/{svc.name}-{timer.name}"
+    return f"{base}.timer", f"{base}.service"
+
+
+def _timers(svc: Service, scope: _Scope):
+    """The service's timers: files written when they differ, removed for ``present: false``
+    (stopped and disabled first). Yields the commands; returns whether a unit file changed
+    (then a daemon-reload is due) and the commands to run after it."""
+    changed = False
+    after: list = []
+    for timer in svc.timers:
+        timer_file, job_file = _timer_files(svc, scope, timer)
+        unit = f"{svc.name}-{timer.name}.timer"
+        state = host.get_fact(SystemdUnit, unit=unit, user=svc.user)
+        if timer.present and svc.present:
+            for path, text in zip((timer_file, job_file), render_timer(svc, timer), strict=True):
+                changed |= yield from _put(text, path, scope, "0644")
+            if state.unit_file_state != "enabled" or state.active_state != "active":
+                after.append(scope.systemctl("enable", "--now", unit))
+            continue
+        if state.active_state in RUNNING:
+            yield scope.systemctl("stop", unit)
+        if state.unit_file_state == "enabled":
+            yield scope.systemctl("disable", unit)
+        for path in (timer_file, job_file):
+            removed = _collect(files.file._inner(path=path, present=False))[0]
+            changed |= bool(removed)
+            yield from removed
+    return changed, after
+
+
 def render_network(network: str) -> str:
     return render_template("service.network.j2", source=SOURCE, network=network).getvalue()
 
@@ -502,6 +544,9 @@ def service(
     + secret_values: ``{VAR: value}`` the caller holds already (the migration: a Docker
       container's environment), written into the same 0600 secrets file as ``secrets``
 
+    Its ``timers`` are plain systemd ``.timer`` + ``.service`` units beside either rendering,
+    enabled; removed ones (``present: false``, or all of a removed service's) go first.
+
     Quadlet (podman >= 4.4 with its generator): ``<service>.container`` (+ ``<network>.network``)
     in /etc/containers/systemd (rootless: ~/.config/containers/systemd), checked with the
     generator's dry-run before daemon-reload (a rejected file is put back as it was). Older
@@ -614,7 +659,10 @@ def service(
         other_removed = True
 
     unit_changed = bool(changed_files) or other_removed
-    if unit_changed:
+    if rendering == "quadlet" and any(t.present for t in svc.timers):
+        add(_ensure_unit_dir(scope, scope.unit_dir("plain")))  # timers are plain units
+    timers_changed, enable_timers = add(_timers(svc, scope))
+    if unit_changed or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
         commands.append(scope.systemctl("enable", unit_name))
@@ -623,6 +671,7 @@ def service(
         # First of all: a failed pull leaves the running container and its unit as they are.
         commands.insert(0, pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
+    commands += enable_timers
 
     if commands:
         yield from commands
@@ -641,7 +690,8 @@ def _remove(
     unit_files: list[str],
     network: str | None = None,
 ):
-    commands: list = []
+    # Its timers first (the spec lists them): a job must not start on a service going away.
+    commands, (timers_changed, _) = _collect(_timers(svc, scope))
     if state.active_state in RUNNING:
         commands.append(scope.systemctl("stop", f"{svc.name}.service"))
     if state.unit_file_state == "enabled":
@@ -656,7 +706,7 @@ def _remove(
     for path in unit_files:
         removed_units += _collect(files.file._inner(path=path, present=False))[0]
     commands += removed_units
-    if removed_units:
+    if removed_units or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
     if network and network in host.get_fact(PodmanNetworks, user=svc.user):
         commands.append(StringCommand(scope.as_user(f"podman network rm {shlex.quote(network)}")))

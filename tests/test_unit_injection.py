@@ -412,3 +412,38 @@ def test_the_health_gate_reaches_sh_as_exactly_the_script(systemd_analyze, tmp_p
         ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "web", str(2 * (2 + 30) + 1)]
     ]
     assert dump["TimeoutStartSec"] == ["2min 35s"]  # 65 s budget, a 30 s check, a minute
+
+
+@pytest.mark.parametrize("calendar", ["*:0/5", "daily", "Mon..Fri *-*-* 03:00", "*-*-1 04:30 UTC"])
+def test_a_timer_and_its_job_are_read_by_systemd_as_intended(systemd_analyze, tmp_path, calendar):
+    from operations.services import render_timer
+
+    svc = Service.model_validate(
+        {
+            "name": "web",
+            "image": "docker.io/library/nginx:1.27.3",
+            "timers": [
+                {
+                    "name": "cron",
+                    "on_calendar": calendar,
+                    "command": HOSTILE_TEXT,
+                    "container_user": "www-data",
+                }
+            ],
+        }
+    )
+    timer, job = render_timer(svc, svc.timers[0])
+    (tmp_path / "web-cron.timer").write_text(timer)
+    complaints, dump = _systemd_reads(systemd_analyze, tmp_path, job)
+    assert complaints == []
+    assert [_argv(c) for c in dump["ExecStart"]] == [
+        ["/usr/bin/podman", "exec", "--user=www-data", "web", *HOSTILE_TEXT]
+    ]
+    assert "db.service (origin-file)" not in dump.get("Requires", [])
+    # systemd's own reading of the calendar spec written into OnCalendar=.
+    on_calendar = [line for line in timer.splitlines() if line.startswith("OnCalendar=")]
+    assert on_calendar == [f"OnCalendar={calendar}"]
+    run = subprocess.run(
+        [systemd_analyze, "calendar", calendar], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stderr

@@ -33,6 +33,8 @@ def test_motoko_group_data_is_valid_and_ordered():
     vllm = next(s for s in cfg.services if s.name == "vllm-embeddings")
     assert vllm.devices == ["nvidia.com/gpu=all"]
     assert vllm.shm_size == "8g"  # vLLM's docs: --ipc=host or a large --shm-size
+    app = next(s for s in cfg.services if s.name == "nextcloud-app")
+    assert [(t.on_calendar, t.container_user) for t in app.timers] == [("*:0/5", "www-data")]
     assert cfg.service_root == "/space/containers/apps"
     # Secrets are references to the controller, never values in the repository.
     for svc in cfg.services:
@@ -348,3 +350,41 @@ def test_a_rootless_service_may_keep_its_users_id():
         rootless_users=[{"name": "svc-web"}],
     ).services[0]
     assert svc.userns == "keep-id" and svc.log_opts["tag"] == "{{.Name}}"
+
+
+# --- timers (issue 18, item 4) -----------------------------------------------------------------
+
+CRON = {"name": "cron", "on_calendar": "*:0/5", "command": ["php", "-f", "/var/www/html/cron.php"]}
+
+
+def test_a_timer_is_accepted_and_its_calendar_normalised():
+    svc = _services(_svc(timers=[{**CRON, "on_calendar": " Mon..Fri  *-*-* 03:00 "}])).services[0]
+    assert svc.timers[0].on_calendar == "Mon..Fri *-*-* 03:00"
+    # Removing one needs no command.
+    removed = _services(_svc(timers=[{"name": "cron", "present": False}])).services[0]
+    assert removed.timers[0].present is False
+
+
+@pytest.mark.parametrize(
+    ("timer", "key", "needle"),
+    [
+        ({**CRON, "on_calendar": "daily\nExecStart=/bin/sh"}, "timers[0].on_calendar", "not a"),
+        ({**CRON, "on_calendar": "%h"}, "timers[0].on_calendar", "not a calendar spec"),
+        ({**CRON, "on_calendar": "$X"}, "timers[0].on_calendar", "not a calendar spec"),
+        ({**CRON, "on_calendar": ""}, "timers[0].on_calendar", "not a calendar spec"),
+        ({**CRON, "command": []}, "timers[0]", "has an on_calendar and a command"),
+        ({"name": "cron", "command": ["true"]}, "timers[0]", "has an on_calendar and a command"),
+        ({**CRON, "command": ["true", ";", "reboot"]}, "timers[0]", "lone ';'"),
+        ({**CRON, "name": "Cron"}, "timers[0].name", "not a valid name"),
+    ],
+)
+def test_bad_timers_are_refused_by_host_and_key(timer, key, needle):
+    test_bad_runtime_options_are_refused_by_host_and_key({"timers": [timer]}, key, needle)
+
+
+def test_timer_names_are_unique_and_their_units_are_no_services_units():
+    test_bad_runtime_options_are_refused_by_host_and_key(
+        {"timers": [CRON, CRON]}, "timers", "names repeated: cron"
+    )
+    with pytest.raises(ValidationError, match="timer cron would be app-cron.service, the unit"):
+        _services(_svc("app", timers=[CRON]), _svc("app-cron"))
