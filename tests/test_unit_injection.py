@@ -141,7 +141,9 @@ def test_the_one_quoting_function_refuses_unvalidated_values(fields, rendering):
 def test_every_value_in_the_service_templates_goes_through_the_quoting_function():
     from operations._common import TEMPLATES
 
-    for name in ("service.service.j2", "service.container.j2", "service.network.j2"):
+    names = sorted(p.name for p in TEMPLATES.glob("service.*.j2"))
+    assert len(names) == 5, names  # the container, network, plain unit, timer and its job
+    for name in names:
         for expr in re.findall(r"\{\{(.*?)\}\}", (TEMPLATES / name).read_text()):
             expr = expr.strip()
             if expr in ("managed_by", "source"):  # the header: the package's own constants
