@@ -3,7 +3,8 @@
 (podman 4.3: the health gate is the unit's bounded ExecStartPost wait).
 
 Shown: the runtime options reach ``podman inspect``; the app starts only once PostgreSQL is
-healthy, by systemd's own timestamps, also when systemd alone restarts the stack; a second run
+healthy, by systemd's own timestamps, also when systemd alone restarts the stack; the app's
+timer runs a query in its container; a second run
 changes nothing; a health check that never passes and an image that cannot be pulled each end
 the run in bounded time naming the service or the image, the running app untouched by the
 failed pull.
@@ -47,6 +48,9 @@ APP = (
 )
 
 
+TICK = ["sh", "-c", f"{PG_BIN}/psql -h 127.0.0.1 -U postgres -tAc 'select 42'"]
+
+
 def services(app_image: str = IMAGE, broken: bool = False) -> list[dict]:
     stack = [
         {
@@ -86,6 +90,8 @@ def services(app_image: str = IMAGE, broken: bool = False) -> list[dict]:
             "host_network": True,
             "init": True,
             "requires": ["bench-db", "bench-cache"],
+            # Every 15 s (systemd's default accuracy lets it fire up to a minute late).
+            "timers": [{"name": "tick", "on_calendar": "*:*:0/15", "command": TICK}],
         },
     ]
     if broken:
@@ -195,6 +201,19 @@ def test_app_starts_only_once_postgresql_is_healthy(converged):
     # initdb and PostgreSQL's start again (the old container went with --rm) inside the gate.
     gate_us = int(db2["ActiveEnterTimestampMonotonic"]) - int(db2["InactiveExitTimestampMonotonic"])
     assert gate_us > 1_000_000, db2
+
+
+def test_the_apps_timer_fires_in_its_container(converged):
+    guest = converged
+    deadline = time.monotonic() + 150
+    while True:
+        journal = sudo(guest, "journalctl -u bench-app-tick.service -o cat --no-pager")
+        if "42" in journal.split():
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"bench-app-tick did not run within 150 s: {journal[-2000:]}")
+        time.sleep(5)
+    assert sudo(guest, "systemctl is-enabled bench-app-tick.timer").strip() == "enabled"
 
 
 def test_runtime_options_reach_podman_inspect(converged):
