@@ -4,10 +4,9 @@
 
 Shown: the runtime options reach ``podman inspect``; the app starts only once PostgreSQL is
 healthy, by systemd's own timestamps, also when systemd alone restarts the stack; the app's
-timer runs a query in its container; a second run
-changes nothing; a health check that never passes and an image that cannot be pulled each end
-the run in bounded time naming the service or the image, the running app untouched by the
-failed pull.
+timer runs a query in its container; a second run changes nothing; a health check that never
+passes and an image that cannot be pulled each end the run in bounded time naming the service
+or the image, the running app untouched by the failed pull.
 
 The guest boots the ``podman`` image variant (the toolset installed at build time); the run
 configures the registries (the local registry as docker.io's mirror) and the services only.
