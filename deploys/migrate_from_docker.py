@@ -215,6 +215,8 @@ def migrate_from_docker(cfg: HostData):
             secret_values=secret_env[svc["name"]],
             ports=svc["ports"],
             volumes=svc["volumes"],
+            devices=svc.get("devices"),
+            healthcheck=svc.get("healthcheck"),
             restart=svc["restart"],
             network=svc.get("network"),
             user=svc.get("user"),

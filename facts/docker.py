@@ -227,6 +227,10 @@ class DockerContainer(FactValue):
     restart_policy: str
     restart_max_retries: int
     networks: list[str]
+    # Every field of ``docker inspect``'s Config and HostConfig as Docker printed it (JSON
+    # values): the migration decides each one (model.docker_settings).
+    config: dict[str, Any] = field(default_factory=dict)
+    host_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,9 @@ class DockerImage(FactValue):
     env: list[str] = field(default_factory=list)
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
+    # The image's whole Config (JSON values): what a container inherits from it is no setting
+    # of the container's own (model.docker_settings).
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -370,6 +377,8 @@ def _container(data: dict[str, Any]) -> DockerContainer:
         restart_policy=restart.get("Name") or "no",
         restart_max_retries=int(restart.get("MaximumRetryCount") or 0),
         networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+        config=dict(config),
+        host_config=dict(host),
     )
 
 
@@ -407,6 +416,7 @@ def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
                 env=list(config.get("Env") or []),
                 entrypoint=_str_list(config.get("Entrypoint")),
                 cmd=_str_list(config.get("Cmd")),
+                config=dict(config),
             ),
         )
     return list(images.values())

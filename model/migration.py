@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from facts.docker import DockerContainer, DockerImage, DockerInventoryState
+from model import docker_settings
 from model.host_data import HostData, Service
 
 # 2: owners (root or a rootless user) of containers, volumes and images; free space.
@@ -152,11 +153,8 @@ def _service(
     mount of a host directory becomes a directory of the service (a copy, listed in
     ``binds``). Returns the entry and the env it carries in its secrets file."""
     where = f"container {c.name}"
-    if c.entrypoint != image.entrypoint:
-        problems.append(
-            f"{where}: overrides the image's entrypoint ({c.entrypoint}), which a "
-            "podman_services entry cannot express"
-        )
+    # Every Config/HostConfig field decided (model.docker_settings): refused by name here.
+    problems += docker_settings.problems(c, image)
     image_env = _env_pairs(image.env)
     env = {k: v for k, v in _env_pairs(c.env).items() if image_env.get(k) != v}
     ports = []
@@ -198,7 +196,7 @@ def _service(
                 "'_', '.', '-'): move the data into a named volume first"
             )
     networks = [n for n in c.networks if n not in DEFAULT_NETWORKS]
-    if any(n in ("host", "none") for n in networks) or len(networks) > 1:
+    if len(networks) > 1:  # (the host network and none are refused as NetworkMode)
         problems.append(f"{where}: networks {networks}: only one user-defined network is kept")
     restart = RESTART.get(c.restart_policy)
     if restart is None:
@@ -214,8 +212,13 @@ def _service(
         "volumes": volumes,
         "restart": restart or "no",
     }
-    if len(networks) == 1:
+    if len(networks) == 1 and networks[0] not in ("host", "none"):
         entry["network"] = networks[0]
+    if docker_settings.devices(c):
+        entry["devices"] = docker_settings.devices(c)
+    health = docker_settings.healthcheck(c, image)
+    if health:
+        entry["healthcheck"] = health
     if user:
         entry["user"] = user
     try:
@@ -272,6 +275,8 @@ def build_plan(
             "service": None,
             # The env the service gets from its 0600 secrets file (names and values).
             "secret_env": {},
+            # Settings not carried that the plan lists (model.docker_settings LISTED).
+            "not_carried": docker_settings.listed(c, image) if running else [],
         }
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
@@ -751,6 +756,8 @@ def describe(plan: dict, host: str) -> str:
         for m in d["mounts"]:
             ro = "" if m["rw"] else " (ro)"
             out.append(f"    {m['type']} {m['source']} -> {m['target']}{ro}")
+        for setting in c.get("not_carried", []):
+            out.append(f"    not carried: {setting}")
     for v in plan["volumes"]:
         size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
         owner = f"{v['user']}'s rootless" if v["user"] else "a"

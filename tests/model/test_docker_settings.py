@@ -1,0 +1,240 @@
+"""Every setting of a Docker container decided (model/docker_settings.py), on real captured
+``docker inspect`` output: a field with no decision fails; each of issue 13's twelve settings
+is carried or refused by name."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from facts import split_sections
+from facts.docker import DockerImage, DockerInventory, _container
+from model import docker_settings
+from model.docker_settings import SETTINGS, markdown, undecided
+from model.host_data import Service
+from model.migration import build_plan, describe
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
+GUEST = FIXTURES / "guest-debian12"
+# A current Docker's output (compose 2.40.3, 2026; see tests/fixtures/facts/README.md).
+CURRENT = FIXTURES / "upstream" / "docker-inspect.minio-compose-2.40.3.txt"
+DERIVED = json.loads((GUEST / "DockerInventory.settings.DERIVED.json").read_text())
+BUNDLE = "/var/lib/podman-standard/docker-migration"
+ROOT = Path(__file__).resolve().parents[2]
+
+# The JSON names of moby's container Config and HostConfig (with Resources embedded), the
+# union of v20.10.24 and master at b985e2313a8676e18072b442911fc8f64f17d440 (2026-08-23):
+# api/types/container/config.go, host_config.go / hostconfig.go. v20.10.24 has Config's
+# MacAddress and Resources' KernelMemory, KernelMemoryTCP; master has HostConfig.Annotations.
+MOBY_CONFIG = (
+    "Hostname Domainname User AttachStdin AttachStdout AttachStderr ExposedPorts Tty "
+    "OpenStdin StdinOnce Env Cmd Healthcheck ArgsEscaped Image Volumes WorkingDir Entrypoint "
+    "NetworkDisabled MacAddress OnBuild Labels StopSignal StopTimeout Shell"
+).split()
+MOBY_HOST_CONFIG = (
+    "Binds ContainerIDFile LogConfig NetworkMode PortBindings RestartPolicy AutoRemove "
+    "VolumeDriver VolumesFrom ConsoleSize Annotations CapAdd CapDrop CgroupnsMode Dns "
+    "DnsOptions DnsSearch ExtraHosts GroupAdd IpcMode Cgroup Links OomScoreAdj PidMode "
+    "Privileged PublishAllPorts ReadonlyRootfs SecurityOpt StorageOpt Tmpfs UTSMode UsernsMode "
+    "ShmSize Sysctls Runtime Isolation CpuShares Memory NanoCpus CgroupParent BlkioWeight "
+    "BlkioWeightDevice BlkioDeviceReadBps BlkioDeviceWriteBps BlkioDeviceReadIOps "
+    "BlkioDeviceWriteIOps CpuPeriod CpuQuota CpuRealtimePeriod CpuRealtimeRuntime CpusetCpus "
+    "CpusetMems Devices DeviceCgroupRules DeviceRequests KernelMemory KernelMemoryTCP "
+    "MemoryReservation MemorySwap MemorySwappiness OomKillDisable PidsLimit Ulimits CpuCount "
+    "CpuPercent IOMaximumIOps IOMaximumBandwidth Mounts MaskedPaths ReadonlyPaths Init"
+).split()
+
+
+def _captured_containers():
+    for path in sorted(GUEST.glob("DockerInventory.*.txt")):
+        for c in DockerInventory().process(path.read_text().splitlines()).containers:
+            yield f"{path.name}:{c.name}", c
+    for data in json.loads(CURRENT.read_text()):
+        yield f"{CURRENT.name}:{data['Name']}", _container(data)
+
+
+CAPTURED = list(_captured_containers())
+
+
+def test_the_table_decides_exactly_mobys_fields():
+    expected = {f"Config.{k}" for k in MOBY_CONFIG} | {f"HostConfig.{k}" for k in MOBY_HOST_CONFIG}
+    assert set(SETTINGS) == expected
+    assert all(s.decision in ("carried", "refused", "ignored", "listed") for s in SETTINGS.values())
+
+
+@pytest.mark.parametrize("name, container", CAPTURED, ids=[n for n, _ in CAPTURED])
+def test_every_field_of_real_inspect_output_is_decided(name, container):
+    assert len(container.config) >= 17 and len(container.host_config) >= 50  # walked, not empty
+    assert undecided(container) == []
+
+
+def test_a_field_the_table_does_not_know_is_refused_when_set():
+    _, c = CAPTURED[0]
+    newer = dataclasses.replace(c, host_config={**c.host_config, "Future": {"On": True}})
+    assert docker_settings.problems(newer, None)[-1] == (
+        f'container {c.name}: HostConfig.Future ({{"On": true}}) is a Docker setting this '
+        "version does not know: refused rather than dropped"
+    )
+    unset = dataclasses.replace(c, host_config={**c.host_config, "Future": None})
+    assert undecided(unset) == ["HostConfig.Future"]
+    assert len(docker_settings.problems(unset, None)) == len(docker_settings.problems(c, None))
+
+
+def _derived(case: dict):
+    """The base capture with its container changed as the case says (see the DERIVED file)."""
+    lines = (GUEST / DERIVED["base"]).read_text().splitlines()
+    sections = split_sections(lines)
+    containers = json.loads("\n".join(sections["containers"]))
+    for data in containers:
+        if data["Name"] == "/" + DERIVED["container"]:
+            data["Config"].update(case.get("Config", {}))
+            data["HostConfig"].update(case.get("HostConfig", {}))
+            if "Networks" in case:
+                (endpoint,) = data["NetworkSettings"]["Networks"].values()
+                data["NetworkSettings"]["Networks"] = {n: endpoint for n in case["Networks"]}
+    out = []
+    for key, body in sections.items():
+        out.append("@@" + key)
+        out += json.dumps(containers, indent=4).splitlines() if key == "containers" else body
+    return DockerInventory().process(out)
+
+
+def _plan(inventory):
+    return build_plan(inventory, BUNDLE, service_root="/srv/containers/apps")
+
+
+# Issue 13's twelve settings: refused (the message's start) or carried (the service's fields).
+REFUSED_AS = {
+    "gpus-all": "--gpus/DeviceRequests (all GPUs)",
+    "cap-add": '--cap-add/CapAdd (["CAP_NET_ADMIN"])',
+    "privileged": "--privileged/Privileged (true)",
+    "memory-2g": "--memory/Memory (2147483648 bytes, 2 GiB)",
+    "cpus-1.5": "--cpus/NanoCpus (1.5 CPUs)",
+    "shm-8g": "--shm-size/ShmSize (8589934592 bytes, 8 GiB)",
+    "ipc-host": '--ipc/IpcMode ("host")',
+    "network-host": '--network/NetworkMode ("host")',
+    "user": '--user/User ("1000:1000")',
+    "workdir": '--workdir/WorkingDir ("/srv/app")',
+}
+CARRIED_AS = {
+    "device-fuse": {"devices": ["/dev/fuse"]},
+    "healthcheck": {
+        "healthcheck": {
+            "command": "wget -q -O /dev/null http://localhost/ || exit 1",
+            "interval": "10s",
+        }
+    },
+}
+
+
+def test_the_base_capture_migrates_as_it_is():
+    plan = _plan(_derived({}))
+    assert plan["problems"] == []
+    assert set(REFUSED_AS) | set(CARRIED_AS) == set(DERIVED["cases"])
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_AS))
+def test_refused_by_name_in_the_plan(case):
+    plan = _plan(_derived(DERIVED["cases"][case]))
+    assert plan["problems"] == [
+        f"container worker: {REFUSED_AS[case]} is not carried by this version: "
+        + next(p.split(": ", 2)[2] for p in plan["problems"])
+    ]
+    assert f"CANNOT MIGRATE: container worker: {REFUSED_AS[case]}" in describe(plan, "h")
+
+
+@pytest.mark.parametrize("case", sorted(CARRIED_AS))
+def test_carried_into_the_service(case):
+    plan = _plan(_derived(DERIVED["cases"][case]))
+    assert plan["problems"] == []
+    [worker] = [c["service"] for c in plan["containers"] if c["name"] == "worker"]
+    for key, value in CARRIED_AS[case].items():
+        assert worker[key] == value
+    Service.model_validate(worker)
+
+
+def test_the_gpu_refusal_says_what_to_do():
+    [problem] = _plan(_derived(DERIVED["cases"]["gpus-all"]))["problems"]
+    assert problem == (
+        "container worker: --gpus/DeviceRequests (all GPUs) is not carried by this version: "
+        "podman reaches GPUs through CDI devices (nvidia.com/gpu=all in the service's "
+        "devices, with the host's CDI spec from deploys/nvidia.py), which this version does "
+        "not derive from --gpus; re-create the container without it first, or keep it on "
+        "Docker"
+    )
+
+
+def _worker(**config):
+    inventory = _derived({"Config": config})
+    c = next(c for c in inventory.containers if c.name == "worker")
+    return c, next(i for i in inventory.images if i.id == c.image_id)
+
+
+@pytest.mark.parametrize(
+    "health, why",
+    [
+        ({"Test": ["CMD", "true"]}, "one shell command (CMD-SHELL), not an exec form"),
+        ({"Test": ["NONE"]}, "cannot switch off its image's healthcheck"),
+        ({"Test": ["CMD-SHELL", "true"], "Timeout": 5 * 10**9}, "has no --health-timeout"),
+        ({"Test": ["CMD-SHELL", "true"], "Retries": 5}, "has no --health-retries"),
+    ],
+)
+def test_a_healthcheck_the_service_cannot_hold_is_refused(health, why):
+    c, image = _worker(Healthcheck=health)
+    [problem] = docker_settings.problems(c, image)
+    assert problem.startswith("container worker: --health-cmd/Healthcheck (")
+    assert why in problem
+    assert docker_settings.healthcheck(c, image) is None
+
+
+def test_the_images_own_settings_are_no_settings_of_the_container():
+    health = {"Test": ["CMD-SHELL", "true"], "Interval": 10**9, "Timeout": 5 * 10**9}
+    c, image = _worker(Healthcheck=health, User="nobody", WorkingDir="/srv")
+    image = dataclasses.replace(image, config={**image.config, **c.config})
+    assert docker_settings.problems(c, image) == []
+    assert docker_settings.healthcheck(c, image) is None  # podman runs the image's own
+
+
+def test_docker_defaults_that_follow_other_flags_are_accepted():
+    c, image = _worker()
+    # --memory alone: Docker's own MemorySwap; --network host: the host's hostname.
+    derived = {"Memory": 2**20 * 64, "MemorySwap": 2**20 * 128, "NetworkMode": "host"}
+    c = dataclasses.replace(c, host_config={**c.host_config, **derived})
+    c = dataclasses.replace(c, config={**c.config, "Hostname": "the-host"})
+    assert [p.split(" (")[0] for p in docker_settings.problems(c, image)] == [
+        "container worker: --network/NetworkMode",
+        "container worker: --memory/Memory",
+    ]
+
+
+def test_labels_are_listed_not_refused():
+    inventory = DockerInventory().process(
+        (GUEST / "DockerInventory.two-containers.txt").read_text().splitlines()
+    )
+    text = describe(_plan(inventory), "h")
+    assert (
+        '    not carried: --label {"com.example.role": "frontend"} (read by tools through '
+        "Docker's API, not by the container; kept in the bundle)"
+    ) in text
+
+
+def test_a_current_dockers_container_is_refused_only_for_its_own_settings():
+    """The current capture, with an image that gives it what a container inherits (its
+    entrypoint, command, env, labels, working directory, volumes): only its stop timeout (which
+    no image sets; compose 2.40.3 sent 1 s) is its own."""
+    [data] = json.loads(CURRENT.read_text())
+    c = _container(data)
+    inherited = ("Entrypoint", "Cmd", "Env", "Labels", "WorkingDir", "Volumes")
+    image = DockerImage(
+        id=c.image_id, repo_tags=[], size_bytes=0, config={k: c.config[k] for k in inherited}
+    )
+    assert docker_settings.problems(c, image) == [
+        f"container {c.name}: --stop-timeout/StopTimeout (1) is not carried by this version: "
+        "podman_services has no such field yet; re-create the container without it first, "
+        "or keep it on Docker"
+    ]
+
+
+def test_the_readme_table_is_the_decisions_table():
+    assert markdown() in (ROOT / "README.md").read_text()
