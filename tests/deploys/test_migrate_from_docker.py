@@ -14,6 +14,7 @@ from pyinfra_cli.util import load_deploy_file
 from model.migration import build_plan, bundle_files
 from operations import services as service_ops
 from tests.deploys.test_linux_baseline import _fake, _ops, _plan
+from tests.model.test_docker_settings import DERIVED, derived_output
 from tests.model.test_migration import _inventory, _without_bind_mounts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
@@ -363,3 +364,23 @@ def test_rootless_worker_and_bind_mount_plan(tmp_path, monkeypatch, caplog):
         "Docker CLI compatibility",
         "docker ps shows the podman containers",
     ]
+
+
+def test_carried_settings_reach_the_service(tmp_path, monkeypatch):
+    """worker of the captured two-service host given --device /dev/fuse and a healthcheck
+    (the DERIVED cases): the deploy hands both to services.service."""
+    fake, data = _host("h", "DockerEngine.docker-io-running.txt")
+    case = {**DERIVED["cases"]["device-fuse"]}
+    case["Config"] = DERIVED["cases"]["healthcheck"]["Config"]
+    output = derived_output(case, "DockerInventory.migration-two-services.txt")
+    data["fake_responses"] = {"docker ps -aq": output, **data["fake_responses"]}
+    calls = {}
+    monkeypatch.setattr(service_ops, "service", lambda **kw: calls.setdefault(kw["service"], kw))
+    state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    _load(state)
+    assert calls["worker"]["devices"] == ["/dev/fuse"]
+    assert calls["worker"]["healthcheck"] == {
+        "command": "wget -q -O /dev/null http://localhost/ || exit 1",
+        "interval": "10s",
+    }
+    assert (calls["web"]["devices"], calls["web"]["healthcheck"]) == (None, None)

@@ -81,10 +81,9 @@ def test_a_field_the_table_does_not_know_is_refused_when_set():
     assert len(docker_settings.problems(unset, None)) == len(docker_settings.problems(c, None))
 
 
-def _derived(case: dict):
+def derived_output(case: dict, base: str = DERIVED["base"]) -> list[str]:
     """The base capture with its container changed as the case says (see the DERIVED file)."""
-    lines = (GUEST / DERIVED["base"]).read_text().splitlines()
-    sections = split_sections(lines)
+    sections = split_sections((GUEST / base).read_text().splitlines())
     containers = json.loads("\n".join(sections["containers"]))
     for data in containers:
         if data["Name"] == "/" + DERIVED["container"]:
@@ -97,7 +96,11 @@ def _derived(case: dict):
     for key, body in sections.items():
         out.append("@@" + key)
         out += json.dumps(containers, indent=4).splitlines() if key == "containers" else body
-    return DockerInventory().process(out)
+    return out
+
+
+def _derived(case: dict):
+    return DockerInventory().process(derived_output(case))
 
 
 def _plan(inventory):
