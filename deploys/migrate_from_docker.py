@@ -40,10 +40,11 @@ from pyinfra.facts.server import Home, Sysctl
 
 from deploys.container_storage import container_storage
 from deploys.podman_standard import rootless_podman
-from facts.docker import DataDir, DockerEngine, DockerInventory
+from facts.docker import DataDir, DockerDaemonConfig, DockerEngine, DockerInventory
 from facts.rootless import RootlessUser
 from facts.storage import BlockDevice, PathMount
 from model import HostData, current_host_data
+from model.host_data import Registry
 from model.migration import (
     ROOT,
     build_plan,
@@ -147,6 +148,17 @@ def _host_problems(plan: dict, cfg: HostData) -> list[str]:
     return problems + space
 
 
+def _registries(plan: dict, cfg: HostData) -> list[dict]:
+    """podman_registries' entries, plus (with podman_migration_registries) those proposed from
+    daemon.json for prefixes the data does not already configure."""
+    own = [r.model_dump() for r in cfg.registries.registries]
+    if not cfg.migration_registries:
+        return own
+    prefixes = {r["prefix"] for r in own}
+    proposed = [Registry.model_validate(r).model_dump() for r in plan["daemon"]["registries"]]
+    return own + [r for r in proposed if r["prefix"] not in prefixes]
+
+
 @deploy("Docker to Podman migration")
 def migrate_from_docker(cfg: HostData):
     engine = host.get_fact(DockerEngine)
@@ -171,7 +183,11 @@ def migrate_from_docker(cfg: HostData):
             "docker.service so its containers, volumes and images can be audited (nothing changed)"
         )
     plan = build_plan(
-        inventory, cfg.migration_bundle, cfg.migration_rootless, service_root=cfg.service_root
+        inventory,
+        cfg.migration_bundle,
+        cfg.migration_rootless,
+        service_root=cfg.service_root,
+        daemon=host.get_fact(DockerDaemonConfig),
     )
     if not plan["problems"]:
         plan["problems"] += _host_problems(plan, cfg)
@@ -195,7 +211,7 @@ def migrate_from_docker(cfg: HostData):
         name="Configure container registries",
         search=cfg.registries.search,
         short_name_mode=cfg.registries.short_name_mode.value,
-        registries=[r.model_dump() for r in cfg.registries.registries],
+        registries=_registries(plan, cfg),
     )
     rootless_podman([u for u in cfg.rootless_users if u.name in rootless_users(plan)])
     bundle = cfg.migration_bundle

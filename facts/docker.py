@@ -472,3 +472,55 @@ class DataDir(FactBase[DataDirState]):
                 uids.add(int(parts[0]))
                 gids.add(int(parts[1]))
         return DataDirState(exists=True, size_bytes=size, uids=sorted(uids), gids=sorted(gids))
+
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+@dataclass(frozen=True)
+class DockerDaemonConfigState(FactValue):
+    # False when there is no daemon.json (dockerd's defaults).
+    exists: bool = False
+    # False when the file is not a JSON object (dockerd itself would refuse to start).
+    valid: bool = True
+    # Every key of the file as written (JSON values).
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def registry_mirrors(self) -> list[str]:
+        return [str(m) for m in self.settings.get("registry-mirrors") or []]
+
+    @property
+    def insecure_registries(self) -> list[str]:
+        return [str(r) for r in self.settings.get("insecure-registries") or []]
+
+    @property
+    def data_root(self) -> str | None:
+        # "graph" is the name dockerd read before 17.05 (still accepted by 20.10).
+        return self.settings.get("data-root") or self.settings.get("graph") or None
+
+
+class DockerDaemonConfig(FactBase[DockerDaemonConfigState]):
+    """
+    The Docker daemon's own configuration file, ``/etc/docker/daemon.json`` (dockerd(8)),
+    parsed as the JSON it is. Settings given as dockerd command-line flags are not seen.
+    """
+
+    @staticmethod
+    def default() -> DockerDaemonConfigState:
+        return DockerDaemonConfigState()
+
+    def command(self) -> str:
+        return f"[ -f {DAEMON_JSON} ] || exit 0; {section('file')} cat {DAEMON_JSON}"
+
+    def process(self, output: list[str]) -> DockerDaemonConfigState:
+        sections = split_sections(output)
+        if "file" not in sections:
+            return DockerDaemonConfigState()
+        try:
+            data = json.loads("\n".join(sections["file"]) or "{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return DockerDaemonConfigState(exists=True, valid=False)
+        return DockerDaemonConfigState(exists=True, settings=data)

@@ -18,12 +18,16 @@ ignored when empty: refused rather than guessed. The README's table is :func:`ma
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from facts.docker import DockerContainer, DockerImage
+from pydantic import ValidationError
+
+from facts.docker import DAEMON_JSON, DockerContainer, DockerDaemonConfigState, DockerImage
+from model.host_data import Registry
 
 CARRIED = "carried"
 REFUSED = "refused"
@@ -396,3 +400,99 @@ def markdown() -> str:
         }[s.decision]
         rows.append(f"| `{key}` | `{s.flag}` | {what} |")
     return "\n".join(rows) + "\n"
+
+
+# --- The daemon's own configuration (/etc/docker/daemon.json, facts.docker.DockerDaemonConfig)
+
+# Keys that change how every container runs without showing in its inspect output: refused
+# (when a container is re-created) unless at dockerd's default. Keys carried: DAEMON_CARRIED.
+# Every other key has no meaning for podman here and is listed in the plan.
+DAEMON_REFUSED: dict[str, tuple[tuple, str]] = {
+    "dns": (((),), "the containers' DNS servers"),
+    "dns-opts": (((),), "the containers' resolv.conf options"),
+    "dns-search": (((),), "the containers' DNS search domains"),
+    "ip": (("0.0.0.0", "::"), "the address every published port binds to"),
+    "userns-remap": ((), "the containers' user namespace (their files' owners on disk)"),
+    "default-ulimits": (({},), "the containers' ulimits"),
+    "icc": ((True,), "whether containers on the default bridge reach each other"),
+    "no-new-privileges": ((False,), "no-new-privileges for every container"),
+    "seccomp-profile": (("builtin",), "the containers' seccomp profile"),
+    "init": ((False,), "an init process in every container"),
+    "cgroup-parent": ((), "the containers' parent cgroup"),
+}
+DAEMON_CARRIED = {
+    "registry-mirrors": "Docker Hub mirrors: a proposed podman_registries entry for docker.io",
+    "insecure-registries": "a proposed podman_registries entry (insecure: true) each",
+    "data-root": "where Docker's volumes are read from",
+    "graph": "data-root's name before Docker 17.05",
+}
+
+
+def _location(url: str) -> tuple[str, bool]:
+    """A daemon.json registry URL as a registries.conf location, and whether it is plain
+    HTTP (dockerd accepts ``host[:port]`` with or without a scheme)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "https", url
+    return rest.rstrip("/"), scheme == "http"
+
+
+def _cidr(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return "/" in value
+
+
+def daemon_plan(config: DockerDaemonConfigState, recreating: bool) -> dict:
+    """What the migration does with daemon.json: ``registries`` (the proposed
+    ``podman_registries`` entries), ``data_root``, ``not_carried`` (listed in the plan) and
+    ``problems`` (settings that change how the re-created containers run, when
+    ``recreating``)."""
+    out: dict = {"file": None, "data_root": None, "registries": [], "not_carried": []}
+    out["problems"] = problems = []
+    if not config.exists:
+        return out
+    out["file"] = DAEMON_JSON
+    if not config.valid:
+        problems.append(f"{DAEMON_JSON} is not a JSON object: its settings cannot be read")
+        return out
+    out["data_root"] = config.data_root
+    registries: dict[str, dict] = {}
+    for url in config.registry_mirrors:
+        location, insecure = _location(url)
+        hub = registries.setdefault("docker.io", {"prefix": "docker.io", "mirrors": []})
+        hub["mirrors"].append({"location": location, **({"insecure": True} if insecure else {})})
+    for value in config.insecure_registries:
+        location, _ = _location(value)
+        if _cidr(location):
+            out["not_carried"].append(
+                f"insecure-registries {location}: a CIDR range has no registries.conf form "
+                "(name each registry in podman_registries)"
+            )
+        elif location not in registries:
+            registries[location] = {"prefix": location, "insecure": True}
+    for entry in registries.values():
+        try:
+            Registry.model_validate(entry)
+        except ValidationError as error:
+            out["not_carried"].append(
+                f"registry {entry['prefix']}: {error.errors()[0]['msg']} (not proposed)"
+            )
+        else:
+            out["registries"].append(entry)
+    for key, value in sorted(config.settings.items()):
+        if key in DAEMON_CARRIED:
+            continue
+        if key in DAEMON_REFUSED:
+            defaults, what = DAEMON_REFUSED[key]
+            if recreating and not (empty(value) or value in defaults):
+                problems.append(
+                    f"{DAEMON_JSON}: {key} ({_value(key, value)}) sets {what}, which the "
+                    "podman services would not get: this version does not carry it; remove "
+                    "it from daemon.json (and restart docker) first"
+                )
+            continue
+        out["not_carried"].append(f"{key} ({_value(key, value)}): no podman meaning here")
+    return out

@@ -14,7 +14,12 @@ import shlex
 import yaml
 from pydantic import ValidationError
 
-from facts.docker import DockerContainer, DockerImage, DockerInventoryState
+from facts.docker import (
+    DockerContainer,
+    DockerDaemonConfigState,
+    DockerImage,
+    DockerInventoryState,
+)
 from model import docker_settings
 from model.host_data import HostData, Service
 
@@ -236,12 +241,15 @@ def build_plan(
     bundle: str,
     rootless: dict[str, str] | None = None,
     service_root: str = DEFAULT_SERVICE_ROOT,
+    daemon: DockerDaemonConfigState | None = None,
 ) -> dict:
     """The manifest of a migration of ``inventory`` into ``bundle``. ``rootless`` moves
     containers (by Docker name, or ``"*"`` for all) to a rootless user's podman; their volumes
     and images follow them. A bind mount's host directory is copied into the service's
-    directory under ``service_root`` (the original stays). Its ``problems`` list what cannot be
-    carried over; the deploy refuses to start while there are any."""
+    directory under ``service_root`` (the original stays). ``daemon``: the daemon's
+    daemon.json (its ``daemon`` entry: :func:`model.docker_settings.daemon_plan`). Its
+    ``problems`` list what cannot be carried over; the deploy refuses to start while there are
+    any."""
     rootless = dict(rootless or {})
     problems: list[str] = []
     for name in sorted(set(rootless) - {"*"}):
@@ -385,10 +393,15 @@ def build_plan(
         "files": dict(FILES),
         "space": [],
         "problems": problems,
+        "daemon": docker_settings.daemon_plan(
+            daemon or DockerDaemonConfigState(), any(c["recreate"] for c in containers)
+        ),
     }
+    problems += plan["daemon"]["problems"]
     # Where the migration writes (the copies, the bundle) and where Docker keeps its data
     # (each volume's directory, under its data root); podman's stores: the deploy adds them.
     roots = {v.mountpoint.rsplit("/volumes/", 1)[0] for v in inventory.volumes} - {""}
+    roots |= {plan["daemon"]["data_root"]} - {None}
     places = [("the service root", service_root), ("the bundle", bundle)]
     places += [("Docker's data root", root) for root in sorted(roots or {DOCKER_ROOT})]
     problems += overlap_problems(plan, places)
@@ -778,6 +791,17 @@ def describe(plan: dict, host: str) -> str:
             f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how} "
             f"(into {', '.join(i['owners'])}'s podman)"
         )
+    daemon = plan.get("daemon") or {}
+    if daemon.get("data_root"):
+        out.append(f"  {daemon['file']}: data-root {daemon['data_root']} (Docker's volumes)")
+    if daemon.get("registries"):
+        out.append(
+            f"  {daemon['file']}: proposed podman_registries entries (applied with "
+            "podman_migration_registries: true): "
+            + json.dumps(daemon["registries"], sort_keys=True)
+        )
+    for item in daemon.get("not_carried", []):
+        out.append(f"  {daemon['file']}: not carried: {item}")
     for row in plan["space"]:
         note = f"; {row['note']}" if row["note"] else ""
         out.append(

@@ -12,6 +12,7 @@ from pyinfra.facts.files import MISSING
 from pyinfra_cli.util import load_deploy_file
 
 from model.migration import build_plan, bundle_files
+from operations import registries as registries_ops
 from operations import services as service_ops
 from tests.deploys.test_linux_baseline import _fake, _ops, _plan
 from tests.model.test_docker_settings import DERIVED, derived_output
@@ -384,3 +385,28 @@ def test_carried_settings_reach_the_service(tmp_path, monkeypatch):
         "interval": "10s",
     }
     assert (calls["web"]["devices"], calls["web"]["healthcheck"]) == (None, None)
+
+
+@pytest.mark.parametrize("apply", [False, True])
+def test_daemon_json_registries_applied_only_when_the_data_says_so(tmp_path, monkeypatch, apply):
+    daemon_json = FIXTURES.parent / "upstream" / "DockerDaemonConfig.mirror-and-cidr.COMPOSED.txt"
+    own = {"prefix": "quay.io", "location": "mirror.example.org/quay"}
+    fake, data = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        podman_registries={"registries": [own]},
+        podman_migration_registries=apply,
+    )
+    data["fake_responses"] = {
+        "cat /etc/docker/daemon.json": daemon_json.read_text().splitlines(),
+        **data["fake_responses"],
+    }
+    calls = []
+    monkeypatch.setattr(registries_ops, "configure", lambda **kw: calls.append(kw))
+    state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    _load(state)
+    [call] = calls
+    prefixes = [r["prefix"] for r in call["registries"]]
+    proposed = ["docker.io", "docker-registry.default.svc:5000"]
+    assert prefixes == ["quay.io"] + (proposed if apply else [])

@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 
 from facts import split_sections
-from facts.docker import DockerImage, DockerInventory, _container
+from facts.docker import (
+    DockerDaemonConfig,
+    DockerDaemonConfigState,
+    DockerImage,
+    DockerInventory,
+    _container,
+)
 from model import docker_settings
 from model.docker_settings import SETTINGS, markdown, undecided
-from model.host_data import Service
+from model.host_data import Registries, Service
 from model.migration import build_plan, describe
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
@@ -241,3 +247,107 @@ def test_a_current_dockers_container_is_refused_only_for_its_own_settings():
 
 def test_the_readme_table_is_the_decisions_table():
     assert markdown() in (ROOT / "README.md").read_text()
+
+
+UPSTREAM = FIXTURES / "upstream"
+
+
+def daemon(name: str) -> DockerDaemonConfigState:
+    return DockerDaemonConfig().process((UPSTREAM / name).read_text().splitlines())
+
+
+GIST = "DockerDaemonConfig.gist-sample-data-root-dns.COMPOSED.txt"
+
+
+def _two_containers():
+    return DockerInventory().process(
+        (GUEST / "DockerInventory.two-containers.txt").read_text().splitlines()
+    )
+
+
+def test_daemon_json_registries_are_proposed_and_printed():
+    plan = _plan_with(_derived({}), daemon("DockerDaemonConfig.common-settings.COMPOSED.txt"))
+    assert plan["problems"] == []
+    proposed = [
+        {
+            "prefix": "docker.io",
+            "mirrors": [
+                {"location": "docker.mirrors.ustc.edu.cn"},
+                {"location": "hub-mirror.c.163.com", "insecure": True},
+            ],
+        },
+        {"prefix": "192.168.0.74", "insecure": True},
+    ]
+    assert plan["daemon"]["registries"] == proposed
+    Registries.model_validate({"registries": proposed})
+    text = describe(plan, "h")
+    assert (
+        "  /etc/docker/daemon.json: proposed podman_registries entries (applied with "
+        "podman_migration_registries: true): " + json.dumps(proposed, sort_keys=True)
+    ) in text
+    assert (
+        "  /etc/docker/daemon.json: not carried: live-restore (true): no podman meaning here"
+        in (text)
+    )
+
+
+def test_daemon_json_dns_is_refused_by_name_when_a_container_is_re_created():
+    plan = _plan_with(_derived({}), daemon(GIST))
+    assert plan["problems"] == [
+        '/etc/docker/daemon.json: dns (["192.168.1.1"]) sets the containers\' DNS servers, '
+        "which the podman services would not get: this version does not carry it; remove it "
+        "from daemon.json (and restart docker) first"
+    ]
+    nothing_running = dataclasses.replace(
+        _derived({}),
+        containers=[dataclasses.replace(c, state="exited") for c in _derived({}).containers],
+    )
+    assert _plan_with(nothing_running, daemon(GIST))["daemon"]["problems"] == []
+
+
+def test_daemon_json_data_root_is_dockers_data_root():
+    inventory = _two_containers()
+    web = next(c for c in inventory.containers if c.name == "web")
+    bind = next(m for m in web.mounts if m.type == "bind")
+    moved = dataclasses.replace(
+        web,
+        mounts=[m for m in web.mounts if m is not bind]
+        + [dataclasses.replace(bind, source="/mnt/disk1")],
+    )
+    inventory = dataclasses.replace(
+        inventory, containers=[moved if c is web else c for c in inventory.containers]
+    )
+    plan = _plan_with(inventory, daemon(GIST))
+    assert plan["daemon"]["data_root"] == "/mnt/disk1/docker"
+    assert any(
+        p.startswith("bind mount /mnt/disk1 of web holds Docker's data root /mnt/disk1/docker")
+        for p in plan["problems"]
+    )
+    assert "  /etc/docker/daemon.json: data-root /mnt/disk1/docker (Docker's volumes)" in (
+        describe(plan, "h")
+    )
+
+
+def test_daemon_json_cidr_and_unreadable_file():
+    cidr = _plan_with(_derived({}), daemon("DockerDaemonConfig.mirror-and-cidr.COMPOSED.txt"))
+    assert cidr["problems"] == []
+    assert cidr["daemon"]["not_carried"] == [
+        "insecure-registries 172.30.0.0/16: a CIDR range has no registries.conf form (name each "
+        "registry in podman_registries)"
+    ]
+    broken = _plan_with(_derived({}), daemon("DockerDaemonConfig.truncated.DERIVED.txt"))
+    assert broken["problems"] == [
+        "/etc/docker/daemon.json is not a JSON object: its settings cannot be read"
+    ]
+
+
+def _plan_with(inventory, config):
+    return build_plan(inventory, BUNDLE, service_root="/srv/containers/apps", daemon=config)
+
+
+def test_daemon_json_registry_urls_lose_their_scheme():
+    config = daemon("DockerDaemonConfig.moby-registry-options-test.COMPOSED.txt")
+    assert _plan_with(_derived({}), config)["daemon"]["registries"] == [
+        {"prefix": "docker.io", "mirrors": [{"location": "mirrors.example.com"}]},
+        {"prefix": "insecure-registry.example.com", "insecure": True},
+    ]
