@@ -234,6 +234,7 @@ def migrate_from_docker(cfg: HostData):
             devices=svc.get("devices"),
             healthcheck=svc.get("healthcheck"),
             restart=svc["restart"],
+            requires=svc.get("requires"),
             network=svc.get("network"),
             user=svc.get("user"),
             root=cfg.service_root,

@@ -42,6 +42,8 @@ HEALTH_DEFAULTS = {"Interval": 30 * _SECOND, "Timeout": 30 * _SECOND, "StartPeri
 HEALTH_FLAGS = {"Interval": "--health-interval", "Timeout": "--health-timeout",
                 "StartPeriod": "--health-start-period", "StartInterval": "--health-start-interval",
                 "Retries": "--health-retries"}  # fmt: skip
+# The labels docker compose puts on what it creates: read as a compose project, not listed.
+COMPOSE_LABELS = "com.docker.compose."
 # Log drivers whose logs simply move to the journal under a podman service.
 LOG_DRIVERS = ("json-file", "local", "journald")
 # Why a refused setting is refused: the services model (model.host_data.Service) has no field
@@ -341,7 +343,14 @@ def listed(c: DockerContainer, image: DockerImage | None) -> list[str]:
             own = value
             if key == "Config.Labels":
                 inherited = ctx.image_config("Labels") or {}
-                own = {k: v for k, v in value.items() if inherited.get(k) != v}
+                # docker compose's own labels make the project (model.migration).
+                own = {
+                    k: v
+                    for k, v in value.items()
+                    if inherited.get(k) != v and not k.startswith(COMPOSE_LABELS)
+                }
+                if not own:
+                    continue
             out.append(f"{setting.flag} {_value(key, own)} ({setting.why})")
     return out
 

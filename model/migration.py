@@ -30,6 +30,12 @@ SOURCE = "deploys/migrate_from_docker.py"
 # differs from "always" only for a container stopped by hand before a daemon restart; a
 # systemd unit that is stopped stays stopped, which is that behaviour.
 RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
+# docker compose's labels on the containers it made (docker/compose pkg/api/labels.go).
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_DEPENDS_ON = "com.docker.compose.depends_on"
+COMPOSE_ONEOFF = "com.docker.compose.oneoff"
+COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
 # Docker's data root when no volume shows where it is (dockerd's default).
 DOCKER_ROOT = "/var/lib/docker"
 # What `docker ps` lists, i.e. what the export stops and the plan re-creates as a service. A
@@ -294,6 +300,7 @@ def build_plan(
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
     recreated = [(entry, by_name[entry["name"]]) for entry in containers if entry["recreate"]]
+    compose_projects = _compose_projects(inventory, containers, problems)
 
     images = []
     for image in inventory.images:
@@ -390,6 +397,7 @@ def build_plan(
         "volumes": volumes,
         "binds": binds,
         "images": images,
+        "compose_projects": compose_projects,
         "files": dict(FILES),
         "space": [],
         "problems": problems,
@@ -406,6 +414,61 @@ def build_plan(
     places += [("Docker's data root", root) for root in sorted(roots or {DOCKER_ROOT})]
     problems += overlap_problems(plan, places)
     return plan
+
+
+def _compose_projects(
+    inventory: DockerInventoryState, containers: list[dict], problems: list[str]
+) -> list[dict]:
+    """Containers docker compose made (its ``com.docker.compose.project`` label) move as one
+    unit: as services of one owner whose ``requires`` follow the project's ``depends_on``
+    (``com.docker.compose.depends_on``: ``service:condition:restart``, comma-separated, as
+    compose v2 writes it), on the project's own network (carried as each container's). A
+    dependency that would not come back as a running service, or that must first be healthy
+    or have completed, is a problem: a service's ``requires`` only orders starts."""
+    entries = {e["name"]: e for e in containers}
+    projects: dict[str, list] = {}
+    for c in inventory.containers:
+        project = c.labels.get(COMPOSE_PROJECT)
+        if project is not None and c.labels.get(COMPOSE_ONEOFF, "False") != "True":
+            projects.setdefault(project, []).append(c)
+    out = []
+    for project, members in sorted(projects.items()):
+        where = f"compose project {project}"
+        running = [c for c in members if entries[c.name]["recreate"]]
+        owners = {entries[c.name]["user"] or ROOT for c in running}
+        if len(owners) > 1:
+            problems.append(
+                f"{where}: its containers would go to different owners "
+                f"({', '.join(sorted(owners))}): a project moves as one unit (name all of its "
+                "containers in migration_rootless)"
+            )
+        by_service = {c.labels.get(COMPOSE_SERVICE, ""): c for c in members}
+        for c in running:
+            service = entries[c.name]["service"]
+            for item in filter(None, c.labels.get(COMPOSE_DEPENDS_ON, "").split(",")):
+                name, _, rest = item.partition(":")
+                condition = rest.partition(":")[0] or "service_started"
+                dep = by_service.get(name)
+                if dep is None or not entries[dep.name]["recreate"]:
+                    problems.append(
+                        f"{where}: {c.name} depends on {name}, which is not a running container "
+                        "of the project (it would not come back as a service): start it first"
+                    )
+                elif condition != "service_started":
+                    problems.append(
+                        f"{where}: {c.name} depends on {name} with condition {condition}, which "
+                        "a service's requires (the start order) does not wait for"
+                    )
+                elif service is not None and dep.name not in service.setdefault("requires", []):
+                    service["requires"].append(dep.name)
+        out.append(
+            {
+                "name": project,
+                "containers": sorted(c.name for c in members),
+                "working_dir": members[0].labels.get(COMPOSE_WORKING_DIR),
+            }
+        )
+    return out
 
 
 def _options(options: dict[str, str]) -> str:
@@ -604,8 +667,23 @@ def _docker_definition(c: DockerContainer) -> dict:
 
 
 def services(plan: dict) -> list[dict]:
-    """The ``podman_services`` entries of the containers re-created under podman."""
-    return [c["service"] for c in plan["containers"] if c["recreate"] and c["service"]]
+    """The ``podman_services`` entries of the containers re-created under podman, each after
+    the services it requires (a compose project's order)."""
+    entries = [c["service"] for c in plan["containers"] if c["recreate"] and c["service"]]
+    by_name = {e["name"]: e for e in entries}
+    ordered: list[dict] = []
+
+    def visit(entry: dict, seen: tuple) -> None:
+        if entry in ordered or entry["name"] in seen:  # a cycle: Service validation names it
+            return
+        for dep in entry.get("requires", []):
+            if dep in by_name:
+                visit(by_name[dep], (*seen, entry["name"]))
+        ordered.append(entry)
+
+    for entry in entries:
+        visit(entry, ())
+    return ordered
 
 
 def _header(comment: str = "#") -> str:
@@ -790,6 +868,12 @@ def describe(plan: dict, host: str) -> str:
         out.append(
             f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how} "
             f"(into {', '.join(i['owners'])}'s podman)"
+        )
+    for project in plan.get("compose_projects", []):
+        out.append(
+            f"  compose project {project['name']} ({project['working_dir'] or 'no working dir'}):"
+            f" {', '.join(project['containers'])} move as one unit (services; depends_on as "
+            "requires)"
         )
     daemon = plan.get("daemon") or {}
     if daemon.get("data_root"):

@@ -19,7 +19,7 @@ from facts.docker import (
 from model import docker_settings
 from model.docker_settings import SETTINGS, markdown, undecided
 from model.host_data import Registries, Service
-from model.migration import build_plan, describe
+from model.migration import build_plan, describe, services
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 GUEST = FIXTURES / "guest-debian12"
@@ -87,17 +87,25 @@ def test_a_field_the_table_does_not_know_is_refused_when_set():
     assert len(docker_settings.problems(unset, None)) == len(docker_settings.problems(c, None))
 
 
-def derived_output(case: dict, base: str = DERIVED["base"]) -> list[str]:
-    """The base capture with its container changed as the case says (see the DERIVED file)."""
+def derived_output(case: dict, base: str = DERIVED["base"], name: str = DERIVED["container"]):
+    """The base capture with container ``name`` changed as the case says (the DERIVED file)."""
+    return derived_containers({name: case}, base)
+
+
+def derived_containers(cases: dict[str, dict], base: str) -> list[str]:
+    """The base capture with each named container changed as its case says."""
     sections = split_sections((GUEST / base).read_text().splitlines())
     containers = json.loads("\n".join(sections["containers"]))
     for data in containers:
-        if data["Name"] == "/" + DERIVED["container"]:
-            data["Config"].update(case.get("Config", {}))
-            data["HostConfig"].update(case.get("HostConfig", {}))
-            if "Networks" in case:
-                (endpoint,) = data["NetworkSettings"]["Networks"].values()
-                data["NetworkSettings"]["Networks"] = {n: endpoint for n in case["Networks"]}
+        case = cases.get(data["Name"].lstrip("/"), {})
+        for key in ("Config", "HostConfig"):
+            for field, value in case.get(key, {}).items():
+                if field == "Labels":  # added to what the capture has
+                    value = {**(data[key].get("Labels") or {}), **value}
+                data[key][field] = value
+        if "Networks" in case:
+            (endpoint,) = data["NetworkSettings"]["Networks"].values()
+            data["NetworkSettings"]["Networks"] = {n: endpoint for n in case["Networks"]}
     out = []
     for key, body in sections.items():
         out.append("@@" + key)
@@ -350,4 +358,55 @@ def test_daemon_json_registry_urls_lose_their_scheme():
     assert _plan_with(_derived({}), config)["daemon"]["registries"] == [
         {"prefix": "docker.io", "mirrors": [{"location": "mirrors.example.com"}]},
         {"prefix": "insecure-registry.example.com", "insecure": True},
+    ]
+
+
+def _stack(**changes):
+    compose = DERIVED["compose"]
+    cases = json.loads(json.dumps(compose["containers"]))
+    for name, labels in changes.items():
+        cases[name]["Config"]["Labels"].update(labels)
+    return DockerInventory().process(derived_containers(cases, compose["base"]))
+
+
+def test_a_compose_stack_moves_as_one_unit_in_its_order():
+    plan = _plan(_stack())
+    assert plan["problems"] == []
+    assert plan["compose_projects"] == [
+        {"name": "stack", "containers": ["web", "worker"], "working_dir": "/srv/stack"}
+    ]
+    order = [(s["name"], s.get("requires"), s["network"]) for s in services(plan)]
+    assert order == [("web", None, "stack_default"), ("worker", ["web"], "stack_default")]
+    text = describe(plan, "h")
+    assert (
+        "  compose project stack (/srv/stack): web, worker move as one unit (services; "
+        "depends_on as requires)"
+    ) in text
+    assert "not carried: --label" not in text  # compose's own labels make the project
+
+
+def test_a_compose_stack_split_or_waiting_on_health_is_refused():
+    plan = build_plan(_stack(), BUNDLE, {"worker": "vagrant"})
+    assert (
+        "compose project stack: its containers would go to different owners (root, vagrant): a "
+        "project moves as one unit (name all of its containers in migration_rootless)"
+    ) in plan["problems"]
+    healthy = _plan(_stack(worker={"com.docker.compose.depends_on": "web:service_healthy:false"}))
+    assert healthy["problems"] == [
+        "compose project stack: worker depends on web with condition service_healthy, which a "
+        "service's requires (the start order) does not wait for"
+    ]
+    missing = _plan(_stack(worker={"com.docker.compose.depends_on": "db:service_started:true"}))
+    assert missing["problems"] == [
+        "compose project stack: worker depends on db, which is not a running container of the "
+        "project (it would not come back as a service): start it first"
+    ]
+
+
+def test_a_compose_stack_comes_back_dependencies_first():
+    reverse = {"com.docker.compose.depends_on": "worker:service_started:false"}
+    plan = _plan(_stack(web=reverse, worker={"com.docker.compose.depends_on": ""}))
+    assert [(s["name"], s.get("requires")) for s in services(plan)] == [
+        ("worker", None),
+        ("web", ["worker"]),
     ]
