@@ -41,6 +41,7 @@ from pyinfra.facts.server import Home, Sysctl
 from deploys.container_storage import container_storage
 from deploys.podman_standard import rootless_podman
 from facts.docker import DataDir, DockerDaemonConfig, DockerEngine, DockerInventory
+from facts.gpu import NvidiaPresence
 from facts.rootless import RootlessUser
 from facts.storage import BlockDevice, PathMount
 from model import HostData, current_host_data
@@ -188,6 +189,7 @@ def migrate_from_docker(cfg: HostData):
         cfg.migration_rootless,
         service_root=cfg.service_root,
         daemon=host.get_fact(DockerDaemonConfig),
+        cdi_devices=host.get_fact(NvidiaPresence).cdi_devices,
     )
     if not plan["problems"]:
         plan["problems"] += _host_problems(plan, cfg)

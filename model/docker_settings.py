@@ -59,6 +59,8 @@ class Context:
 
     container: DockerContainer
     image: DockerImage | None
+    # The host's CDI device names (facts.gpu.NvidiaPresence: `nvidia-ctk cdi list`).
+    cdi_devices: tuple[str, ...] = ()
 
     def image_config(self, key: str) -> Any:
         return (self.image.config if self.image else {}).get(key)
@@ -245,11 +247,11 @@ SETTINGS: dict[str, Setting] = {
     "HostConfig.CpusetMems": _r("--cpuset-mems"),
     "HostConfig.Devices": _c("--device", "devices (host[:container[:permissions]])"),
     "HostConfig.DeviceCgroupRules": _r("--device-cgroup-rule"),
-    "HostConfig.DeviceRequests": _r(
+    "HostConfig.DeviceRequests": _c(
         "--gpus",
-        "podman reaches GPUs through CDI devices (nvidia.com/gpu=all in the service's "
-        "devices, with the host's CDI spec from deploys/nvidia.py), which this version does "
-        "not derive from --gpus",
+        "devices: the host's CDI names (all GPUs: nvidia.com/gpu=all; --gpus device=0: "
+        "nvidia.com/gpu=0)",
+        lambda value, ctx: gpu_problem(value, ctx.cdi_devices) is None,
     ),
     "HostConfig.KernelMemory": _r("--kernel-memory", NO_PODMAN),
     "HostConfig.KernelMemoryTCP": _r("--kernel-memory-tcp", NO_PODMAN),
@@ -304,10 +306,13 @@ def _device_request(request: dict) -> str:
     return which + (f", driver {driver}" if driver else "")
 
 
-def problems(c: DockerContainer, image: DockerImage | None) -> list[str]:
+def problems(
+    c: DockerContainer, image: DockerImage | None, cdi_devices: list[str] | None = None
+) -> list[str]:
     """Every setting of ``c`` that the migration cannot carry, by name: the container, the
-    ``docker run`` flag, the inspect field and its value (printed through ``shown``)."""
-    ctx = Context(c, image)
+    ``docker run`` flag, the inspect field and its value (printed through ``shown``).
+    ``cdi_devices``: the host's CDI device names, which ``--gpus`` becomes."""
+    ctx = Context(c, image, tuple(cdi_devices or ()))
     out = []
     for key, value in _fields(c):
         setting = SETTINGS.get(key)
@@ -323,6 +328,8 @@ def problems(c: DockerContainer, image: DockerImage | None) -> list[str]:
         why = setting.why
         if key == "Config.Healthcheck":
             why = healthcheck_problem(value) or why
+        elif key == "HostConfig.DeviceRequests":
+            why = gpu_problem(value, ctx.cdi_devices) or why
         elif setting.decision == CARRIED:
             why = f"the service carries only {setting.why}"
         out.append(
@@ -355,8 +362,44 @@ def listed(c: DockerContainer, image: DockerImage | None) -> list[str]:
     return out
 
 
+# What --gpus may ask for that a CDI device of the whole GPU gives (NVIDIA's default driver
+# capabilities are compute and utility; the CDI spec carries at least those).
+GPU_CAPABILITIES = {"gpu", "nvidia", "compute", "utility"}
+
+
+def _gpu_names(request: dict) -> list[str]:
+    ids = request.get("DeviceIDs") or []
+    return [f"nvidia.com/gpu={i}" for i in ids] if ids else ["nvidia.com/gpu=all"]
+
+
+def gpu_problem(value: list | None, cdi_devices: tuple[str, ...] | list[str]) -> str | None:
+    """Why ``value`` (HostConfig.DeviceRequests) has no CDI form on this host, or None."""
+    for request in value or []:
+        if (request.get("Driver") or "nvidia") != "nvidia":
+            return f"podman has no device driver {request['Driver']!r}"
+        capabilities = request.get("Capabilities") or [["gpu"]]
+        if not any(set(c) <= GPU_CAPABILITIES and "gpu" in c for c in capabilities):
+            return "podman's CDI GPU devices give the compute and utility driver capabilities only"
+        if request.get("Options"):
+            return "a CDI device takes no driver options"
+        if not request.get("DeviceIDs") and request.get("Count") != -1:
+            return (
+                "a GPU count lets Docker pick which GPUs; podman names them: give the "
+                "container --gpus device=<index or UUID> (or all) first"
+            )
+        missing = [n for n in _gpu_names(request) if n not in cdi_devices]
+        if missing:
+            return (
+                f"podman reaches GPUs through CDI devices, and this host's CDI spec has no "
+                f"{', '.join(missing)} (`nvidia-ctk cdi list`): generate it first "
+                "(deploys/nvidia.py)"
+            )
+    return None
+
+
 def devices(c: DockerContainer) -> list[str]:
-    """``--device`` as the service's devices: ``/dev/x``, or ``host:container[:perms]``."""
+    """``--device`` as the service's devices: ``/dev/x``, or ``host:container[:perms]``; then
+    ``--gpus`` as the host's CDI names (checked by :func:`problems`)."""
     out = []
     for d in c.host_config.get("Devices") or []:
         host, inside = d.get("PathOnHost", ""), d.get("PathInContainer") or d.get("PathOnHost")
@@ -365,6 +408,8 @@ def devices(c: DockerContainer) -> list[str]:
             out.append(host)
         else:
             out.append(f"{host}:{inside}" + ("" if perms == "rwm" else f":{perms}"))
+    for request in c.host_config.get("DeviceRequests") or []:
+        out += [n for n in _gpu_names(request) if n not in out]
     return out
 
 

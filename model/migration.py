@@ -158,6 +158,7 @@ def _service(
     user: str | None,
     problems: list[str],
     binds: list[dict],
+    cdi_devices: list[str],
 ) -> tuple[dict, dict[str, str]]:
     """The container as a ``podman_services`` entry (of ``user``'s podman when set); what the
     model cannot express is a problem (the migration refuses rather than drop it). A bind
@@ -165,7 +166,7 @@ def _service(
     ``binds``). Returns the entry and the env it carries in its secrets file."""
     where = f"container {c.name}"
     # Every Config/HostConfig field decided (model.docker_settings): refused by name here.
-    problems += docker_settings.problems(c, image)
+    problems += docker_settings.problems(c, image, cdi_devices)
     image_env = _env_pairs(image.env)
     env = {k: v for k, v in _env_pairs(c.env).items() if image_env.get(k) != v}
     ports = []
@@ -248,12 +249,14 @@ def build_plan(
     rootless: dict[str, str] | None = None,
     service_root: str = DEFAULT_SERVICE_ROOT,
     daemon: DockerDaemonConfigState | None = None,
+    cdi_devices: list[str] | None = None,
 ) -> dict:
     """The manifest of a migration of ``inventory`` into ``bundle``. ``rootless`` moves
     containers (by Docker name, or ``"*"`` for all) to a rootless user's podman; their volumes
     and images follow them. A bind mount's host directory is copied into the service's
     directory under ``service_root`` (the original stays). ``daemon``: the daemon's
-    daemon.json (its ``daemon`` entry: :func:`model.docker_settings.daemon_plan`). Its
+    daemon.json (its ``daemon`` entry: :func:`model.docker_settings.daemon_plan`);
+    ``cdi_devices``: the host's CDI device names, which ``--gpus`` becomes. Its
     ``problems`` list what cannot be carried over; the deploy refuses to start while there are
     any."""
     rootless = dict(rootless or {})
@@ -295,7 +298,9 @@ def build_plan(
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
         elif running:
-            entry["service"], entry["secret_env"] = _service(c, image, ref, user, problems, binds)
+            entry["service"], entry["secret_env"] = _service(
+                c, image, ref, user, problems, binds, cdi_devices or []
+            )
         entry["docker"]["image"] = _docker_tag(c, image)
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}

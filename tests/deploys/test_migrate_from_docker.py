@@ -368,18 +368,25 @@ def test_rootless_worker_and_bind_mount_plan(tmp_path, monkeypatch, caplog):
 
 
 def test_carried_settings_reach_the_service(tmp_path, monkeypatch):
-    """worker of the captured two-service host given --device /dev/fuse and a healthcheck
-    (the DERIVED cases): the deploy hands both to services.service."""
+    """worker of the captured two-service host given --device /dev/fuse, --gpus all and a
+    healthcheck (the DERIVED cases) on a host whose CDI spec names the GPUs (the composed
+    GPU-host capture): the deploy hands them to services.service."""
     fake, data = _host("h", "DockerEngine.docker-io-running.txt")
     case = {**DERIVED["cases"]["device-fuse"]}
+    case["HostConfig"] = {**case["HostConfig"], **DERIVED["cases"]["gpus-all"]["HostConfig"]}
     case["Config"] = DERIVED["cases"]["healthcheck"]["Config"]
     output = derived_output(case, "DockerInventory.migration-two-services.txt")
-    data["fake_responses"] = {"docker ps -aq": output, **data["fake_responses"]}
+    gpu_host = FIXTURES.parent / "upstream" / "NvidiaPresence.gpu-host.COMPOSED.txt"
+    data["fake_responses"] = {
+        "docker ps -aq": output,
+        "nvidia-ctk cdi list": gpu_host.read_text().splitlines(),
+        **data["fake_responses"],
+    }
     calls = {}
     monkeypatch.setattr(service_ops, "service", lambda **kw: calls.setdefault(kw["service"], kw))
     state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
     _load(state)
-    assert calls["worker"]["devices"] == ["/dev/fuse"]
+    assert calls["worker"]["devices"] == ["/dev/fuse", "nvidia.com/gpu=all"]
     assert calls["worker"]["healthcheck"] == {
         "command": "wget -q -O /dev/null http://localhost/ || exit 1",
         "interval": "10s",

@@ -16,6 +16,7 @@ from facts.docker import (
     DockerInventory,
     _container,
 )
+from facts.gpu import NvidiaPresence
 from model import docker_settings
 from model.docker_settings import SETTINGS, markdown, undecided
 from model.host_data import Registries, Service
@@ -24,7 +25,8 @@ from model.migration import build_plan, describe, services
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 GUEST = FIXTURES / "guest-debian12"
 # A current Docker's output (compose 2.40.3, 2026; see tests/fixtures/facts/README.md).
-CURRENT = FIXTURES / "upstream" / "docker-inspect.minio-compose-2.40.3.txt"
+UPSTREAM = FIXTURES / "upstream"
+CURRENT = UPSTREAM / "docker-inspect.minio-compose-2.40.3.txt"
 DERIVED = json.loads((GUEST / "DockerInventory.settings.DERIVED.json").read_text())
 BUNDLE = "/var/lib/podman-standard/docker-migration"
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,15 +173,62 @@ def test_carried_into_the_service(case):
     Service.model_validate(worker)
 
 
-def test_the_gpu_refusal_says_what_to_do():
+# The GPU host's `nvidia-ctk cdi list` (tests/fixtures/facts/upstream, COMPOSED from real
+# fragments: see its README): gpu=0, gpu=GPU-3eb87630-..., gpu=all.
+CDI = (
+    NvidiaPresence()
+    .process((UPSTREAM / "NvidiaPresence.gpu-host.COMPOSED.txt").read_text().splitlines())
+    .cdi_devices
+)
+UUID = "GPU-3eb87630-93d5-b2b6-b8ff-9b359caf4ee2"
+
+
+def test_gpus_without_the_hosts_cdi_spec_are_refused_saying_what_to_do():
     [problem] = _plan(_derived(DERIVED["cases"]["gpus-all"]))["problems"]
     assert problem == (
         "container worker: --gpus/DeviceRequests (all GPUs) is not carried by this version: "
-        "podman reaches GPUs through CDI devices (nvidia.com/gpu=all in the service's "
-        "devices, with the host's CDI spec from deploys/nvidia.py), which this version does "
-        "not derive from --gpus; re-create the container without it first, or keep it on "
-        "Docker"
+        "podman reaches GPUs through CDI devices, and this host's CDI spec has no "
+        "nvidia.com/gpu=all (`nvidia-ctk cdi list`): generate it first (deploys/nvidia.py); "
+        "re-create the container without it first, or keep it on Docker"
     )
+
+
+def _gpus(**request):
+    case = DERIVED["cases"]["gpus-all"]
+    [base] = case["HostConfig"]["DeviceRequests"]
+    return _derived({"HostConfig": {"DeviceRequests": [{**base, **request}]}})
+
+
+@pytest.mark.parametrize(
+    "request_, devices",
+    [
+        ({}, ["nvidia.com/gpu=all"]),  # --gpus all
+        ({"Count": 0, "DeviceIDs": ["0"]}, ["nvidia.com/gpu=0"]),  # --gpus device=0
+        ({"Count": 0, "DeviceIDs": [UUID]}, [f"nvidia.com/gpu={UUID}"]),
+        ({"Driver": "nvidia", "Capabilities": [["compute", "utility", "gpu"]]}, None),
+    ],
+)
+def test_gpus_become_the_hosts_cdi_devices(request_, devices):
+    plan = build_plan(_gpus(**request_), BUNDLE, cdi_devices=CDI)
+    assert plan["problems"] == []
+    [worker] = [c["service"] for c in plan["containers"] if c["name"] == "worker"]
+    assert worker["devices"] == (devices or ["nvidia.com/gpu=all"])
+    Service.model_validate(worker)
+
+
+@pytest.mark.parametrize(
+    "request_, why",
+    [
+        ({"Count": 2}, "a GPU count lets Docker pick which GPUs; podman names them"),
+        ({"Count": 0, "DeviceIDs": ["1"]}, "this host's CDI spec has no nvidia.com/gpu=1"),
+        ({"Capabilities": [["gpu", "video"]]}, "the compute and utility driver capabilities"),
+        ({"Driver": "amd"}, "podman has no device driver 'amd'"),
+    ],
+)
+def test_gpus_the_host_cannot_name_are_refused(request_, why):
+    [problem] = build_plan(_gpus(**request_), BUNDLE, cdi_devices=CDI)["problems"]
+    assert problem.startswith("container worker: --gpus/DeviceRequests (")
+    assert why in problem
 
 
 def _worker(**config):
@@ -255,9 +304,6 @@ def test_a_current_dockers_container_is_refused_only_for_its_own_settings():
 
 def test_the_readme_table_is_the_decisions_table():
     assert markdown() in (ROOT / "README.md").read_text()
-
-
-UPSTREAM = FIXTURES / "upstream"
 
 
 def daemon(name: str) -> DockerDaemonConfigState:
