@@ -4,8 +4,11 @@
 
 1. Audit: the Docker facts (every container, volume and image) become a plan, printed for
    each host (also with ``--dry``, which changes nothing). What the plan cannot carry over
-   without loss (a tmpfs or odd bind mount, an entrypoint override, a random host port...)
-   stops the run before any change, naming it; so does a filesystem without room for the
+   without loss (a tmpfs or odd bind mount, a random host port, a container setting the
+   services cannot carry: ``model.docker_settings``, every field of ``docker inspect``'s
+   Config and HostConfig decided; a daemon.json setting that changes every container; a
+   compose project that cannot move as one unit...) stops the run before any change, naming
+   it; so does a filesystem without room for the
    copies (the bundle; each podman store; the service root, for bind mounts' copies) and,
    for containers moved to a rootless user (``podman_migration_rootless``), a file owner
    outside the user's id mapping, a volume shared with a container of another owner, or a

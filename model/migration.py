@@ -852,6 +852,14 @@ def describe(plan: dict, host: str) -> str:
         for m in d["mounts"]:
             ro = "" if m["rw"] else " (ro)"
             out.append(f"    {m['type']} {m['source']} -> {m['target']}{ro}")
+        svc = c["service"] or {}
+        if svc.get("devices"):
+            out.append(f"    devices {', '.join(svc['devices'])}")
+        if svc.get("healthcheck"):
+            health = svc["healthcheck"]
+            out.append(f"    healthcheck every {health['interval']}: {health['command']}")
+        if svc.get("requires"):
+            out.append(f"    starts after {', '.join(svc['requires'])}")
         for setting in c.get("not_carried", []):
             out.append(f"    not carried: {setting}")
     for v in plan["volumes"]:

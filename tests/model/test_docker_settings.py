@@ -171,6 +171,13 @@ def test_carried_into_the_service(case):
     for key, value in CARRIED_AS[case].items():
         assert worker[key] == value
     Service.model_validate(worker)
+    assert PRINTED_AS[case] in describe(plan, "h")
+
+
+PRINTED_AS = {
+    "device-fuse": "\n    devices /dev/fuse\n",
+    "healthcheck": "\n    healthcheck every 10s: wget -q -O /dev/null http://localhost/ || exit 1",
+}
 
 
 # The GPU host's `nvidia-ctk cdi list` (tests/fixtures/facts/upstream, COMPOSED from real
@@ -424,6 +431,7 @@ def test_a_compose_stack_moves_as_one_unit_in_its_order():
     order = [(s["name"], s.get("requires"), s["network"]) for s in services(plan)]
     assert order == [("web", None, "stack_default"), ("worker", ["web"], "stack_default")]
     text = describe(plan, "h")
+    assert "\n    starts after web\n" in text
     assert (
         "  compose project stack (/srv/stack): web, worker move as one unit (services; "
         "depends_on as requires)"
