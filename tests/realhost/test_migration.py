@@ -310,6 +310,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
     assert "then vagrant's rootless podman volume" in stderr
     assert f"bind mount {STATIC} of web (" in stderr
     assert "  space on " in stderr
+    # The daemon.json written above: its insecure registry proposed, not applied.
+    assert (
+        "/etc/docker/daemon.json: proposed podman_registries entries (applied with "
+        'podman_migration_registries: true): [{"insecure": true, "prefix": "10.0.2.2:'
+    ) in stderr
     # Docker's containers still ran, podman holds nothing, no bundle was written.
     assert sorted(running) == ["web", "worker"]
     assert podman and bundle != 0
