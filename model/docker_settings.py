@@ -112,10 +112,39 @@ def _log_config(value: Any, _ctx: Context) -> bool:
     return (value or {}).get("Type", "") in ("", *LOG_DRIVERS)
 
 
+# `--mount` entries are carried from the container's Mounts; of their options only these
+# values, which a service's volume behaves like (CreateMountpoint: Docker creates a missing
+# source, and the service's copy of it exists; rprivate is the default propagation).
+MOUNT_OPTIONS_CARRIED = {
+    "BindOptions": {"CreateMountpoint": (True,), "Propagation": ("rprivate",)},
+    "VolumeOptions": {"Labels": None},  # the volume's own labels, carried with the volume
+}
+
+
 def _plain_mounts(value: Any, _ctx: Context) -> bool:
-    # `--mount` entries are carried from the container's Mounts; their options are not.
     plain = {"Type", "Source", "Target", "ReadOnly", "Consistency"}
-    return all(k in plain or empty(v) for m in value or [] for k, v in m.items())
+    for mount in value or []:
+        for key, options in mount.items():
+            if key in plain or empty(options):
+                continue
+            allowed = MOUNT_OPTIONS_CARRIED.get(key)
+            if allowed is None or not isinstance(options, dict):
+                return False
+            for name, v in options.items():
+                if not (
+                    empty(v) or name in allowed and (allowed[name] is None or v in allowed[name])
+                ):
+                    return False
+    return True
+
+
+# `-v src:dst:opts` options a service's volume does not hold (mount propagation).
+PROPAGATION = {"shared", "rshared", "slave", "rslave"}
+
+
+def _plain_binds(value: Any, _ctx: Context) -> bool:
+    options = [b.split(":")[2] for b in value or [] if b.count(":") >= 2]
+    return not any(set(o.split(",")) & PROPAGATION for o in options)
 
 
 def _network_mode(value: Any, _ctx: Context) -> bool:
@@ -187,7 +216,9 @@ SETTINGS: dict[str, Setting] = {
     "Config.StopTimeout": _r("--stop-timeout"),
     "Config.Shell": _i("(image)", "used only when building an image"),
     # --- HostConfig
-    "HostConfig.Binds": _c("--volume", "volumes (from Mounts)"),
+    "HostConfig.Binds": _c(
+        "--volume", "volumes (from Mounts; ro kept, mount propagation refused)", _plain_binds
+    ),
     "HostConfig.ContainerIDFile": _i("--cidfile", "a file the creating CLI wrote"),
     "HostConfig.LogConfig": _r("--log-driver", "a service logs to the journal", _log_config),
     "HostConfig.NetworkMode": _c(

@@ -464,3 +464,56 @@ def test_a_compose_stack_comes_back_dependencies_first():
         ("worker", None),
         ("web", ["worker"]),
     ]
+
+
+def test_a_bind_mounts_propagation_is_refused():
+    c, image = _worker()
+    binds = ["workdata:/srv/data", "/srv/static:/static:ro,rshared"]
+    c = dataclasses.replace(c, host_config={**c.host_config, "Binds": binds})
+    [problem] = docker_settings.problems(c, image)
+    assert problem.startswith(
+        'container worker: --volume/Binds (["workdata:/srv/data", '
+        '"/srv/static:/static:ro,rshared"]) is not carried by this version: the service '
+        "carries only volumes (from Mounts; ro kept, mount propagation refused)"
+    )
+    c = dataclasses.replace(c, host_config={**c.host_config, "Binds": binds[:1] + ["/a:/b:ro"]})
+    assert docker_settings.problems(c, image) == []
+
+
+@pytest.mark.parametrize(
+    "mount, carried",
+    [
+        # A bind whose missing source Docker would create (the service's copy exists).
+        (
+            {
+                "Type": "bind",
+                "Source": "/srv/a",
+                "Target": "/a",
+                "BindOptions": {"CreateMountpoint": True},
+            },
+            True,
+        ),
+        ({"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {}}, True),
+        (
+            {
+                "Type": "bind",
+                "Source": "/srv/a",
+                "Target": "/a",
+                "BindOptions": {"Propagation": "rshared"},
+            },
+            False,
+        ),
+        (
+            {"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {"NoCopy": True}},
+            False,
+        ),
+        (
+            {"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {"Subpath": "x"}},
+            False,
+        ),
+    ],
+)
+def test_mount_options_carried_or_refused(mount, carried):
+    c, image = _worker()
+    c = dataclasses.replace(c, host_config={**c.host_config, "Mounts": [mount]})
+    assert (docker_settings.problems(c, image) == []) is carried
