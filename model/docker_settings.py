@@ -479,7 +479,7 @@ def markdown() -> str:
     for key, s in SETTINGS.items():
         what = {
             CARRIED: f"carried: {s.why}",
-            REFUSED: f"refused unless at Docker's default ({s.why})",
+            REFUSED: f"refused unless at Docker's default or the image's ({s.why})",
             IGNORED: f"ignored: {s.why}",
             LISTED: f"listed in the plan: {s.why}",
         }[s.decision]
