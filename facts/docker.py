@@ -275,7 +275,9 @@ class DockerInventoryState(FactValue):
 class DockerInventory(FactBase[DockerInventoryState]):
     """
     Containers, volumes and images of the Docker daemon, from ``docker inspect``,
-    ``docker volume inspect`` and ``docker image inspect`` (all JSON).
+    ``docker volume inspect`` and ``docker image inspect`` (all JSON). Each container keeps
+    its whole ``Config`` and ``HostConfig``, each image its ``Config``, for the migration's
+    decision on every setting (``model.docker_settings``).
     """
 
     @staticmethod
