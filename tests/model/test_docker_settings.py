@@ -21,6 +21,8 @@ from model import docker_settings
 from model.docker_settings import SETTINGS, markdown, undecided
 from model.host_data import Registries, Service
 from model.migration import build_plan, describe, services
+from operations.services import render_unit
+from tests.test_templates import _parse_unit, _systemd_words
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 GUEST = FIXTURES / "guest-debian12"
@@ -517,3 +519,27 @@ def test_mount_options_carried_or_refused(mount, carried):
     c, image = _worker()
     c = dataclasses.replace(c, host_config={**c.host_config, "Mounts": [mount]})
     assert (docker_settings.problems(c, image) == []) is carried
+
+
+def test_a_gpu_container_is_carried_into_the_rendered_units():
+    """Issue 13's proof without a GPU: --gpus all, --device /dev/fuse and a healthcheck, carried
+    into the plan, then into both unit renderings (the plain one parsed back to podman's
+    argv)."""
+    case = DERIVED["cases"]
+    changes = {
+        "HostConfig": {**case["gpus-all"]["HostConfig"], **case["device-fuse"]["HostConfig"]},
+        "Config": case["healthcheck"]["Config"],
+    }
+    plan = build_plan(_derived(changes), BUNDLE, cdi_devices=CDI)
+    assert plan["problems"] == []
+    [entry] = [s for s in services(plan) if s["name"] == "worker"]
+    svc = Service.model_validate(entry)
+    plain = _parse_unit(render_unit(svc, "plain", "/srv/containers/apps/worker", False))
+    argv = _systemd_words(" ".join(v.removesuffix("\\") for v in plain["Service"]["ExecStart"]))
+    devices = [argv[i + 1] for i, a in enumerate(argv) if a == "--device"]
+    assert devices == ["/dev/fuse", "nvidia.com/gpu=all"]
+    health = [argv[i + 1] for i, a in enumerate(argv) if a == "--health-cmd"]
+    assert health == ["wget -q -O /dev/null http://localhost/ || exit 1"]
+    quadlet = _parse_unit(render_unit(svc, "quadlet", "/srv/containers/apps/worker", False))
+    assert quadlet["Container"]["AddDevice"] == ["/dev/fuse", "nvidia.com/gpu=all"]
+    assert quadlet["Container"]["HealthInterval"] == ["10s"]
