@@ -444,6 +444,38 @@ def devices(c: DockerContainer) -> list[str]:
     return out
 
 
+def _gpus_flag(request: dict) -> str:
+    """A DeviceRequest as ``docker run --gpus`` reads it (a CSV record: a field holding a
+    comma is quoted)."""
+    ids = request.get("DeviceIDs") or []
+    count = request.get("Count")
+    fields = [f"device={','.join(ids)}" if ids else "all" if count == -1 else f"count={count}"]
+    capabilities = [c for c in (request.get("Capabilities") or [[]])[0] if c != "gpu"]
+    if capabilities:
+        fields.append(f"capabilities={','.join(capabilities)}")
+    if request.get("Driver"):
+        fields.append(f"driver={request['Driver']}")
+    return ",".join(f'"{f}"' if "," in f else f for f in fields)
+
+
+def docker_run_flags(c: DockerContainer) -> list[str]:
+    """``docker create`` flags for the settings the services carry beyond the basics (the
+    rollback re-creates a container Docker lost with them): devices, GPUs, a shell
+    healthcheck with its interval."""
+    flags = []
+    for d in c.host_config.get("Devices") or []:
+        inside = d.get("PathInContainer") or d["PathOnHost"]
+        flags += ["--device", f"{d['PathOnHost']}:{inside}:{d.get('CgroupPermissions') or 'rwm'}"]
+    for request in c.host_config.get("DeviceRequests") or []:
+        flags += ["--gpus", _gpus_flag(request)]
+    health = c.config.get("Healthcheck") or {}
+    if (health.get("Test") or [])[:1] == ["CMD-SHELL"] and len(health["Test"]) == 2:
+        flags += ["--health-cmd", health["Test"][1]]
+        if health.get("Interval"):
+            flags += ["--health-interval", f"{health['Interval'] // 10**6}ms"]
+    return flags
+
+
 def healthcheck_problem(value: dict | None) -> str | None:
     """Why ``value`` (a Config.Healthcheck) is no services healthcheck, or None."""
     if not value:

@@ -668,6 +668,8 @@ def _docker_definition(c: DockerContainer) -> dict:
         "restart": c.restart_policy,
         "restart_max_retries": c.restart_max_retries,
         "networks": list(c.networks),
+        # `docker create` flags for what else the services carry (devices, GPUs, healthcheck).
+        "run_flags": docker_settings.docker_run_flags(c),
     }
 
 
@@ -810,6 +812,7 @@ def render_docker_restore(plan: dict) -> str:
         own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
         if own:
             args += ["--network", own[0]]
+        args += d.get("run_flags", [])  # (a bundle written before they were recorded)
         command = list(d["cmd"] or [])
         if d["entrypoint"]:
             args += ["--entrypoint", d["entrypoint"][0]]

@@ -4,6 +4,8 @@ is carried or refused by name."""
 
 import dataclasses
 import json
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from facts.gpu import NvidiaPresence
 from model import docker_settings
 from model.docker_settings import SETTINGS, markdown, undecided
 from model.host_data import Registries, Service
-from model.migration import build_plan, describe, services
+from model.migration import build_plan, describe, render_docker_restore, services
 from operations.services import render_unit
 from tests.test_templates import _parse_unit, _systemd_words
 
@@ -543,3 +545,27 @@ def test_a_gpu_container_is_carried_into_the_rendered_units():
     quadlet = _parse_unit(render_unit(svc, "quadlet", "/srv/containers/apps/worker", False))
     assert quadlet["Container"]["AddDevice"] == ["/dev/fuse", "nvidia.com/gpu=all"]
     assert quadlet["Container"]["HealthInterval"] == ["10s"]
+
+
+def test_the_rollback_re_creates_carried_settings_under_docker():
+    case = DERIVED["cases"]
+    gpus = {"Count": 0, "DeviceIDs": ["0", UUID], "Capabilities": [["compute", "utility", "gpu"]]}
+    changes = {
+        "HostConfig": {**case["device-fuse"]["HostConfig"], "DeviceRequests": [gpus]},
+        "Config": case["healthcheck"]["Config"],
+    }
+    script = render_docker_restore(build_plan(_derived(changes), BUNDLE, cdi_devices=[]))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    [line] = [x for x in script.splitlines() if "docker create --name worker" in x]
+    argv = shlex.split(line.split("|| ", 1)[1])
+    flags = argv[argv.index("--device") : argv.index("10.0.2.2:58851/library/busybox:latest")]
+    assert flags == [
+        "--device",
+        "/dev/fuse:/dev/fuse:rwm",
+        "--gpus",
+        f'"device=0,{UUID}","capabilities=compute,utility"',
+        "--health-cmd",
+        "wget -q -O /dev/null http://localhost/ || exit 1",
+        "--health-interval",
+        "10000ms",
+    ]
