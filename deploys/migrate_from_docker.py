@@ -48,7 +48,7 @@ from facts.gpu import NvidiaPresence
 from facts.rootless import RootlessUser
 from facts.storage import BlockDevice, PathMount
 from model import HostData, current_host_data
-from model.host_data import Registry
+from model.host_data import Registry, Service
 from model.migration import (
     ROOT,
     build_plan,
@@ -229,19 +229,9 @@ def migrate_from_docker(cfg: HostData):
         # A failure here is caught by the verify step, which then puts Docker back.
         service_ops.service(
             name=f"Re-create {svc['name']} as a podman service",
-            service=svc["name"],
-            image=svc["image"],
-            command=svc["command"],
-            env=svc["env"],
+            # The plan's entry, checked against the model when the plan was made.
+            service=Service.model_validate(svc),
             secret_values=secret_env[svc["name"]],
-            ports=svc["ports"],
-            volumes=svc["volumes"],
-            devices=svc.get("devices"),
-            healthcheck=svc.get("healthcheck"),
-            restart=svc["restart"],
-            requires=svc.get("requires"),
-            network=svc.get("network"),
-            user=svc.get("user"),
             root=cfg.service_root,
             _ignore_errors=True,
         )

@@ -34,6 +34,7 @@ from pyinfra.operations import files
 
 from facts.docker import DockerEngine
 from model import HostData, current_host_data
+from model.host_data import Service
 from model.migration import FILES, services
 from operations import migration, packages
 from operations import services as service_ops
@@ -68,9 +69,7 @@ def rollback_to_docker(cfg: HostData):
     for svc in services(plan):
         service_ops.service(
             name=f"Remove podman service {svc['name']}",
-            service=svc["name"],
-            user=svc.get("user"),
-            present=False,
+            service=Service(name=svc["name"], user=svc.get("user"), present=False),
             root=cfg.service_root,
         )
     if host.get_fact(DockerEngine).cli == "wrapper":

@@ -43,24 +43,9 @@ def services(cfg: HostData):
     removed = [s for s in reversed(ordered) if not s.present]
     removes_network = network_removers(removed, cfg.services)
     for svc in removed + [s for s in ordered if s.present]:
-        data = svc.model_dump(mode="json")
         service_ops.service(
             name=f"Service {svc.name}" if svc.present else f"Remove service {svc.name}",
-            service=svc.name,
-            image=svc.image,
-            command=data["command"],
-            env=data["env"],
-            secrets={k: {f: v for f, v in s.items() if v} for k, s in data["secrets"].items()},
-            ports=data["ports"],
-            volumes=data["volumes"],
-            devices=data["devices"],
-            restart=data["restart"],
-            requires=data["requires"],
-            network=svc.network,
-            healthcheck=data["healthcheck"],
-            user=svc.user,
-            present=svc.present,
-            remove_data=svc.remove_data,
+            service=svc,
             remove_network=svc.name in removes_network,
             root=cfg.service_root,
         )

@@ -47,6 +47,15 @@ podman_services = [
         },
         "secrets": {"POSTGRES_PASSWORD": {"env": "NEXTCLOUD_DB_PASSWORD"}},
         "volumes": [{"source": "html", "target": "/var/www/html"}],
+        # Nextcloud's background jobs: its docs ask for cron.php every 5 minutes as www-data.
+        "timers": [
+            {
+                "name": "cron",
+                "on_calendar": "*:0/5",
+                "command": ["php", "-f", "/var/www/html/cron.php"],
+                "container_user": "www-data",
+            }
+        ],
     },
     {
         "name": "vllm-embeddings",
@@ -54,6 +63,9 @@ podman_services = [
         "network": "llm",
         "command": ["--model", "BAAI/bge-m3", "--task", "embed", "--served-model-name", "embed"],
         "devices": ["nvidia.com/gpu=all"],
+        # vLLM's docs: PyTorch shares tensors between its processes through /dev/shm, which
+        # podman sizes 64m by default; they ask for --ipc=host or a large --shm-size.
+        "shm_size": "8g",
         "volumes": [{"source": "hf-cache", "target": "/root/.cache/huggingface"}],
     },
     {

@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NAMESPACE = "podman_"
 # The package's Jinja templates (operations render them; compose projects name them).
@@ -394,6 +395,14 @@ class Port(Strict):
     protocol: Literal["tcp", "udp"] = "tcp"
     host_ip: HostIP | None = None
 
+    @property
+    def spec(self) -> str:
+        """``[ip:]host:container/protocol``, as podman's --publish and quadlet's PublishPort=."""
+        ip = ""
+        if self.host_ip is not None:
+            ip = f"[{self.host_ip}]:" if self.host_ip.version == 6 else f"{self.host_ip}:"
+        return f"{ip}{self.host}:{self.container}/{self.protocol}"
+
 
 class Volume(Strict):
     """A bind mount of ``source`` (a directory under ``<service_root>/<service>/``, created
@@ -423,15 +432,217 @@ class Volume(Strict):
             raise ValueError(f"{self.volume!r} is not a valid named volume")
         return self
 
+    def spec(self, service_dir: str) -> str:
+        """podman's --volume and quadlet's Volume= value, a bind source under ``service_dir``."""
+        if self.source is not None:
+            # Z: a private SELinux label for the service's own directory (ignored without SELinux).
+            options = "ro,Z" if self.read_only else "Z"
+            return f"{service_dir}/{self.source}:{self.target}:{options}"
+        return f"{self.volume}:{self.target}" + (":ro" if self.read_only else "")
+
+
+def _refuse(key: str, message: str, value=None):
+    """A ValidationError located at ``key`` of the model being validated (``a.b[0].c``), so
+    the host's error names the key rather than the whole entry; ``value`` is what was given
+    there (the error shows it unless the message already does, or it is a table)."""
+    loc: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        loc.append(int(part[1:-1]) if part.startswith("[") else part)
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    raise ValidationError.from_exception_data(
+        "Service", [InitErrorDetails(type=error, loc=tuple(loc), input=value)]
+    )
+
+
+def _seconds(duration: str) -> float:
+    if not isinstance(duration, str) or not _DURATION_RE.match(duration):
+        # Only reached by data that skipped validation (model_construct).
+        raise ValueError(f"{duration!r} is not a duration (30s, 500ms, 5m, 1h) for a unit")
+    number = int(re.match(r"^[0-9]+", duration)[0])
+    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[duration[len(str(number)) :]]
+
 
 class HealthCheck(Strict):
     command: UnitText = Field(min_length=1)  # run by podman with /bin/sh -c in the container
     interval: str = "30s"
+    # None: podman's own default (30s, 3, 0s), and nothing is written for it.
+    timeout: str | None = None
+    retries: int | None = Field(default=None, ge=1, le=100)
+    start_period: str | None = None
 
     @model_validator(mode="after")
     def _duration(self):
-        if not _DURATION_RE.match(self.interval):
-            raise ValueError(f"interval {self.interval!r} must look like 30s, 500ms, 5m or 1h")
+        for key in ("interval", "timeout", "start_period"):
+            value = getattr(self, key)
+            if value is not None and not _DURATION_RE.match(value):
+                raise ValueError(f"{key} {value!r} must look like 30s, 500ms, 5m or 1h")
+        for key in ("interval", "timeout"):
+            value = getattr(self, key)
+            if value is not None and _seconds(value) == 0:
+                raise ValueError(f"{key} {value!r} must be longer than 0 (0 disables the check)")
+        return self
+
+    @property
+    def timeout_s(self) -> float:
+        return _seconds(self.timeout or "30s")
+
+    @property
+    def budget(self) -> int:
+        """Seconds a start may take to become healthy: the start period, then ``retries``
+        checks each ``interval`` apart that may each take ``timeout``."""
+        timeout = self.timeout_s
+        retries = self.retries or 3
+        period = _seconds(self.start_period or "0s")
+        return int(period + retries * (_seconds(self.interval) + timeout)) + 1
+
+
+# Runtime options (podman run's, quadlet's [Container] keys). Sizes as podman reads them:
+# a number of bytes, or with b, k, m or g (kibi-, mebi-, gibibytes).
+_SIZE_RE = re.compile(r"^([0-9]{1,15})([bkmg]?)$")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# podman refuses a memory limit under 6 MiB.
+MIN_MEMORY = 6 * 1024**2
+
+
+def size_bytes(value: str) -> int:
+    number, unit = _SIZE_RE.match(value).groups()
+    return int(number) * _SIZE_UNITS[unit]
+
+
+Size = Annotated[
+    str,
+    AfterValidator(_pattern(_SIZE_RE, "size (a number of bytes, or with b, k, m or g: 512m)")),
+]
+# capabilities(7), as podman names them (with or without CAP_, any case); ALL for every one.
+CAPABILITIES = frozenset(
+    "CAP_" + c
+    for c in (
+        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
+        "LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER "
+        "SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE "
+        "SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP "
+        "MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF "
+        "CHECKPOINT_RESTORE"
+    ).split()
+)
+
+
+def _capability(value: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a capability name")
+    upper = value.upper()
+    if upper == "ALL":
+        return upper
+    name = upper if upper.startswith("CAP_") else "CAP_" + upper
+    if name not in CAPABILITIES:
+        raise ValueError(f"{value!r} is not a Linux capability (capabilities(7): NET_ADMIN, ...)")
+    return name
+
+
+Capability = Annotated[str, BeforeValidator(_capability)]
+# The resource names podman's --ulimit knows (docker/go-units).
+ULIMITS = frozenset(
+    "core cpu data fsize locks memlock msgqueue nice nofile nproc rss rtprio rttime "
+    "sigpending stack".split()
+)
+
+
+def _ulimit(value) -> str:
+    """``soft:hard`` (or one number for both); -1 is unlimited."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    match = isinstance(text, str) and re.match(r"^(-1|[0-9]{1,19})(?::(-1|[0-9]{1,19}))?$", text)
+    if not match:
+        raise ValueError(f"{value!r} is not a ulimit (soft[:hard], numbers, -1 unlimited)")
+    soft, hard = int(match[1]), int(match[2] if match[2] is not None else match[1])
+    if hard != -1 and (soft == -1 or soft > hard):
+        raise ValueError(f"{value!r}: the soft limit is above the hard limit")
+    return f"{soft}:{hard}"
+
+
+def _ulimit_name(value: str) -> str:
+    if value not in ULIMITS:
+        raise ValueError(f"{value!r} is not a ulimit podman knows ({', '.join(sorted(ULIMITS))})")
+    return value
+
+
+# Sysctls podman lets a container set: those of its own IPC and network namespaces.
+_IPC_SYSCTLS = frozenset(
+    "kernel.msgmax kernel.msgmnb kernel.msgmni kernel.sem kernel.shmall kernel.shmmax "
+    "kernel.shmmni kernel.shm_rmid_forced".split()
+)
+_SYSCTL_NAME_RE = re.compile(r"^[a-z0-9_]+(?:\.[A-Za-z0-9_-]+)+$")
+
+
+def _sysctl_name(value: str) -> str:
+    if not _SYSCTL_NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a sysctl name (dotted: net.core.somaxconn)")
+    if not (value in _IPC_SYSCTLS or value.startswith(("fs.mqueue.", "net."))):
+        raise ValueError(
+            f"{value!r} is not namespaced: podman sets only net.*, fs.mqueue.* and the IPC "
+            "kernel.msg*/sem/shm* sysctls in a container"
+        )
+    return value
+
+
+# One word: quadlet's Sysctl= is a space-separated list (so no "250 32000 32 128").
+_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,64}$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# A uid/gid or a name the image's /etc/passwd or /etc/group holds.
+_ID_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_MODE_RE = re.compile(r"^[0-7]{3,4}$")
+# podman's --log-opt max-size (go-units: b, k/kb, m/mb, g/gb).
+_LOG_SIZE_RE = re.compile(r"^[0-9]{1,15}(?:[kmg]b?|b)?$")
+ContainerId = Annotated[str, AfterValidator(_pattern(_ID_RE, "uid/gid or user/group name"))]
+
+
+class Tmpfs(Strict):
+    """A tmpfs mounted at ``target`` in the container (``--tmpfs``, quadlet's Tmpfs=)."""
+
+    target: MountTarget
+    size: Size | None = None
+    mode: Annotated[str, AfterValidator(_pattern(_MODE_RE, "octal mode (1777)"))] | None = None
+
+    @property
+    def spec(self) -> str:
+        options = [f"size={self.size}"] * bool(self.size) + [f"mode={self.mode}"] * bool(self.mode)
+        return self.target + (":" + ",".join(options) if options else "")
+
+
+# A systemd calendar spec (systemd.time(7)): words of digits, letters (weekdays, time zones),
+# and * : - . / ~ , + _ — written into OnCalendar= as they are, one space between words.
+_CALENDAR_WORD_RE = re.compile(r"^[A-Za-z0-9*:.,/~+_-]+$")
+
+
+def _calendar(value: str) -> str:
+    words = value.split()
+    if not words or len(value) > 200 or not all(_CALENDAR_WORD_RE.match(w) for w in words):
+        raise ValueError(
+            f"{value!r} is not a calendar spec (systemd.time(7): daily, *:0/5, Mon *-*-* 03:00)"
+        )
+    return " ".join(words)
+
+
+class Timer(Strict):
+    """A periodic job of its service: ``command`` run in the service's container (``podman
+    exec``) at ``on_calendar``, as the systemd units ``<service>-<name>.timer`` and
+    ``<service>-<name>.service``."""
+
+    name: ServiceName
+    on_calendar: Annotated[str, AfterValidator(_calendar)] | None = None
+    command: list[UnitText] = Field(default_factory=list)
+    container_user: ContainerId | None = None  # podman exec --user (Nextcloud's cron: www-data)
+    present: bool = True  # false: stopped, disabled, its two unit files removed
+
+    @model_validator(mode="after")
+    def _command(self):
+        if self.present and not (self.command and self.on_calendar):
+            raise ValueError("a present timer has an on_calendar and a command to run")
+        if ";" in self.command:
+            raise ValueError("command: a lone ';' separates commands in systemd units")
         return self
 
 
@@ -462,6 +673,39 @@ class Service(Strict):
     user: UserName | None = None  # rootless: runs under this user's systemd
     present: bool = True
     remove_data: bool = False  # with present: false, also delete the directory and volumes
+    # Runtime options: see the README's Services table; None/empty: podman's default.
+    shm_size: Size | None = None
+    ipc: Literal["host", "private", "shareable", "none"] | None = None
+    memory: Size | None = None
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    pids_limit: int | None = Field(default=None, ge=-1)
+    cap_add: list[Capability] = Field(default_factory=list)
+    cap_drop: list[Capability] = Field(default_factory=list)
+    container_user: ContainerId | None = None
+    container_group: ContainerId | None = None
+    working_dir: MountTarget | None = None
+    hostname: (
+        Annotated[str, AfterValidator(_pattern(_HOSTNAME_RE, "host name (RFC 1123)"))] | None
+    ) = None
+    host_network: bool = False
+    stop_timeout: int | None = Field(default=None, ge=0, le=3600)
+    init: bool = False
+    read_only: bool = False
+    tmpfs: list[Tmpfs] = Field(default_factory=list)
+    labels: dict[Annotated[str, AfterValidator(_pattern(_LABEL_RE, "label key"))], UnitText] = (
+        Field(default_factory=dict)
+    )
+    ulimits: dict[
+        Annotated[str, AfterValidator(_ulimit_name)], Annotated[str, BeforeValidator(_ulimit)]
+    ] = Field(default_factory=dict)
+    sysctls: dict[
+        Annotated[str, AfterValidator(_sysctl_name)],
+        Annotated[str, AfterValidator(_pattern(_SYSCTL_VALUE_RE, "sysctl value (one word)"))],
+    ] = Field(default_factory=dict)
+    userns: Literal["auto", "host", "keep-id", "nomap"] | None = None
+    log_driver: Literal["journald", "k8s-file", "none", "passthrough"] | None = None
+    log_opts: dict[Literal["max-size", "path", "tag"], UnitText] = Field(default_factory=dict)
+    timers: list[Timer] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -479,6 +723,7 @@ class Service(Strict):
             raise ValueError("command: a lone ';' separates commands in systemd units")
         if self.name in self.requires:
             raise ValueError("a service cannot require itself")
+        self._check_runtime()
         for what, values in (
             ("requires", self.requires),
             ("ports", [(p.host, p.protocol, str(p.host_ip)) for p in self.ports]),
@@ -488,6 +733,77 @@ class Service(Strict):
             if dupes:
                 raise ValueError(f"{what} repeated: {', '.join(map(str, dupes))}")
         return self
+
+    def _check_runtime(self) -> None:
+        # What podman itself refuses together, refused here under the key it concerns.
+        if self.shm_size and self.ipc in ("host", "none"):
+            _refuse("shm_size", f"ipc {self.ipc!r} has no /dev/shm of its own", self.shm_size)
+        if self.memory and size_bytes(self.memory) < MIN_MEMORY:
+            _refuse("memory", f"{self.memory!r} is under podman's minimum, 6m", self.memory)
+        if self.pids_limit == 0:
+            _refuse("pids_limit", "-1 is unlimited, 0 is not a limit", 0)
+        if self.container_group and not self.container_user:
+            _refuse(
+                "container_group",
+                "needs container_user (podman's --user user:group)",
+                self.container_group,
+            )
+        if self.host_network:
+            if self.network:
+                _refuse("network", "host_network is set: the host's, not another", self.network)
+            if self.ports:
+                _refuse(
+                    "ports",
+                    "host_network is set: the ports are the host's, none to publish",
+                    [p.model_dump(mode="json") for p in self.ports],
+                )
+        for key in sorted(self.sysctls):
+            if self.host_network and key.startswith("net."):
+                _refuse(
+                    f"sysctls.{key}", "host_network is set: the host's sysctl", self.sysctls[key]
+                )
+            if self.ipc == "host" and not key.startswith("net."):
+                _refuse(f"sysctls.{key}", "ipc is host: the host's sysctl", self.sysctls[key])
+        for cap in self.cap_drop:
+            if cap in self.cap_add:
+                _refuse("cap_drop", f"{cap} is also in cap_add", cap)
+        for what, values in (
+            ("cap_add", self.cap_add),
+            ("cap_drop", self.cap_drop),
+            ("tmpfs", [t.target for t in self.tmpfs]),
+        ):
+            dupes = _repeated(values)
+            if dupes:
+                _refuse(what, f"repeated: {', '.join(dupes)}", dupes[0])
+        if self.userns in ("keep-id", "nomap") and not self.user:
+            # podman: "keep-id is only supported in rootless mode" (4.3), and nomap the same.
+            _refuse(
+                "userns", f"{self.userns} maps a rootless user's own id: needs 'user'", self.userns
+            )
+        if self.log_opts and self.log_driver in ("none", "passthrough"):
+            _refuse("log_opts", f"log_driver {self.log_driver} keeps no log to set options for", {})
+        size = self.log_opts.get("max-size")
+        if size is not None and not _LOG_SIZE_RE.match(size):
+            _refuse("log_opts.max-size", f"{size!r} is not a size (10mb, 1g, 500k)", size)
+        path = self.log_opts.get("path")
+        if path is not None:
+            if self.log_driver != "k8s-file":
+                _refuse("log_opts.path", "a log file path is for log_driver k8s-file", path)
+            try:
+                _absolute_path(path)
+                _pattern(_UNIT_PATH_RE, "log file path")(path)
+            except ValueError as error:
+                _refuse("log_opts.path", str(error), path)
+        if "tag" in self.log_opts and self.log_driver not in (None, "journald"):
+            _refuse("log_opts.tag", "a tag is for log_driver journald (podman's docs)", {})
+        dupes = _repeated(t.name for t in self.timers)
+        if dupes:
+            _refuse("timers", f"names repeated: {', '.join(dupes)}", dupes[0])
+        for i, tmpfs in enumerate(self.tmpfs):
+            if tmpfs.target in {v.target for v in self.volumes}:
+                _refuse(
+                    f"tmpfs[{i}].target", f"{tmpfs.target} is a volume's target too", tmpfs.target
+                )
 
     def _check_image(self) -> None:
         if not self.image:
@@ -672,6 +988,14 @@ def _check_services(services: list[Service], rootless: set[str] | None) -> None:
     if dupes:
         raise ValueError(f"services lists a name twice: {', '.join(dupes)}")
     by_name = {s.name: s for s in services}
+    for svc in services:
+        for timer in svc.timers:
+            unit = f"{svc.name}-{timer.name}"
+            if unit in by_name:
+                raise ValueError(
+                    f"service {svc.name}: timer {timer.name} would be {unit}.service, "
+                    f"the unit of service {unit}: rename the timer"
+                )
     networks: dict[str, set[str | None]] = {}
     for svc in services:
         if svc.user and rootless is not None and svc.user not in rootless:

@@ -65,7 +65,7 @@ def render_toml(data: dict, source: str) -> StringIO:
 # What a unit value may hold when written as it is (quadlet's one-value keys such as Image=,
 # PublishPort=, Volume=, and the plain unit's option values): nothing systemd or quadlet would
 # read as quoting, a specifier, a variable or a separator.
-_BARE_RE = re.compile(r"^[A-Za-z0-9_./:@=+,\[\]][A-Za-z0-9_./:@=+,\[\]-]*$")
+_BARE_RE = re.compile(r"^[A-Za-z0-9_./:@=+,\[\]*~][A-Za-z0-9_./:@=+,\[\]*~-]*$")
 
 
 def unit_value(value: str, word: bool = False) -> str:
@@ -73,7 +73,8 @@ def unit_value(value: str, word: bool = False) -> str:
     meets systemd's syntax (the templates' ``unit`` and ``unit_word`` filters).
 
     ``word=False``: a value written as it is (one-value keys, option values); it must hold
-    only letters, digits and ``_ . / : @ = + , [ ] -`` and must not start with ``-`` (podman
+    only letters, digits and ``_ . / : @ = + , [ ] * ~ -`` (``*`` and ``~``: calendar specs;
+    nothing in a unit globs) and must not start with ``-`` (podman
     would read an option). ``word=True``: ONE word of a command line (``ExecStart=``, and
     quadlet's ``Exec=``, ``Environment=``, ``PodmanArgs=``, which quadlet splits the same way):
     double-quoted, backslash and double quote escaped, ``%`` (specifiers) and ``$`` (variables)

@@ -8,6 +8,7 @@ systemd unit running ``podman run`` where it has not (Debian 12's podman 4.3).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import PurePosixPath
 
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Users
 from pyinfra.operations import files
@@ -56,6 +57,22 @@ class _Scope:
     def systemctl(self, *args: str) -> StringCommand:
         scope = ["--user", f"--machine={self.user}@.host"] if self.user else []
         return StringCommand("systemctl", *scope, *args)
+
+    def start(self, verb: str, name: str) -> StringCommand:
+        """``systemctl start|restart`` of service ``name``; when it fails (the container did
+        not start, its health gate did not pass), the command fails naming the service and
+        printing the unit's last journal lines."""
+        unit = f"{name}.service"
+        journal = ["--user-unit", unit] if self.user else ["-u", unit]
+        message = f"service {name}: systemctl {verb} failed; the last lines of its journal:"
+        return StringCommand(
+            self.systemctl(verb, unit),
+            "|| {",
+            StringCommand("echo", QuoteString(message)),
+            ">&2;",
+            StringCommand("journalctl", "--no-pager", "-n", "20", *journal),
+            ">&2; exit 1; }",
+        )
 
     def as_user(self, command: str) -> str:
         """``command`` run as the rootless user, with its runtime directory as its systemd
@@ -113,47 +130,220 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _port(port) -> str:
-    ip = ""
-    if port.host_ip is not None:
-        ip = f"[{port.host_ip}]:" if port.host_ip.version == 6 else f"{port.host_ip}:"
-    return f"{ip}{port.host}:{port.container}/{port.protocol}"
+# podman run's flag -> quadlet's [Container] key for it and the podman release that brought the
+# key (pkg/systemd/quadlet/quadlet.go at each tag, v4.4.0 to v5.8.0). A flag without a key
+# (--ipc, --cpus), or a key newer than the host's podman, goes through PodmanArgs=.
+QUADLET_KEYS = {
+    "--network": ("Network", (4, 4)),
+    "--shm-size": ("ShmSize", (4, 7)),
+    "--memory": ("Memory", (5, 5)),
+    "--pids-limit": ("PidsLimit", (4, 7)),
+    "--cap-add": ("AddCapability", (4, 4)),
+    "--cap-drop": ("DropCapability", (4, 4)),
+    "--user": ("User", (4, 4)),  # user:group -> User= and Group=
+    "--workdir": ("WorkingDir", (4, 6)),
+    "--hostname": ("HostName", (4, 6)),
+    "--stop-timeout": ("StopTimeout", (5, 0)),
+    "--init": ("RunInit", (4, 4)),
+    "--read-only": ("ReadOnly", (4, 4)),
+    "--tmpfs": ("Tmpfs", (4, 5)),
+    "--label": ("Label", (4, 4)),
+    "--ulimit": ("Ulimit", (4, 7)),
+    "--sysctl": ("Sysctl", (4, 6)),
+    "--userns": ("UserNS", (4, 5)),
+    "--log-driver": ("LogDriver", (4, 5)),
+    # --log-opt: LogOpt= (5.2) takes its value unquoted, and a tag ({{.Name}}) needs quoting:
+    # always PodmanArgs.
+    "--health-timeout": ("HealthTimeout", (4, 5)),
+    "--health-retries": ("HealthRetries", (4, 5)),
+    "--health-start-period": ("HealthStartPeriod", (4, 5)),
+}
+# Keys whose values quadlet splits into words (so a value is written as one quoted word).
+_QUADLET_WORD_KEYS = {"Label", "PodmanArgs"}
 
 
-def _volume(volume, service_dir: str) -> str:
-    if volume.source is not None:
-        # Z: a private SELinux label for the service's own directory (ignored without SELinux).
-        options = "ro,Z" if volume.read_only else "Z"
-        return f"{service_dir}/{volume.source}:{volume.target}:{options}"
-    return f"{volume.volume}:{volume.target}" + (":ro" if volume.read_only else "")
+def podman_options(svc: Service) -> list[tuple[str, str | None]]:
+    """podman run's options for the spec's runtime fields, ``(flag, value or None)``: one
+    list both renderings write. A field at its default (None, False, empty) writes nothing;
+    True writes the flag alone."""
+    check = svc.healthcheck
+    health = ("timeout", "retries", "start_period") if check else ()
+    user = svc.container_user
+    if user and svc.container_group:
+        user += f":{svc.container_group}"
+    wanted = [
+        ("--network", svc.host_network and "host"),
+        ("--shm-size", svc.shm_size),
+        ("--ipc", svc.ipc),
+        ("--memory", svc.memory),
+        ("--cpus", None if svc.cpus is None else f"{svc.cpus:g}"),
+        ("--pids-limit", svc.pids_limit),
+        *(("--cap-add", c) for c in svc.cap_add),
+        *(("--cap-drop", c) for c in svc.cap_drop),
+        ("--user", user),
+        ("--workdir", svc.working_dir),
+        ("--hostname", svc.hostname),
+        ("--stop-timeout", svc.stop_timeout),
+        ("--init", svc.init),
+        ("--read-only", svc.read_only),
+        *(("--tmpfs", t.spec) for t in svc.tmpfs),
+        *(("--label", f"{k}={v}") for k, v in sorted(svc.labels.items())),
+        *(("--ulimit", f"{k}={v}") for k, v in sorted(svc.ulimits.items())),
+        *(("--sysctl", f"{k}={v}") for k, v in sorted(svc.sysctls.items())),
+        ("--userns", svc.userns),
+        ("--log-driver", svc.log_driver),
+        *(("--log-opt", f"{k}={v}") for k, v in sorted(svc.log_opts.items())),
+        *((f"--health-{key.replace('_', '-')}", getattr(check, key)) for key in health),
+    ]
+    return [
+        (flag, None if value is True else str(value))
+        for flag, value in wanted
+        if value is not None and value is not False
+    ]
+
+
+def quadlet_options(svc: Service, podman: tuple[int, ...]) -> list[tuple[str, str, bool]]:
+    """``podman_options`` as quadlet lines ``(key, value, one quoted word?)`` for the host's
+    podman version: its native key where that version has it, else ``PodmanArgs=``."""
+    lines = []
+    for flag, value in podman_options(svc):
+        key, since = QUADLET_KEYS.get(flag, (None, None))
+        if key is None or podman < since:
+            lines.append(("PodmanArgs", flag if value is None else f"{flag}={value}", True))
+        elif value is None:
+            lines.append((key, "true", False))
+        elif flag == "--user":
+            user, _, group = value.partition(":")
+            lines += [("User", user, False)] + [("Group", group, False)] * bool(group)
+        else:
+            lines.append((key, value, key in _QUADLET_WORD_KEYS))
+    return lines
+
+
+# Quadlet's Notify=healthy (podman run --sdnotify=healthy): podman >= 5.0 tells systemd the
+# service is up only once its health check passes.
+NOTIFY_HEALTHY_SINCE = (5, 0)
+# Older podman (Debian 12's 4.3, quadlet 4.4 to 4.9): the unit's ExecStartPost waits for the
+# check, at most the check's budget (HealthCheck.budget), then fails naming the service and
+# printing its container's last log lines. One line: a unit value cannot hold a line break.
+HEALTH_GATE = (
+    "name=$1; budget=$2; end=$(( $(date +%s) + budget )); "
+    'until podman healthcheck run "$name" >/dev/null 2>&1; do '
+    'if [ "$(date +%s)" -ge "$end" ]; then '
+    'echo "health gate: $name is not healthy after ${budget}s; its last log lines:" >&2; '
+    'podman logs --tail 20 "$name" >&2; exit 1; fi; sleep 1; done; '
+    'echo "health gate: $name is healthy"'
+)
+# How long a health-gated start may take beyond the check's budget and one more check (the
+# wait's last, begun before its deadline): creating and starting the container (the operation
+# pulls its image before it starts or restarts the unit).
+HEALTH_START_ALLOWANCE = 60
+
+
+# The image is pulled before the unit is started or restarted, so the running container keeps
+# serving while it downloads (a restart then only swaps containers). Bounded: PULL_TRIES tries,
+# each cut at PULL_TIMEOUT seconds, PULL_BACKOFF seconds times the try's number apart; then the
+# run stops naming the image, before the restart: the old container stays up.
+PULL_TRIES = 3
+PULL_BACKOFF = 10
+PULL_TIMEOUT = 1800
+PULL = (
+    'image=$1; tries=$2; backoff=$3; limit=$4; podman image exists "$image" && exit 0; n=1; '
+    'until timeout "$limit" podman pull -q "$image" >/dev/null; do '
+    'if [ "$n" -ge "$tries" ]; then '
+    'echo "image $image: pull failed $n times; the running container, if any, is left as it is" '
+    ">&2; exit 1; fi; sleep $((n * backoff)); n=$((n + 1)); done"
+)
+
+
+def pull_command(svc: Service, scope: _Scope) -> StringCommand:
+    """Pull the spec's image unless the host has it (as the service's user), bounded."""
+    args = [svc.image, str(PULL_TRIES), str(PULL_BACKOFF), str(PULL_TIMEOUT)]
+    command = shlex.join(["sh", "-c", PULL, "pull", *args])
+    return StringCommand(scope.as_user(command))
 
 
 def render_unit(
-    svc: Service, rendering: str, service_dir: str, rootless: bool, env_file: bool = False
+    svc: Service,
+    rendering: str,
+    service_dir: str,
+    rootless: bool,
+    env_file: bool = False,
+    *,
+    podman: tuple[int, ...],
 ) -> str:
     """The unit file of ``svc`` in ``rendering`` ('quadlet': the ``.container``, 'plain': the
-    ``.service``); every value is escaped for systemd's syntax by the templates' filters. The
-    secrets file is referenced when ``svc`` has secrets or ``env_file`` says so."""
+    ``.service``) for the host's ``podman`` version; the templates read ``svc`` and escape
+    every value for systemd's syntax with their filters. The secrets file is referenced when
+    ``svc`` has secrets or ``env_file`` says so."""
     template = "service.container.j2" if rendering == "quadlet" else "service.service.j2"
+    stop = svc.stop_timeout
+    check = svc.healthcheck
+    native = rendering == "quadlet" and podman >= NOTIFY_HEALTHY_SINCE
     return render_template(
         template,
         source=SOURCE,
-        name=svc.name,
-        image=svc.image,
-        command=svc.command,
-        env=sorted(svc.env.items()),
+        svc=svc,
+        service_dir=service_dir,
+        options=podman_options(svc),
+        quadlet_options=quadlet_options(svc, podman) if rendering == "quadlet" else [],
+        # podman's own stop waits this long, systemd's a minute more.
+        stop_seconds=str(10 if stop is None else stop),
+        timeout_stop=None if stop is None else str(stop + 60),
+        # A service with a health check is started (systemd's "active", what the services
+        # that require it wait for) only once the check passes, within its budget.
+        notify_healthy=bool(check) and native,
+        health_gate=HEALTH_GATE if check and not native else None,
+        health_budget=str(check.budget) if check else None,
+        timeout_start=(
+            str(int(check.budget + check.timeout_s) + HEALTH_START_ALLOWANCE) if check else "900"
+        ),
         env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
-        ports=[_port(p) for p in svc.ports],
-        volumes=[_volume(v, service_dir) for v in svc.volumes],
-        devices=svc.devices,
-        restart=svc.restart.value,
-        requires=svc.requires,
-        network=svc.network,
-        health_cmd=svc.healthcheck.command if svc.healthcheck else None,
-        health_interval=svc.healthcheck.interval if svc.healthcheck else None,
         user_mode=rootless,
         wanted_by="default.target" if rootless else "multi-user.target",
     ).getvalue()
+
+
+def render_timer(svc: Service, timer) -> tuple[str, str]:
+    """(the ``.timer``, the ``.service`` it starts) of one of ``svc``'s timers."""
+    unit = f"{svc.name}-{timer.name}"
+    context = {"source": SOURCE, "svc": svc, "timer": timer, "unit": unit}
+    return (
+        render_template("service.timer.j2", **context).getvalue(),
+        render_template("service.job.j2", **context).getvalue(),
+    )
+
+
+def _timer_files(svc: Service, scope: _Scope, timer) -> tuple[str, str]:
+    base = f"{scope.unit_dir('plain')}/{svc.name}-{timer.name}"
+    return f"{base}.timer", f"{base}.service"
+
+
+def _timers(svc: Service, scope: _Scope):
+    """The service's timers: files written when they differ, removed for ``present: false``
+    (stopped and disabled first). Yields the commands; returns whether a unit file changed
+    (then a daemon-reload is due) and the commands to run after it."""
+    changed = False
+    after: list = []
+    for timer in svc.timers:
+        timer_file, job_file = _timer_files(svc, scope, timer)
+        unit = f"{svc.name}-{timer.name}.timer"
+        state = host.get_fact(SystemdUnit, unit=unit, user=svc.user)
+        if timer.present and svc.present:
+            for path, text in zip((timer_file, job_file), render_timer(svc, timer), strict=True):
+                changed |= yield from _put(text, path, scope, "0644")
+            if state.unit_file_state != "enabled" or state.active_state != "active":
+                after.append(scope.systemctl("enable", "--now", unit))
+            continue
+        if state.active_state in RUNNING:
+            yield scope.systemctl("stop", unit)
+        if state.unit_file_state == "enabled":
+            yield scope.systemctl("disable", unit)
+        for path in (timer_file, job_file):
+            removed = _collect(files.file._inner(path=path, present=False))[0]
+            changed |= bool(removed)
+            yield from removed
+    return changed, after
 
 
 def render_network(network: str) -> str:
@@ -272,6 +462,7 @@ def _validate_quadlet(
 
 
 def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str):
+    yield from _reachable_by_user(scope, root)
     yield from files.directory._inner(path=root, user="root", group="root", mode="0755")
     yield from files.directory._inner(
         path=service_dir, user=scope.owner, group=scope.group, mode="0750"
@@ -293,6 +484,20 @@ def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str):
             )
 
 
+def _reachable_by_user(scope: _Scope, root: str):
+    """A rootless service's user must reach ``<root>/<name>`` (its secrets file, its data):
+    podman creates a custom graphroot's missing parents 0700 (measured on Debian 12:
+    /space/containers under motoko's /space), which would hide a service root beside the
+    store. Each existing ancestor of ``root`` that others cannot search gets ``o+x`` (search
+    only, no listing); nothing else about it changes."""
+    if not scope.user:
+        return
+    for ancestor in reversed(PurePosixPath(root).parents[:-1]):  # '/' itself excluded
+        info = host.get_fact(Directory, path=str(ancestor))
+        if info and not info["mode"] % 10 & 1:
+            yield StringCommand("chmod o+x --", QuoteString(str(ancestor)))
+
+
 def _ensure_unit_dir(scope: _Scope, unit_dir: str):
     """The directory the unit goes in; for a rootless user each level under the home is the
     user's own (``mkdir -p`` as root would leave ~/.config root-owned)."""
@@ -305,91 +510,74 @@ def _ensure_unit_dir(scope: _Scope, unit_dir: str):
         yield from files.directory._inner(path=path, user=scope.owner, group=scope.group)
 
 
+def _spec(service: Service | dict | str) -> Service:
+    """The service spec: the model's object as the deploys pass it (validated with the host's
+    data, used as it is), or its JSON (the command line) or dict, validated here once."""
+    if isinstance(service, Service):
+        return service
+    try:
+        if isinstance(service, str):
+            return Service.model_validate_json(service)
+        return Service.model_validate(service)
+    except ValidationError as error:
+        try:
+            data = json.loads(service) if isinstance(service, str) else service
+        except ValueError:
+            data = None
+        name = data.get("name") if isinstance(data, dict) else None
+        raise OperationError(f"service {name or '(unnamed)'}: {_problems(error)}") from None
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
+        ": ".join(
+            filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")])
+        )
+        for e in error.errors()
+    )
+
+
 @operation()
 def service(
-    service: str,
-    image: str = "",
-    command: list[str] | None = None,
-    env: dict[str, str] | None = None,
-    secrets: dict[str, dict] | None = None,
-    ports: list[dict] | None = None,
-    volumes: list[dict] | None = None,
-    devices: list[str] | None = None,
-    restart: str = "always",
-    requires: list[str] | None = None,
-    network: str | None = None,
-    healthcheck: dict | None = None,
-    user: str | None = None,
-    present: bool = True,
-    remove_data: bool = False,
-    remove_network: bool = False,
+    service: Service | dict | str,
     root: str = "/srv/containers/apps",
+    remove_network: bool = False,
     secret_values: dict[str, str] | None = None,
 ):
     """
     Run a container as a systemd service, or remove it.
 
-    + service: the service's name: its unit, container and directory name
-    + image: fully qualified image with a tag or digest (docker.io/library/redis:7.4.1);
-      not needed with present=False
-    + command: arguments after the image
-    + env: environment variables, written into the unit
-    + secrets: ``{VAR: {"env": "CONTROLLER_VAR"} | {"file": "/path/on/controller"}}``, read on
-      the controller at deploy time, written to ``<root>/<service>/secrets.env`` (0600)
-    + ports: ``[{"host", "container", "protocol": tcp|udp, "host_ip"}]``
-    + volumes: ``[{"source": "data", "target": "/data", "read_only"}]`` (a directory under
-      ``<root>/<service>/``) or ``[{"volume": "pgdata", "target": ...}]`` (a named volume)
-    + devices: device nodes or CDI names (``nvidia.com/gpu=all``)
-    + restart: always, on-failure or no
-    + requires: services started before this one (and stopped with it)
-    + network: a podman network shared by the services that name it
-    + healthcheck: ``{"command", "interval": "30s"}``
-    + user: a rootless user whose systemd runs the service (it must linger)
-    + present: False stops, disables and removes the unit and the secrets file
-    + remove_data: with present=False, also delete ``<root>/<service>/`` and the named volumes
-    + remove_network: with present=False, also remove ``network`` (its quadlet file and the
-      podman network): for the last service that used it (deploys/services.py decides)
-    + root: the service root (``podman_service_root``)
+    + service: the service spec, ``model.host_data.Service`` (deploys pass the object their
+      host data validated), or its JSON (on the command line:
+      ``service='{"name": "web", "image": "docker.io/library/nginx:1.27.3"}'``); the fields
+      and their meaning are the README's Services table
+    + root: the service root (``podman_service_root``); the service's directory is
+      ``<root>/<name>/``
+    + remove_network: with present=False, also remove the service's ``network`` (its quadlet
+      file and the podman network): for the last service that used it (deploys/services.py
+      decides)
     + secret_values: ``{VAR: value}`` the caller holds already (the migration: a Docker
       container's environment), written into the same 0600 secrets file as ``secrets``
+
+    Its ``timers`` are plain systemd ``.timer`` + ``.service`` units beside either rendering,
+    enabled; removed ones (``present: false``, or all of a removed service's) go first.
 
     Quadlet (podman >= 4.4 with its generator): ``<service>.container`` (+ ``<network>.network``)
     in /etc/containers/systemd (rootless: ~/.config/containers/systemd), checked with the
     generator's dry-run before daemon-reload (a rejected file is put back as it was). Older
     podman: ``<service>.service`` in /etc/systemd/system (~/.config/systemd/user), enabled.
     Starts the service when it is not running, restarts it only when its unit or secrets
-    changed. Idempotent: no change, no command. Destructive only with remove_data.
+    changed, each time after pulling its image (bounded retries; a failed pull stops the run
+    before the restart, the old container still serving); a service with a health check is
+    started once healthy, or the start fails in bounded time naming it. Idempotent: no
+    change, no command. Destructive only with ``remove_data``.
     """
+    svc = _spec(service)
     try:
-        svc = Service.model_validate(
-            {
-                "name": service,
-                "image": image,
-                "command": list(command or []),
-                "env": dict(env or {}),
-                "secrets": dict(secrets or {}),
-                "ports": list(ports or []),
-                "volumes": list(volumes or []),
-                "devices": list(devices or []),
-                "restart": restart,
-                "requires": list(requires or []),
-                "network": network,
-                "healthcheck": healthcheck,
-                "user": user,
-                "present": present,
-                "remove_data": remove_data,
-            }
-        )
         root = TypeAdapter(ServiceRoot).validate_python(root)
         given = TypeAdapter(dict[EnvName, UnitText]).validate_python(dict(secret_values or {}))
     except ValidationError as error:
-        problems = "; ".join(
-            ": ".join(
-                filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")])
-            )
-            for e in error.errors()
-        )
-        raise OperationError(f"service {service}: {problems}") from None
+        raise OperationError(f"service {svc.name}: {_problems(error)}") from None
 
     clash = sorted(set(given) & (set(svc.env) | set(svc.secrets)))
     if clash:
@@ -455,7 +643,14 @@ def service(
     wanted = []
     if rendering == "quadlet" and svc.network:
         wanted.append((f"{unit_dir}/{svc.network}.network", render_network(svc.network)))
-    unit = render_unit(svc, rendering, service_dir, bool(scope.user), env_file=bool(given))
+    unit = render_unit(
+        svc,
+        rendering,
+        service_dir,
+        bool(scope.user),
+        env_file=bool(given),
+        podman=_version(info.version),
+    )
     wanted.append((own_file, unit))
     changed_files = [p for p, text in wanted if host.get_fact(Sha1File, path=p) != _sha1(text)]
     backups = []
@@ -479,14 +674,19 @@ def service(
         other_removed = True
 
     unit_changed = bool(changed_files) or other_removed
-    if unit_changed:
+    if rendering == "quadlet" and any(t.present for t in svc.timers):
+        add(_ensure_unit_dir(scope, scope.unit_dir("plain")))  # timers are plain units
+    timers_changed, enable_timers = add(_timers(svc, scope))
+    if unit_changed or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
         commands.append(scope.systemctl("enable", unit_name))
-    if state.active_state in RUNNING and (unit_changed or secrets_changed):
-        commands.append(scope.systemctl("restart", unit_name))
-    elif state.active_state not in RUNNING:
-        commands.append(scope.systemctl("start", unit_name))
+    restart = state.active_state in RUNNING and (unit_changed or secrets_changed)
+    if restart or state.active_state not in RUNNING:
+        # First of all: a failed pull leaves the running container and its unit as they are.
+        commands.insert(0, pull_command(svc, scope))
+        commands.append(scope.start("restart" if restart else "start", svc.name))
+    commands += enable_timers
 
     if commands:
         yield from commands
@@ -505,7 +705,8 @@ def _remove(
     unit_files: list[str],
     network: str | None = None,
 ):
-    commands: list = []
+    # Its timers first (the spec lists them): a job must not start on a service going away.
+    commands, (timers_changed, _) = _collect(_timers(svc, scope))
     if state.active_state in RUNNING:
         commands.append(scope.systemctl("stop", f"{svc.name}.service"))
     if state.unit_file_state == "enabled":
@@ -520,7 +721,7 @@ def _remove(
     for path in unit_files:
         removed_units += _collect(files.file._inner(path=path, present=False))[0]
     commands += removed_units
-    if removed_units:
+    if removed_units or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
     if network and network in host.get_fact(PodmanNetworks, user=svc.user):
         commands.append(StringCommand(scope.as_user(f"podman network rm {shlex.quote(network)}")))

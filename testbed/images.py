@@ -62,16 +62,32 @@ VARIANTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "docker": ("podman", ("docker.io", "apparmor")),
 }
 
-# Runs as root on the build machine with RELEASE, ROOT, OUT, MIRROR, PACKAGES, KERNEL, SOURCES and
-# PUBKEY in its environment. Lines starting with "== " are progress markers shown to the user.
-SCRIPT = r"""
+# The start of every build script: strict bash, a chroot helper, /proc and /sys unmounted on exit.
+CHROOT_PREAMBLE = r"""
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 in_root() { chroot "$ROOT" "$@"; }
 cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
 trap cleanup EXIT
+"""
+# PACKAGES installed natively in the ROOT chroot, no service starting (policy-rc.d).
+CHROOT_INSTALL = r"""mount -t proc proc "$ROOT/proc"
+mount -t sysfs sys "$ROOT/sys"
+printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
+chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+echo "== apt-get install $PACKAGES (natively, in the chroot)"
+in_root apt-get update -q
+# shellcheck disable=SC2086  # a list of package names
+in_root apt-get install -y -q --no-install-recommends $PACKAGES
+rm -f "$ROOT/usr/sbin/policy-rc.d"
+"""
 
+# Runs as root on the build machine with RELEASE, ROOT, OUT, MIRROR, PACKAGES, KERNEL, SOURCES and
+# PUBKEY in its environment. Lines starting with "== " are progress markers shown to the user.
+SCRIPT = (
+    CHROOT_PREAMBLE
+    + r"""
 echo "== debootstrap $RELEASE (minbase + $PACKAGES)"
 debootstrap --variant=minbase --include="$PACKAGES" "$RELEASE" "$ROOT" "$MIRROR"
 
@@ -130,35 +146,25 @@ cleanup
 echo "== disk image ($DISK_SIZE ext4)"
 mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
 """
+)
 
 # A variant: its base's root tree, plus PACKAGES installed natively in the chroot (no service
 # starts: policy-rc.d; units the packages enable start at the guest's first boot). Runs with
 # BASE_ROOT, ROOT, OUT, PACKAGES and DISK_SIZE in its environment.
-VARIANT_SCRIPT = r"""
-set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-in_root() { chroot "$ROOT" "$@"; }
-cleanup() { for m in sys proc; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done; true; }
-trap cleanup EXIT
-
+VARIANT_SCRIPT = (
+    CHROOT_PREAMBLE
+    + r"""
 echo "== copy of the base root tree"
 cp -a "$BASE_ROOT/." "$ROOT/"
-mount -t proc proc "$ROOT/proc"
-mount -t sysfs sys "$ROOT/sys"
-printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
-chmod 755 "$ROOT/usr/sbin/policy-rc.d"
-echo "== apt-get install $PACKAGES (natively, in the chroot)"
-in_root apt-get update -q
-# shellcheck disable=SC2086  # a list of package names
-in_root apt-get install -y -q --no-install-recommends $PACKAGES
-rm -f "$ROOT/usr/sbin/policy-rc.d"
-in_root apt-get clean
+"""
+    + CHROOT_INSTALL
+    + r"""in_root apt-get clean
 cleanup
 
 echo "== disk image ($DISK_SIZE ext4)"
 mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
 """
+)
 
 
 @dataclass(frozen=True)
@@ -248,27 +254,43 @@ def build_image(release: str, log=print, variant: str = "bare") -> ImagePaths:
     base = build_image(release, log, base_variant) if base_variant else None
     key = recipe_key(release, variant)
     label = release if variant == "bare" else f"{release}-{variant}"
-    images = cache_root() / "images"
-    final = images / key
-    images.mkdir(parents=True, exist_ok=True)
-    with open(images / f"{key}.lock", "w") as lock:
+
+    def build(work: Path) -> None:
+        if base is None:
+            _build(release, work, log, label)
+        else:
+            _build_variant(release, variant, base, packages, work, log, label)
+
+    def ready(entry: Path) -> bool:
+        # An entry of an older layout (without the root tree) is rebuilt.
+        return (entry / "disk.raw").exists() and (entry / "rootfs").is_dir()
+
+    return _paths(release, cached("images", key, ready, build, log, f"image {label}"))
+
+
+def cached(kind: str, key: str, ready, build, log=print, label: str = "") -> Path:
+    """The cache entry ``$PODMAN_STANDARD_CACHE/<kind>/<key>/``: returned as it is when
+    ``ready(entry)``, else made by ``build(work)`` in a temporary directory that is renamed into
+    place only when complete, so an interrupted build is never reused. Concurrent callers for
+    one entry wait on its lock instead of building twice."""
+    root = cache_root() / kind
+    final = root / key
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / "disk.raw").exists() and (final / "rootfs").is_dir():
-            log(f"[image {label}] cached: {final}")
-            return _paths(release, final)
-        for stale in [*images.glob(f"{key}.tmp-*"), *([final] if final.exists() else [])]:
-            _remove_tree(stale)  # a partial entry (an older layout without the root tree)
-        work = images / f"{key}.tmp-{os.getpid()}"
+        if ready(final):
+            log(f"[{label or key}] cached: {final}")
+            return final
+        for stale in [*root.glob(f"{key}.tmp-*"), *([final] if final.exists() else [])]:
+            _remove_tree(stale)
+        work = root / f"{key}.tmp-{os.getpid()}"
         try:
-            if base is None:
-                _build(release, work, log, label)
-            else:
-                _build_variant(release, variant, base, packages, work, log, label)
+            build(work)
             os.rename(work, final)
         finally:
             if work.exists():
                 _remove_tree(work)
-    return _paths(release, final)
+    return final
 
 
 def _build_variant(

@@ -74,18 +74,20 @@ def layer(entries: list[tuple[str, str, bytes | str | None, int]]) -> tuple[byte
     return tar_bytes, gzip.compress(tar_bytes, mtime=0)
 
 
-def image(layers: list[tuple[bytes, bytes]], config: dict) -> Image:
-    """Wrap layers and a container ``config`` (Cmd, Env, ...) in a linux/amd64 schema2 image."""
+def image(layers: list[tuple[bytes | str, bytes]], config: dict) -> Image:
+    """Wrap layers ``(uncompressed tar or its digest, gzip blob)`` and a container ``config``
+    (Cmd, Env, ...) in a linux/amd64 schema2 image."""
     config_blob = _canonical(
         {
             "architecture": "amd64",
             "os": "linux",
             "created": CREATED,
             "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [digest(tar) for tar, _ in layers]},
-            "history": [
-                {"created": CREATED, "created_by": "testbed/registry.py"} for _ in layers
-            ],
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": [tar if isinstance(tar, str) else digest(tar) for tar, _ in layers],
+            },
+            "history": [{"created": CREATED, "created_by": "testbed/registry.py"} for _ in layers],
         }
     )
     manifest = _canonical(

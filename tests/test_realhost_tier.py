@@ -5,22 +5,30 @@ import pytest
 from tests.realhost import tier
 
 
-def test_one_guest_modules_pair_up_in_run_order():
+def test_one_guest_modules_run_in_two_balanced_lanes():
     modules = [
-        ("test_converge", 2),
-        ("test_migration", 1),
-        ("test_services", 2),
-        ("test_vagrant", 1),
-        ("test_registries", 1),
+        ("test_converge", 2, 5),
+        ("test_migration", 1, 11.5),
+        ("test_registries", 1, 5),
+        ("test_services", 2, 13),
+        ("test_services_real", 1, 4.7),
+        ("test_vagrant", 1, 3.1),
     ]
-    assert tier.plan_pairs(modules) == [("test_migration", "test_vagrant")]
-    assert tier.plan_pairs(modules + [("test_compose", 1)]) == [
-        ("test_migration", "test_vagrant"),
-        ("test_registries", "test_compose"),
-    ]
-    assert tier.plan_pairs([("test_converge", 2), ("test_services", 2)]) == []
+    # The longest alone here; the three shorter ones, in run order, in the child's lane.
+    assert tier.plan_lanes(modules) == (
+        ["test_migration"],
+        ["test_registries", "test_services_real", "test_vagrant"],
+    )
+    assert tier.plan_lanes(modules[:3]) == (["test_migration"], ["test_registries"])
+    # Equal work: alternating, this process first; a lone one-guest module runs here alone.
+    assert tier.plan_lanes([("a", 1, 1), ("b", 1, 1), ("c", 1, 1), ("d", 1, 1)]) == (
+        ["a", "c"],
+        ["b", "d"],
+    )
+    assert tier.plan_lanes([("test_migration", 1, 11)]) == (["test_migration"], [])
+    assert tier.plan_lanes([("test_converge", 2, 5), ("test_services", 2, 13)]) == ([], [])
     with pytest.raises(ValueError, match="test_big: GUESTS_AT_ONCE must be 1..2, not 3"):
-        tier.plan_pairs([("test_big", 3)])
+        tier.plan_lanes([("test_big", 3, 1)])
 
 
 def test_timing_table_counts_checks_and_the_margin():

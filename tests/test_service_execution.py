@@ -35,7 +35,7 @@ def test_podman_missing_when_the_operation_runs():
         "podman.PodmanInfo": None,
     }
     with pytest.raises(OperationError, match="service web: podman is not installed"):
-        _run(facts, service="web", image="docker.io/library/nginx:1.27.3")
+        _run(facts, service={"name": "web", "image": "docker.io/library/nginx:1.27.3"})
 
 
 def test_user_manager_unreachable_when_the_operation_runs():
@@ -46,4 +46,17 @@ def test_user_manager_unreachable_when_the_operation_runs():
         },
     }
     with pytest.raises(OperationError, match="systemd user manager of svc-web is not running"):
-        _run(facts, service="web", image="docker.io/library/nginx:1.27.3", user="svc-web")
+        _run(
+            facts,
+            service={"name": "web", "image": "docker.io/library/nginx:1.27.3", "user": "svc-web"},
+        )
+
+
+def test_a_spec_given_as_json_is_validated_once_naming_the_service():
+    spec = '{"name": "web", "image": "docker.io/library/nginx:1.27.3", "shm_size": "8G"}'
+    with pytest.raises(OperationError) as error:
+        _run({}, service=spec)
+    assert str(error.value) == (
+        "service web: shm_size: '8G' is not a valid size (a number of bytes, or with b, k, m "
+        "or g: 512m)"
+    )

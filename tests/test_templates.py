@@ -13,7 +13,10 @@ import pytest
 from model.host_data import Service
 from operations._common import MANAGED_BY, render_template, render_toml, systemd_word
 from operations.registries import registries_toml
-from operations.services import render_network, render_secrets, render_unit
+from operations.services import QUADLET_KEYS, render_network, render_secrets, render_unit
+
+# The podman of Debian 12 (plain units) and of Debian 13 (quadlet).
+PODMAN = {"plain": (4, 3, 1), "quadlet": (5, 4, 2)}
 
 
 @pytest.fixture
@@ -200,7 +203,9 @@ def _hostile_service(**extra) -> Service:
 
 
 def test_quadlet_container_parses_back():
-    text = render_unit(_hostile_service(), "quadlet", "/srv/containers/apps/web", False)
+    text = render_unit(
+        _hostile_service(), "quadlet", "/srv/containers/apps/web", False, podman=PODMAN["quadlet"]
+    )
     assert text.startswith(f"# {MANAGED_BY} (operations/services.py)")
     unit = _parse_unit(text)
     assert unit["Unit"]["Requires"] == ["db.service"] and unit["Unit"]["After"] == ["db.service"]
@@ -228,7 +233,9 @@ def test_quadlet_container_parses_back():
 
 
 def test_plain_unit_parses_back_to_the_exact_podman_command():
-    text = render_unit(_hostile_service(), "plain", "/srv/containers/apps/web", False)
+    text = render_unit(
+        _hostile_service(), "plain", "/srv/containers/apps/web", False, podman=PODMAN["plain"]
+    )
     assert text.startswith(f"# {MANAGED_BY} (operations/services.py)")
     unit = _parse_unit(text)
     assert unit["Unit"]["Requires"] == ["db.service"]
@@ -265,10 +272,10 @@ def test_plain_unit_parses_back_to_the_exact_podman_command():
 
 def test_rootless_units_start_with_the_users_manager():
     svc = _hostile_service(user="svc-web", requires=[])
-    assert _parse_unit(render_unit(svc, "quadlet", "/srv/a/web", True))["Install"] == {
-        "WantedBy": ["default.target"]
-    }
-    plain = _parse_unit(render_unit(svc, "plain", "/srv/a/web", True))
+    assert _parse_unit(render_unit(svc, "quadlet", "/srv/a/web", True, podman=PODMAN["quadlet"]))[
+        "Install"
+    ] == {"WantedBy": ["default.target"]}
+    plain = _parse_unit(render_unit(svc, "plain", "/srv/a/web", True, podman=PODMAN["plain"]))
     assert plain["Install"] == {"WantedBy": ["default.target"]}
     # A user manager cannot order itself after the system's network-online.target.
     assert "Wants" not in plain["Unit"]
@@ -286,3 +293,207 @@ def test_secrets_env_file_holds_values_literally():
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     # podman reads KEY=VALUE to the end of the line, nothing unquoted or expanded.
     assert lines == ["DB_PASSWORD=p\"a ss $x %h \\ 'q'"]
+
+
+# --- runtime options (issue 18, item 2): both renderings, quadlet's keys by podman version ---
+
+RUNTIME = {
+    "name": "db",
+    "image": "docker.io/library/postgres:16.6",
+    "shm_size": "1g",
+    "memory": "512m",
+    "cpus": 1.5,
+    "pids_limit": 256,
+    "cap_add": ["NET_ADMIN"],
+    "cap_drop": ["MKNOD"],
+    "container_user": "999",
+    "container_group": "999",
+    "working_dir": "/var/lib/postgresql",
+    "hostname": "db",
+    "stop_timeout": 120,
+    "init": True,
+    "read_only": True,
+    "tmpfs": [{"target": "/run/postgresql", "size": "16m", "mode": "2775"}],
+    "labels": {"org.example/role": 'the "db" 100% $x'},
+    "ulimits": {"nofile": "1024:4096"},
+    "sysctls": {"net.core.somaxconn": "1024"},
+    "healthcheck": {"command": "pg_isready", "timeout": "5s", "retries": 10, "start_period": "1m"},
+}
+GATED_BASE = {"name": "db", "image": "docker.io/library/postgres:16.6"}
+RUNTIME_ARGS = [
+    "--shm-size=1g",
+    "--memory=512m",
+    "--cpus=1.5",
+    "--pids-limit=256",
+    "--cap-add=CAP_NET_ADMIN",
+    "--cap-drop=CAP_MKNOD",
+    "--user=999:999",
+    "--workdir=/var/lib/postgresql",
+    "--hostname=db",
+    "--stop-timeout=120",
+    "--init",
+    "--read-only",
+    "--tmpfs=/run/postgresql:size=16m,mode=2775",
+    '--label=org.example/role=the "db" 100% $x',
+    "--ulimit=nofile=1024:4096",
+    "--sysctl=net.core.somaxconn=1024",
+    "--health-timeout=5s",
+    "--health-retries=10",
+    "--health-start-period=1m",
+]
+
+
+def _plain_argv(text: str) -> list[str]:
+    service = _parse_unit(text)["Service"]
+    return _systemd_words(" ".join(v.removesuffix("\\") for v in service["ExecStart"]))
+
+
+def test_plain_unit_runs_podman_with_every_runtime_option():
+    svc = Service.model_validate(RUNTIME)
+    text = render_unit(svc, "plain", "/srv/a/db", False, podman=PODMAN["plain"])
+    argv = _plain_argv(text)
+    options = argv[: argv.index("docker.io/library/postgres:16.6")]
+    start = options.index(RUNTIME_ARGS[0])
+    assert options[start : start + len(RUNTIME_ARGS)] == RUNTIME_ARGS
+    service = _parse_unit(text)["Service"]
+    # podman's stop waits stop_timeout, systemd's a minute more.
+    assert service["ExecStop"] == ["/usr/bin/podman stop --ignore -t 120 --cidfile=%t/%n.ctr-id"]
+    assert service["TimeoutStopSec"] == ["180"]
+
+
+def test_userns_and_logging_in_both_renderings():
+    svc = Service.model_validate(
+        {
+            **GATED_BASE,
+            "user": "svc-db",
+            "userns": "keep-id",
+            "log_driver": "journald",
+            "log_opts": {"tag": 'db {{.Name}} "x" 100%'},
+        }
+    )
+    argv = _plain_argv(render_unit(svc, "plain", "/srv/a/db", True, podman=PODMAN["plain"]))
+    assert ["--userns=keep-id", "--log-driver=journald", '--log-opt=tag=db {{.Name}} "x" 100%'] == [
+        a for a in argv if a.startswith(("--userns", "--log-"))
+    ]
+    unit = render_unit(svc, "quadlet", "/srv/a/db", True, podman=(5, 5, 0))
+    container = _parse_unit(unit)["Container"]
+    assert container["UserNS"] == ["keep-id"] and container["LogDriver"] == ["journald"]
+    assert [_systemd_words(v) for v in container["PodmanArgs"]] == [
+        ['--log-opt=tag=db {{.Name}} "x" 100%']
+    ]
+
+
+def test_plain_unit_with_ipc_and_host_network():
+    svc = Service.model_validate({**RUNTIME, "shm_size": None, "ipc": "host", "sysctls": {}})
+    svc = svc.model_copy(update={"host_network": True})
+    argv = _plain_argv(render_unit(svc, "plain", "/srv/a/db", False, podman=PODMAN["plain"]))
+    assert "--network=host" in argv and "--ipc=host" in argv
+    assert not [a for a in argv if a.startswith("--shm-size")]
+
+
+def test_quadlet_uses_its_own_keys_where_the_podman_version_has_them():
+    svc = Service.model_validate({**RUNTIME, "memory": "1g"})
+    container = _parse_unit(render_unit(svc, "quadlet", "/srv/a/db", False, podman=(5, 5, 0)))
+    container = container["Container"]
+    assert container["ShmSize"] == ["1g"] and container["Memory"] == ["1g"]
+    assert container["PidsLimit"] == ["256"]
+    assert container["AddCapability"] == ["CAP_NET_ADMIN"]
+    assert container["DropCapability"] == ["CAP_MKNOD"]
+    assert container["User"] == ["999"] and container["Group"] == ["999"]
+    assert container["WorkingDir"] == ["/var/lib/postgresql"]
+    assert container["HostName"] == ["db"] and container["StopTimeout"] == ["120"]
+    assert container["RunInit"] == ["true"] and container["ReadOnly"] == ["true"]
+    assert container["Tmpfs"] == ["/run/postgresql:size=16m,mode=2775"]
+    assert [_systemd_words(v) for v in container["Label"]] == [
+        ['org.example/role=the "db" 100% $x']
+    ]
+    assert container["Ulimit"] == ["nofile=1024:4096"]
+    assert container["Sysctl"] == ["net.core.somaxconn=1024"]
+    assert container["HealthTimeout"] == ["5s"] and container["HealthRetries"] == ["10"]
+    assert container["HealthStartPeriod"] == ["1m"]
+    # --cpus has no quadlet key in any release.
+    assert [_systemd_words(v) for v in container["PodmanArgs"]][1:] == [["--cpus=1.5"]]
+
+
+@pytest.mark.parametrize(
+    ("podman", "through_podman_args"),
+    [
+        ((5, 4, 2), ["--memory=512m", "--cpus=1.5"]),  # Debian 13: Memory= came with 5.5
+        ((4, 9, 3), ["--memory=512m", "--cpus=1.5", "--stop-timeout=120"]),
+        (
+            (4, 4, 0),
+            [
+                "--shm-size=1g",
+                "--memory=512m",
+                "--cpus=1.5",
+                "--pids-limit=256",
+                "--workdir=/var/lib/postgresql",
+                "--hostname=db",
+                "--stop-timeout=120",
+                "--tmpfs=/run/postgresql:size=16m,mode=2775",
+                "--ulimit=nofile=1024:4096",
+                "--sysctl=net.core.somaxconn=1024",
+                "--health-timeout=5s",
+                "--health-retries=10",
+                "--health-start-period=1m",
+            ],
+        ),
+    ],
+)
+def test_quadlet_older_than_a_key_gets_the_option_through_podman_args(podman, through_podman_args):
+    svc = Service.model_validate(RUNTIME)
+    container = _parse_unit(render_unit(svc, "quadlet", "/srv/a/db", False, podman=podman))
+    args = [_systemd_words(v) for v in container["Container"]["PodmanArgs"]]
+    assert args[0][0] == "--health-cmd"
+    assert [a for (a,) in args[1:]] == through_podman_args
+    # ... and never also as its key.
+    for arg in through_podman_args:
+        key = QUADLET_KEYS.get(arg.split("=")[0], ("none",))[0]
+        assert key not in container["Container"], key
+
+
+# --- health-gated start (issue 18, item 3) ----------------------------------------------------
+
+GATED = {
+    "name": "db",
+    "image": "docker.io/library/postgres:16.6",
+    "healthcheck": {"command": "pg_isready", "interval": "2s", "timeout": "3s", "retries": 4},
+}
+
+
+def _gate_line(text: str) -> list[list[str]]:
+    return [_systemd_words(v) for v in _parse_unit(text)["Service"].get("ExecStartPost", [])]
+
+
+@pytest.mark.parametrize(
+    ("rendering", "podman", "native"),
+    [("plain", (4, 3, 1), False), ("quadlet", (4, 9, 3), False), ("quadlet", (5, 0, 0), True)],
+)
+def test_a_service_with_a_health_check_is_started_once_healthy(rendering, podman, native):
+    from operations.services import HEALTH_GATE
+
+    svc = Service.model_validate(GATED)
+    budget = 4 * (2 + 3) + 1
+    assert svc.healthcheck.budget == budget
+    unit = render_unit(svc, rendering, "/srv/a/db", False, podman=podman)
+    parsed = _parse_unit(unit)
+    if native:
+        # podman >= 5.0: quadlet's Notify=healthy (podman run --sdnotify=healthy).
+        assert parsed["Container"]["Notify"] == ["healthy"]
+        assert _gate_line(unit) == []
+    else:
+        assert "Notify" not in parsed.get("Container", {})
+        assert _gate_line(unit) == [
+            ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "db", str(budget)]
+        ]
+    # Bounded either way: systemd fails the start after the budget, one more check (3 s timeout)
+    # and a minute.
+    assert parsed["Service"]["TimeoutStartSec"] == [str(budget + 3 + 60)]
+
+
+def test_a_service_without_a_health_check_has_no_gate():
+    svc = Service.model_validate({**GATED, "healthcheck": None})
+    for rendering, podman in (("plain", (4, 3, 1)), ("quadlet", (5, 4, 2))):
+        unit = render_unit(svc, rendering, "/srv/a/db", False, podman=podman)
+        assert _gate_line(unit) == [] and "Notify=" not in unit
+        assert _parse_unit(unit)["Service"]["TimeoutStartSec"] == ["900"]

@@ -58,6 +58,12 @@ def test_manifest_describes_config_and_layers_by_digest_and_size():
         "amd64",
         {"Cmd": ["sh"]},
     )
+    # A layer packed elsewhere (testbed/app_images.py) comes with its tar's digest instead.
+    tar, blob = layers[0]
+    assert (
+        image([(digest(tar), blob)], {"Cmd": ["sh"]}).config
+        == image([(tar, blob)], {"Cmd": ["sh"]}).config
+    )
 
 
 @pytest.mark.skipif(
@@ -211,3 +217,31 @@ def test_a_stage_inside_another_is_recorded_as_its_detail():
         "migration (first run)",
         "reboot",
     ]
+
+
+def test_a_cache_entry_is_built_once_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    from testbed.images import cached
+
+    monkeypatch.setenv("PODMAN_STANDARD_CACHE", str(tmp_path))
+    builds = []
+
+    def build(work):
+        builds.append(work.name)
+        work.mkdir()
+        (work / "done").write_text("yes")
+
+    def ready(entry):
+        return (entry / "done").exists()
+
+    entry = cached("things", "k1", ready, build, log=lambda _: None)
+    assert entry == tmp_path / "things" / "k1" and (entry / "done").read_text() == "yes"
+    assert cached("things", "k1", ready, build, log=lambda _: None) == entry
+    assert len(builds) == 1 and builds[0].startswith("k1.tmp-")
+
+    def broken(work):
+        work.mkdir()
+        raise RuntimeError("build failed")
+
+    with pytest.raises(RuntimeError, match="build failed"):
+        cached("things", "k2", ready, broken, log=lambda _: None)
+    assert sorted(p.name for p in (tmp_path / "things").iterdir()) == ["k1", "k1.lock", "k2.lock"]

@@ -17,6 +17,9 @@ from model.host_data import HealthCheck, Port, Service, Volume
 from model.validate import host_errors
 from operations.services import render_unit
 
+# The podman of Debian 12 (plain units) and of Debian 13 (quadlet).
+PODMAN = {"plain": (4, 3, 1), "quadlet": (5, 4, 2)}
+
 SERVICE_DIR = "/srv/containers/apps/web"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 # What the hostile cases put into every field that accepts free text.
@@ -132,13 +135,15 @@ def test_what_a_unit_cannot_hold_is_refused_by_name(fields, key, needle):
 def test_the_one_quoting_function_refuses_unvalidated_values(fields, rendering):
     svc = Service.model_validate(_base()).model_copy(update=fields)
     with pytest.raises(ValueError, match="unit"):
-        render_unit(svc, rendering, SERVICE_DIR, False)
+        render_unit(svc, rendering, SERVICE_DIR, False, podman=PODMAN[rendering])
 
 
 def test_every_value_in_the_service_templates_goes_through_the_quoting_function():
     from operations._common import TEMPLATES
 
-    for name in ("service.service.j2", "service.container.j2", "service.network.j2"):
+    names = sorted(p.name for p in TEMPLATES.glob("service.*.j2"))
+    assert len(names) == 5, names  # the container, network, plain unit, timer and its job
+    for name in names:
         for expr in re.findall(r"\{\{(.*?)\}\}", (TEMPLATES / name).read_text()):
             expr = expr.strip()
             if expr in ("managed_by", "source"):  # the header: the package's own constants
@@ -211,7 +216,9 @@ def _argv(command_line: str) -> list[str]:
 def test_plain_unit_is_read_by_systemd_as_exactly_the_intended_command(systemd_analyze, tmp_path):
     svc = _hostile()
     complaints, dump = _systemd_reads(
-        systemd_analyze, tmp_path, render_unit(svc, "plain", SERVICE_DIR, False)
+        systemd_analyze,
+        tmp_path,
+        render_unit(svc, "plain", SERVICE_DIR, False, podman=PODMAN["plain"]),
     )
     assert complaints == []
     network = "/usr/bin/podman network exists frontend || /usr/bin/podman network create frontend"
@@ -245,7 +252,7 @@ def test_quadlet_file_is_read_by_systemd_as_exactly_the_intended_lines(systemd_a
     """systemd ignores a [Container] section whole; read as [Service] keys, each of its lines
     is either parsed (Environment=, EnvironmentFile=: the same syntax as quadlet's) or named
     as an unknown key with its line number: together, every line systemd's parser sees."""
-    text = render_unit(_hostile(), "quadlet", SERVICE_DIR, False)
+    text = render_unit(_hostile(), "quadlet", SERVICE_DIR, False, podman=PODMAN["quadlet"])
     as_service = text.replace("\n[Container]\n", "\n[Service]\n")
     as_service += "[Service]\nExecStart=/bin/true\n"
     complaints, dump = _systemd_reads(systemd_analyze, tmp_path, as_service)
@@ -266,6 +273,7 @@ def test_quadlet_file_is_read_by_systemd_as_exactly_the_intended_lines(systemd_a
         "AddDevice",
         "PodmanArgs",
         "HealthInterval",
+        "Notify",
         "Exec",
     ]
     # Each on the line we wrote it on: no value started a line of its own.
@@ -300,8 +308,30 @@ FIELDS = {
     "device_cdi": lambda v: {"devices": [f"nvidia.com/gpu={v}"]},
     "network": lambda v: {"network": v},
     "requires": lambda v: {"requires": [v]},
+    "shm_size": lambda v: {"shm_size": v},
+    "container_user": lambda v: {"container_user": v},
+    "working_dir": lambda v: {"working_dir": "/" + v},
+    "hostname": lambda v: {"hostname": v},
+    "tmpfs": lambda v: {"tmpfs": [{"target": "/" + v, "size": "1m"}]},
+    "label_key": lambda v: {"labels": {v: "x"}},
+    "label": lambda v: {"labels": {"a": v}},
+    "ulimit": lambda v: {"ulimits": {"nofile": v}},
+    "sysctl": lambda v: {"sysctls": {"net.core.somaxconn": v}},
+    "cap_add": lambda v: {"cap_add": [v]},
+    "log_tag": lambda v: {"log_opts": {"tag": v}},
 }
-BENIGN = {"interval": "1s", "host_ip": "::1", "target": "d", "device": "/dev/null"}
+BENIGN = {
+    "interval": "1s",
+    "host_ip": "::1",
+    "target": "d",
+    "device": "/dev/null",
+    "shm_size": "1m",
+    "tmpfs": "t",
+    "working_dir": "w",
+    "ulimit": "1",
+    "sysctl": "1",
+    "cap_add": "chown",
+}
 ALPHABET = [chr(c) for c in range(0x20, 0x7F)] + list("\r\n\t\0\x0b\x0c\x1b\x7f\x85\u2028é")
 
 
@@ -341,7 +371,8 @@ def test_fuzz_every_unit_field_is_refused_or_rendered_as_the_intended_lines():
         baseline = _service_or_none(make(BENIGN.get(field, "ok1")))
         assert baseline is not None, field
         wanted = {
-            r: _lines(render_unit(baseline, r, SERVICE_DIR, False)) for r in ("plain", "quadlet")
+            r: _lines(render_unit(baseline, r, SERVICE_DIR, False, podman=PODMAN[r]))
+            for r in ("plain", "quadlet")
         }
         for _ in range(150):
             value = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 12)))
@@ -351,7 +382,70 @@ def test_fuzz_every_unit_field_is_refused_or_rendered_as_the_intended_lines():
                 continue
             accepted += 1
             for rendering, keys in wanted.items():
-                text = render_unit(svc, rendering, SERVICE_DIR, False)
+                text = render_unit(svc, rendering, SERVICE_DIR, False, podman=PODMAN[rendering])
                 assert _lines(text) == keys, (field, value, rendering)
     # Both outcomes occur: the fuzz reaches the renderer, not only the validation.
     assert accepted > 200 and refused > 1000, (accepted, refused)
+
+
+def test_runtime_options_reach_podman_as_exactly_the_intended_words(systemd_analyze, tmp_path):
+    from tests.test_templates import RUNTIME, RUNTIME_ARGS
+
+    svc = Service.model_validate({**_base(), **RUNTIME, "name": "web"})
+    text = render_unit(svc, "plain", SERVICE_DIR, False, podman=PODMAN["plain"])
+    complaints, dump = _systemd_reads(systemd_analyze, tmp_path, text)
+    assert complaints == []
+    argv = _argv(dump["ExecStart"][0])
+    start = argv.index(RUNTIME_ARGS[0])
+    assert argv[start : start + len(RUNTIME_ARGS)] == RUNTIME_ARGS
+    assert dump["TimeoutStopSec"] == ["3min"]
+
+
+def test_the_health_gate_reaches_sh_as_exactly_the_script(systemd_analyze, tmp_path):
+    from operations.services import HEALTH_GATE
+
+    svc = Service.model_validate(
+        _base(healthcheck={"command": "pg_isready", "interval": "2s", "retries": 2})
+    )
+    text = render_unit(svc, "plain", SERVICE_DIR, False, podman=PODMAN["plain"])
+    complaints, dump = _systemd_reads(systemd_analyze, tmp_path, text)
+    assert complaints == []
+    assert [_argv(c) for c in dump["ExecStartPost"]] == [
+        ["/bin/sh", "-c", HEALTH_GATE, "health-gate", "web", str(2 * (2 + 30) + 1)]
+    ]
+    assert dump["TimeoutStartSec"] == ["2min 35s"]  # 65 s budget, a 30 s check, a minute
+
+
+@pytest.mark.parametrize("calendar", ["*:0/5", "daily", "Mon..Fri *-*-* 03:00", "*-*-1 04:30 UTC"])
+def test_a_timer_and_its_job_are_read_by_systemd_as_intended(systemd_analyze, tmp_path, calendar):
+    from operations.services import render_timer
+
+    svc = Service.model_validate(
+        {
+            "name": "web",
+            "image": "docker.io/library/nginx:1.27.3",
+            "timers": [
+                {
+                    "name": "cron",
+                    "on_calendar": calendar,
+                    "command": HOSTILE_TEXT,
+                    "container_user": "www-data",
+                }
+            ],
+        }
+    )
+    timer, job = render_timer(svc, svc.timers[0])
+    (tmp_path / "web-cron.timer").write_text(timer)
+    complaints, dump = _systemd_reads(systemd_analyze, tmp_path, job)
+    assert complaints == []
+    assert [_argv(c) for c in dump["ExecStart"]] == [
+        ["/usr/bin/podman", "exec", "--user=www-data", "web", *HOSTILE_TEXT]
+    ]
+    assert "db.service (origin-file)" not in dump.get("Requires", [])
+    # systemd's own reading of the calendar spec written into OnCalendar=.
+    on_calendar = [line for line in timer.splitlines() if line.startswith("OnCalendar=")]
+    assert on_calendar == [f"OnCalendar={calendar}"]
+    run = subprocess.run(
+        [systemd_analyze, "calendar", calendar], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stderr

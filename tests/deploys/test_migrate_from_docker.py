@@ -383,15 +383,18 @@ def test_carried_settings_reach_the_service(tmp_path, monkeypatch):
         **data["fake_responses"],
     }
     calls = {}
-    monkeypatch.setattr(service_ops, "service", lambda **kw: calls.setdefault(kw["service"], kw))
+    monkeypatch.setattr(
+        service_ops, "service", lambda **kw: calls.setdefault(kw["service"].name, kw["service"])
+    )
     state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
     _load(state)
-    assert calls["worker"]["devices"] == ["/dev/fuse", "nvidia.com/gpu=all"]
-    assert calls["worker"]["healthcheck"] == {
-        "command": "wget -q -O /dev/null http://localhost/ || exit 1",
-        "interval": "10s",
-    }
-    assert (calls["web"]["devices"], calls["web"]["healthcheck"]) == (None, None)
+    assert calls["worker"].devices == ["/dev/fuse", "nvidia.com/gpu=all"]
+    health = calls["worker"].healthcheck
+    assert (health.command, health.interval) == (
+        "wget -q -O /dev/null http://localhost/ || exit 1",
+        "10s",
+    )
+    assert (calls["web"].devices, calls["web"].healthcheck) == ([], None)
 
 
 @pytest.mark.parametrize("apply", [False, True])

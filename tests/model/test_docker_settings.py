@@ -24,7 +24,7 @@ from model.docker_settings import SETTINGS, markdown, undecided
 from model.host_data import Registries, Service
 from model.migration import build_plan, describe, render_docker_restore, services
 from operations.services import render_unit
-from tests.test_templates import _parse_unit, _systemd_words
+from tests.test_templates import PODMAN, _parse_unit, _systemd_words
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 GUEST = FIXTURES / "guest-debian12"
@@ -536,13 +536,17 @@ def test_a_gpu_container_is_carried_into_the_rendered_units():
     assert plan["problems"] == []
     [entry] = [s for s in services(plan) if s["name"] == "worker"]
     svc = Service.model_validate(entry)
-    plain = _parse_unit(render_unit(svc, "plain", "/srv/containers/apps/worker", False))
+    plain = _parse_unit(
+        render_unit(svc, "plain", "/srv/containers/apps/worker", False, podman=PODMAN["plain"])
+    )
     argv = _systemd_words(" ".join(v.removesuffix("\\") for v in plain["Service"]["ExecStart"]))
     devices = [argv[i + 1] for i, a in enumerate(argv) if a == "--device"]
     assert devices == ["/dev/fuse", "nvidia.com/gpu=all"]
     health = [argv[i + 1] for i, a in enumerate(argv) if a == "--health-cmd"]
     assert health == ["wget -q -O /dev/null http://localhost/ || exit 1"]
-    quadlet = _parse_unit(render_unit(svc, "quadlet", "/srv/containers/apps/worker", False))
+    quadlet = _parse_unit(
+        render_unit(svc, "quadlet", "/srv/containers/apps/worker", False, podman=PODMAN["quadlet"])
+    )
     assert quadlet["Container"]["AddDevice"] == ["/dev/fuse", "nvidia.com/gpu=all"]
     assert quadlet["Container"]["HealthInterval"] == ["10s"]
 

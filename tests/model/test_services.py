@@ -32,6 +32,9 @@ def test_motoko_group_data_is_valid_and_ordered():
     assert names.index("nextcloud-redis") < names.index("nextcloud-app")
     vllm = next(s for s in cfg.services if s.name == "vllm-embeddings")
     assert vllm.devices == ["nvidia.com/gpu=all"]
+    assert vllm.shm_size == "8g"  # vLLM's docs: --ipc=host or a large --shm-size
+    app = next(s for s in cfg.services if s.name == "nextcloud-app")
+    assert [(t.on_calendar, t.container_user) for t in app.timers] == [("*:0/5", "www-data")]
     assert cfg.service_root == "/space/containers/apps"
     # Secrets are references to the controller, never values in the repository.
     for svc in cfg.services:
@@ -205,3 +208,183 @@ def test_the_last_removed_service_of_a_network_removes_it():
     cfg = _services(*services)
     removed = [s for s in cfg.services if not s.present]
     assert network_removers(removed, cfg.services) == {"db"}
+
+
+def test_the_readme_services_table_lists_exactly_the_models_fields():
+    from model.host_data import Service
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Services (", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = [row.split("`")[1] for row in rows]
+    assert documented == list(Service.model_fields), documented
+
+
+# --- runtime options (issue 18, item 2) -------------------------------------------------------
+
+RUNTIME = {
+    "shm_size": "8g",
+    "memory": "512m",
+    "cpus": 1.5,
+    "pids_limit": 512,
+    "cap_add": ["net_admin", "CAP_SYS_NICE"],
+    "cap_drop": ["all"],
+    "container_user": "999",
+    "container_group": "postgres",
+    "working_dir": "/var/lib/app",
+    "hostname": "db.example",
+    "stop_timeout": 120,
+    "init": True,
+    "read_only": True,
+    "tmpfs": [{"target": "/run/app", "size": "64m", "mode": "1777"}, {"target": "/cache"}],
+    "labels": {"org.example/role": 'the "db" 100%'},
+    "ulimits": {"nofile": 65536, "core": "0:-1", "memlock": "-1:-1"},
+    "sysctls": {"net.core.somaxconn": "1024", "kernel.shmmax": "68719476736"},
+    "healthcheck": {"command": "pg_isready", "timeout": "5s", "retries": 10, "start_period": "1m"},
+}
+
+
+def test_runtime_options_are_accepted_and_normalised():
+    svc = _services(_svc(**RUNTIME)).services[0]
+    assert svc.cap_add == ["CAP_NET_ADMIN", "CAP_SYS_NICE"] and svc.cap_drop == ["ALL"]
+    assert svc.ulimits == {"nofile": "65536:65536", "core": "0:-1", "memlock": "-1:-1"}
+    assert [t.spec for t in svc.tmpfs] == ["/run/app:size=64m,mode=1777", "/cache"]
+    # 1m start period, then 10 checks of 30s interval + 5s timeout.
+    assert svc.healthcheck.budget == 60 + 10 * 35 + 1
+    assert _services(_svc(ipc="host", host_network=True)).services[0].ipc == "host"
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "needle"),
+    [
+        ({"shm_size": "8G"}, "shm_size", "not a valid size"),
+        ({"shm_size": "1t"}, "shm_size", "not a valid size"),
+        ({"shm_size": "-1"}, "shm_size", "not a valid size"),
+        ({"shm_size": "1g", "ipc": "host"}, "shm_size", "ipc 'host' has no /dev/shm of its own"),
+        ({"ipc": "container:db"}, "ipc", "'host', 'private', 'shareable' or 'none'"),
+        ({"memory": "4m"}, "memory", "under podman's minimum, 6m"),
+        ({"cpus": 0}, "cpus", "greater than 0"),
+        ({"pids_limit": 0}, "pids_limit", "-1 is unlimited, 0 is not a limit"),
+        ({"pids_limit": -2}, "pids_limit", "greater than or equal to -1"),
+        ({"cap_add": ["NET_ADMINN"]}, "cap_add[0]", "not a Linux capability"),
+        ({"cap_add": ["NET_ADMIN"], "cap_drop": ["cap_net_admin"]}, "cap_drop", "also in cap_add"),
+        ({"cap_add": ["chown", "CAP_CHOWN"]}, "cap_add", "repeated: CAP_CHOWN"),
+        ({"container_user": "root; reboot"}, "container_user", "not a valid uid/gid"),
+        ({"container_group": "999"}, "container_group", "needs container_user"),
+        ({"working_dir": "relative"}, "working_dir", "absolute path"),
+        ({"working_dir": "/a b"}, "working_dir", "no space"),
+        ({"hostname": "-bad"}, "hostname", "not a valid host name"),
+        ({"hostname": "a_b"}, "hostname", "not a valid host name"),
+        ({"host_network": True, "network": "front"}, "network", "host_network is set"),
+        ({"host_network": True, "ports": [{"host": 80, "container": 80}]}, "ports", "none to"),
+        (
+            {"host_network": True, "sysctls": {"net.core.somaxconn": "1"}},
+            "sysctls.net.core.somaxconn",
+            "host_network",
+        ),
+        (
+            {"ipc": "host", "sysctls": {"kernel.shmmax": "1"}},
+            "sysctls.kernel.shmmax",
+            "ipc is host",
+        ),
+        ({"stop_timeout": 3601}, "stop_timeout", "less than or equal to 3600"),
+        ({"tmpfs": [{"target": "tmp"}]}, "tmpfs[0].target", "absolute path"),
+        ({"tmpfs": [{"target": "/t", "mode": "777x"}]}, "tmpfs[0].mode", "octal mode"),
+        ({"tmpfs": [{"target": "/t"}, {"target": "/t"}]}, "tmpfs", "repeated: /t"),
+        (
+            {"tmpfs": [{"target": "/d"}], "volumes": [{"volume": "v", "target": "/d"}]},
+            "tmpfs[0].target",
+            "a volume's target too",
+        ),
+        ({"labels": {"-x": "1"}}, "labels.-x.[key]", "not a valid label key"),
+        ({"labels": {"a": "line\nbreak"}}, "labels.a", "control characters"),
+        ({"ulimits": {"files": 1}}, "ulimits.files.[key]", "not a ulimit podman knows"),
+        ({"ulimits": {"nofile": "10:5"}}, "ulimits.nofile", "soft limit is above the hard"),
+        ({"ulimits": {"nofile": "-1:5"}}, "ulimits.nofile", "soft limit is above the hard"),
+        ({"ulimits": {"nofile": "lots"}}, "ulimits.nofile", "not a ulimit (soft[:hard]"),
+        ({"sysctls": {"vm.swappiness": "1"}}, "sysctls.vm.swappiness.[key]", "not namespaced"),
+        ({"sysctls": {"kernel.sem": "250 32000 32 128"}}, "sysctls.kernel.sem", "one word"),
+        ({"healthcheck": {"command": "true", "timeout": "0s"}}, "healthcheck", "longer than 0"),
+        ({"healthcheck": {"command": "true", "interval": "0ms"}}, "healthcheck", "longer"),
+        ({"healthcheck": {"command": "true", "start_period": "1d"}}, "healthcheck", "30s"),
+        ({"healthcheck": {"command": "true", "retries": 0}}, "healthcheck.retries", ">= 1"),
+    ],
+)
+def test_bad_runtime_options_are_refused_by_host_and_key(fields, key, needle):
+    inventory = Inventory(([("motoko", {"podman_services": [_svc("nextcloud-db", **fields)]})], {}))
+    State(inventory, Config())
+    errors = host_errors(inventory.get_host("motoko"))
+    assert len(errors) == 1, errors
+    where = "podman_services[0](nextcloud-db)" + (f".{key}" if key else "")
+    assert errors[0].startswith(f"motoko: {where} (host data in the inventory): "), errors[0]
+    assert needle.replace(">= 1", "greater than or equal to 1") in errors[0], errors[0]
+    assert "got None" not in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "needle"),
+    [
+        ({"userns": "keep-id"}, "userns", "needs 'user'"),
+        ({"userns": "nomap"}, "userns", "needs 'user'"),
+        ({"userns": "container:db"}, "userns", "'auto', 'host', 'keep-id' or 'nomap'"),
+        ({"log_driver": "syslog"}, "log_driver", "'journald', 'k8s-file', 'none' or"),
+        ({"log_driver": "none", "log_opts": {"tag": "x"}}, "log_opts", "keeps no log"),
+        ({"log_opts": {"max-size": "ten"}}, "log_opts.max-size", "not a size"),
+        ({"log_opts": {"path": "/var/log/x"}}, "log_opts.path", "log_driver k8s-file"),
+        (
+            {"log_driver": "k8s-file", "log_opts": {"path": "/var/log/a b"}},
+            "log_opts.path",
+            "not a valid log file path",
+        ),
+        ({"log_driver": "k8s-file", "log_opts": {"tag": "x"}}, "log_opts.tag", "journald"),
+        ({"log_opts": {"compress": "true"}}, "log_opts.compress.[key]", "'max-size', 'path'"),
+    ],
+)
+def test_bad_namespace_and_log_options_are_refused_by_host_and_key(fields, key, needle):
+    test_bad_runtime_options_are_refused_by_host_and_key(fields, key, needle)
+
+
+def test_a_rootless_service_may_keep_its_users_id():
+    svc = _services(
+        _svc(user="svc-web", userns="keep-id", log_opts={"tag": "{{.Name}}", "max-size": "10mb"}),
+        rootless_users=[{"name": "svc-web"}],
+    ).services[0]
+    assert svc.userns == "keep-id" and svc.log_opts["tag"] == "{{.Name}}"
+
+
+# --- timers (issue 18, item 4) -----------------------------------------------------------------
+
+CRON = {"name": "cron", "on_calendar": "*:0/5", "command": ["php", "-f", "/var/www/html/cron.php"]}
+
+
+def test_a_timer_is_accepted_and_its_calendar_normalised():
+    svc = _services(_svc(timers=[{**CRON, "on_calendar": " Mon..Fri  *-*-* 03:00 "}])).services[0]
+    assert svc.timers[0].on_calendar == "Mon..Fri *-*-* 03:00"
+    # Removing one needs no command.
+    removed = _services(_svc(timers=[{"name": "cron", "present": False}])).services[0]
+    assert removed.timers[0].present is False
+
+
+@pytest.mark.parametrize(
+    ("timer", "key", "needle"),
+    [
+        ({**CRON, "on_calendar": "daily\nExecStart=/bin/sh"}, "timers[0].on_calendar", "not a"),
+        ({**CRON, "on_calendar": "%h"}, "timers[0].on_calendar", "not a calendar spec"),
+        ({**CRON, "on_calendar": "$X"}, "timers[0].on_calendar", "not a calendar spec"),
+        ({**CRON, "on_calendar": ""}, "timers[0].on_calendar", "not a calendar spec"),
+        ({**CRON, "command": []}, "timers[0]", "has an on_calendar and a command"),
+        ({"name": "cron", "command": ["true"]}, "timers[0]", "has an on_calendar and a command"),
+        ({**CRON, "command": ["true", ";", "reboot"]}, "timers[0]", "lone ';'"),
+        ({**CRON, "name": "Cron"}, "timers[0].name", "not a valid name"),
+    ],
+)
+def test_bad_timers_are_refused_by_host_and_key(timer, key, needle):
+    test_bad_runtime_options_are_refused_by_host_and_key({"timers": [timer]}, key, needle)
+
+
+def test_timer_names_are_unique_and_their_units_are_no_services_units():
+    test_bad_runtime_options_are_refused_by_host_and_key(
+        {"timers": [CRON, CRON]}, "timers", "names repeated: cron"
+    )
+    with pytest.raises(ValidationError, match="timer cron would be app-cron.service, the unit"):
+        _services(_svc("app", timers=[CRON]), _svc("app-cron"))

@@ -29,10 +29,11 @@ _TIMINGS = Timings()
 _SHARED: list[Testbed] = []  # the session's shared testbed, once booted
 # Modules that use the shared, first-booted guests run first, in this order; the others boot
 # their own guests (from the converged snapshot or a pre-installed image) after the shared ones
-# are stopped: two-guest modules next, then the one-guest modules, in pairs (tier.plan_pairs).
+# are stopped: two-guest modules next, then the one-guest modules, in two lanes side by side
+# (tier.plan_lanes).
 SHARED_GUEST_MODULES = ("test_testbed", "test_converge", "test_verify")
 _MODULES: list[tier.ModuleTiming] = []  # this process's modules, in the order they ran
-_PAIRS: dict[str, tier.ChildRun] = {}  # first module of a pair -> the run of its partner
+_CHILD: list[tier.ChildRun] = []  # the run of the one-guest lane beside this process's
 _WALL: list[float] = []  # start and end of this process's real-host items
 
 
@@ -67,23 +68,31 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: within a module, and among the others, order is kept
     if not config.getoption("--realhost") or config.getoption("--realhost-child-report"):
         return
-    modules = list(dict.fromkeys((_module(i), _guests(i)) for i in items if _guests(i)))
-    for first, second in tier.plan_pairs(modules):
-        moved = [i for i in items if _module(i) == second]
-        run = tier.ChildRun(config, [i.nodeid for i in moved], beside=first)
-        _PAIRS[first] = run
-        replayed = [tier.ChildOutcome.from_parent(i.parent, name=i.name, run=run) for i in moved]
-        for item in replayed:
-            item.add_marker(pytest.mark.realhost)
-        rest = [i for i in items if _module(i) != second]
-        last = max(n for n, i in enumerate(rest) if _module(i) == first)
-        items[:] = rest[: last + 1] + replayed + rest[last + 1 :]
+    modules = list(
+        dict.fromkeys((_module(i), _guests(i), _minutes(i)) for i in items if _guests(i))
+    )
+    here, there = tier.plan_lanes(modules)
+    if not here or not there:
+        return
+    moved = [i for i in items if _module(i) in there]
+    run = tier.ChildRun(config, [i.nodeid for i in moved], beside=here)
+    _CHILD.append(run)
+    replayed = [tier.ChildOutcome.from_parent(i.parent, name=i.name, run=run) for i in moved]
+    for item in replayed:
+        item.add_marker(pytest.mark.realhost)
+    rest = [i for i in items if _module(i) not in there]
+    last = max(n for n, i in enumerate(rest) if _module(i) in here)
+    items[:] = rest[: last + 1] + replayed + rest[last + 1 :]
+
+
+def _minutes(item) -> float:
+    return float(getattr(item.module, "MINUTES", 1))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    run = _PAIRS.get(_module(item))
-    if run is not None and run.process is None:
+    run = _CHILD[0] if _CHILD else None
+    if run is not None and run.process is None and _module(item) in run.beside:
         for bed in _SHARED:  # two guests at a time: the pair's, no others
             bed.stop_guests()
         run.start(item.config.get_terminal_writer().line)
@@ -250,8 +259,8 @@ def pytest_terminal_summary(terminalreporter):
     modules = []
     for module in _MODULES:
         modules.append(module)
-        run = _PAIRS.get(module.name)
-        if run is not None and run._results is not None:
+        run = _CHILD[0] if _CHILD else None
+        if run is not None and run._results is not None and module.name == run.beside[-1]:
             modules += run.timings
     wall = _WALL[-1] - _WALL[0] if len(_WALL) == 2 else 0.0
     terminalreporter.section("real-host stage timings")

@@ -2,11 +2,14 @@
 table of where the time went.
 
 Each real-host module says how many guests it runs at once in a module-level ``GUESTS_AT_ONCE``
-(1 or 2; 2 when it says nothing). Two-guest modules fill both cores alone and run one after
-another. One-guest modules run in pairs (``plan_pairs``): when this process begins the first of
-a pair, the second starts in a child pytest process (``ChildRun``), so that two guests run at
-once. The child's results come back as items of this session with the same node ids
-(``ChildOutcome``): the counts, failures and skips reported are those of the tests themselves.
+(1 or 2; 2 when it says nothing) and about how long it takes in ``MINUTES`` (its last measured
+wall time; used only to balance). Two-guest modules fill both cores alone and run one after
+another. One-guest modules run in two lanes side by side (``plan_lanes``): the longest first
+goes to this process, each next one to the lane with less work; the other lane is a child
+pytest process (``ChildRun``) started when this process begins its first one-guest module, so
+that two guests run at once until the shorter lane ends. The child's results come back as items
+of this session with the same node ids (``ChildOutcome``): the counts, failures and skips
+reported are those of the tests themselves.
 
 The timing table (``timing_table``) lists each module's wall time, its stages (as the testbed and
 the tests record them) and "checks", the rest of the module's time (test bodies, fixtures'
@@ -37,14 +40,22 @@ CHILD_TIMEOUT_ENV = "PODMAN_STANDARD_CHILD_TIMEOUT"
 CHILD_TIMEOUT_S = 3600
 
 
-def plan_pairs(modules: list[tuple[str, int]]) -> list[tuple[str, str]]:
-    """``modules``: (name, guests at once) in run order. One-guest modules pair up in that
-    order: [(runs here, runs in a child beside it)]; an odd one out runs alone."""
-    for name, guests in modules:
+def plan_lanes(modules: list[tuple[str, int, float]]) -> tuple[list[str], list[str]]:
+    """``modules``: (name, guests at once, minutes) in run order. The one-guest modules split
+    into (this process's lane, the child's lane), longest first to the lane with less work
+    (this process's on a tie), each lane keeping the run order."""
+    for name, guests, _ in modules:
         if not 1 <= guests <= GUEST_SLOTS:
             raise ValueError(f"{name}: GUESTS_AT_ONCE must be 1..{GUEST_SLOTS}, not {guests!r}")
-    singles = [name for name, guests in modules if guests * 2 <= GUEST_SLOTS]
-    return list(zip(singles[0::2], singles[1::2], strict=False))
+    singles = [(name, minutes) for name, guests, minutes in modules if guests * 2 <= GUEST_SLOTS]
+    lanes: tuple[list[str], list[str]] = ([], [])
+    work = [0.0, 0.0]
+    for name, minutes in sorted(singles, key=lambda m: -m[1]):  # stable: run order on ties
+        lane = 0 if work[0] <= work[1] else 1
+        lanes[lane].append(name)
+        work[lane] += minutes
+    order = [name for name, _ in singles]
+    return sorted(lanes[0], key=order.index), sorted(lanes[1], key=order.index)
 
 
 @dataclass
@@ -110,7 +121,7 @@ class ChildRun:
     """A pytest process running some of this session's real-host tests beside it. It writes
     each phase report and, at its end, its timings to ``report`` (JSON lines)."""
 
-    def __init__(self, config, nodeids: list[str], beside: str):
+    def __init__(self, config, nodeids: list[str], beside: list[str]):
         self.config = config
         self.nodeids = nodeids
         self.beside = beside
@@ -154,12 +165,12 @@ class ChildRun:
         self.started = time.monotonic()
         atexit.register(self.kill)
         write_line(
-            f"[tier] {len(self.nodeids)} tests of {self.module()} run in a child pytest beside "
-            f"{self.beside} (pid {self.process.pid}, log {self.log})"
+            f"[tier] {len(self.nodeids)} tests of {', '.join(self.modules())} run in a child "
+            f"pytest beside {', '.join(self.beside)} (pid {self.process.pid}, log {self.log})"
         )
 
-    def module(self) -> str:
-        return self.nodeids[0].split("::", 1)[0]
+    def modules(self) -> list[str]:
+        return list(dict.fromkeys(nodeid.split("::", 1)[0] for nodeid in self.nodeids))
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -192,7 +203,7 @@ class ChildRun:
         if not self.failure and self.process.returncode not in (0, 1):
             self.failure = f"the child pytest exited {self.process.returncode}"
         for timing in self.timings:
-            timing.note = f"in a child process, beside {self.beside}"
+            timing.note = f"in a child process, beside {', '.join(self.beside)}"
         return self._results
 
     def log_tail(self, lines: int = 60) -> str:
