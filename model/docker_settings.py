@@ -46,9 +46,10 @@ HEALTH_FLAGS = {"Interval": "--health-interval", "Timeout": "--health-timeout",
 COMPOSE_LABELS = "com.docker.compose."
 # Log drivers whose logs simply move to the journal under a podman service.
 LOG_DRIVERS = ("json-file", "local", "journald")
-# Why a refused setting is refused: the services model (model.host_data.Service) has no field
-# for it yet (the services issue adds runtime options), or podman has no equivalent.
-NOT_YET = "podman_services has no such field yet"
+# Why a refused setting is refused: the migration does not map it to a podman_services field
+# (yet: the services model gained runtime options after this table was made), or podman has no
+# equivalent.
+NOT_YET = "the migration does not map it to podman_services yet"
 NO_PODMAN = "podman has no equivalent"
 WINDOWS = "a Windows container setting"
 

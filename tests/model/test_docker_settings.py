@@ -308,8 +308,8 @@ def test_a_current_dockers_container_is_refused_only_for_its_own_settings():
     )
     assert docker_settings.problems(c, image) == [
         f"container {c.name}: --stop-timeout/StopTimeout (1) is not carried by this version: "
-        "podman_services has no such field yet; re-create the container without it first, "
-        "or keep it on Docker"
+        "the migration does not map it to podman_services yet; re-create the container "
+        "without it first, or keep it on Docker"
     ]
 
 
