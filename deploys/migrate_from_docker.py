@@ -4,8 +4,11 @@
 
 1. Audit: the Docker facts (every container, volume and image) become a plan, printed for
    each host (also with ``--dry``, which changes nothing). What the plan cannot carry over
-   without loss (a tmpfs or odd bind mount, an entrypoint override, a random host port...)
-   stops the run before any change, naming it; so does a filesystem without room for the
+   without loss (a tmpfs or odd bind mount, a random host port, a container setting the
+   services cannot carry: ``model.docker_settings``, every field of ``docker inspect``'s
+   Config and HostConfig decided; a daemon.json setting that changes every container; a
+   compose project that cannot move as one unit...) stops the run before any change, naming
+   it; so does a filesystem without room for the
    copies (the bundle; each podman store; the service root, for bind mounts' copies) and,
    for containers moved to a rootless user (``podman_migration_rootless``), a file owner
    outside the user's id mapping, a volume shared with a container of another owner, or a
@@ -40,11 +43,12 @@ from pyinfra.facts.server import Home, Sysctl
 
 from deploys.container_storage import container_storage
 from deploys.podman_standard import rootless_podman
-from facts.docker import DataDir, DockerEngine, DockerInventory
+from facts.docker import DataDir, DockerDaemonConfig, DockerEngine, DockerInventory
+from facts.gpu import NvidiaPresence
 from facts.rootless import RootlessUser
 from facts.storage import BlockDevice, PathMount
 from model import HostData, current_host_data
-from model.host_data import Service
+from model.host_data import Registry, Service
 from model.migration import (
     ROOT,
     build_plan,
@@ -148,6 +152,17 @@ def _host_problems(plan: dict, cfg: HostData) -> list[str]:
     return problems + space
 
 
+def _registries(plan: dict, cfg: HostData) -> list[dict]:
+    """podman_registries' entries, plus (with podman_migration_registries) those proposed from
+    daemon.json for prefixes the data does not already configure."""
+    own = [r.model_dump() for r in cfg.registries.registries]
+    if not cfg.migration_registries:
+        return own
+    prefixes = {r["prefix"] for r in own}
+    proposed = [Registry.model_validate(r).model_dump() for r in plan["daemon"]["registries"]]
+    return own + [r for r in proposed if r["prefix"] not in prefixes]
+
+
 @deploy("Docker to Podman migration")
 def migrate_from_docker(cfg: HostData):
     engine = host.get_fact(DockerEngine)
@@ -172,7 +187,12 @@ def migrate_from_docker(cfg: HostData):
             "docker.service so its containers, volumes and images can be audited (nothing changed)"
         )
     plan = build_plan(
-        inventory, cfg.migration_bundle, cfg.migration_rootless, service_root=cfg.service_root
+        inventory,
+        cfg.migration_bundle,
+        cfg.migration_rootless,
+        service_root=cfg.service_root,
+        daemon=host.get_fact(DockerDaemonConfig),
+        cdi_devices=host.get_fact(NvidiaPresence).cdi_devices,
     )
     if not plan["problems"]:
         plan["problems"] += _host_problems(plan, cfg)
@@ -196,7 +216,7 @@ def migrate_from_docker(cfg: HostData):
         name="Configure container registries",
         search=cfg.registries.search,
         short_name_mode=cfg.registries.short_name_mode.value,
-        registries=[r.model_dump() for r in cfg.registries.registries],
+        registries=_registries(plan, cfg),
     )
     rootless_podman([u for u in cfg.rootless_users if u.name in rootless_users(plan)])
     bundle = cfg.migration_bundle

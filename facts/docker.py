@@ -227,6 +227,10 @@ class DockerContainer(FactValue):
     restart_policy: str
     restart_max_retries: int
     networks: list[str]
+    # Every field of ``docker inspect``'s Config and HostConfig as Docker printed it (JSON
+    # values): the migration decides each one (model.docker_settings).
+    config: dict[str, Any] = field(default_factory=dict)
+    host_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,9 @@ class DockerImage(FactValue):
     env: list[str] = field(default_factory=list)
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
+    # The image's whole Config (JSON values): what a container inherits from it is no setting
+    # of the container's own (model.docker_settings).
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,9 @@ class DockerInventoryState(FactValue):
 class DockerInventory(FactBase[DockerInventoryState]):
     """
     Containers, volumes and images of the Docker daemon, from ``docker inspect``,
-    ``docker volume inspect`` and ``docker image inspect`` (all JSON).
+    ``docker volume inspect`` and ``docker image inspect`` (all JSON). Each container keeps
+    its whole ``Config`` and ``HostConfig``, each image its ``Config``, for the migration's
+    decision on every setting (``model.docker_settings``).
     """
 
     @staticmethod
@@ -370,6 +379,8 @@ def _container(data: dict[str, Any]) -> DockerContainer:
         restart_policy=restart.get("Name") or "no",
         restart_max_retries=int(restart.get("MaximumRetryCount") or 0),
         networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+        config=dict(config),
+        host_config=dict(host),
     )
 
 
@@ -407,6 +418,7 @@ def _images(items: list[dict[str, Any]]) -> list[DockerImage]:
                 env=list(config.get("Env") or []),
                 entrypoint=_str_list(config.get("Entrypoint")),
                 cmd=_str_list(config.get("Cmd")),
+                config=dict(config),
             ),
         )
     return list(images.values())
@@ -462,3 +474,55 @@ class DataDir(FactBase[DataDirState]):
                 uids.add(int(parts[0]))
                 gids.add(int(parts[1]))
         return DataDirState(exists=True, size_bytes=size, uids=sorted(uids), gids=sorted(gids))
+
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+@dataclass(frozen=True)
+class DockerDaemonConfigState(FactValue):
+    # False when there is no daemon.json (dockerd's defaults).
+    exists: bool = False
+    # False when the file is not a JSON object (dockerd itself would refuse to start).
+    valid: bool = True
+    # Every key of the file as written (JSON values).
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def registry_mirrors(self) -> list[str]:
+        return [str(m) for m in self.settings.get("registry-mirrors") or []]
+
+    @property
+    def insecure_registries(self) -> list[str]:
+        return [str(r) for r in self.settings.get("insecure-registries") or []]
+
+    @property
+    def data_root(self) -> str | None:
+        # "graph" is the name dockerd read before 17.05 (still accepted by 20.10).
+        return self.settings.get("data-root") or self.settings.get("graph") or None
+
+
+class DockerDaemonConfig(FactBase[DockerDaemonConfigState]):
+    """
+    The Docker daemon's own configuration file, ``/etc/docker/daemon.json`` (dockerd(8)),
+    parsed as the JSON it is. Settings given as dockerd command-line flags are not seen.
+    """
+
+    @staticmethod
+    def default() -> DockerDaemonConfigState:
+        return DockerDaemonConfigState()
+
+    def command(self) -> str:
+        return f"[ -f {DAEMON_JSON} ] || exit 0; {section('file')} cat {DAEMON_JSON}"
+
+    def process(self, output: list[str]) -> DockerDaemonConfigState:
+        sections = split_sections(output)
+        if "file" not in sections:
+            return DockerDaemonConfigState()
+        try:
+            data = json.loads("\n".join(sections["file"]) or "{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return DockerDaemonConfigState(exists=True, valid=False)
+        return DockerDaemonConfigState(exists=True, settings=data)

@@ -918,6 +918,9 @@ class HostData(Strict):
     migration_rootless: Annotated[dict[str, UserName], AfterValidator(_rootless_targets)] = Field(
         default_factory=dict
     )
+    # Apply the podman_registries entries the migration proposes from Docker's daemon.json
+    # (registry mirrors, insecure registries) beside registries.registries; else only printed.
+    migration_registries: bool = False
     # What deploys/rollback_to_docker.py restores into Docker's volumes.
     migration_rollback_from: RollbackFrom = RollbackFrom.podman
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(

@@ -14,7 +14,13 @@ import shlex
 import yaml
 from pydantic import ValidationError
 
-from facts.docker import DockerContainer, DockerImage, DockerInventoryState
+from facts.docker import (
+    DockerContainer,
+    DockerDaemonConfigState,
+    DockerImage,
+    DockerInventoryState,
+)
+from model import docker_settings
 from model.host_data import HostData, Service
 
 # 2: owners (root or a rootless user) of containers, volumes and images; free space.
@@ -24,6 +30,12 @@ SOURCE = "deploys/migrate_from_docker.py"
 # differs from "always" only for a container stopped by hand before a daemon restart; a
 # systemd unit that is stopped stays stopped, which is that behaviour.
 RESTART = {"no": "no", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
+# docker compose's labels on the containers it made (docker/compose pkg/api/labels.go).
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_DEPENDS_ON = "com.docker.compose.depends_on"
+COMPOSE_ONEOFF = "com.docker.compose.oneoff"
+COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
 # Docker's data root when no volume shows where it is (dockerd's default).
 DOCKER_ROOT = "/var/lib/docker"
 # What `docker ps` lists, i.e. what the export stops and the plan re-creates as a service. A
@@ -146,17 +158,15 @@ def _service(
     user: str | None,
     problems: list[str],
     binds: list[dict],
+    cdi_devices: list[str],
 ) -> tuple[dict, dict[str, str]]:
     """The container as a ``podman_services`` entry (of ``user``'s podman when set); what the
     model cannot express is a problem (the migration refuses rather than drop it). A bind
     mount of a host directory becomes a directory of the service (a copy, listed in
     ``binds``). Returns the entry and the env it carries in its secrets file."""
     where = f"container {c.name}"
-    if c.entrypoint != image.entrypoint:
-        problems.append(
-            f"{where}: overrides the image's entrypoint ({c.entrypoint}), which a "
-            "podman_services entry cannot express"
-        )
+    # Every Config/HostConfig field decided (model.docker_settings): refused by name here.
+    problems += docker_settings.problems(c, image, cdi_devices)
     image_env = _env_pairs(image.env)
     env = {k: v for k, v in _env_pairs(c.env).items() if image_env.get(k) != v}
     ports = []
@@ -198,7 +208,7 @@ def _service(
                 "'_', '.', '-'): move the data into a named volume first"
             )
     networks = [n for n in c.networks if n not in DEFAULT_NETWORKS]
-    if any(n in ("host", "none") for n in networks) or len(networks) > 1:
+    if len(networks) > 1:  # (the host network and none are refused as NetworkMode)
         problems.append(f"{where}: networks {networks}: only one user-defined network is kept")
     restart = RESTART.get(c.restart_policy)
     if restart is None:
@@ -214,8 +224,13 @@ def _service(
         "volumes": volumes,
         "restart": restart or "no",
     }
-    if len(networks) == 1:
+    if len(networks) == 1 and networks[0] not in ("host", "none"):
         entry["network"] = networks[0]
+    if docker_settings.devices(c):
+        entry["devices"] = docker_settings.devices(c)
+    health = docker_settings.healthcheck(c, image)
+    if health:
+        entry["healthcheck"] = health
     if user:
         entry["user"] = user
     try:
@@ -233,12 +248,17 @@ def build_plan(
     bundle: str,
     rootless: dict[str, str] | None = None,
     service_root: str = DEFAULT_SERVICE_ROOT,
+    daemon: DockerDaemonConfigState | None = None,
+    cdi_devices: list[str] | None = None,
 ) -> dict:
     """The manifest of a migration of ``inventory`` into ``bundle``. ``rootless`` moves
     containers (by Docker name, or ``"*"`` for all) to a rootless user's podman; their volumes
     and images follow them. A bind mount's host directory is copied into the service's
-    directory under ``service_root`` (the original stays). Its ``problems`` list what cannot be
-    carried over; the deploy refuses to start while there are any."""
+    directory under ``service_root`` (the original stays). ``daemon``: the daemon's
+    daemon.json (its ``daemon`` entry: :func:`model.docker_settings.daemon_plan`);
+    ``cdi_devices``: the host's CDI device names, which ``--gpus`` becomes. Its
+    ``problems`` list what cannot be carried over; the deploy refuses to start while there are
+    any."""
     rootless = dict(rootless or {})
     problems: list[str] = []
     for name in sorted(set(rootless) - {"*"}):
@@ -272,15 +292,20 @@ def build_plan(
             "service": None,
             # The env the service gets from its 0600 secrets file (names and values).
             "secret_env": {},
+            # Settings not carried that the plan lists (model.docker_settings LISTED).
+            "not_carried": docker_settings.listed(c, image) if running else [],
         }
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
         elif running:
-            entry["service"], entry["secret_env"] = _service(c, image, ref, user, problems, binds)
+            entry["service"], entry["secret_env"] = _service(
+                c, image, ref, user, problems, binds, cdi_devices or []
+            )
         entry["docker"]["image"] = _docker_tag(c, image)
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
     recreated = [(entry, by_name[entry["name"]]) for entry in containers if entry["recreate"]]
+    compose_projects = _compose_projects(inventory, containers, problems)
 
     images = []
     for image in inventory.images:
@@ -377,17 +402,78 @@ def build_plan(
         "volumes": volumes,
         "binds": binds,
         "images": images,
+        "compose_projects": compose_projects,
         "files": dict(FILES),
         "space": [],
         "problems": problems,
+        "daemon": docker_settings.daemon_plan(
+            daemon or DockerDaemonConfigState(), any(c["recreate"] for c in containers)
+        ),
     }
+    problems += plan["daemon"]["problems"]
     # Where the migration writes (the copies, the bundle) and where Docker keeps its data
     # (each volume's directory, under its data root); podman's stores: the deploy adds them.
     roots = {v.mountpoint.rsplit("/volumes/", 1)[0] for v in inventory.volumes} - {""}
+    roots |= {plan["daemon"]["data_root"]} - {None}
     places = [("the service root", service_root), ("the bundle", bundle)]
     places += [("Docker's data root", root) for root in sorted(roots or {DOCKER_ROOT})]
     problems += overlap_problems(plan, places)
     return plan
+
+
+def _compose_projects(
+    inventory: DockerInventoryState, containers: list[dict], problems: list[str]
+) -> list[dict]:
+    """Containers docker compose made (its ``com.docker.compose.project`` label) move as one
+    unit: as services of one owner whose ``requires`` follow the project's ``depends_on``
+    (``com.docker.compose.depends_on``: ``service:condition:restart``, comma-separated, as
+    compose v2 writes it), on the project's own network (carried as each container's). A
+    dependency that would not come back as a running service, or that must first be healthy
+    or have completed, is a problem: a service's ``requires`` only orders starts."""
+    entries = {e["name"]: e for e in containers}
+    projects: dict[str, list] = {}
+    for c in inventory.containers:
+        project = c.labels.get(COMPOSE_PROJECT)
+        if project is not None and c.labels.get(COMPOSE_ONEOFF, "False") != "True":
+            projects.setdefault(project, []).append(c)
+    out = []
+    for project, members in sorted(projects.items()):
+        where = f"compose project {project}"
+        running = [c for c in members if entries[c.name]["recreate"]]
+        owners = {entries[c.name]["user"] or ROOT for c in running}
+        if len(owners) > 1:
+            problems.append(
+                f"{where}: its containers would go to different owners "
+                f"({', '.join(sorted(owners))}): a project moves as one unit (name all of its "
+                "containers in migration_rootless)"
+            )
+        by_service = {c.labels.get(COMPOSE_SERVICE, ""): c for c in members}
+        for c in running:
+            service = entries[c.name]["service"]
+            for item in filter(None, c.labels.get(COMPOSE_DEPENDS_ON, "").split(",")):
+                name, _, rest = item.partition(":")
+                condition = rest.partition(":")[0] or "service_started"
+                dep = by_service.get(name)
+                if dep is None or not entries[dep.name]["recreate"]:
+                    problems.append(
+                        f"{where}: {c.name} depends on {name}, which is not a running container "
+                        "of the project (it would not come back as a service): start it first"
+                    )
+                elif condition != "service_started":
+                    problems.append(
+                        f"{where}: {c.name} depends on {name} with condition {condition}, which "
+                        "a service's requires (the start order) does not wait for"
+                    )
+                elif service is not None and dep.name not in service.setdefault("requires", []):
+                    service["requires"].append(dep.name)
+        out.append(
+            {
+                "name": project,
+                "containers": sorted(c.name for c in members),
+                "working_dir": members[0].labels.get(COMPOSE_WORKING_DIR),
+            }
+        )
+    return out
 
 
 def _options(options: dict[str, str]) -> str:
@@ -582,12 +668,29 @@ def _docker_definition(c: DockerContainer) -> dict:
         "restart": c.restart_policy,
         "restart_max_retries": c.restart_max_retries,
         "networks": list(c.networks),
+        # `docker create` flags for what else the services carry (devices, GPUs, healthcheck).
+        "run_flags": docker_settings.docker_run_flags(c),
     }
 
 
 def services(plan: dict) -> list[dict]:
-    """The ``podman_services`` entries of the containers re-created under podman."""
-    return [c["service"] for c in plan["containers"] if c["recreate"] and c["service"]]
+    """The ``podman_services`` entries of the containers re-created under podman, each after
+    the services it requires (a compose project's order)."""
+    entries = [c["service"] for c in plan["containers"] if c["recreate"] and c["service"]]
+    by_name = {e["name"]: e for e in entries}
+    ordered: list[dict] = []
+
+    def visit(entry: dict, seen: tuple) -> None:
+        if entry in ordered or entry["name"] in seen:  # a cycle: Service validation names it
+            return
+        for dep in entry.get("requires", []):
+            if dep in by_name:
+                visit(by_name[dep], (*seen, entry["name"]))
+        ordered.append(entry)
+
+    for entry in entries:
+        visit(entry, ())
+    return ordered
 
 
 def _header(comment: str = "#") -> str:
@@ -709,6 +812,7 @@ def render_docker_restore(plan: dict) -> str:
         own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
         if own:
             args += ["--network", own[0]]
+        args += d.get("run_flags", [])  # (a bundle written before they were recorded)
         command = list(d["cmd"] or [])
         if d["entrypoint"]:
             args += ["--entrypoint", d["entrypoint"][0]]
@@ -751,6 +855,16 @@ def describe(plan: dict, host: str) -> str:
         for m in d["mounts"]:
             ro = "" if m["rw"] else " (ro)"
             out.append(f"    {m['type']} {m['source']} -> {m['target']}{ro}")
+        svc = c["service"] or {}
+        if svc.get("devices"):
+            out.append(f"    devices {', '.join(svc['devices'])}")
+        if svc.get("healthcheck"):
+            health = svc["healthcheck"]
+            out.append(f"    healthcheck every {health['interval']}: {health['command']}")
+        if svc.get("requires"):
+            out.append(f"    starts after {', '.join(svc['requires'])}")
+        for setting in c.get("not_carried", []):
+            out.append(f"    not carried: {setting}")
     for v in plan["volumes"]:
         size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
         owner = f"{v['user']}'s rootless" if v["user"] else "a"
@@ -771,6 +885,23 @@ def describe(plan: dict, host: str) -> str:
             f"  image {', '.join(i['refs'])} ({i['size_bytes']} bytes): {how} "
             f"(into {', '.join(i['owners'])}'s podman)"
         )
+    for project in plan.get("compose_projects", []):
+        out.append(
+            f"  compose project {project['name']} ({project['working_dir'] or 'no working dir'}):"
+            f" {', '.join(project['containers'])} move as one unit (services; depends_on as "
+            "requires)"
+        )
+    daemon = plan.get("daemon") or {}
+    if daemon.get("data_root"):
+        out.append(f"  {daemon['file']}: data-root {daemon['data_root']} (Docker's volumes)")
+    if daemon.get("registries"):
+        out.append(
+            f"  {daemon['file']}: proposed podman_registries entries (applied with "
+            "podman_migration_registries: true): "
+            + json.dumps(daemon["registries"], sort_keys=True)
+        )
+    for item in daemon.get("not_carried", []):
+        out.append(f"  {daemon['file']}: not carried: {item}")
     for row in plan["space"]:
         note = f"; {row['note']}" if row["note"] else ""
         out.append(

@@ -33,6 +33,7 @@ FACTS = [
     (docker.DockerEngine, []),
     (docker.DockerInventory, []),
     (docker.DataDir, ["/var/lib/docker/volumes/a b/_data"]),
+    (docker.DockerDaemonConfig, []),
     (podman.PodmanInfo, []),
     (gpu.NvidiaGpus, []),
     (gpu.NvidiaPresence, []),

@@ -12,8 +12,10 @@ from pyinfra.facts.files import MISSING
 from pyinfra_cli.util import load_deploy_file
 
 from model.migration import build_plan, bundle_files
+from operations import registries as registries_ops
 from operations import services as service_ops
 from tests.deploys.test_linux_baseline import _fake, _ops, _plan
+from tests.model.test_docker_settings import DERIVED, derived_output
 from tests.model.test_migration import _inventory, _without_bind_mounts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "guest-debian12"
@@ -363,3 +365,58 @@ def test_rootless_worker_and_bind_mount_plan(tmp_path, monkeypatch, caplog):
         "Docker CLI compatibility",
         "docker ps shows the podman containers",
     ]
+
+
+def test_carried_settings_reach_the_service(tmp_path, monkeypatch):
+    """worker of the captured two-service host given --device /dev/fuse, --gpus all and a
+    healthcheck (the DERIVED cases) on a host whose CDI spec names the GPUs (the composed
+    GPU-host capture): the deploy hands them to services.service."""
+    fake, data = _host("h", "DockerEngine.docker-io-running.txt")
+    case = {**DERIVED["cases"]["device-fuse"]}
+    case["HostConfig"] = {**case["HostConfig"], **DERIVED["cases"]["gpus-all"]["HostConfig"]}
+    case["Config"] = DERIVED["cases"]["healthcheck"]["Config"]
+    output = derived_output(case, "DockerInventory.migration-two-services.txt")
+    gpu_host = FIXTURES.parent / "upstream" / "NvidiaPresence.gpu-host.COMPOSED.txt"
+    data["fake_responses"] = {
+        "docker ps -aq": output,
+        "nvidia-ctk cdi list": gpu_host.read_text().splitlines(),
+        **data["fake_responses"],
+    }
+    calls = {}
+    monkeypatch.setattr(
+        service_ops, "service", lambda **kw: calls.setdefault(kw["service"].name, kw["service"])
+    )
+    state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    _load(state)
+    assert calls["worker"].devices == ["/dev/fuse", "nvidia.com/gpu=all"]
+    health = calls["worker"].healthcheck
+    assert (health.command, health.interval) == (
+        "wget -q -O /dev/null http://localhost/ || exit 1",
+        "10s",
+    )
+    assert (calls["web"].devices, calls["web"].healthcheck) == ([], None)
+
+
+@pytest.mark.parametrize("apply", [False, True])
+def test_daemon_json_registries_applied_only_when_the_data_says_so(tmp_path, monkeypatch, apply):
+    daemon_json = FIXTURES.parent / "upstream" / "DockerDaemonConfig.mirror-and-cidr.COMPOSED.txt"
+    own = {"prefix": "quay.io", "location": "mirror.example.org/quay"}
+    fake, data = _host(
+        "h",
+        "DockerEngine.docker-io-running.txt",
+        "DockerInventory.migration-two-services.txt",
+        podman_registries={"registries": [own]},
+        podman_migration_registries=apply,
+    )
+    data["fake_responses"] = {
+        "cat /etc/docker/daemon.json": daemon_json.read_text().splitlines(),
+        **data["fake_responses"],
+    }
+    calls = []
+    monkeypatch.setattr(registries_ops, "configure", lambda **kw: calls.append(kw))
+    state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    _load(state)
+    [call] = calls
+    prefixes = [r["prefix"] for r in call["registries"]]
+    proposed = ["docker.io", "docker-registry.default.svc:5000"]
+    assert prefixes == ["quay.io"] + (proposed if apply else [])

@@ -215,6 +215,7 @@ def test_what_a_service_cannot_express_is_a_problem():
     odd = dataclasses.replace(
         web,
         entrypoint=["/bin/tini", "--"],
+        config={**web.config, "Entrypoint": ["/bin/tini", "--"]},
         ports=[dataclasses.replace(web.ports[0], host_port="")],
         networks=["appnet", "other"],
         restart_policy="sometimes",

@@ -311,6 +311,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
     assert "then vagrant's rootless podman volume" in stderr
     assert f"bind mount {STATIC} of web (" in stderr
     assert "  space on " in stderr
+    # The daemon.json written above: its insecure registry proposed, not applied.
+    assert (
+        "/etc/docker/daemon.json: proposed podman_registries entries (applied with "
+        'podman_migration_registries: true): [{"insecure": true, "prefix": "10.0.2.2:'
+    ) in stderr
     # Docker's containers still ran, podman holds nothing, no bundle was written.
     assert sorted(running) == ["web", "worker"]
     assert podman and bundle != 0
@@ -510,9 +515,15 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
 def overlapping_bind_mount_is_refused(bed, guest) -> None:
     """A container bind-mounting the directory that holds the service root (here /space, the
     testbed's podman_service_root being /space/containers/apps) is refused by name in the
-    plan, before any change; the container is removed again afterwards."""
+    plan, before any change, and so are its settings the services cannot carry (an added
+    capability, a larger /dev/shm: model/docker_settings.py, read from this Docker 20.10's own
+    inspect output); the container is removed again afterwards."""
     image = sudo(guest, "docker inspect --format '{{.Config.Image}}' worker").strip()
-    sudo(guest, f"docker run -d --name overlap -v /space:/space {image} sleep 999999")
+    sudo(
+        guest,
+        "docker run -d --name overlap -v /space:/space --cap-add NET_ADMIN --shm-size 8g "
+        f"{image} sleep 999999",
+    )
     try:
         with stage("migration --dry with an overlapping bind mount (refused)"):
             returncode, _, stderr = bed.pyinfra("--dry", deploy=DEPLOY)
@@ -521,6 +532,12 @@ def overlapping_bind_mount_is_refused(bed, guest) -> None:
             "bind mount /space of overlap holds the service root /space/containers/apps: its "
             "copy or the rollback's restore of it would overwrite or delete the other"
         ) in stderr, stderr[-4000:]
+        refused = [line for line in stderr.splitlines() if "container overlap: --" in line]
+        assert any("--cap-add/CapAdd (" in line and "NET_ADMIN" in line for line in refused)
+        assert any(
+            "--shm-size/ShmSize (8589934592 bytes, 8 GiB) is not carried by this version" in line
+            for line in refused
+        ), stderr[-4000:]
         assert guest.run(f"sudo test -e {BUNDLE}").returncode != 0
     finally:
         sudo(guest, "docker rm -f overlap")
