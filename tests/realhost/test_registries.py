@@ -151,7 +151,8 @@ def test_after_the_deploy_root_and_vagrant_pull(private):
         f"{private.location}/library/alpine:latest"
     )
     assert refused.returncode != 0
-    assert "unauthorized" in (refused.stderr + refused.stdout).lower(), refused.stderr
+    said = (refused.stderr + refused.stdout).lower()
+    assert "unauthorized" in said or "authentication required" in said, refused.stderr
 
 
 def test_files_modes_owners_and_the_hand_added_entry(private):
@@ -169,6 +170,17 @@ def test_files_modes_owners_and_the_hand_added_entry(private):
         and user["hand.example"] == HAND["hand.example"]
     )
     assert sorted(json.loads(sudo(guest, f"cat {ROOT_AUTH}"))["auths"]) == [private.location]
+
+
+def test_verify_checks_each_login_against_the_registry(private, tmp_path):
+    returncode, _, stderr = private.pyinfra(
+        deploy="deploys/verify.py", env={"PODMAN_STANDARD_REPORT_DIR": str(tmp_path)}
+    )
+    private.outputs.append(stderr)
+    report = json.loads((tmp_path / "verify.json").read_text())
+    (check,) = [c for c in report["hosts"][SPEC.name] if c["id"] == "registry-logins"]
+    assert check["passed"], check
+    assert check["found"] == "2 registry login(s) accepted"
 
 
 def test_second_run_changes_nothing(private):
