@@ -12,9 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shlex
+import time
 
 import pytest
 
+from facts.compose import as_user
+from facts.qa import Probe
 from testbed.fleet import GuestSpec, Testbed
 from testbed.registry import AuthRegistry
 from tests.realhost.conftest import _TIMINGS
@@ -63,12 +67,20 @@ def private(registry, tmp_path_factory, no_shared_guests):
         server.stop()
 
 
-def deploy(bed, vagrant_password: str, root_present: bool = True, debug: bool = False):
+def deploy(
+    bed,
+    vagrant_password: str,
+    root_present: bool = True,
+    debug: bool = False,
+    services: list | None = None,
+):
     """The config phase with the private registry declared (CA from a controller file, root's
-    password from a file, vagrant's from the environment); (returncode, changed ops, output)."""
+    password from a file, vagrant's from the environment), or with ``services`` the services
+    deploy; (returncode, changed ops, output)."""
     loc = bed.location
     bed.data_overrides[SPEC.name] = {
-        "podman_phases": ["config"],
+        "podman_phases": ["config", "services"] if services else ["config"],
+        "podman_services": services or [],
         "podman_registries": {
             "registries": [
                 {
@@ -96,7 +108,8 @@ def deploy(bed, vagrant_password: str, root_present: bool = True, debug: bool = 
     }
     bed.write_state()
     args = ("--debug",) if debug else ()
-    returncode, result, stderr = bed.pyinfra(*args, deploy=DEPLOY, env={ENV: vagrant_password})
+    deploy_file = "deploys/services.py" if services else DEPLOY
+    returncode, result, stderr = bed.pyinfra(*args, deploy=deploy_file, env={ENV: vagrant_password})
     output = json.dumps(result) + stderr
     bed.outputs.append(output)
     changed = [
@@ -181,6 +194,57 @@ def test_verify_checks_each_login_against_the_registry(private, tmp_path):
     (check,) = [c for c in report["hosts"][SPEC.name] if c["id"] == "registry-logins"]
     assert check["passed"], check
     assert check["found"] == "2 registry login(s) accepted"
+    # What the criterion reads, as the Probe fact sees it, for the fast tier's fixtures.
+    capture = private.workdir / "capture"
+    capture.mkdir()
+    guest, loc = private.guests[SPEC.name], private.location
+    wrong = {"auths": {loc: {"auth": base64.b64encode(b"vagrant-puller:wrong").decode()}}}
+    probes = {
+        "accepted": as_user("vagrant", f"podman login {loc} </dev/null"),
+        "not-logged-in": f"podman login --authfile /tmp/empty.json {loc} </dev/null",
+        "refused": f"podman login --authfile /tmp/wrong.json {loc} </dev/null",
+    }
+    guest.run(f"echo '{json.dumps(wrong)}' > /tmp/wrong.json", check=True)
+    for name, command in probes.items():
+        out = guest.run(f"sudo sh -c {shlex.quote(Probe().command(command))}").stdout
+        (capture / f"registry-logins.{name}.txt").write_text(out)
+
+
+def test_services_pull_with_the_deployed_logins(private):
+    """A root service and a rootless one of vagrant's, on images neither has pulled: their
+    units pull at start with root's and vagrant's credentials."""
+    loc = private.location
+    services = [
+        {"name": "priv-root", "image": f"{loc}/library/nginx:alpine"},
+        {
+            "name": "priv-user",
+            "user": "vagrant",
+            "image": f"{loc}/library/alpine:latest",
+            "command": ["sleep", "3600"],
+        },
+    ]
+    returncode, changed, output = deploy(
+        private, private.passwords["vagrant-puller"], services=services
+    )
+    assert returncode == 0, output[-4000:]
+    guest = private.guests[SPEC.name]
+    states = {
+        "priv-root": "systemctl is-active priv-root.service",
+        "priv-user": "systemctl --user --machine=vagrant@.host is-active priv-user.service",
+    }
+    deadline = time.monotonic() + 240
+    while True:
+        found = {n: guest.run(f"sudo {c}").stdout.strip() for n, c in states.items()}
+        if all(v == "active" for v in found.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert found == {"priv-root": "active", "priv-user": "active"}
+    images = {
+        "root": sudo(guest, "podman images --format '{{.Repository}}:{{.Tag}}'"),
+        "vagrant": guest.run("podman images --format '{{.Repository}}:{{.Tag}}'").stdout,
+    }
+    assert f"{loc}/library/nginx:alpine" in images["root"]
+    assert f"{loc}/library/alpine:latest" in images["vagrant"]
 
 
 def test_second_run_changes_nothing(private):
