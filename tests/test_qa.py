@@ -147,6 +147,8 @@ def test_registry_logins_one_command_per_credential_as_its_user():
     # A removed credential is not checked; root's runs as root, without a terminal.
     assert logins.commands == {"10.0.2.2:5001 (root)": "podman login 10.0.2.2:5001 </dev/null"}
     assert "registry-logins" not in {c.id for c in criteria_for(HostData())}
+    # Illustrative outputs, not yet captured: tests/realhost/test_registries.py writes the real
+    # ones into $PODMAN_STANDARD_CAPTURE_DIR/registries-capture/.
     refused = ProbeResult(125, "Username: Error: getting username and password: EOF")
     ok = ProbeResult(0, "Authenticating with existing credentials for 10.0.2.2:5001")
     check = evaluate(logins, {"a (root)": ok, "b (vagrant)": refused}, cfg)

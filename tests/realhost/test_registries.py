@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +34,7 @@ HAND = {"hand.example": {"auth": base64.b64encode(b"me:hand-made").decode()}}
 ROOT_AUTH = "/root/.config/containers/auth.json"
 USER_AUTH = "/home/vagrant/.config/containers/auth.json"
 ENV = "PODMAN_STANDARD_TEST_REGISTRY_PASSWORD"
+CAPTURE_ENV = "PODMAN_STANDARD_CAPTURE_DIR"
 
 
 def sudo(guest, command: str) -> str:
@@ -194,9 +197,10 @@ def test_verify_checks_each_login_against_the_registry(private, tmp_path):
     (check,) = [c for c in report["hosts"][SPEC.name] if c["id"] == "registry-logins"]
     assert check["passed"], check
     assert check["found"] == "2 registry login(s) accepted"
-    # What the criterion reads, as the Probe fact sees it, for the fast tier's fixtures.
-    capture = private.workdir / "capture"
-    capture.mkdir()
+    # What the criterion reads, as the Probe fact sees it, for the fast tier's fixtures: in
+    # CAPTURE_ENV's folder when set (pytest's own temporary folders are rotated away).
+    capture = Path(os.environ.get(CAPTURE_ENV) or private.workdir) / "registries-capture"
+    capture.mkdir(parents=True, exist_ok=True)
     guest, loc = private.guests[SPEC.name], private.location
     wrong = {"auths": {loc: {"auth": base64.b64encode(b"vagrant-puller:wrong").decode()}}}
     probes = {
