@@ -5,8 +5,6 @@ Run alone: ``pyinfra INVENTORY deploys/services.py``; skipped unless ``podman_ph
 includes ``services`` (the default includes every phase).
 """
 
-import os
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
@@ -21,10 +19,8 @@ def _unreadable_secrets(cfg: HostData) -> list[str]:
     problems = []
     for svc in cfg.services:
         for key, src in sorted(svc.secrets.items()) if svc.present else ():
-            if src.env and src.env not in os.environ:
-                problems.append(f"{svc.name}: {key}: environment variable {src.env} is not set")
-            elif src.file and not os.access(src.file, os.R_OK):
-                problems.append(f"{svc.name}: {key}: file {src.file} is not readable")
+            if src.unavailable():
+                problems.append(f"{svc.name}: {key}: {src.unavailable()}")
     return problems
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pyinfra.api import FactBase
 
 from facts import FactValue
+from facts.compose import as_user
 from model.host_data import HostClass, HostData
 
 _RC = "@@rc="
@@ -67,6 +68,8 @@ class Criterion:
     judge: Callable[[Results, HostData], tuple[str, str, bool]]
     hint: str
     applies: Callable[[HostData], bool] = field(default=lambda cfg: True)
+    # Commands that depend on the host's data (one per declared item), instead of ``commands``.
+    commands_for: Callable[[HostData], dict[str, str]] | None = None
 
 
 def _first_line(result: ProbeResult) -> str:
@@ -172,6 +175,24 @@ def _judge_desktop_untouched(r: Results, cfg: HostData):
     return "docker is Docker (Desktop), not podman", _first_line(result), ok
 
 
+def _login_commands(cfg: HostData) -> dict[str, str]:
+    """One ``podman login`` per present credential, as its user: with stored credentials and
+    no terminal, podman checks them against the registry (and prompts, so fails, without)."""
+    return {
+        f"{c.registry} ({c.user or 'root'})": as_user(
+            c.user, f"podman login {c.registry} </dev/null"
+        )
+        for c in cfg.registries.credentials
+        if c.present
+    }
+
+
+def _judge_logins(r: Results, cfg: HostData):
+    refused = [f"{name}: {_first_line(result)}" for name, result in r.items() if result.rc != 0]
+    expected = f"{len(r)} registry login(s) accepted"
+    return expected, "; ".join(refused) or expected, not refused
+
+
 LINUX = frozenset({HostClass.server, HostClass.workstation})
 DESKTOP = frozenset({HostClass.desktop})
 _LAYER = (
@@ -253,6 +274,17 @@ CRITERIA: tuple[Criterion, ...] = (
         "Converge podman_phases=config; check /etc/containers/registries.conf.d/ (§5.1).",
     ),
     Criterion(
+        "registry-logins",
+        "Registries accept the deployed logins",
+        LINUX,
+        {},
+        _judge_logins,
+        "Check the secret on the controller and converge podman_phases=config; `podman login "
+        "REGISTRY` as the user shows the registry's answer (§5.1).",
+        applies=lambda cfg: any(c.present for c in cfg.registries.credentials),
+        commands_for=_login_commands,
+    ),
+    Criterion(
         "test-container",
         "A test container runs",
         LINUX,
@@ -307,7 +339,12 @@ CRITERIA: tuple[Criterion, ...] = (
 
 
 def criteria_for(cfg: HostData) -> list[Criterion]:
-    return [c for c in CRITERIA if cfg.host_class in c.classes and c.applies(cfg)]
+    """The criteria that apply to this host, their data-dependent commands filled in."""
+    return [
+        replace(c, commands=c.commands_for(cfg)) if c.commands_for else c
+        for c in CRITERIA
+        if cfg.host_class in c.classes and c.applies(cfg)
+    ]
 
 
 def evaluate(criterion: Criterion, results: Results, cfg: HostData) -> Check:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -239,9 +240,104 @@ def _comma_list(value):
     return value
 
 
+class SecretSource(Strict):
+    """Where the controller reads a secret at deploy time: never the repository."""
+
+    env: EnvName | None = None  # an environment variable of the pyinfra process
+    file: AbsPath | None = None  # a file on the controller (its content, one trailing newline cut)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret comes from exactly one of 'env' or 'file'")
+        return self
+
+    @property
+    def where(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+    def unavailable(self) -> str | None:
+        """Why the controller cannot provide the secret now (checked before any change)."""
+        if self.env and self.env not in os.environ:
+            return f"environment variable {self.env} is not set"
+        if self.file and not os.access(self.file, os.R_OK):
+            return f"file {self.file} is not readable"
+        return None
+
+    def read(self) -> str:
+        """The secret's value, read on the controller now: one non-empty line (a file's one
+        trailing newline cut). ValueError saying what is wrong, never showing the value."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ValueError(f"{self.where} is not set on the controller")
+        else:
+            try:
+                with open(self.file, encoding="utf-8") as f:
+                    value = f.read().removesuffix("\n")
+            except OSError as error:
+                raise ValueError(
+                    f"cannot read {self.where} on the controller ({error.strerror})"
+                ) from None
+        if not value or any(c in value for c in "\n\r\0"):
+            raise ValueError(f"{self.where} must be one non-empty line")
+        return value
+
+
+def check_pem(text: str) -> str:
+    """``text`` when it holds one or more PEM X.509 certificates and nothing secret (a
+    private key would be published: certs.d files are world-readable); else ValueError
+    saying what is wrong. Parsed by ``cryptography`` (installed with pyinfra, via paramiko)."""
+    from cryptography import x509
+
+    if "PRIVATE KEY" in text:
+        raise ValueError("holds a private key: a CA file carries certificates only")
+    try:
+        certificates = x509.load_pem_x509_certificates(text.encode("utf-8"))
+    except ValueError as error:
+        raise ValueError(f"is not a PEM certificate ({error})") from None
+    if not certificates:
+        raise ValueError("holds no PEM certificate")
+    return text
+
+
+class CertificateSource(Strict):
+    """A CA certificate (PEM) from a file on the controller or given inline (``pem``)."""
+
+    file: AbsPath | None = None
+    pem: Annotated[str, AfterValidator(check_pem)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.file is None) == (self.pem is None):
+            raise ValueError("a CA certificate comes from exactly one of 'file' or 'pem'")
+        return self
+
+    def read(self) -> str:
+        """The PEM text, validated (a controller file is read now); ValueError otherwise."""
+        if self.pem is not None:
+            return self.pem
+        try:
+            with open(self.file, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise ValueError(f"cannot read {self.file} on the controller ({reason})") from None
+        try:
+            return check_pem(text)
+        except ValueError as error:
+            raise ValueError(f"{self.file} {error}") from None
+
+
+def host_port(location: str) -> str:
+    """The ``host[:port]`` of a registry location: its certs.d directory name."""
+    return location.split("/", 1)[0]
+
+
 class Mirror(Strict):
     location: RegistryLocation
     insecure: bool = False
+    ca: CertificateSource | None = None
 
 
 class Registry(Strict):
@@ -250,6 +346,8 @@ class Registry(Strict):
     insecure: bool = False
     blocked: bool = False
     mirrors: list[Mirror] = Field(default_factory=list)
+    # The CA that signed the registry's TLS certificate (its location's host[:port]).
+    ca: CertificateSource | None = None
 
     @property
     def wildcard(self) -> bool:
@@ -267,18 +365,86 @@ class Registry(Strict):
         return self
 
 
+class RegistryCredential(Strict):
+    """A login podman uses for ``registry`` (a key of containers-auth.json(5)): root's
+    (``user`` unset) or a rootless user's."""
+
+    registry: RegistryLocation
+    user: UserName | None = None
+    username: str = ""
+    password: SecretSource | None = None
+    present: bool = True  # False: this entry is removed from the user's auth.json
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if not self.present:
+            return self
+        if not self.username or self.password is None:
+            raise ValueError(
+                f"credential for {self.registry}: a present credential needs 'username' and "
+                "'password' ({'env': VAR} or {'file': /path} on the controller)"
+            )
+        # auth.json holds base64("username:password"): the first ':' ends the username.
+        bad = control_characters(self.username)
+        if ":" in self.username or bad:
+            raise ValueError(
+                f"credential for {self.registry}: the username must hold no ':' and no "
+                "control character"
+            )
+        return self
+
+
 class Registries(Strict):
     search: list[SearchRegistry] = Field(
         default_factory=lambda: ["docker.io", "quay.io", "ghcr.io"]
     )
     short_name_mode: ShortNameMode = ShortNameMode.enforcing
     registries: list[Registry] = Field(default_factory=list)
+    credentials: list[RegistryCredential] = Field(default_factory=list)
+
+    def locations(self) -> set[str]:
+        """Every location podman may contact for these registries: each (non-wildcard)
+        registry's location (else its prefix) and each mirror's."""
+        found = {r.location or r.prefix for r in self.registries if not r.wildcard}
+        return found | {m.location for r in self.registries for m in r.mirrors}
+
+    def certificates(self) -> dict[str, CertificateSource]:
+        """CA certificate per ``host[:port]`` (its certs.d directory)."""
+        found: dict[str, CertificateSource] = {}
+        for reg in self.registries:
+            entries = [] if reg.wildcard else [(reg.location or reg.prefix, reg.ca)]
+            for location, ca in entries + [(m.location, m.ca) for m in reg.mirrors]:
+                if ca is not None:
+                    found.setdefault(host_port(location), ca)
+        return found
 
     @model_validator(mode="after")
     def _consistent(self):
         dupes = _repeated(r.prefix for r in self.registries)
         if dupes:
             raise ValueError(f"registry prefixes must be unique, repeated: {', '.join(dupes)}")
+        if any(r.wildcard and r.ca for r in self.registries):
+            raise ValueError("a wildcard prefix names no host: give the CA to a location")
+        cas: dict[str, CertificateSource] = {}
+        for reg in self.registries:
+            pairs = [] if reg.wildcard else [(reg.location or reg.prefix, reg.ca)]
+            for location, ca in pairs + [(m.location, m.ca) for m in reg.mirrors]:
+                other = cas.setdefault(host_port(location), ca) if ca else None
+                if other is not None and other != ca:
+                    raise ValueError(
+                        f"{host_port(location)} is given two different CA certificates: "
+                        "podman reads one certs.d directory per host[:port]"
+                    )
+        known = self.locations()
+        for cred in self.credentials:
+            if cred.registry not in known:
+                raise ValueError(
+                    f"credential for {cred.registry}: not a declared registry location or "
+                    f"mirror (declared: {', '.join(sorted(known)) or 'none'})"
+                )
+        dupes = _repeated(f"{c.registry} for {c.user or 'root'}" for c in self.credentials)
+        if dupes:
+            raise ValueError(f"credentials repeated: {', '.join(dupes)}")
         # containers/image refuses the whole file when two entries for one location disagree.
         by_location: dict[str, Registry] = {}
         for reg in self.registries:
@@ -348,19 +514,6 @@ class RootlessUser(Strict):
     subid_start: int | None = Field(default=None, ge=1)
     subid_count: int = Field(default=65536, ge=65536)
     linger: bool = True
-
-
-class SecretSource(Strict):
-    """Where the controller reads a secret at deploy time: never the repository."""
-
-    env: EnvName | None = None  # an environment variable of the pyinfra process
-    file: AbsPath | None = None  # a file on the controller (its content, one trailing newline cut)
-
-    @model_validator(mode="after")
-    def _exactly_one(self):
-        if (self.env is None) == (self.file is None):
-            raise ValueError("a secret comes from exactly one of 'env' or 'file'")
-        return self
 
 
 def _host_ip(value):
@@ -950,6 +1103,12 @@ class HostData(Strict):
         if dupes:
             raise ValueError(f"compose_projects lists a name twice: {', '.join(dupes)}")
         users = {u.name for u in self.rootless_users}
+        for cred in self.registries.credentials:
+            if cred.user and cred.user not in users:
+                raise ValueError(
+                    f"registries.credentials: {cred.registry} for {cred.user}: {cred.user} is "
+                    "not in rootless_users"
+                )
         for container, user in sorted(self.migration_rootless.items()):
             if user not in users:
                 raise ValueError(

@@ -53,6 +53,16 @@ def distro_label() -> str:
     return f"{dist['name'] or 'unknown'} {dist['major'] or ''}".strip()
 
 
+def validation_problems(error) -> str:
+    """A pydantic ValidationError as one line: ``field.path: message; ...``."""
+    return "; ".join(
+        ": ".join(
+            filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")])
+        )
+        for e in error.errors()
+    )
+
+
 def header(source: str, comment: str = "#") -> str:
     return f"{comment} {MANAGED_BY} ({source}); local changes are overwritten.\n"
 

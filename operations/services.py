@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 from dataclasses import dataclass
 from io import StringIO
@@ -26,7 +25,7 @@ from pyinfra.operations.util import files as file_utils
 from facts.podman import PodmanInfo
 from facts.services import PodmanNetworks, PodmanVolumes, Quadlet, SystemdUnit
 from model.host_data import SECRETS_FILE, EnvName, Service, ServiceRoot, UnitText
-from operations._common import header, render_template
+from operations._common import header, render_template, validation_problems
 
 SOURCE = "operations/services.py"
 # Quadlet shipped with podman 4.4; before it, plain units.
@@ -360,29 +359,10 @@ def resolve_secrets(svc: Service) -> dict[str, str]:
     """Each secret's value, read on the controller (environment or file) at deploy time."""
     values = {}
     for key, src in sorted(svc.secrets.items()):
-        where = f"environment variable {src.env}" if src.env else f"file {src.file}"
-        if src.env:
-            value = os.environ.get(src.env)
-            if value is None:
-                raise OperationError(
-                    f"service {svc.name}: secret {key}: {where} is not set on the controller"
-                )
-        else:
-            try:
-                with open(src.file, encoding="utf-8") as f:
-                    value = f.read()
-            except OSError as error:
-                raise OperationError(
-                    f"service {svc.name}: secret {key}: cannot read {where} on the controller "
-                    f"({error.strerror})"
-                ) from None
-            value = value.removesuffix("\n")
-        if not value or any(c in value for c in "\n\r\0"):
-            # Never echo the value: say only what is wrong with it.
-            raise OperationError(
-                f"service {svc.name}: secret {key} from {where} must be one non-empty line"
-            )
-        values[key] = value
+        try:
+            values[key] = src.read()
+        except ValueError as error:
+            raise OperationError(f"service {svc.name}: secret {key}: {error}") from None
     return values
 
 
@@ -525,16 +505,8 @@ def _spec(service: Service | dict | str) -> Service:
         except ValueError:
             data = None
         name = data.get("name") if isinstance(data, dict) else None
-        raise OperationError(f"service {name or '(unnamed)'}: {_problems(error)}") from None
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        ": ".join(
-            filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")])
-        )
-        for e in error.errors()
-    )
+        problems = validation_problems(error)
+        raise OperationError(f"service {name or '(unnamed)'}: {problems}") from None
 
 
 @operation()
@@ -577,7 +549,7 @@ def service(
         root = TypeAdapter(ServiceRoot).validate_python(root)
         given = TypeAdapter(dict[EnvName, UnitText]).validate_python(dict(secret_values or {}))
     except ValidationError as error:
-        raise OperationError(f"service {svc.name}: {_problems(error)}") from None
+        raise OperationError(f"service {svc.name}: {validation_problems(error)}") from None
 
     clash = sorted(set(given) & (set(svc.env) | set(svc.secrets)))
     if clash:

@@ -217,21 +217,10 @@ class Registry:
         return f"{GUEST_HOST_ADDRESS}:{self.port}"
 
     def start(self, timeout: float = 30) -> Registry:
-        storage = self.workdir / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         config = self.workdir / "config.yml"
         # JSON is YAML; no need for a YAML serializer.
-        config.write_text(
-            json.dumps(
-                {
-                    "version": 0.1,
-                    "log": {"level": "warn"},
-                    "storage": {"filesystem": {"rootdirectory": str(storage)}},
-                    "http": {"addr": self.address},
-                }
-            )
-        )
+        config.write_text(json.dumps(self.config()))
         with open(self.workdir / "registry.log", "w") as log:
             self.process = subprocess.Popen(
                 ["docker-registry", "serve", str(config)],
@@ -243,7 +232,7 @@ class Registry:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if _request("GET", f"http://{self.address}/v2/", ok=(200,)) == 200:
+                if self.answers():
                     return self
             except OSError:
                 pass
@@ -252,6 +241,19 @@ class Registry:
                 self.stop()
                 raise RuntimeError(f"docker-registry did not come up on {self.address}:\n{log}")
             time.sleep(0.2)
+
+    def config(self) -> dict:
+        storage = self.workdir / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        return {
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(storage)}},
+            "http": {"addr": self.address},
+        }
+
+    def answers(self) -> bool:
+        return _request("GET", f"http://{self.address}/v2/", ok=(200,)) == 200
 
     def push_testbed_images(self) -> list[str]:
         images = testbed_images()
@@ -299,3 +301,113 @@ def _request(
     if status not in ok:
         raise RuntimeError(f"{method} {url}: unexpected {status}")
     return response_headers[want] if want else status
+
+
+class AuthRegistry(Registry):
+    """A second ``docker-registry`` on 127.0.0.1 serving ``images``' storage (the images
+    pushed there, read-only) over TLS, with htpasswd (bcrypt) authentication: a private
+    registry behind its own CA. ``workdir`` holds the CA (``ca.pem``, what clients trust),
+    the server's certificate and key (for 127.0.0.1 and the guests' 10.0.2.2) and the
+    htpasswd file of ``users`` (name -> password, bcrypt-hashed here)."""
+
+    def __init__(self, images: Registry, users: dict[str, str], workdir: Path | None = None):
+        super().__init__(workdir)
+        self.images = images
+        self.users = users
+        self.ca = self.workdir / "ca.pem"
+
+    def config(self) -> dict:
+        import bcrypt  # with paramiko, in the test environment
+
+        cert, key = self.workdir / "server.pem", self.workdir / "server.key"
+        ca_pem, cert_pem, key_pem = tls_files(["127.0.0.1", GUEST_HOST_ADDRESS])
+        self.ca.write_bytes(ca_pem)
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+        key.chmod(0o600)
+        htpasswd = self.workdir / "htpasswd"
+        htpasswd.write_text(
+            "".join(
+                f"{name}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+                for name, pw in self.users.items()
+            )
+        )
+        htpasswd.chmod(0o600)
+        return {
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.images.workdir / "storage")},
+                "maintenance": {"readonly": {"enabled": True}},
+            },
+            "http": {"addr": self.address, "tls": {"certificate": str(cert), "key": str(key)}},
+            "auth": {"htpasswd": {"realm": "podman-standard testbed", "path": str(htpasswd)}},
+        }
+
+    def answers(self) -> bool:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.ca))
+        request = urllib.request.Request(f"https://{self.address}/v2/")
+        try:
+            urllib.request.urlopen(request, timeout=5, context=context)
+        except urllib.error.HTTPError as error:
+            return error.code == 401  # up, and asking for a login
+        return False
+
+
+def tls_files(addresses: list[str]) -> tuple[bytes, bytes, bytes]:
+    """A new CA and a server certificate it signed for the IP ``addresses``: (CA PEM,
+    server certificate PEM, server key PEM). Made for one test session; the CA's key is
+    dropped once the server certificate is signed."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def builder(subject, public_key, days):
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name("podman-standard testbed CA"))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
+        )
+
+    ca = (
+        builder("podman-standard testbed CA", ca_key.public_key(), 2)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        builder("podman-standard testbed registry", key.public_key(), 1)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return ca.public_bytes(pem), server.public_bytes(pem), key_pem

@@ -18,10 +18,20 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import compose, docker, files, gpu, podman, rootless, services, storage
+from facts import compose, docker, files, gpu, podman, registries, rootless, services, storage
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
+
+
+
+@pytest.fixture(autouse=True)
+def _auth_script_by_name(request, monkeypatch):
+    # The AuthFile cases show facts/auth_json.py by name (its whole source is the command's
+    # bulk); the commands below still run the real script.
+    if "::registries.AuthFile::" in request.node.nodeid:
+        monkeypatch.setattr(registries, "AUTH_SCRIPT", "AUTH_SCRIPT")
+
 
 for _p in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):
     locals()[_p] = make_fact_tests("facts", _p, TESTS_BASE / _p)
@@ -56,6 +66,8 @@ FACTS = [
     (services.PodmanNetworks, ["vagrant"]),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack"]),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
+    (registries.AuthFile, [None, ["quay.io/it's", "10.0.2.2:5001"], "a salt"]),
+    (registries.AuthFile, ["nobody", ["10.0.2.2:5001"], "a salt"]),
 ]
 
 

@@ -3,8 +3,11 @@
 import os
 from pathlib import Path
 
+import pytest
 from pyinfra_testing import util
 from pyinfra_testing.operations import make_operation_tests
+
+import facts.registries
 
 TESTS_BASE = Path(__file__).parent / "operations"
 
@@ -28,6 +31,15 @@ util.FakeFact.__bool__ = lambda self: self.data is not None and bool(self.data)
 # need an unset one use PODMAN_STANDARD_TEST_UNSET.
 os.environ["PODMAN_STANDARD_TEST_SECRET"] = 's3cr"et $x %h'
 os.environ.pop("PODMAN_STANDARD_TEST_UNSET", None)
+
+
+
+@pytest.fixture(autouse=True)
+def _auth_script_by_name(monkeypatch):
+    # The cases show facts/auth_json.py (tested on its own and on real hosts) by name, not
+    # its whole source: what they check is where it runs, as whom, and what reaches it.
+    monkeypatch.setattr(facts.registries, "AUTH_SCRIPT", "AUTH_SCRIPT")
+
 
 for _path in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):
     locals()[_path] = make_operation_tests("operations", _path, TESTS_BASE / _path)

@@ -38,7 +38,7 @@ def test_probe_parses_status_and_output():
 def test_every_criterion_has_a_hint_and_unique_id():
     ids = [c.id for c in CRITERIA]
     assert len(ids) == len(set(ids))
-    assert all(c.hint and c.commands for c in CRITERIA)
+    assert all(c.hint and (c.commands or c.commands_for) for c in CRITERIA)
 
 
 def test_criteria_follow_host_class_and_data():
@@ -128,3 +128,30 @@ def test_converged_guest_output_passes_every_criterion(guest):
     checks = run_criteria(cfg, results.__getitem__)
     failed = {c.id: c.found for c in checks if not c.passed}
     assert failed == meta["expected_failures"]
+
+
+def test_registry_logins_one_command_per_credential_as_its_user():
+    cfg = HostData.model_validate(
+        {
+            "rootless_users": [{"name": "vagrant"}],
+            "registries": {
+                "registries": [{"prefix": "10.0.2.2:5001"}],
+                "credentials": [
+                    {"registry": "10.0.2.2:5001", "username": "a", "password": {"env": "X"}},
+                    {"registry": "10.0.2.2:5001", "user": "vagrant", "present": False},
+                ],
+            },
+        }
+    )
+    (logins,) = [c for c in criteria_for(cfg) if c.id == "registry-logins"]
+    # A removed credential is not checked; root's runs as root, without a terminal.
+    assert logins.commands == {"10.0.2.2:5001 (root)": "podman login 10.0.2.2:5001 </dev/null"}
+    assert "registry-logins" not in {c.id for c in criteria_for(HostData())}
+    # Illustrative outputs, not yet captured: tests/realhost/test_registries.py writes the real
+    # ones into $PODMAN_STANDARD_CAPTURE_DIR/registries-capture/.
+    refused = ProbeResult(125, "Username: Error: getting username and password: EOF")
+    ok = ProbeResult(0, "Authenticating with existing credentials for 10.0.2.2:5001")
+    check = evaluate(logins, {"a (root)": ok, "b (vagrant)": refused}, cfg)
+    assert not check.passed
+    assert check.found == "b (vagrant): Username: Error: getting username and password: EOF"
+    assert evaluate(logins, {"a (root)": ok}, cfg).passed

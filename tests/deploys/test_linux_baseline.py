@@ -126,3 +126,53 @@ def test_missing_secrets_stop_before_any_change(tmp_path, monkeypatch):
     assert "LITELLM_MASTER_KEY" not in message
     # Raised while the deploy is loaded: pyinfra never reaches the execution of any operation.
     assert not state.is_executing
+
+
+def _registries_host(ca: Path) -> str:
+    """A workstation with a mirror behind its own CA (a controller file) and root's login."""
+    mirror = {"location": "10.0.2.2:5001", "ca": {"file": str(ca)}}
+    data = {
+        "registries": [{"prefix": "docker.io", "mirrors": [mirror]}],
+        "credentials": [
+            {"registry": "10.0.2.2:5001", "username": "bot", "password": {"env": "REG_TEST_PW"}}
+        ],
+    }
+    # vagrant exists (RootlessUser's getent section), so its rootless op plans.
+    responses = {"-release": DEBIAN_12, "getent passwd": "@@passwd\nvagrant\n"}
+    host = _fake(
+        "ws",
+        podman_registries=data,
+        podman_rootless_users=[{"name": "vagrant"}],
+        fake_responses=responses,
+    )
+    return f"linux_workstations = [{host!r}]\n"
+
+
+def test_registry_ca_and_credentials_follow_the_registries(tmp_path, monkeypatch):
+    monkeypatch.setenv("REG_TEST_PW", "test-only")
+    ca = tmp_path / "ca.pem"
+    ca.write_text((ROOT / "tests/fixtures/registries-ca.pem").read_text())
+    state, hosts = _plan(tmp_path, monkeypatch, _registries_host(ca))
+    _load(state)
+    names = [n.rsplit(" | ", 1)[-1] for names in _ops(state, hosts["@fake/ws"]) for n in names]
+    registry_ops = [n for n in names if "regist" in n.lower()]
+    # The CA before any login needs it; the logins after the rootless users have their ids.
+    assert registry_ops == [
+        "Configure container registries",
+        "Registry CA certificates",
+        "Registry credentials of root",
+    ]
+    assert names.index("Registry credentials of root") > names.index("Rootless podman for vagrant")
+
+
+def test_registry_inputs_missing_stop_before_any_change(tmp_path, monkeypatch):
+    monkeypatch.delenv("REG_TEST_PW", raising=False)
+    state, hosts = _plan(tmp_path, monkeypatch, _registries_host(tmp_path / "no.pem"))
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    message = str(info.value)
+    assert "@fake/ws: podman_registries CA for 10.0.2.2:5001: cannot read" in message
+    assert (
+        "credentials 10.0.2.2:5001 (root): environment variable REG_TEST_PW is not set" in message
+    )
+    assert not state.is_executing

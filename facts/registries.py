@@ -1,0 +1,70 @@
+"""Registries (standard §5.1 responsibility 3): the containers-auth.json(5) file podman reads
+for root or a rootless user, as far as it may be shown: never a secret."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyinfra.api import FactBase
+
+from . import FactValue
+from . import auth_json as _auth_json
+from .compose import as_user
+
+# The on-host script (facts/auth_json.py), sent as its source text.
+AUTH_SCRIPT = Path(_auth_json.__file__).read_text(encoding="utf-8")
+digest = _auth_json.digest
+merge = _auth_json.merge
+
+
+def auth_script(user: str | None, *args: str) -> str:
+    """The shell command running facts/auth_json.py with ``args`` as ``user`` (root: None)."""
+    words = " ".join(shlex.quote(a) for a in ("python3", "-c", AUTH_SCRIPT, *args))
+    return as_user(user, words)
+
+
+@dataclass(frozen=True)
+class AuthFileState(FactValue):
+    # False: the account does not exist on the host.
+    account: bool = False
+    path: str = ""
+    # absent, ok, invalid (not an auth.json document), unreadable (by its user), not a file
+    state: str = "absent"
+    owner: str = ""
+    group: str = ""
+    mode: str = ""  # octal as stat prints it, e.g. "600"
+    user_group: str = ""  # the user's primary group: the file's group when podman writes it
+    entries: list[str] = field(default_factory=list)  # every entry's key, managed or not
+    # For each asked key the file has: facts/auth_json.py's salted digest of its auth value.
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+class AuthFile(FactBase[AuthFileState]):
+    """
+    The persistent auth.json of ``user`` (root: None), read as that user: whether it exists
+    and parses, its owner, group and mode, the keys of its entries, and for each of ``keys``
+    a PBKDF2 digest (``salt``) of its credential, so that a changed secret is seen without
+    the secret (or anything cheap to reverse) appearing in the fact's output.
+    """
+
+    def requires_command(self, *args, **kwargs) -> str:
+        return "python3"
+
+    @staticmethod
+    def default() -> AuthFileState:
+        return AuthFileState()
+
+    def command(self, user: str | None, keys: list[str], salt: str) -> str:
+        probe = auth_script(user, "probe", salt, *keys)
+        if not user:
+            return probe
+        return f"if id -u {shlex.quote(user)} >/dev/null 2>&1; then {probe}; else echo '{{}}'; fi"
+
+    def process(self, output: list[str]) -> AuthFileState:
+        data = json.loads("\n".join(output) or "{}")
+        if not data:
+            return AuthFileState()
+        return AuthFileState(account=True, **data)

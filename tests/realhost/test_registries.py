@@ -1,0 +1,288 @@
+"""Registry credentials and CA certificates (issue 15) on a real Debian 13 guest (podman 5,
+installed with the image): a private registry on the host's loopback, behind TLS from a CA
+made for this session and htpasswd logins (``testbed.registry.AuthRegistry``, serving the
+testbed's images), becomes pullable for root and for the rootless user vagrant only after the
+deploy. Before it, a pull fails on TLS (verification is on); a wrong password fails the run
+naming the registry and the user and leaves vagrant's auth.json as it was; no secret appears
+in any output, ``--debug`` included; auth.json modes and owners are exact; an entry added by
+hand survives; a second run changes nothing; a removed credential removes its entry only."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+
+from facts.compose import as_user
+from facts.qa import Probe
+from testbed.fleet import GuestSpec, Testbed
+from testbed.registry import AuthRegistry
+from tests.realhost.conftest import _TIMINGS
+
+pytestmark = pytest.mark.realhost
+GUESTS_AT_ONCE = 1  # one guest: runs beside another one-guest module (tier.py)
+MINUTES = 2.1  # last measured wall time (1.5 and 2.1 min, 2026-12-01); balances the lanes
+
+SPEC = GuestSpec("trixie", "workstation", "podman")
+DEPLOY = "deploys/podman_standard.py"
+HAND = {"hand.example": {"auth": base64.b64encode(b"me:hand-made").decode()}}
+ROOT_AUTH = "/root/.config/containers/auth.json"
+USER_AUTH = "/home/vagrant/.config/containers/auth.json"
+ENV = "PODMAN_STANDARD_TEST_REGISTRY_PASSWORD"
+CAPTURE_ENV = "PODMAN_STANDARD_CAPTURE_DIR"
+
+
+def sudo(guest, command: str) -> str:
+    result = guest.run(f"sudo sh -c {json.dumps(command)}")
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def private(registry, tmp_path_factory, no_shared_guests):
+    """The TLS + htpasswd registry, its users' passwords (made now), the guest booted, and
+    the controller's secret files."""
+    passwords = {
+        "root-puller": secrets.token_urlsafe(18),
+        "vagrant-puller": secrets.token_urlsafe(18),
+    }
+    with _TIMINGS.stage("registry with TLS + htpasswd start"):
+        server = AuthRegistry(registry, passwords).start()
+    workdir = tmp_path_factory.mktemp("registries")
+    bed = Testbed([SPEC], workdir, workdir / "hosts.json", registry=registry)
+    bed.timings = _TIMINGS
+    root_pw = workdir / "root-password"
+    root_pw.write_text(passwords["root-puller"] + "\n")
+    root_pw.chmod(0o600)
+    try:
+        bed.up()
+        bed.server, bed.passwords, bed.root_pw = server, passwords, root_pw
+        bed.location = f"10.0.2.2:{server.port}"
+        bed.outputs = []
+        yield bed
+    finally:
+        bed.down()
+        server.stop()
+
+
+def deploy(
+    bed,
+    vagrant_password: str,
+    root_present: bool = True,
+    debug: bool = False,
+    services: list | None = None,
+):
+    """The config phase with the private registry declared (CA from a controller file, root's
+    password from a file, vagrant's from the environment), or with ``services`` the services
+    deploy; (returncode, changed ops, output)."""
+    loc = bed.location
+    bed.data_overrides[SPEC.name] = {
+        "podman_phases": ["config", "services"] if services else ["config"],
+        "podman_services": services or [],
+        "podman_registries": {
+            "registries": [
+                {
+                    "prefix": "docker.io",
+                    "mirrors": [{"location": bed.registry.guest_address, "insecure": True}],
+                },
+                {"prefix": loc, "ca": {"file": str(bed.server.ca)}},
+            ],
+            "credentials": [
+                {"registry": loc, "present": False}
+                if not root_present
+                else {
+                    "registry": loc,
+                    "username": "root-puller",
+                    "password": {"file": str(bed.root_pw)},
+                },
+                {
+                    "registry": loc,
+                    "user": "vagrant",
+                    "username": "vagrant-puller",
+                    "password": {"env": ENV},
+                },
+            ],
+        },
+    }
+    bed.write_state()
+    args = ("--debug",) if debug else ()
+    deploy_file = "deploys/services.py" if services else DEPLOY
+    returncode, result, stderr = bed.pyinfra(*args, deploy=deploy_file, env={ENV: vagrant_password})
+    output = json.dumps(result) + stderr
+    bed.outputs.append(output)
+    changed = [
+        op["name"].rsplit(" | ", 1)[-1]
+        for op in (result or {}).get("results", {}).get("operations", [])
+        if op.get("success")
+    ]
+    return returncode, changed, output
+
+
+def pull(guest, location: str, as_root: bool, image: str = "library/busybox:latest"):
+    command = f"podman pull -q {location}/{image}"
+    return guest.run(f"sudo {command}" if as_root else command, timeout=300)
+
+
+def test_without_the_ca_a_pull_fails_on_tls(private):
+    guest = private.guests[SPEC.name]
+    result = pull(guest, private.location, as_root=True)
+    assert result.returncode != 0
+    assert "certificate" in (result.stderr + result.stdout).lower(), result.stderr
+
+
+def test_a_wrong_password_fails_naming_registry_and_user(private):
+    guest = private.guests[SPEC.name]
+    # An entry this package does not manage, written by vagrant itself.
+    guest.run(
+        "mkdir -p ~/.config/containers && umask 077 && "
+        f"printf '%s' '{json.dumps({'auths': HAND})}' > ~/.config/containers/auth.json",
+        check=True,
+    )
+    private.wrong = "wrong-" + secrets.token_urlsafe(12)
+    returncode, _, output = deploy(private, private.wrong, debug=True)
+    assert returncode != 0
+    assert f"registry {private.location}: the registry refuses the login of vagrant's" in output
+    # vagrant's file is as it was: the refused entry never replaced it.
+    assert json.loads(sudo(guest, f"cat {USER_AUTH}")) == {"auths": HAND}
+    for text in _secret_forms(private):
+        assert text not in output
+
+
+def test_after_the_deploy_root_and_vagrant_pull(private):
+    guest = private.guests[SPEC.name]
+    returncode, changed, output = deploy(private, private.passwords["vagrant-puller"], debug=True)
+    assert returncode == 0, output[-4000:]
+    assert "Registry credentials of vagrant" in changed
+    for as_root in (True, False):
+        result = pull(guest, private.location, as_root)
+        assert result.returncode == 0, result.stderr
+    # The registry does want a login: with no credentials the same pull is refused.
+    refused = guest.run(
+        "echo '{}' > /tmp/empty.json && sudo podman pull -q --authfile /tmp/empty.json "
+        f"{private.location}/library/alpine:latest"
+    )
+    assert refused.returncode != 0
+    said = (refused.stderr + refused.stdout).lower()
+    assert "unauthorized" in said or "authentication required" in said, refused.stderr
+
+
+def test_files_modes_owners_and_the_hand_added_entry(private):
+    guest = private.guests[SPEC.name]
+    ca = f"/etc/containers/certs.d/{private.location}/ca.crt"
+    stats = sudo(guest, f"stat -c '%U %G %a %n' {ROOT_AUTH} {USER_AUTH} {ca}").splitlines()
+    assert stats == [
+        f"root root 600 {ROOT_AUTH}",
+        f"vagrant vagrant 600 {USER_AUTH}",
+        f"root root 644 {ca}",
+    ]
+    user = json.loads(sudo(guest, f"cat {USER_AUTH}"))["auths"]
+    assert (
+        sorted(user) == sorted([*HAND, private.location])
+        and user["hand.example"] == HAND["hand.example"]
+    )
+    assert sorted(json.loads(sudo(guest, f"cat {ROOT_AUTH}"))["auths"]) == [private.location]
+
+
+def test_verify_checks_each_login_against_the_registry(private, tmp_path):
+    returncode, _, stderr = private.pyinfra(
+        deploy="deploys/verify.py", env={"PODMAN_STANDARD_REPORT_DIR": str(tmp_path)}
+    )
+    private.outputs.append(stderr)
+    report = json.loads((tmp_path / "verify.json").read_text())
+    (check,) = [c for c in report["hosts"][SPEC.name] if c["id"] == "registry-logins"]
+    assert check["passed"], check
+    assert check["found"] == "2 registry login(s) accepted"
+    # What the criterion reads, as the Probe fact sees it, for the fast tier's fixtures: in
+    # CAPTURE_ENV's folder when set (pytest's own temporary folders are rotated away).
+    capture = Path(os.environ.get(CAPTURE_ENV) or private.workdir) / "registries-capture"
+    capture.mkdir(parents=True, exist_ok=True)
+    guest, loc = private.guests[SPEC.name], private.location
+    wrong = {"auths": {loc: {"auth": base64.b64encode(b"vagrant-puller:wrong").decode()}}}
+    probes = {
+        "accepted": as_user("vagrant", f"podman login {loc} </dev/null"),
+        "not-logged-in": f"podman login --authfile /tmp/empty.json {loc} </dev/null",
+        "refused": f"podman login --authfile /tmp/wrong.json {loc} </dev/null",
+    }
+    guest.run(f"echo '{json.dumps(wrong)}' > /tmp/wrong.json", check=True)
+    for name, command in probes.items():
+        out = guest.run(f"sudo sh -c {shlex.quote(Probe().command(command))}").stdout
+        (capture / f"registry-logins.{name}.txt").write_text(out)
+
+
+def test_services_pull_with_the_deployed_logins(private):
+    """A root service and a rootless one of vagrant's, on images neither has pulled: their
+    units pull at start with root's and vagrant's credentials."""
+    loc = private.location
+    services = [
+        {"name": "priv-root", "image": f"{loc}/library/nginx:alpine"},
+        {
+            "name": "priv-user",
+            "user": "vagrant",
+            "image": f"{loc}/library/alpine:latest",
+            "command": ["sleep", "3600"],
+        },
+    ]
+    returncode, changed, output = deploy(
+        private, private.passwords["vagrant-puller"], services=services
+    )
+    assert returncode == 0, output[-4000:]
+    guest = private.guests[SPEC.name]
+    states = {
+        "priv-root": "systemctl is-active priv-root.service",
+        "priv-user": "systemctl --user --machine=vagrant@.host is-active priv-user.service",
+    }
+    deadline = time.monotonic() + 240
+    while True:
+        found = {n: guest.run(f"sudo {c}").stdout.strip() for n, c in states.items()}
+        if all(v == "active" for v in found.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert found == {"priv-root": "active", "priv-user": "active"}
+    images = {
+        "root": sudo(guest, "podman images --format '{{.Repository}}:{{.Tag}}'"),
+        "vagrant": guest.run("podman images --format '{{.Repository}}:{{.Tag}}'").stdout,
+    }
+    assert f"{loc}/library/nginx:alpine" in images["root"]
+    assert f"{loc}/library/alpine:latest" in images["vagrant"]
+
+
+def test_second_run_changes_nothing(private):
+    returncode, changed, output = deploy(private, private.passwords["vagrant-puller"])
+    assert returncode == 0, output[-4000:]
+    assert changed == []
+
+
+def test_a_removed_credential_removes_its_entry_only(private):
+    guest = private.guests[SPEC.name]
+    returncode, changed, output = deploy(
+        private, private.passwords["vagrant-puller"], root_present=False
+    )
+    assert returncode == 0, output[-4000:]
+    assert changed == ["Registry credentials of root"]
+    assert json.loads(sudo(guest, f"cat {ROOT_AUTH}"))["auths"] == {}
+    assert sorted(json.loads(sudo(guest, f"cat {USER_AUTH}"))["auths"]) == sorted(
+        [*HAND, private.location]
+    )
+
+
+def test_no_secret_in_any_output(private):
+    assert len(private.outputs) >= 2
+    for output in private.outputs:
+        for text in _secret_forms(private):
+            assert text not in output
+
+
+def _secret_forms(bed) -> list[str]:
+    """Each password as it is, and as auth.json and a Basic header carry it."""
+    pairs = [*bed.passwords.items(), ("vagrant-puller", getattr(bed, "wrong", ""))]
+    forms = []
+    for user, password in pairs:
+        if password:
+            forms += [password, base64.b64encode(f"{user}:{password}".encode()).decode()]
+    return forms
