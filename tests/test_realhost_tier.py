@@ -81,3 +81,17 @@ def test_a_childs_outcome_is_its_first_failure_else_its_skip():
 def test_module_timing_round_trips_through_the_childs_report():
     timing = tier.ModuleTiming("test_vagrant", 12.5, [("vagrant: up", 10.0)], "")
     assert tier.ModuleTiming.from_json(timing.to_json()) == timing
+
+
+def test_a_fast_tier_module_is_not_taken_for_the_real_host_module_of_its_name():
+    # tests/model/test_registries.py once went to the child lane with
+    # tests/realhost/test_registries.py, whose short name it shares.
+    from types import SimpleNamespace
+
+    from tests.realhost.conftest import _module
+
+    def item(name):
+        return SimpleNamespace(module=SimpleNamespace(__name__=name))
+
+    assert _module(item("tests.realhost.test_registries")) == "test_registries"
+    assert _module(item("tests.model.test_registries")) == "tests.model.test_registries"

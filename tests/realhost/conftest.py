@@ -48,7 +48,11 @@ def qa_suite(hosts, inventory, ssh_config=None, *extra: str) -> list[str]:
 
 
 def _module(item) -> str:
-    return item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+    """The item's module: ``test_migration`` for the real-host tier's own, the dotted name for
+    any other (tests/model/test_registries.py is not tests/realhost/test_registries.py)."""
+    if not getattr(item, "module", None):
+        return ""
+    return item.module.__name__.removeprefix("tests.realhost.")
 
 
 def _guests(item) -> int:
@@ -74,14 +78,14 @@ def pytest_collection_modifyitems(config, items):
     here, there = tier.plan_lanes(modules)
     if not here or not there:
         return
-    moved = [i for i in items if _module(i) in there]
+    moved = [i for i in items if _guests(i) and _module(i) in there]
     run = tier.ChildRun(config, [i.nodeid for i in moved], beside=here)
     _CHILD.append(run)
     replayed = [tier.ChildOutcome.from_parent(i.parent, name=i.name, run=run) for i in moved]
     for item in replayed:
         item.add_marker(pytest.mark.realhost)
-    rest = [i for i in items if _module(i) not in there]
-    last = max(n for n, i in enumerate(rest) if _module(i) in here)
+    rest = [i for i in items if not (_guests(i) and _module(i) in there)]
+    last = max(n for n, i in enumerate(rest) if _guests(i) and _module(i) in here)
     items[:] = rest[: last + 1] + replayed + rest[last + 1 :]
 
 
