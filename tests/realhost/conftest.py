@@ -112,8 +112,7 @@ def pytest_runtest_protocol(item, nextitem):
         return
     name = _module(item)
     if not _MODULES or _MODULES[-1].name != name:
-        _MODULES.append(tier.ModuleTiming(name))
-        _MODULES[-1].first_stage = len(_TIMINGS.stages)
+        _MODULES.append(tier.ModuleTiming(name, first_stage=len(_TIMINGS.stages)))
     started = time.monotonic()
     _WALL[:1] = _WALL[:1] or [started]
     yield
@@ -260,11 +259,11 @@ def ssh_config(testbed, converged, tmp_path_factory):
 def pytest_terminal_summary(terminalreporter):
     if not _MODULES:
         return
+    run = _CHILD[0] if _CHILD else None
     modules = []
     for module in _MODULES:
         modules.append(module)
-        run = _CHILD[0] if _CHILD else None
-        if run is not None and run._results is not None and module.name == run.beside[-1]:
+        if run is not None and run.finished and module.name == run.beside[-1]:
             modules += run.timings
     wall = _WALL[-1] - _WALL[0] if len(_WALL) == 2 else 0.0
     terminalreporter.section("real-host stage timings")

@@ -68,6 +68,7 @@ class ModuleTiming:
     wall_s: float = 0.0
     stages: list[tuple[str, float]] = field(default_factory=list)
     note: str = ""
+    first_stage: int = 0  # where its stages start in the process's Timings (not reported)
 
     def to_json(self) -> dict:
         return {"name": self.name, "wall_s": self.wall_s, "stages": self.stages, "note": self.note}
@@ -205,6 +206,11 @@ class ChildRun:
         for timing in self.timings:
             timing.note = f"in a child process, beside {', '.join(self.beside)}"
         return self._results
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``results()`` has waited for the child and read its report."""
+        return self._results is not None
 
     def log_tail(self, lines: int = 60) -> str:
         try:
