@@ -25,7 +25,7 @@ from pyinfra.operations.util import files as file_utils
 from facts.podman import PodmanInfo
 from facts.services import PodmanNetworks, PodmanVolumes, Quadlet, SystemdUnit
 from model.host_data import SECRETS_FILE, EnvName, Service, ServiceRoot, UnitText
-from operations._common import header, render_template, validation_problems
+from operations._common import header, render_template, show_change, timed, validation_problems
 
 SOURCE = "operations/services.py"
 # Quadlet shipped with podman 4.4; before it, plain units.
@@ -387,6 +387,7 @@ def _put_secret(content: str, dest: str, scope: _Scope):
     current = host.get_fact(File, path=dest)
     changed = host.get_fact(Sha1File, path=dest) != _sha1(content)
     if changed:
+        show_change(dest, None, exists=bool(current))  # --diff: that it changes, no value
         if not current:
             # `cp` onto an existing file keeps its mode: the upload never widens it.
             yield StringCommand(
@@ -656,7 +657,7 @@ def service(
     restart = state.active_state in RUNNING and (unit_changed or secrets_changed)
     if restart or state.active_state not in RUNNING:
         # First of all: a failed pull leaves the running container and its unit as they are.
-        commands.insert(0, pull_command(svc, scope))
+        commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
     commands += enable_timers
 
