@@ -64,4 +64,4 @@ def test_a_run_without_diff_reads_no_content_and_shows_its_progress(tmp_path):
     assert not any(line.startswith(("- ", "+ ")) for line in out)
     started = out.index("[@local] a long step: started")
     done = [line for line in out[started + 1 :] if line.startswith("[@local] a long step: ")]
-    assert len(done) == 1 and re.fullmatch(r"\[@local\] a long step: done in 0\.\d s", done[0])
+    assert len(done) == 1 and re.fullmatch(r"\[@local\] a long step: done in \d+\.\d s", done[0])
