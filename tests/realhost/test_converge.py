@@ -174,9 +174,10 @@ def _pyinfra_text(testbed, *args, token: str, deploy: str = "deploys/linux_basel
 
 def _diff(output: str) -> tuple[list[str], list[str]]:
     """("[host] Will …" lines, the diffs' "- "/"+ " lines with their whitespace folded)."""
-    lines = [line.strip() for line in output.splitlines()]
+    # pyinfra pads each "[host]" prefix to the longest host name.
+    lines = [" ".join(line.split()) for line in output.splitlines()]
     will = [line for line in lines if re.match(r"\[[\w-]+\] Will ", line)]
-    changes = [" ".join(line.split()) for line in lines if line.startswith(("- ", "+ "))]
+    changes = [line for line in lines if line.startswith(("- ", "+ "))]
     return will, changes
 
 
