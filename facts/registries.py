@@ -16,7 +16,6 @@ from .compose import as_user
 
 # The on-host script (facts/auth_json.py), sent as its source text.
 AUTH_SCRIPT = Path(_auth_json.__file__).read_text(encoding="utf-8")
-digest = _auth_json.digest
 merge = _auth_json.merge
 
 
@@ -24,6 +23,25 @@ def auth_script(user: str | None, *args: str) -> str:
     """The shell command running facts/auth_json.py with ``args`` as ``user`` (root: None)."""
     words = " ".join(shlex.quote(a) for a in ("python3", "-c", AUTH_SCRIPT, *args))
     return as_user(user, words)
+
+
+class SecretStdin:
+    """Text for a command's stdin (pyinfra's ``_stdin`` global argument) that pyinfra's logs
+    show as ``(secret, not shown)``: they print a fact's arguments with ``str()``."""
+
+    def __init__(self, text: str):
+        self._text = text
+
+    def readlines(self) -> list[str]:
+        return [self._text]
+
+    def __iter__(self):
+        return iter(self.readlines())
+
+    def __repr__(self) -> str:
+        return "(secret, not shown)"
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -38,16 +56,19 @@ class AuthFileState(FactValue):
     mode: str = ""  # octal as stat prints it, e.g. "600"
     user_group: str = ""  # the user's primary group: the file's group when podman writes it
     entries: list[str] = field(default_factory=list)  # every entry's key, managed or not
-    # For each asked key the file has: facts/auth_json.py's salted digest of its auth value.
-    digests: dict[str, str] = field(default_factory=dict)
+    # For each wanted key the file has: "same" (its auth is the wanted one) or "differs".
+    compare: dict[str, str] = field(default_factory=dict)
 
 
 class AuthFile(FactBase[AuthFileState]):
     """
     The persistent auth.json of ``user`` (root: None), read as that user: whether it exists
-    and parses, its owner, group and mode, the keys of its entries, and for each of ``keys``
-    a PBKDF2 digest (``salt``) of its credential, so that a changed secret is seen without
-    the secret (or anything cheap to reverse) appearing in the fact's output.
+    and parses, its owner, group and mode, the keys of its entries, and for each wanted entry
+    whether the file holds it as wanted. The wanted entries (``{key: auth}``) reach the host
+    on the command's stdin, ``_stdin=SecretStdin(json.dumps(wanted))``, and are compared
+    there: the answer is "same" or "differs", so neither a secret nor anything computed from
+    one (a digest could be guessed offline) is in the command, its output or ``--debug``.
+    Without ``_stdin`` nothing is compared.
     """
 
     def requires_command(self, *args, **kwargs) -> str:
@@ -57,8 +78,8 @@ class AuthFile(FactBase[AuthFileState]):
     def default() -> AuthFileState:
         return AuthFileState()
 
-    def command(self, user: str | None, keys: list[str], salt: str) -> str:
-        probe = auth_script(user, "probe", salt, *keys)
+    def command(self, user: str | None) -> str:
+        probe = auth_script(user, "probe")
         if not user:
             return probe
         return f"if id -u {shlex.quote(user)} >/dev/null 2>&1; then {probe}; else echo '{{}}'; fi"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from io import StringIO
@@ -12,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 
-from facts.registries import AuthFile, auth_script, digest
+from facts.registries import AuthFile, SecretStdin, auth_script
 from model.host_data import RegistryCredential, UserName, check_pem
 from operations._common import header, put_files, render_toml, validation_problems
 
@@ -111,12 +110,6 @@ def certificates(certificates: dict[str, str] | None = None, root: str = CERTS_D
         host.noop(f"{len(managed)} registry CA certificate(s) in {root} are up to date")
 
 
-def salt_for(user: str | None) -> str:
-    """The salt of the AuthFile digests: per user, stable across runs (so the fact's command,
-    and a no-change run, stay the same)."""
-    return hashlib.sha256(f"podman-standard auth.json {user or 'root'}".encode()).hexdigest()[:32]
-
-
 @operation()
 def credentials(credentials: list[dict] | None = None, user: str | None = None):
     """
@@ -134,8 +127,13 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
     facts/auth_json.py: the new entries reach it through a 0600 upload on its stdin, never
     in a command line or a fact's output, and each is checked with ``podman login`` against
     its registry before the file is replaced (a refused login leaves the file as it was and
-    fails naming the registry and the user). Idempotent: the AuthFile fact compares salted
-    digests, so an unchanged secret writes nothing.
+    fails naming the registry and the user). Idempotent: the AuthFile fact compares the
+    stored entries with the wanted ones on the host (sent on its stdin, answered "same" or
+    "differs"), so an unchanged secret writes nothing and nothing derived from a secret
+    leaves the host.
+
+    The secret's upload is made as the connecting user and handed over with sudo (pyinfra's
+    ``_sudo``), or made as root; ``_su_user`` and ``_doas`` are not tested with it.
     """
     who = user or "root"
     try:
@@ -157,9 +155,8 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
                     f"registry {cred.registry}: credential of {who}: {error}"
                 ) from None
             auths[cred.registry] = base64.b64encode(f"{cred.username}:{password}".encode()).decode()
-    salt = salt_for(user)
     keys = sorted(c.registry for c in wanted)
-    state = host.get_fact(AuthFile, user=user, keys=keys, salt=salt)
+    state = host.get_fact(AuthFile, user=user, _stdin=SecretStdin(json.dumps(auths)))
     if user and not state.account:
         raise OperationError(f"registry credentials: user {user} does not exist on this host")
     if state.state not in ("absent", "ok"):
@@ -167,7 +164,7 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
             f"registry credentials of {who}: {state.path} is {state.state}; not touched "
             "(fix or remove it)"
         )
-    to_set = {k: a for k, a in auths.items() if state.digests.get(k) != digest(a, salt)}
+    to_set = {k: a for k, a in auths.items() if state.compare.get(k) != "same"}
     to_remove = sorted(c.registry for c in wanted if not c.present and c.registry in state.entries)
     metadata_ok = (state.owner, state.group, state.mode) == (who, state.user_group, "600")
     if not to_set and not to_remove and (metadata_ok or not auths):
