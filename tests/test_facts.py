@@ -162,3 +162,20 @@ def test_fstab_entries_match_the_mount_point_field_only():
     ]
     assert storage.fstab_entries(fstab, "/space") == [fstab[2], fstab[5]]
     assert storage.fstab_entries(fstab, "/srv") == []
+
+
+def test_secret_stdin_reaches_the_command_and_never_pyinfra_s_logs():
+    """pyinfra logs a fact's arguments, ``_stdin`` included, with ``str()`` ("Loaded fact …
+    (_stdin=…)" under --debug); the wanted auth values must reach only the command's stdin."""
+    import io
+
+    from pyinfra.api.util import get_kwargs_str
+    from pyinfra.connectors.util import write_stdin
+
+    secret = registries.SecretStdin('{"10.0.2.2:5001": "cHVsbC1ib3Q6aHVudGVyMg=="}')
+    assert "cHVsbC1ib3Q6" not in get_kwargs_str({"_stdin": secret, "user": None})
+    assert "cHVsbC1ib3Q6" not in f"{secret!r} {secret}"
+    buffer = io.BytesIO()
+    buffer.close = lambda: None
+    write_stdin(secret, buffer)
+    assert buffer.getvalue() == b'{"10.0.2.2:5001": "cHVsbC1ib3Q6aHVudGVyMg=="}\n'
