@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from . import FactValue
 from . import auth_json as _auth_json
@@ -89,3 +89,28 @@ class AuthFile(FactBase[AuthFileState]):
         if not data:
             return AuthFileState()
         return AuthFileState(account=True, **data)
+
+
+class MarkedCertificates(FactBase[list[str]]):
+    """
+    The ``<root>/<dir>/ca.crt`` files whose first line is ``marker`` (the managed-by header this
+    package writes first in each CA it places), as the sorted ``<dir>`` names (``host[:port]``).
+    A CA placed by hand has no such line, so it is never listed.
+    """
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, root: str, marker: str) -> StringCommand:
+        return StringCommand(
+            "if cd",
+            QuoteString(root),
+            "2>/dev/null; then for f in */ca.crt; do",
+            'if [ -f "$f" ] && [ ! -L "$f" ] && IFS= read -r first < "$f" && [ "$first" =',
+            QuoteString(marker),
+            ']; then printf "%s\\n" "${f%/ca.crt}"; fi; done; fi',
+        )
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(line for line in output if line)

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 
-from facts.registries import AuthFile, SecretStdin, auth_script
+from facts.registries import AuthFile, MarkedCertificates, SecretStdin, auth_script
 from model.host_data import RegistryCredential, UserName, check_pem
 from operations._common import header, put_files, render_toml, validation_problems
 
@@ -86,14 +86,16 @@ def certificates(certificates: dict[str, str] | None = None, root: str = CERTS_D
     """
     Put each registry's CA certificate where podman reads it for root and for every rootless
     user: ``<root>/<host[:port]>/ca.crt`` (containers-certs.d(5); 0644, root's: a CA is
-    public). TLS verification stays on.
+    public), its first line this package's managed-by header. TLS verification stays on.
 
     + certificates: ``{host[:port]: PEM text}``, each checked to be X.509 PEM before anything
       is written
     + root: the certs.d directory
 
-    Idempotent: a file is only written when its content, owner or mode differs. A CA no longer
-    declared is left in place (remove it by hand).
+    Idempotent: a file is only written when its content, owner or mode differs. A CA this
+    package placed (its first line the header) that is no longer declared is removed, with
+    its directory when nothing else is in it; a CA placed by hand (no header) is never
+    touched.
     """
     managed = []
     for where, pem in sorted((certificates or {}).items()):
@@ -104,10 +106,24 @@ def certificates(certificates: dict[str, str] | None = None, root: str = CERTS_D
             raise OperationError(f"registry CA for {where}: {error}") from None
         text = header(SOURCE) + pem.rstrip("\n") + "\n"
         managed.append((StringIO(text), f"{root}/{where}/ca.crt", "root", "root", "0644"))
-    if not managed:
-        host.noop("no registry CA certificates declared")
-    elif (yield from put_files(managed)) == len(managed):
+    marked = host.get_fact(MarkedCertificates, root=root, marker=header(SOURCE).rstrip("\n"))
+    # A name this package could not have written is not one of its CAs.
+    stale = [d for d in marked if d not in (certificates or {}) and _CERT_DIR_RE.match(d)]
+    in_place = (yield from put_files(managed)) if managed else 0
+    for where in stale:
+        directory = f"{root}/{where}"
+        yield StringCommand(
+            "rm -f --",
+            QuoteString(f"{directory}/ca.crt"),
+            "&& rmdir --ignore-fail-on-non-empty --",
+            QuoteString(directory),
+        )
+    if stale or in_place < len(managed):
+        return
+    if managed:
         host.noop(f"{len(managed)} registry CA certificate(s) in {root} are up to date")
+    else:
+        host.noop("no registry CA certificates declared, none of this package's in place")
 
 
 @operation()
