@@ -18,6 +18,8 @@ import json
 import os
 import secrets
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import pytest
 
 from facts.compose import PROJECT_LABEL, as_user
 from facts.qa import Probe
-from testbed.fleet import GuestSpec, Testbed
+from testbed.fleet import REPO, GuestSpec, Testbed
 from testbed.registry import AuthRegistry
 from tests.realhost.conftest import _TIMINGS
 
@@ -85,6 +87,7 @@ def deploy(
     services: list | None = None,
     compose: list | None = None,
     ca: bool = True,
+    dry: bool = False,
 ):
     """The config phase with the private registry declared (CA from a controller file unless
     not ``ca``, root's password from a file, vagrant's from the environment), or with
@@ -123,6 +126,8 @@ def deploy(
     bed.write_state()
     args = ("--debug", "-vvv") if debug else ()
     deploy_file = "deploys/services.py" if services else "deploys/compose.py" if compose else DEPLOY
+    if dry:
+        return dry_run(bed, args, vagrant_password)
     returncode, result, stderr = bed.pyinfra(*args, deploy=deploy_file, env={ENV: vagrant_password})
     # pyinfra prints its JSON on stdout even for a failed run: none means it broke.
     assert result is not None, stderr[-4000:]
@@ -136,6 +141,25 @@ def deploy(
     return returncode, changed, output
 
 
+def dry_run(bed, args: tuple, vagrant_password: str):
+    """``pyinfra --dry --diff`` of the config phase as a user runs it: without ``-y`` (with
+    it pyinfra skips change detection, so no fact would run); (returncode, [], output)."""
+    command = [sys.executable, "-m", "pyinfra", "--dry", "--diff", *args]
+    with _TIMINGS.stage("pyinfra --dry --diff"):
+        result = subprocess.run(
+            [*command, str(bed.inventory_path), DEPLOY],
+            cwd=REPO,
+            env={**bed.pyinfra_env(), ENV: vagrant_password},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    output = result.stdout + result.stderr
+    bed.outputs.append(output)
+    return result.returncode, [], output
+
+
 def pull(guest, location: str, as_root: bool, image: str = "library/busybox:latest"):
     command = f"podman pull -q {location}/{image}"
     return guest.run(f"sudo {command}" if as_root else command, timeout=300)
@@ -143,9 +167,10 @@ def pull(guest, location: str, as_root: bool, image: str = "library/busybox:late
 
 def test_without_the_ca_a_pull_fails_on_tls(private):
     guest = private.guests[SPEC.name]
-    result = pull(guest, private.location, as_root=True)
-    assert result.returncode != 0
-    assert "certificate" in (result.stderr + result.stdout).lower(), result.stderr
+    for as_root in (True, False):
+        result = pull(guest, private.location, as_root=as_root)
+        assert result.returncode != 0
+        assert "certificate" in (result.stderr + result.stdout).lower(), result.stderr
 
 
 def test_a_wrong_password_fails_naming_registry_and_user(private):
@@ -316,6 +341,19 @@ def test_second_run_changes_nothing(private):
     assert "Loaded fact facts.registries.AuthFile (_stdin=(secret, not shown)" in output
 
 
+def test_a_dry_diff_run_with_a_new_password_shows_no_secret(private):
+    """``--dry --diff`` with another password for vagrant: the change is detected (the
+    on-host comparison answers "differs") and nothing is written or shown."""
+    guest = private.guests[SPEC.name]
+    before = sudo(guest, f"cat {USER_AUTH}")
+    private.dry = "dry-" + secrets.token_urlsafe(12)
+    returncode, _, output = deploy(private, private.dry, debug=True, dry=True)
+    assert returncode == 0, output[-4000:]
+    assert "Detected changes" in output, output[-4000:]
+    assert f'"compare": {{"{private.location}": "differs"}}' in output
+    assert sudo(guest, f"cat {USER_AUTH}") == before
+
+
 def test_a_removed_credential_and_ca_remove_only_what_the_package_wrote(private):
     """root's credential and the registry's CA no longer declared: root's entry and the CA
     this package placed go; vagrant's entries and a CA placed by hand stay."""
@@ -352,7 +390,11 @@ def test_no_secret_in_any_output(private):
 def _secret_forms(bed) -> list[str]:
     """Each password as it is, as auth.json and a Basic header carry it, and the common
     digests of both."""
-    pairs = [*bed.passwords.items(), ("vagrant-puller", getattr(bed, "wrong", ""))]
+    pairs = [
+        *bed.passwords.items(),
+        ("vagrant-puller", getattr(bed, "wrong", "")),
+        ("vagrant-puller", getattr(bed, "dry", "")),
+    ]
     forms = []
     for user, password in pairs:
         if password:
