@@ -33,7 +33,7 @@ from tests.realhost.conftest import _TIMINGS
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 1  # one guest: runs beside another one-guest module (tier.py)
-MINUTES = 3.0  # last measured wall time (1.5 and 2.1 min, 2026-12-01); balances the lanes
+MINUTES = 3.6  # last measured wall time (3.6 min, 2026-12-01, beside other guests); balances lanes
 
 SPEC = GuestSpec("trixie", "workstation", "podman")
 DEPLOY = "deploys/podman_standard.py"
@@ -129,8 +129,8 @@ def deploy(
     if dry:
         return dry_run(bed, args, vagrant_password)
     returncode, result, stderr = bed.pyinfra(*args, deploy=deploy_file, env={ENV: vagrant_password})
-    # pyinfra prints its JSON on stdout even for a failed run: none means it broke.
-    assert result is not None, stderr[-4000:]
+    # A run that succeeds prints its JSON (a failed one may print none): else it broke.
+    assert result is not None or returncode != 0, stderr[-4000:]
     output = json.dumps(result) + stderr
     bed.outputs.append(output)
     changed = [
