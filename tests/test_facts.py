@@ -24,7 +24,6 @@ TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
 
 
-
 @pytest.fixture(autouse=True)
 def _auth_script_by_name(request, monkeypatch):
     # The AuthFile cases show facts/auth_json.py by name (its whole source is the command's
@@ -119,8 +118,9 @@ def test_command_runs_under_sh(fact, args):
     tool = instance.requires_command(*args)
     if tool:
         raw = f"if command -v {tool} >/dev/null 2>&1; then ( {raw} ); else echo NOCMD; fi"
+    # An empty stdin (a pipe, not /dev/null: a fact may read its stdin, AuthFile does).
     result = subprocess.run(
-        ["sh", "-c", raw], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+        ["sh", "-c", raw], input="", capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
