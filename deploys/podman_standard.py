@@ -58,8 +58,8 @@ def podman_standard(cfg: HostData):
             short_name_mode=cfg.registries.short_name_mode.value,
             registries=[r.model_dump() for r in cfg.registries.registries],
         )
-        if pems:
-            registries.certificates(name="Registry CA certificates", certificates=pems)
+        # Also with none declared: a CA this package placed and no longer declared goes.
+        registries.certificates(name="Registry CA certificates", certificates=pems)
     if Phase.install in phases:
         docker_compat.docker_cli(name="Docker CLI compatibility", mode=cfg.docker_compat.value)
     if Phase.config in phases:
