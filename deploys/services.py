@@ -44,6 +44,7 @@ def services(cfg: HostData):
             service=svc,
             remove_network=svc.name in removes_network,
             root=cfg.service_root,
+            declared=cfg.services,  # their state in one command, reused while nothing changes
         )
 
 
