@@ -46,6 +46,12 @@ def services(cfg: HostData):
             root=cfg.service_root,
             declared=cfg.services,  # their state in one command, reused while nothing changes
         )
+    if cfg.prune_images:
+        service_ops.prune_images(
+            name="Prune images no service needs",
+            declared=cfg.services,
+            root=cfg.service_root,
+        )
 
 
 if __name__ == "builtins":  # executed by pyinfra as a deploy file

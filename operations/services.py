@@ -21,7 +21,7 @@ from pyinfra.facts.server import Users
 from pyinfra.operations.util import files as file_utils
 
 from facts.services import PodmanNetworks, PodmanVolumes, ServicesState, ServicesStateValue
-from model.host_data import SECRETS_FILE, EnvName, Service, ServiceRoot, UnitText
+from model.host_data import SECRETS_FILE, EnvName, PullPolicy, Service, ServiceRoot, UnitText
 from operations._common import (
     header,
     keep_shared_facts,
@@ -255,11 +255,60 @@ PULL = (
 )
 
 
+# pull: always: the same, without the "the host has it" shortcut.
+PULL_ALWAYS = PULL.replace('podman image exists "$image" && exit 0; ', "")
+# pull: always, no restart due otherwise: true when the tag now names another image than the
+# service's container runs (or it has none).
+MOVED = (
+    'image=$1; name=$2; new=$(podman image inspect --format "{{.Id}}" "$image") || exit 2; '
+    'old=$(podman container inspect --format "{{.Image}}" "$name" 2>/dev/null); '
+    '[ "$new" != "$old" ] && echo "service $name: $image now names image $new; restarting"'
+)
+
+# The image each service runs, and the one it ran before (the rollback's, and what prune
+# keeps): <service_dir>/IMAGE_RECORD, "current|previous ID DIGEST REFERENCE" lines, rewritten
+# after a start or restart only when the container's image differs from "current".
+IMAGE_RECORD = "image-record"
+RECORD = (
+    'name=$1; file=$2; head=$3; info=$(podman container inspect --format '
+    '"{{.Image}} {{.ImageName}}" "$name") || exit 1; set -- $info; '
+    'digest=$(podman image inspect --format "{{.Digest}}" "$1") || exit 1; now="$1 $digest $2"; '
+    'old=$(sed -n "s/^current //p" "$file" 2>/dev/null); [ "$old" = "$now" ] && exit 0; '
+    'prev=$(sed -n "s/^previous //p" "$file" 2>/dev/null); [ -n "$old" ] && prev=$old; '
+    '{ printf "%s" "$head"; echo "current $now"; [ -z "$prev" ] || echo "previous $prev"; } '
+    '> "$file.new" && mv -f "$file.new" "$file"'
+)
+
+
 def pull_command(svc: Service, scope: _Scope) -> StringCommand:
-    """Pull the spec's image unless the host has it (as the service's user), bounded."""
+    """Pull the spec's image (as the service's user), bounded: with ``pull: missing`` only
+    when the host lacks it."""
+    script = PULL_ALWAYS if svc.pull == PullPolicy.always else PULL
     args = [svc.image, str(PULL_TRIES), str(PULL_BACKOFF), str(PULL_TIMEOUT)]
-    command = shlex.join(["sh", "-c", PULL, "pull", *args])
+    command = shlex.join(["sh", "-c", script, "pull", *args])
     return StringCommand(scope.as_user(command))
+
+
+def record_command(svc: Service, scope: _Scope, service_dir: str) -> StringCommand:
+    """Record the image the service's container runs (``IMAGE_RECORD``), when it changed."""
+    head = header(SOURCE) + f"# the image {svc.name} runs (current) and ran before (previous)\n"
+    args = [svc.name, f"{service_dir}/{IMAGE_RECORD}", head]
+    return StringCommand(scope.as_user(shlex.join(["sh", "-c", RECORD, "record", *args])))
+
+
+def recorded_images(text: str | None) -> dict[str, str]:
+    """``{"current": ID, "previous": ID}`` of an image record (what it has of them)."""
+    ids = {}
+    for line in (text or "").splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("current", "previous"):
+            ids[words[0]] = words[1]
+    return ids
+
+
+def _moved_restart(svc: Service, scope: _Scope) -> StringCommand:
+    moved = scope.as_user(shlex.join(["sh", "-c", MOVED, "moved", svc.image, svc.name]))
+    return StringCommand("if", moved, "; then", scope.start("restart", svc.name), "; fi")
 
 
 def render_unit(
@@ -530,7 +579,7 @@ def probe(services: list[Service], root: str) -> dict:
     run asks the same): each one's unit files of both renderings, its network's quadlet file,
     its timers' files, its secrets file; its directories, the unit directories and (rootless)
     the service root's ancestors; its units, in root's manager or its user's."""
-    files, dirs, units = set(), set(), set()
+    files, dirs, units, records = set(), set(), set(), set()
     user_units: dict[str, set] = {}
     for svc in services:
         try:
@@ -548,10 +597,11 @@ def probe(services: list[Service], root: str) -> dict:
         dirs |= {root, service_dir, *_volume_dirs(svc, service_dir)}
         dirs |= {*_unit_dir_levels(scope, plain), *_unit_dir_levels(scope, quadlet)}
         dirs |= set(_ancestors(root)) if svc.user else set()
+        records.add(f"{service_dir}/{IMAGE_RECORD}")
     return {
         "files": sorted(files),
         "dirs": sorted(dirs),
-        "records": [],
+        "records": sorted(records),
         "units": sorted(units),
         "user_units": {user: sorted(names) for user, names in sorted(user_units.items())},
     }
@@ -589,7 +639,7 @@ def service(
     root: str = "/srv/containers/apps",
     remove_network: bool = False,
     secret_values: dict[str, str] | None = None,
-    declared: list[Service] | None = None,
+    declared: list[Service | dict | str] | None = None,
 ):
     """
     Run a container as a systemd service, or remove it.
@@ -639,7 +689,7 @@ def service(
     # pyinfra also runs operations while planning, before earlier ones (installing podman,
     # enabling linger) have run: what they will provide is only required when this one runs.
     executing = host.state.is_executing
-    st = gathered_state([*(declared or []), svc], root)
+    st = gathered_state([*map(_spec, declared or []), svc], root)
     state = st.unit(unit_name, svc.user)
     if svc.user and not state.reachable and executing:
         raise OperationError(
@@ -733,10 +783,23 @@ def service(
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
         commands.append(scope.systemctl("enable", unit_name))
     restart = state.active_state in RUNNING and (unit_changed or secrets_changed)
+    record = None
     if restart or state.active_state not in RUNNING:
         # First of all: a failed pull leaves the running container and its unit as they are.
         commands.insert(0, pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
+        record = record_command(svc, scope, service_dir)
+    elif svc.pull == PullPolicy.always:
+        commands.insert(0, pull_command(svc, scope))
+        commands.append(_moved_restart(svc, scope))
+        record = record_command(svc, scope, service_dir)
+    else:
+        container = st.container(svc.name, svc.user)
+        recorded = recorded_images(st.records.get(f"{service_dir}/{IMAGE_RECORD}"))
+        if container and recorded.get("current") != container.image_id:
+            record = record_command(svc, scope, service_dir)
+    if record is not None:
+        commands.append(record)
     commands += enable_timers
     rootless = f", rootless as {svc.user}" if svc.user else ""
     noop = f"service {svc.name} is up to date ({rendering} unit, running{rootless})"
@@ -802,3 +865,50 @@ def _remove(
         commands += _collect(_remove_file(f"{service_dir}/{SECRETS_FILE}", st))[0]
     kept = "" if svc.remove_data else f" ({service_dir} kept: remove_data is false)"
     yield from _finish(svc, commands, f"service {svc.name} is absent{kept}")
+
+
+@operation()
+def prune_images(declared: list[Service | dict | str], root: str = "/srv/containers/apps"):
+    """
+    Remove the images that no declared service needs, from root's store and from each
+    service user's: every image no container uses (running or not), that no present service
+    of that store names, and that is neither the current nor the previous image of a
+    service's image record (kept for a rollback). Run after the services converged.
+
+    + declared: every service the host declares (the same list ``service`` got)
+    + root: the service root (where the image records are)
+
+    Destructive by design (hence off unless ``podman_prune_images``): an image pulled by hand
+    and not in use goes too. Untags by name (never ``--force``: no container is touched).
+    Idempotent: nothing to remove, no command.
+    """
+    declared = [_spec(svc) for svc in declared]
+    st = gathered_state(declared, root)
+    commands = []
+    for user in sorted({svc.user or "" for svc in declared}):
+        mine = [svc for svc in declared if (svc.user or "") == user]
+        scope = st.scope(user or None)
+        keep = {c.image_id for c in scope.containers.values()}
+        for svc in mine:
+            recorded = recorded_images(st.records.get(f"{root}/{svc.name}/{IMAGE_RECORD}"))
+            keep |= set(recorded.values())
+        wanted = {svc.image for svc in mine if svc.present and svc.image}
+        doomed = []
+        for image in scope.images:
+            named = wanted & set(image.names)
+            pinned = any(ref.partition("@")[2] == image.digest for ref in wanted if "@" in ref)
+            if image.id in keep or named or pinned:
+                continue
+            doomed += sorted(image.names) or [image.id]
+        if doomed:
+            rmi = shlex.join(["podman", "rmi", "--", *doomed])
+            commands.append(StringCommand(_Scope(user or None, "", "", "").as_user(rmi)))
+    yield from _finish_prune(commands)
+
+
+def _finish_prune(commands: list):
+    if commands:
+        yield from commands
+    else:
+        keep_shared_facts()
+        host.noop("no image to prune: each is in use, declared or recorded")

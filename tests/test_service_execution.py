@@ -35,7 +35,7 @@ def test_podman_missing_when_the_operation_runs():
             f"{WEB}/secrets.env",
         ],
         "dirs": ["/etc/containers/systemd", "/etc/systemd/system", "/srv/containers/apps", WEB],
-        "records": [],
+        "records": [f"{WEB}/image-record"],
         "units": ["web.service"],
         "user_units": {},
     }
@@ -60,7 +60,7 @@ def test_user_manager_unreachable_when_the_operation_runs():
             "/srv/containers/apps",
             WEB,
         ],
-        "records": [],
+        "records": [f"{WEB}/image-record"],
         "units": [],
         "user_units": {"svc-web": ["web.service"]},
     }
