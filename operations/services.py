@@ -270,7 +270,7 @@ MOVED = (
 # after a start or restart only when the container's image differs from "current".
 IMAGE_RECORD = "image-record"
 RECORD = (
-    'name=$1; file=$2; head=$3; info=$(podman container inspect --format '
+    "name=$1; file=$2; head=$3; info=$(podman container inspect --format "
     '"{{.Image}} {{.ImageName}}" "$name") || exit 1; set -- $info; '
     'digest=$(podman image inspect --format "{{.Digest}}" "$1") || exit 1; now="$1 $digest $2"; '
     'old=$(sed -n "s/^current //p" "$file" 2>/dev/null); [ "$old" = "$now" ] && exit 0; '
