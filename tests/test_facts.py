@@ -64,6 +64,16 @@ FACTS = [
     (services.PodmanVolumes, ["svc-litellm"]),
     (services.PodmanNetworks, []),
     (services.PodmanNetworks, ["vagrant"]),
+    (
+        services.ServicesState,
+        [
+            ["/etc/systemd/system/web.service", "/srv/a b/it's"],
+            ["/srv/containers/apps", "/no such dir"],
+            ["/srv/containers/apps/web/image-record", "/etc/hostname"],
+            ["web.service", "web-cron.timer"],
+            {"vagrant": ["uweb.service"]},
+        ],
+    ),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack"]),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
     (registries.AuthFile, [None, ["quay.io/it's", "10.0.2.2:5001"], "a salt"]),

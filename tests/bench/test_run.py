@@ -109,3 +109,15 @@ def test_figures_and_goals_of_an_all_result():
     assert lines[3].split()[-1] == "met" and " 10 " in lines[3]
     assert "1.24x" in lines[4] and "NOT" not in lines[4]
     assert "1.67x" in lines[5] and lines[5].endswith("NOT met")
+
+
+@pytest.mark.parametrize("count", [3, 6])
+def test_motoko_like_services_are_valid_host_data(count):
+    from model.host_data import HostData
+
+    services = run.motoko_like(count)
+    data = HostData.model_validate({"services": services})
+    assert [s.name for s in data.services] == [s["name"] for s in services]
+    # motoko's shapes: a secret, a health check, a dependency, a port and a timer among them
+    assert any(s.secrets for s in data.services) and any(s.healthcheck for s in data.services)
+    assert any(s.requires and s.ports and s.timers for s in data.services)
