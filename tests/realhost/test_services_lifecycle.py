@@ -89,7 +89,9 @@ def deploy(bed, stack: list[dict], prune: bool = False) -> tuple[int, dict | Non
 
 
 def changed(result: dict) -> list[str]:
-    return [op["name"] for op in result["results"]["operations"] if op["success"]]
+    """The operations that changed something, without their deploy's prefix."""
+    ops = result["results"]["operations"]
+    return [op["name"].split(" | ")[-1] for op in ops if op["success"]]
 
 
 def sudo(guest, command: str) -> str:
