@@ -803,10 +803,10 @@ def service(
     commands += enable_timers
     rootless = f", rootless as {svc.user}" if svc.user else ""
     noop = f"service {svc.name} is up to date ({rendering} unit, running{rootless})"
-    yield from _finish(svc, commands, noop)
+    yield from _finish(commands, noop)
 
 
-def _finish(svc: Service, commands: list, noop: str):
+def _finish(commands: list, noop: str):
     """Yield the commands, or say why there are none (then the state read for this
     operation stays valid for the next: ``keep_shared_facts``)."""
     if commands:
@@ -864,7 +864,7 @@ def _remove(
     else:
         commands += _collect(_remove_file(f"{service_dir}/{SECRETS_FILE}", st))[0]
     kept = "" if svc.remove_data else f" ({service_dir} kept: remove_data is false)"
-    yield from _finish(svc, commands, f"service {svc.name} is absent{kept}")
+    yield from _finish(commands, f"service {svc.name} is absent{kept}")
 
 
 @operation()
@@ -903,12 +903,4 @@ def prune_images(declared: list[Service | dict | str], root: str = "/srv/contain
         if doomed:
             rmi = shlex.join(["podman", "rmi", "--", *doomed])
             commands.append(StringCommand(_Scope(user or None, "", "", "").as_user(rmi)))
-    yield from _finish_prune(commands)
-
-
-def _finish_prune(commands: list):
-    if commands:
-        yield from commands
-    else:
-        keep_shared_facts()
-        host.noop("no image to prune: each is in use, declared or recorded")
+    yield from _finish(commands, "no image to prune: each is in use, declared or recorded")
