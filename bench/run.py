@@ -120,6 +120,33 @@ def ansible_inventory(hosts: list[dict], data: dict[str, dict]) -> dict:
     }
 
 
+# What ansible's modules need on a managed host and ansible does not bring: ansible.builtin.apt
+# imports python3-apt (a converged host need not have it; Debian 13's minimal image does not).
+# Installed once per host before anything is timed, through the raw module (no Python needed);
+# a host where it cannot be had is left out of the comparison, with the reason.
+ANSIBLE_NEEDS = ("python3-apt",)
+
+
+def ansible_prepare_command(packages=ANSIBLE_NEEDS) -> str:
+    """A shell command that installs those of ``packages`` that are not installed (refreshing
+    the index only when the install fails without it) and prints which it installed."""
+    install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $m"
+    return (
+        "m=; for p in " + " ".join(shlex.quote(p) for p in packages) + "; do "
+        "dpkg-query -W -f='${db:Status-Status}' \"$p\" 2>/dev/null | grep -qx installed"
+        ' || m="$m $p"; done; '
+        'if [ -z "$m" ]; then echo "present: all"; else '
+        f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >/dev/null"
+        ' && echo "installed:$m"; fi'
+    )
+
+
+def measured(inventory: dict, skipped: dict[str, str]) -> dict:
+    """The ansible inventory without the hosts in ``skipped`` ({host: reason})."""
+    hosts = inventory["all"]["hosts"]
+    return {"all": {"hosts": {n: v for n, v in hosts.items() if n not in skipped}}}
+
+
 def alternate(labels: list[str], runs: int) -> list[str]:
     """A/B order for ``runs`` rounds: ABAB..., the first label swapped every other round so
     neither always runs first (a warm cache after the other's run favours the second)."""
@@ -206,7 +233,9 @@ def host_data(state: Path, inventory: str = INVENTORY) -> dict[str, dict]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def ansible_run(inventory: Path, *extra: str) -> dict:
+def ansible_run(inventory: Path, *extra: str, tool: str = "ansible-playbook") -> dict:
+    """``ansible-playbook -i INVENTORY EXTRA... baseline.yml`` (or ``tool``, e.g. ``ansible``,
+    with ``extra`` as its whole argument list)."""
     # A fresh control directory per run: no run inherits the previous run's SSH master.
     with tempfile.TemporaryDirectory(prefix="bench-cp-") as control:
         env = dict(
@@ -216,14 +245,27 @@ def ansible_run(inventory: Path, *extra: str) -> dict:
             ANSIBLE_NOCOLOR="1",
             PATH=f"{ANSIBLE_VENV / 'bin'}:{os.environ['PATH']}",
         )
-        command = [
-            str(ANSIBLE_VENV / "bin" / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            *extra,
-            str(ANSIBLE_DIR / "baseline.yml"),
-        ]
+        playbook = [str(ANSIBLE_DIR / "baseline.yml")] if tool == "ansible-playbook" else []
+        command = [str(ANSIBLE_VENV / "bin" / tool), "-i", str(inventory), *extra, *playbook]
         return timed(command, env=env)
+
+
+def ansible_prepare(inventory: Path, hosts: list[str]) -> dict[str, str]:
+    """Install what ansible's modules need on each host (``ANSIBLE_NEEDS``), untimed; returns
+    ``{host: reason}`` for each host where that failed (left out of the comparison)."""
+    skipped = {}
+    for name in hosts:
+        run = ansible_run(
+            inventory, name, "-b", "-m", "raw", "-a", ansible_prepare_command(), tool="ansible"
+        )
+        last = [line for line in run["output"].splitlines() if line.strip()][-3:]
+        print(f"  {name}: {' / '.join(last)}", flush=True)
+        if run["rc"]:
+            skipped[name] = (
+                f"could not install {', '.join(ANSIBLE_NEEDS)} for ansible's modules "
+                f"(rc {run['rc']}): {' / '.join(last)}"
+            )
+    return skipped
 
 
 def save(name: str, payload: dict) -> Path:
@@ -261,11 +303,20 @@ def _keep(what: str, label: str, run: dict, samples: list[dict]) -> None:
 def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
     hosts = json.loads(state.read_text())["hosts"]
     ansible_inv = state.with_name(state.stem + "-ansible.json")
-    ansible_inv.write_text(json.dumps(ansible_inventory(hosts, host_data(state, inventory))))
+    full = ansible_inventory(hosts, host_data(state, inventory))
+    ansible_inv.write_text(json.dumps(full))
+    print("what ansible's modules need on each host (untimed)", flush=True)
+    skipped = ansible_prepare(ansible_inv, [h["name"] for h in hosts])
+    names = [h["name"] for h in hosts if h["name"] not in skipped]
+    if not names:
+        sys.exit("no host left to measure: " + "; ".join(f"{h}: {r}" for h, r in skipped.items()))
+    ansible_inv.write_text(json.dumps(measured(full, skipped)))
+    # pyinfra runs on the same hosts as ansible.
+    limit = [arg for name in names for arg in ("--limit", name)]
 
     # Untimed: pyinfra's command count (from its --debug records), and a first ansible run
     # that must already change nothing (the host was converged by pyinfra).
-    counted = pyinfra_run(state, "--debug", inventory=inventory)
+    counted = pyinfra_run(state, "--debug", *limit, inventory=inventory)
     if counted["rc"]:
         _fail("pyinfra --debug run", counted)
     commands = remote_commands(counted["output"])
@@ -277,7 +328,7 @@ def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
     samples: dict[str, list[dict]] = {"pyinfra": [], "ansible": []}
     for label in alternate(["pyinfra", "ansible"], runs):
         if label == "pyinfra":
-            run = pyinfra_run(state, inventory=inventory)
+            run = pyinfra_run(state, *limit, inventory=inventory)
             run["changed"] = pyinfra_changes(run["output"]) if not run["rc"] else None
         else:
             run = ansible_run(ansible_inv)
@@ -285,7 +336,8 @@ def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
             run["changed"] = sum(h["changed"] for h in recap.values())
         _keep("no-op run", label, run, samples[label])
     return {
-        "hosts": [h["name"] for h in hosts],
+        "hosts": names,
+        "skipped": skipped,
         "pyinfra_commands": commands,
         "ansible_ssh_execs": ansible_execs,
         "ansible_check_changed": sum(
@@ -312,6 +364,8 @@ def noop_report(result: dict) -> str:
     for host, c in result["pyinfra_commands"].items():
         out.append(f"pyinfra remote commands on {host}: {c['commands']} ({len(c['facts'])} facts)")
     out.append(f"ansible SSH execs (one -vvv run, all hosts): {result['ansible_ssh_execs']}")
+    for host, reason in result.get("skipped", {}).items():
+        out.append(f"not measured: {host}: {reason}")
     return "\n".join(out)
 
 

@@ -1,18 +1,24 @@
-"""Helpers shared by the operations: distro family table and managed-file rendering."""
+"""Helpers shared by the operations: distro family table, managed-file rendering and writing
+(with pyinfra's ``--diff``), and the progress lines of long steps."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import time
 from io import StringIO
 
 import tomli_w
 from jinja2 import DictLoader, Environment, StrictUndefined
-from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand
+from pyinfra.api.output import format_text
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
+from pyinfra.operations.util import files as file_utils
+from pyinfra.operations.util.files import generate_color_diff
 
 from facts.files import ManagedFiles
 from model.host_data import TEMPLATES, control_characters
@@ -211,6 +217,50 @@ def render_template(template: str, /, **context) -> StringIO:
 INLINE_LIMIT = 64 * 1024
 
 
+def show_change(
+    dest: str,
+    content: str | None,
+    *,
+    exists: bool | None = None,
+    metadata: str = "",
+    same_content: bool = False,
+) -> None:
+    """Under pyinfra's ``--diff`` (only then: otherwise nothing is read), log how writing
+    ``content`` to ``dest`` changes it, as ``files.put`` does: "Will create" or "Will modify"
+    and a unified diff of the current content against the new one in pyinfra's colours.
+
+    ``content=None``: the file holds secrets (a secrets file, an auth.json): only that it
+    changes is shown, never a line of it. ``exists``: what a fact already said (``False``
+    spares reading the file); ``metadata``: an owner or mode change to name beside it;
+    ``same_content``: only the metadata changes (nothing is read). In
+    ``--dry`` and in a real run alike (operations are planned before anything runs)."""
+    if not state.config.DIFF:
+        return
+    bold = format_text(dest, bold=True)
+    if same_content:
+        logger.info(f"{host.print_prefix}Will set {metadata} of {bold}")
+        logger.info("")
+        return
+    read = exists is not False and content is not None
+    current = host.get_fact(FileContents, path=dest) if read else None
+    if content is None:
+        verb = "create" if exists is False else "modify"
+        logger.info(f"{host.print_prefix}Will {verb} {bold} (holds secrets: content not shown)")
+    elif current is None and exists is not True:
+        logger.info(f"{host.print_prefix}Will create {bold}")
+        for line in generate_color_diff([], content.splitlines(keepends=True)):
+            logger.info("  %s", line)
+    else:
+        current_lines = [line + "\n" for line in current or []]
+        wanted_lines = content.splitlines(keepends=True)
+        logger.info(f"{host.print_prefix}Will modify {bold}")
+        for line in generate_color_diff(current_lines, wanted_lines):
+            logger.info("  %s", line)
+    if metadata:
+        logger.info(f"{host.print_prefix}Will set {metadata} of {bold}")
+    logger.info("")
+
+
 def write_file(content: str, dest: str, user: str, group: str, mode: str) -> StringCommand:
     """One command that writes ``content`` to ``dest`` with exactly ``user:group`` and ``mode``.
 
@@ -218,7 +268,7 @@ def write_file(content: str, dest: str, user: str, group: str, mode: str) -> Str
     filesystem), gets its owner and mode, then is renamed over ``dest``: a reader sees the old
     file or the new one, never a part, and never the wrong mode. A failed step removes the
     temporary file. The content is in the command line (logged by ``--debug``, visible to ps
-    for the moment it runs): only for configuration, never for secrets.
+    for the moment it runs): only for configuration, never for secrets (``put_secret_file``).
     """
     return StringCommand(
         StringCommand("d=", QuoteString(dest), _separator=""),
@@ -234,15 +284,42 @@ def write_file(content: str, dest: str, user: str, group: str, mode: str) -> Str
     )
 
 
-def put_file(content: StringIO, dest: str, user: str, group: str, mode: str):
+def put_file(
+    content: StringIO,
+    dest: str,
+    user: str,
+    group: str,
+    mode: str,
+    **change,
+):
     """Write ``content`` to ``dest``: inline (``write_file``, one command) when it is small,
-    through ``files.put`` otherwise."""
+    through ``files.put`` otherwise (which shows its own ``--diff``). ``change``: what the
+    caller knows of the file, for ``show_change``."""
     text = content.getvalue()
     if len(text.encode("utf-8")) <= INLINE_LIMIT:
+        show_change(dest, text, **change)
         yield write_file(text, dest, user, group, mode)
     else:
         content.seek(0)
         yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
+
+
+def put_secret_file(content: str, dest: str, user: str, group: str):
+    """Upload ``content`` to ``dest``, ``user:group`` 0600 from its creation on: the file is
+    made empty 0600 first (the upload truncates an existing file and keeps its mode), the
+    content travels by upload (never in a command line), and ``--diff`` shows only that the
+    file is written, never its content (``files.put`` would print it). Writes every time it
+    is called: for steps that run once (the migration's bundle)."""
+    show_change(dest, None)
+    yield StringCommand("install", "-m", "600", "-o", user, "-g", group, "/dev/null", dest)
+    temp_dir = (host.current_op_global_arguments or {}).get("_temp_dir")
+    yield FileUploadCommand(
+        StringIO(content),
+        dest,
+        remote_temp_filename=host.get_temp_filename(dest, temp_directory=temp_dir),
+    )
+    yield file_utils.chown(dest, user, group)
+    yield file_utils.chmod(dest, 600)
 
 
 def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
@@ -251,12 +328,13 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
     One ``ManagedFiles`` fact reads every destination (stat + checksum) in a single command;
     only a file whose content, owner, group or mode differs is written, in one command each
     (``put_file``). A destination that is not a regular file (a directory, a link) goes
-    through ``files.put``, which refuses or handles it as pyinfra does. Returns how many files
-    were already as wanted."""
-    state = host.get_fact(ManagedFiles, paths=[dest for _, dest, *_ in managed])
+    through ``files.put``, which refuses or handles it as pyinfra does. Under ``--diff`` each
+    file that changes shows how (``show_change``; a new file's content without reading it).
+    Returns how many files were already as wanted."""
+    on_host = host.get_fact(ManagedFiles, paths=[dest for _, dest, *_ in managed])
     in_place = 0
     for content, dest, user, group, mode in managed:
-        have = state.get(dest)
+        have = on_host.get(dest)
         wanted_sha1 = hashlib.sha1(content.getvalue().encode("utf-8")).hexdigest()
         if (
             have is not None
@@ -267,8 +345,69 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
             in_place += 1
             continue
         if have is not None and have.kind in ("file", "absent"):
-            yield from put_file(content, dest, user, group, mode)
+            metadata = ""
+            if have.kind == "file":
+                metadata = ", ".join(
+                    f"{what} {old} -> {new}"
+                    for what, old, new in (
+                        ("owner", f"{have.user}:{have.group}", f"{user}:{group}"),
+                        ("mode", f"{int(have.mode, 8):04o}", f"{int(mode, 8):04o}"),
+                    )
+                    if old != new
+                )
+            yield from put_file(
+                content,
+                dest,
+                user,
+                group,
+                mode,
+                exists=have.kind == "file",
+                metadata=metadata,
+                same_content=have.kind == "file" and have.sha1 == wanted_sha1,
+            )
         else:
             content.seek(0)
             yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
     return in_place
+
+
+# Where a step's start time waits for its end, per host and run.
+_STEPS_ATTR = "_podman_standard_steps"
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def _step_started(state, host, what: str) -> None:
+    if getattr(host, _STEPS_ATTR, None) is None:
+        setattr(host, _STEPS_ATTR, {})
+    getattr(host, _STEPS_ATTR)[what] = time.monotonic()
+    logger.info(f"{host.print_prefix}{what}: started")
+
+
+def _step_done(state, host, what: str) -> None:
+    started = (getattr(host, _STEPS_ATTR, None) or {}).pop(what, None)
+    took = "" if started is None else f" in {_elapsed(time.monotonic() - started)}"
+    logger.info(f"{host.print_prefix}{what}: done{took}")
+
+
+def timed(what: str, commands) -> list:
+    """``commands`` (one command, or an iterable of them) between two progress lines on
+    pyinfra's normal output, printed on the controller while the run executes them:
+    ``[host] <what>: started``, then ``[host] <what>: done in 3 min 12 s`` (a failed command
+    ends the step without the second line: pyinfra names the failure). For long steps
+    (package installs, image pulls, the migration's steps, a compose bring-up): ``yield from
+    timed("install podman, crun", [cmd])``. No commands, no lines: a no-op stays a no-op.
+    Nothing is printed in ``--dry`` (nothing runs)."""
+    if isinstance(commands, StringCommand | FileUploadCommand | FunctionCommand | str):
+        commands = [commands]
+    commands = list(commands)
+    if not commands:
+        return []
+    return [
+        FunctionCommand(_step_started, [what], {}),
+        *commands,
+        FunctionCommand(_step_done, [what], {}),
+    ]

@@ -8,7 +8,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.rpm import RpmPackages
 from pyinfra.operations import dnf
 
-from operations._common import distro_family, distro_label
+from operations._common import distro_family, distro_label, timed
 
 # The standard's toolset. On the Debian family Recommends are not installed (they pull
 # in criu, a C preprocessor and more, minutes under emulation); instead the table names
@@ -78,7 +78,8 @@ def install(packages: list[str] | None = None, include_podman: bool = True):
         host.noop(f"all {len(wanted)} packages are installed")
         return
 
+    step = f"install {len(missing)} package(s): {' '.join(missing)}"
     if family == "debian":
-        yield apt_install(missing)
+        yield from timed(step, apt_install(missing))
     else:
-        yield from dnf.packages._inner(packages=missing)
+        yield from timed(step, dnf.packages._inner(packages=missing))

@@ -14,7 +14,7 @@ from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCo
 
 from facts.registries import AuthFile, auth_script, digest
 from model.host_data import RegistryCredential, UserName, check_pem
-from operations._common import header, put_files, render_toml, validation_problems
+from operations._common import header, put_files, render_toml, show_change, validation_problems
 
 SOURCE = "operations/registries.py"
 DROPIN = "/etc/containers/registries.conf.d/50-podman-standard.conf"
@@ -177,6 +177,7 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
             + (f", {others} other entr{'y' if others == 1 else 'ies'} left alone" if others else "")
         )
         return
+    show_change(state.path or f"the auth.json of {who}", None, exists=state.state == "ok")
     payload = json.dumps({"set": to_set, "remove": to_remove})
     # Both 0600 from creation on: the SFTP upload (as the connecting user, under sudo to the
     # temporary file) truncates a file and keeps its mode.

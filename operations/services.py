@@ -27,6 +27,8 @@ from operations._common import (
     keep_shared_facts,
     render_template,
     shared_fact,
+    show_change,
+    timed,
     validation_problems,
 )
 
@@ -433,6 +435,7 @@ def _put(content: str, dest: str, scope: _Scope, mode: str, st: ServicesStateVal
         raise OperationError(f"{dest} exists and is not a regular file")
     changed = current.sha1 != _sha1(content)
     if changed:
+        show_change(dest, content, exists=current.kind != "absent")
         yield _upload(content, dest)
     if changed or (current.user, current.group) != (scope.owner, scope.group):
         yield file_utils.chown(dest, scope.owner, scope.group)
@@ -465,6 +468,7 @@ def _put_secret(content: str, dest: str, scope: _Scope, st: ServicesStateValue):
     current = st.file(dest)
     changed = current.sha1 != _sha1(content)
     if changed:
+        show_change(dest, None, exists=current.kind != "absent")  # --diff: that it changes
         if current.kind == "absent":
             # `cp` onto an existing file keeps its mode: the upload never widens it.
             yield StringCommand(
@@ -786,11 +790,11 @@ def service(
     record = None
     if restart or state.active_state not in RUNNING:
         # First of all: a failed pull leaves the running container and its unit as they are.
-        commands.insert(0, pull_command(svc, scope))
+        commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
         record = record_command(svc, scope, service_dir)
     elif svc.pull == PullPolicy.always:
-        commands.insert(0, pull_command(svc, scope))
+        commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
         commands.append(_moved_restart(svc, scope))
         record = record_command(svc, scope, service_dir)
     else:
