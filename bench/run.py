@@ -9,6 +9,9 @@ Run as root from the repository root with the shared venv (``.venv/bin/python -m
                                           bare ``apt-get install`` of the same packages on an
                                           identical fresh guest (one guest at a time)
   fleet  [--sizes 1,4,8] [--runs 3]      no-op runs against 1, 4, 8 systemd-nspawn hosts
+  services [--counts 0,3,6] [--runs 5]   no-op runs of the server pattern with 0, 3, 6
+                                          motoko-like services on one Debian 12 guest (podman
+                                          image variant), each count converged first
   all    [--runs 3] [--first-runs 2]     the three above in one run (first converge; no-op on
                                           the last guest pyinfra converged; fleet), then the
                                           goals table
@@ -464,6 +467,110 @@ def fleet_report(result: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# services: the server pattern's no-op with N motoko-like services (issue 18's item 7)
+
+BENCH_IMAGE = "docker.io/library/busybox:latest"
+WEB_IMAGE = "docker.io/library/nginx:alpine"
+SECRET_ENV = "PODMAN_STANDARD_BENCH_SECRET"
+
+
+def motoko_like(count: int) -> list[dict]:
+    """``count`` services shaped like motoko's (group_data/motoko.py), on the testbed's
+    images: a database with a secret, a data volume and a health check on a network; a cache;
+    an app requiring both, with a port, a volume and a timer; then more of the same three."""
+    shapes = [
+        lambda n: {
+            "name": f"db{n}",
+            "image": BENCH_IMAGE,
+            "command": ["sleep", "infinity"],
+            "init": True,
+            "network": f"net{n}",
+            "secrets": {"PASSWORD": {"env": SECRET_ENV}},
+            "volumes": [{"source": "data", "target": "/data"}],
+            "healthcheck": {"command": "true", "interval": "30s"},
+            "memory": "64m",
+        },
+        lambda n: {
+            "name": f"cache{n}",
+            "image": BENCH_IMAGE,
+            "command": ["sleep", "infinity"],
+            "init": True,
+            "network": f"net{n}",
+            "volumes": [{"source": "data", "target": "/data"}],
+        },
+        lambda n: {
+            "name": f"app{n}",
+            "image": WEB_IMAGE,
+            "network": f"net{n}",
+            "requires": [f"db{n}", f"cache{n}"],
+            "ports": [{"host": 8080 + n, "container": 80}],
+            "volumes": [{"source": "html", "target": "/www/data", "read_only": True}],
+            "timers": [{"name": "cron", "on_calendar": "hourly", "command": ["true"]}],
+        },
+    ]
+    return [shapes[i % 3](i // 3) for i in range(count)]
+
+
+def services_noop(counts: list[int], runs: int, then=None) -> dict:
+    """One guest; for each count: converge with that many services (untimed, must succeed),
+    count the remote commands of a --debug no-op run, then time ``runs`` no-op runs, each of
+    which must change nothing. ``then(testbed, count)``, when given, runs after each count."""
+    from testbed.fleet import GuestSpec, Testbed
+
+    spec = GuestSpec("bookworm", "server", "podman")
+    work = REPO / ".bench" / "services"
+    state = work / "hosts.json"
+    os.environ.setdefault(SECRET_ENV, "bench-only-not-a-secret")
+    bed = Testbed([spec], work / "run", state)
+    bed.up()
+    result: dict = {"guest": spec.name, "counts": {}}
+    try:
+        for count in counts:
+            bed.data_overrides[spec.name] = {"podman_services": motoko_like(count)}
+            bed.write_state()
+            converge = pyinfra_run(state)
+            if converge["rc"]:
+                _fail(f"converge with {count} services", converge)
+            counted = pyinfra_run(state, "--debug")
+            if counted["rc"]:
+                _fail(f"--debug no-op with {count} services", counted)
+            samples: list[dict] = []
+            for _ in range(runs):
+                run = pyinfra_run(state)
+                run["changed"] = pyinfra_changes(run["output"]) if not run["rc"] else None
+                _keep("no-op run", f"+{count}", run, samples)
+            result["counts"][str(count)] = {
+                "converge": _brief(converge),
+                "commands": remote_commands(counted["output"]),
+                "runs": samples,
+            }
+            if then is not None:
+                then(bed, count)
+    finally:
+        bed.down()
+    return result
+
+
+def services_report(result: dict) -> str:
+    rows, lines = [], []
+    for count, r in sorted(result["counts"].items(), key=lambda kv: int(kv[0])):
+        stats = summary([run["seconds"] for run in r["runs"]])
+        changed = sum(run["changed"] or 0 for run in r["runs"])
+        commands = max(c["commands"] for c in r["commands"].values())
+        rows.append((f"baseline + {count} services", stats, f"{commands} commands"))
+        lines.append(
+            f"baseline + {count} services: changed {changed}; facts read: "
+            + ", ".join(next(iter(r["commands"].values()))["facts"])
+        )
+    load = [run["load_before"] for r in result["counts"].values() for run in r["runs"]]
+    title = (
+        f"No-op, server pattern with services, {result['guest']} "
+        f"(load1 {min(load):.1f}-{max(load):.1f})"
+    )
+    return "\n".join([table(title, rows), *lines])
+
+
+# ---------------------------------------------------------------------------------------------
 # all: the four figures in one run, then the goals
 
 
@@ -527,7 +634,13 @@ def all_report(result: dict) -> str:
     )
 
 
-REPORTS = {"noop": noop_report, "first": first_report, "fleet": fleet_report, "all": all_report}
+REPORTS = {
+    "noop": noop_report,
+    "first": first_report,
+    "fleet": fleet_report,
+    "all": all_report,
+    "services": services_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -545,6 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fleet")
     p.add_argument("--sizes", default="1,4,8")
     p.add_argument("--runs", type=int, default=3)
+    p = sub.add_parser("services")
+    p.add_argument("--counts", default="0,3,6")
+    p.add_argument("--runs", type=int, default=5)
     p = sub.add_parser("all")
     p.add_argument("--runs", type=int, default=3, help="no-op and fleet runs per tool/size")
     p.add_argument("--first-runs", type=int, default=2, help="first converges per tool")
@@ -563,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         result = noop(args.state.resolve(), args.runs)
     elif args.command == "first":
         result = first_converge(args.runs)
+    elif args.command == "services":
+        result = services_noop([int(n) for n in args.counts.split(",")], args.runs)
     elif args.command == "all":
         sizes = [int(n) for n in args.sizes.split(",")]
         result = everything(args.runs, args.first_runs, sizes)

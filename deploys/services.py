@@ -44,6 +44,13 @@ def services(cfg: HostData):
             service=svc,
             remove_network=svc.name in removes_network,
             root=cfg.service_root,
+            declared=cfg.services,  # their state in one command, reused while nothing changes
+        )
+    if cfg.prune_images:
+        service_ops.prune_images(
+            name="Prune images no service needs",
+            declared=cfg.services,
+            root=cfg.service_root,
         )
 
 

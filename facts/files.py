@@ -41,30 +41,35 @@ class ManagedFiles(FactBase[dict[str, ManagedFileState]]):
         return {}
 
     def command(self, paths: list[str]) -> StringCommand:
-        parts: list = []
-        for path in paths:
-            quoted = QuoteString(path)
-            parts += [
-                StringCommand("echo", QuoteString(f"@@{_FILE}{path}"), ";", _separator=" "),
-                StringCommand("p=", quoted, _separator=""),
-                '; if [ -L "$p" ] || { [ -e "$p" ] && [ ! -f "$p" ]; }; then echo other;',
-                'elif [ -f "$p" ]; then echo file; stat -c "%U %G %a" -- "$p";',
-                'sha1sum -- "$p" | cut -d " " -f 1;',
-                "else echo absent; fi;",
-            ]
-        return StringCommand(*parts, "true")
+        return StringCommand(*(part for path in paths for part in file_probe(path)), "true")
 
     def process(self, output: list[str]) -> dict[str, ManagedFileState]:
-        files: dict[str, ManagedFileState] = {}
-        for key, lines in split_sections(output).items():
-            if not key.startswith(_FILE) or not lines:
-                continue
-            path, kind = key[len(_FILE) :], lines[0].strip()
-            if kind == "file" and len(lines) >= 3 and len(lines[1].split()) == 3:
-                user, group, mode = lines[1].split()
-                files[path] = ManagedFileState("file", user, group, mode, lines[2].strip())
-            elif kind == "file":  # unreadable: treat as unknown, the operation re-puts it
-                files[path] = ManagedFileState("other")
-            else:
-                files[path] = ManagedFileState(kind if kind in ("absent", "other") else "other")
-        return files
+        return {
+            key[len(_FILE) :]: file_state(lines)
+            for key, lines in split_sections(output).items()
+            if key.startswith(_FILE) and lines
+        }
+
+
+def file_probe(path: str) -> list:
+    """The shell snippet printing section ``@@file PATH``: the file's kind, then (a regular
+    file) ``stat``'s owner, group and mode and its SHA-1 (other facts gather files too)."""
+    return [
+        StringCommand("echo", QuoteString(f"@@{_FILE}{path}"), ";", _separator=" "),
+        StringCommand("p=", QuoteString(path), _separator=""),
+        '; if [ -L "$p" ] || { [ -e "$p" ] && [ ! -f "$p" ]; }; then echo other;',
+        'elif [ -f "$p" ]; then echo file; stat -c "%U %G %a" -- "$p";',
+        'sha1sum -- "$p" | cut -d " " -f 1;',
+        "else echo absent; fi;",
+    ]
+
+
+def file_state(lines: list[str]) -> ManagedFileState:
+    """The value of one ``file_probe`` section."""
+    kind = lines[0].strip() if lines else "other"
+    if kind == "file" and len(lines) >= 3 and len(lines[1].split()) == 3:
+        user, group, mode = lines[1].split()
+        return ManagedFileState("file", user, group, mode, lines[2].strip())
+    if kind == "file":  # unreadable: treat as unknown, the operation re-puts it
+        return ManagedFileState("other")
+    return ManagedFileState(kind if kind in ("absent", "other") else "other")

@@ -805,6 +805,15 @@ class Restart(StrEnum):
     no = "no"
 
 
+class PullPolicy(StrEnum):
+    # Pull the image only when the store lacks it: a no-op run never reaches a registry, a
+    # tag moved to other content upstream is not noticed.
+    missing = "missing"
+    # Pull the tag on every run and restart the service when it now names another image
+    # than its container runs: each run reaches the registry and reports a change.
+    always = "always"
+
+
 class Service(Strict):
     """One production service: a container run by systemd (standard §3.1, §7.2)."""
 
@@ -820,6 +829,7 @@ class Service(Strict):
     volumes: list[Volume] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
     restart: Restart = Restart.always
+    pull: PullPolicy = PullPolicy.missing
     requires: list[ServiceName] = Field(default_factory=list)
     network: ServiceName | None = None
     healthcheck: HealthCheck | None = None
@@ -1059,6 +1069,10 @@ class HostData(Strict):
     nvidia_cdi_spec: AbsPath = "/etc/cdi/nvidia.yaml"
     service_root: ServiceRoot = "/srv/containers/apps"
     services: list[Service] = Field(default_factory=list)
+    # After the services converged: remove the images of root's and each service user's store
+    # that no container uses and no declared service names, keeping each service's current
+    # and previous image (its image-record) for a rollback.
+    prune_images: bool = False
     compose_root: ServiceRoot = "/srv/containers/compose"
     compose_projects: list[ComposeProject] = Field(default_factory=list)
     # Docker -> Podman migration (deploys/migrate_from_docker.py): the rollback bundle on the

@@ -44,6 +44,63 @@ def _distribution() -> dict:
     return cached
 
 
+# Where shared_fact() keeps what the last operations read (see there).
+_SHARED_ATTR = "_podman_standard_shared_facts"
+
+
+class _Shared:
+    def __init__(self, op: str | None, executing):
+        self.op = op  # the operation reading through it now
+        self.executing = executing  # pyinfra's stage: facts read while planning stay there
+        self.kept_after: str | None = None  # the operation that ended changing nothing
+        self.facts: dict = {}
+
+
+def _previous_operation() -> str | None:
+    """The operation this host ran just before the current one (None when unknown)."""
+    state = host.state
+    try:
+        ops = state.ops[host]
+        order = state.get_op_order()
+        index = order.index(host.current_op_hash)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return next((op for op in reversed(order[:index]) if op in ops), None)
+
+
+def _shared() -> _Shared:
+    current, executing = host.current_op_hash, getattr(host.state, "is_executing", None)
+    shared = getattr(host, _SHARED_ATTR, None)
+    if shared is not None and shared.executing == executing:
+        if shared.op == current and current is not None:
+            return shared
+        if shared.kept_after is not None and shared.kept_after == _previous_operation():
+            shared.op, shared.kept_after = current, None
+            return shared
+    shared = _Shared(current, executing)
+    setattr(host, _SHARED_ATTR, shared)
+    return shared
+
+
+def shared_fact(cls, **kwargs):
+    """``host.get_fact(cls, **kwargs)``, answered again without a command for the operation
+    that runs right after one that read it and changed nothing (``keep_shared_facts``): a
+    no-op run of N services reads their state once, not N times. Any operation in between,
+    or one that yielded a command, and the next read goes to the host."""
+    shared = _shared()
+    key = (cls, json.dumps(kwargs, sort_keys=True, default=str))
+    if key not in shared.facts:
+        shared.facts[key] = host.get_fact(cls, **kwargs)
+    return shared.facts[key]
+
+
+def keep_shared_facts() -> None:
+    """The current operation changed nothing: what it read stays true for the next one."""
+    shared = getattr(host, _SHARED_ATTR, None)
+    if shared is not None and shared.op == host.current_op_hash and shared.op is not None:
+        shared.kept_after = shared.op
+
+
 def distro_family() -> str | None:
     """'fedora', 'debian', or None when the distribution is not one we support."""
     meta = _distribution()["release_meta"]

@@ -63,6 +63,16 @@ FACTS = [
     (services.PodmanVolumes, ["svc-litellm"]),
     (services.PodmanNetworks, []),
     (services.PodmanNetworks, ["vagrant"]),
+    (
+        services.ServicesState,
+        [
+            ["/etc/systemd/system/web.service", "/srv/a b/it's"],
+            ["/srv/containers/apps", "/no such dir"],
+            ["/srv/containers/apps/web/image-record", "/etc/hostname"],
+            ["web.service", "web-cron.timer"],
+            {"vagrant": ["uweb.service"]},
+        ],
+    ),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack"]),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
     (registries.AuthFile, [None]),

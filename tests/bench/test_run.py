@@ -170,3 +170,15 @@ def test_the_index_is_refreshed_only_when_the_install_fails_without(tmp_path):
     out, calls = _prepare(tmp_path, "bash", True)
     assert (out.returncode, out.stdout) == (0, "installed: python3-apt\n")
     assert [c.split()[1] for c in calls] == ["install", "update", "install"]
+
+
+@pytest.mark.parametrize("count", [3, 6])
+def test_motoko_like_services_are_valid_host_data(count):
+    from model.host_data import HostData
+
+    services = run.motoko_like(count)
+    data = HostData.model_validate({"services": services})
+    assert [s.name for s in data.services] == [s["name"] for s in services]
+    # motoko's shapes: a secret, a health check, a dependency, a port and a timer among them
+    assert any(s.secrets for s in data.services) and any(s.healthcheck for s in data.services)
+    assert any(s.requires and s.ports and s.timers for s in data.services)
