@@ -509,6 +509,31 @@ class StorageDevice(Strict):
     format_if_blank: bool = False
 
 
+# NVIDIA's repository base: https, host[:port], plain path components (written into a .repo
+# file or an apt source line as it is, so nothing in it needs quoting).
+_REPO_URL_RE = re.compile(rf"^https://{_HOST}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~-]+)*$")
+
+
+def _repo_url(value: str) -> str:
+    if not isinstance(value, str) or not _REPO_URL_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not an https URL of a host and plain path components "
+            "(e.g. https://nvidia.github.io/libnvidia-container)"
+        )
+    return value
+
+
+class NvidiaRepository(Strict):
+    """NVIDIA's package repository for the container toolkit (neither Fedora nor Debian ships
+    ``nvidia-container-toolkit``)."""
+
+    # Write the dnf .repo file or the apt source (with its key) where NVIDIA is enabled; false
+    # when the host already gets the toolkit from a source of its own (a mirror, a hand-written
+    # file: one naming this URL is detected and left alone anyway).
+    enabled: bool = True
+    url: Annotated[str, AfterValidator(_repo_url)] = "https://nvidia.github.io/libnvidia-container"
+
+
 class RootlessUser(Strict):
     name: UserName
     subid_start: int | None = Field(default=None, ge=1)
@@ -1057,6 +1082,7 @@ class HostData(Strict):
     rootless_users: list[RootlessUser] = Field(default_factory=list)
     nvidia_enabled: bool | Literal["auto"] = "auto"
     nvidia_cdi_spec: AbsPath = "/etc/cdi/nvidia.yaml"
+    nvidia_repository: NvidiaRepository = Field(default_factory=NvidiaRepository)
     service_root: ServiceRoot = "/srv/containers/apps"
     services: list[Service] = Field(default_factory=list)
     compose_root: ServiceRoot = "/srv/containers/compose"
