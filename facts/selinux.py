@@ -22,9 +22,7 @@ FILE_TYPES = (
     "symbolic link",
     "named pipe",
 )
-_RULE_RE = re.compile(
-    rf"^(?P<spec>\S+)\s+(?P<ftype>{'|'.join(FILE_TYPES)})\s+(?P<context>\S+)\s*$"
-)
+_RULE_RE = re.compile(rf"^(?P<spec>\S+)\s+(?P<ftype>{'|'.join(FILE_TYPES)})\s+(?P<context>\S+)\s*$")
 _EQUIV_RE = re.compile(r"^(?P<target>\S+) = (?P<source>\S+)\s*$")
 
 
@@ -42,11 +40,14 @@ class Label(FactValue):
     # The context the policy gives the path (``matchpathcon -n``), None without a rule.
     expected: str | None
 
-    @property
-    def differs(self) -> bool:
-        """restorecon would change it: the types differ (restorecon without -F resets the
-        type only, so a different user or MCS level is no difference to it)."""
-        return bool(self.actual and self.expected) and _type(self.actual) != _type(self.expected)
+
+ENABLED_MODES = ("enforcing", "permissive")
+
+
+def label_differs(actual: str | None, expected: str | None) -> bool:
+    """restorecon would change the label: the types differ (restorecon without -F resets the
+    type only, so another user or MCS level is no difference to it)."""
+    return bool(actual and expected) and _type(actual) != _type(expected)
 
 
 def _type(context: str) -> str:
@@ -69,7 +70,7 @@ class SELinuxState(FactValue):
 
     @property
     def enabled(self) -> bool:
-        return self.mode in ("enforcing", "permissive")
+        return self.mode in ENABLED_MODES
 
 
 def parse_fcontext_local(lines: list[str]) -> tuple[dict[str, str], list[FileContextRule]]:

@@ -590,6 +590,9 @@ class Volume(Strict):
     volume: str | None = None
     target: MountTarget
     read_only: bool = False
+    # SELinux label podman gives a bind source: "private" (:Z, this container only) or
+    # "shared" (:z, containers that bind the same directory). Ignored without SELinux.
+    label: Literal["private", "shared"] = "private"
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -606,6 +609,8 @@ class Volume(Strict):
                 )
             if self.source.split("/")[0] == SECRETS_FILE:
                 raise ValueError(f"source {self.source!r} is the service's secrets file")
+        if self.volume is not None and "label" in self.model_fields_set:
+            raise ValueError("label applies to a bind mount (source); podman labels volumes")
         if self.volume is not None and not _VOLUME_NAME_RE.match(self.volume):
             raise ValueError(f"{self.volume!r} is not a valid named volume")
         return self
@@ -613,8 +618,8 @@ class Volume(Strict):
     def spec(self, service_dir: str) -> str:
         """podman's --volume and quadlet's Volume= value, a bind source under ``service_dir``."""
         if self.source is not None:
-            # Z: a private SELinux label for the service's own directory (ignored without SELinux).
-            options = "ro,Z" if self.read_only else "Z"
+            relabel = "Z" if self.label == "private" else "z"
+            options = f"ro,{relabel}" if self.read_only else relabel
             return f"{service_dir}/{self.source}:{self.target}:{options}"
         return f"{self.volume}:{self.target}" + (":ro" if self.read_only else "")
 

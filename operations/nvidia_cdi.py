@@ -102,10 +102,10 @@ def _repository(family: str, url: str, installing: bool):
         yield StringCommand(
             StringCommand("k=", QuoteString(APT_KEY), _separator=""),
             '; mkdir -p -- "$(dirname -- "$k")" && t=$(mktemp -- "$k.XXXXXX") && {',
-            "curl -fsSL --max-time 60 -o \"$t\" --",
+            'curl -fsSL --max-time 60 -o "$t" --',
             QuoteString(probe),
             '&& grep -q "BEGIN PGP PUBLIC KEY BLOCK" "$t" && chmod 0644 "$t" && mv -f "$t" "$k"',
-            "|| { rm -f \"$t\"; echo",
+            '|| { rm -f "$t"; echo',
             QuoteString(f"{_unreachable(url)} (its key {probe} could not be fetched)"),
             ">&2; false; }; }",
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
-from facts.selinux import SELinux
+from facts.selinux import ENABLED_MODES, SELinux, label_differs
 from operations import packages
 
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
@@ -30,7 +30,7 @@ def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT):
     nothing changed). Idempotent.
     """
     state = host.get_fact(SELinux, roots=[graphroot])
-    if not state.enabled:
+    if state.mode not in ENABLED_MODES:
         host.noop(f"SELinux is {state.mode or 'not installed'} on this host: no labels to set")
         return
     if graphroot.rstrip("/") == default.rstrip("/"):
@@ -70,7 +70,9 @@ def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT):
     if label is None or label.actual is None:
         yield StringCommand("mkdir -p -m 0700 --", QuoteString(graphroot))
         relabel = True
-    differing = sorted(p for p, lbl in state.labels.items() if lbl.differs)
+    differing = sorted(
+        p for p, lbl in state.labels.items() if label_differs(lbl.actual, lbl.expected)
+    )
     if not relabel and not differing:
         host.noop(f"{graphroot} has the labels of {default} (equivalence rule in place)")
         return

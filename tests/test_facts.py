@@ -18,11 +18,21 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import compose, docker, files, gpu, podman, registries, rootless, services, storage
+from facts import (
+    compose,
+    docker,
+    files,
+    gpu,
+    podman,
+    registries,
+    rootless,
+    selinux,
+    services,
+    storage,
+)
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
-
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +57,11 @@ FACTS = [
     (podman.PodmanInfo, []),
     (gpu.NvidiaGpus, []),
     (gpu.NvidiaPresence, []),
+    (
+        gpu.PackageSources,
+        ["https://nvidia.github.io/libnvidia-container", "/etc/apt/keyrings/a b.asc"],
+    ),
+    (selinux.SELinux, [["/space/containers/engine/podman", "/srv/a b"]]),
     (storage.StorageConf, []),
     (storage.PathMount, ["/var/lib/containers/storage"]),
     (storage.BlockDevice, ["/dev/vda"]),
