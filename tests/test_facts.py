@@ -175,3 +175,26 @@ def test_fstab_entries_match_the_mount_point_field_only():
     ]
     assert storage.fstab_entries(fstab, "/space") == [fstab[2], fstab[5]]
     assert storage.fstab_entries(fstab, "/srv") == []
+
+
+def test_fcontext_local_listings_from_public_sources():
+    # RHEL 8's "Considerations in adopting RHEL 8" (SELinux policy changes): an equivalence.
+    rhel8 = (FIXTURES / "upstream/semanage-fcontext-l-C.rhel8-equivalence.txt").read_text()
+    assert selinux.parse_fcontext_local(rhel8.splitlines()) == ({"/my/apps": "/"}, [])
+    # A type rule as `semanage fcontext -lC` prints it (columns narrower than semanage's own).
+    blog = (FIXTURES / "upstream/semanage-fcontext-lC.type-rule-blog.txt").read_text()
+    assert selinux.parse_fcontext_local(blog.splitlines()) == (
+        {},
+        [
+            selinux.FileContextRule(
+                "/var/test_www(/.*)?", "all files", "system_u:object_r:httpd_sys_content_t:s0"
+            )
+        ],
+    )
+
+
+def test_label_differs_by_type_only():
+    varlib = "system_u:object_r:container_var_lib_t:s0"
+    assert selinux.label_differs("system_u:object_r:default_t:s0", varlib)
+    assert not selinux.label_differs("unconfined_u:object_r:container_var_lib_t:s0", varlib)
+    assert not selinux.label_differs(None, varlib) and not selinux.label_differs(varlib, None)
