@@ -18,7 +18,18 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import compose, docker, files, gpu, podman, registries, rootless, services, storage
+from facts import (
+    compose,
+    docker,
+    files,
+    gpu,
+    podman,
+    registries,
+    rootless,
+    selinux,
+    services,
+    storage,
+)
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
@@ -46,6 +57,11 @@ FACTS = [
     (podman.PodmanInfo, []),
     (gpu.NvidiaGpus, []),
     (gpu.NvidiaPresence, []),
+    (
+        gpu.PackageSources,
+        ["https://nvidia.github.io/libnvidia-container", "/etc/apt/keyrings/a b.asc"],
+    ),
+    (selinux.SELinux, [["/space/containers/engine/podman", "/srv/a b"]]),
     (storage.StorageConf, []),
     (storage.PathMount, ["/var/lib/containers/storage"]),
     (storage.BlockDevice, ["/dev/vda"]),
@@ -189,3 +205,26 @@ def test_secret_stdin_reaches_the_command_and_never_pyinfra_s_logs():
     buffer.close = lambda: None
     write_stdin(secret, buffer)
     assert buffer.getvalue() == b'{"10.0.2.2:5001": "cHVsbC1ib3Q6aHVudGVyMg=="}\n'
+
+
+def test_fcontext_local_listings_from_public_sources():
+    # RHEL 8's "Considerations in adopting RHEL 8" (SELinux policy changes): an equivalence.
+    rhel8 = (FIXTURES / "upstream/semanage-fcontext-l-C.rhel8-equivalence.txt").read_text()
+    assert selinux.parse_fcontext_local(rhel8.splitlines()) == ({"/my/apps": "/"}, [])
+    # A type rule as `semanage fcontext -lC` prints it (columns narrower than semanage's own).
+    blog = (FIXTURES / "upstream/semanage-fcontext-lC.type-rule-blog.txt").read_text()
+    assert selinux.parse_fcontext_local(blog.splitlines()) == (
+        {},
+        [
+            selinux.FileContextRule(
+                "/var/test_www(/.*)?", "all files", "system_u:object_r:httpd_sys_content_t:s0"
+            )
+        ],
+    )
+
+
+def test_label_differs_by_type_only():
+    varlib = "system_u:object_r:container_var_lib_t:s0"
+    assert selinux.label_differs("system_u:object_r:default_t:s0", varlib)
+    assert not selinux.label_differs("unconfined_u:object_r:container_var_lib_t:s0", varlib)
+    assert not selinux.label_differs(None, varlib) and not selinux.label_differs(varlib, None)

@@ -388,3 +388,15 @@ def test_timer_names_are_unique_and_their_units_are_no_services_units():
     )
     with pytest.raises(ValidationError, match="timer cron would be app-cron.service, the unit"):
         _services(_svc("app", timers=[CRON]), _svc("app-cron"))
+
+
+def test_bind_mount_selinux_label_private_or_shared():
+    from model.host_data import Volume
+
+    assert Volume(source="data", target="/data").spec("/srv/a") == "/srv/a/data:/data:Z"
+    shared = Volume(source="data", target="/data", label="shared", read_only=True)
+    assert shared.spec("/srv/a") == "/srv/a/data:/data:ro,z"
+    with pytest.raises(ValidationError, match="label applies to a bind mount"):
+        Volume(volume="pgdata", target="/data", label="private")
+    with pytest.raises(ValidationError):
+        Volume(source="data", target="/data", label="none")
