@@ -66,6 +66,13 @@ FILES = {
     "checksums": "SHA256SUMS",
 }
 DEFAULT_SERVICE_ROOT = HostData.model_fields["service_root"].default
+# The service's runtime fields the plan prints as one "carried:" line (devices, healthcheck
+# and requires have lines of their own).
+RUNTIME_FIELDS = sorted(
+    set(Service.model_fields)
+    - {"name", "image", "command", "env", "secrets", "ports", "volumes", "restart", "network"}
+    - {"user", "present", "remove_data", "timers", "devices", "healthcheck", "requires"}
+)
 # Whose podman a thing goes to, in plan.txt: root's, or a rootless user's (by name).
 ROOT = "root"
 # Room kept free beyond what the copies need, on each filesystem: 10 %, at least 64 MiB.
@@ -226,11 +233,8 @@ def _service(
     }
     if len(networks) == 1 and networks[0] not in ("host", "none"):
         entry["network"] = networks[0]
-    if docker_settings.devices(c):
-        entry["devices"] = docker_settings.devices(c)
-    health = docker_settings.healthcheck(c, image)
-    if health:
-        entry["healthcheck"] = health
+    # Devices, GPUs, healthcheck, limits, capabilities, user, labels, … (model.docker_settings).
+    entry.update(docker_settings.carried(c, image))
     if user:
         entry["user"] = user
     try:
@@ -284,7 +288,7 @@ def build_plan(
         entry = {
             "name": c.name,
             "state": c.state,
-            "docker": _docker_definition(c),
+            "docker": None,
             # Running containers come back as services; the others are kept in the bundle.
             "recreate": running,
             # Whose podman runs it: None for root's, else the rootless user's.
@@ -292,8 +296,6 @@ def build_plan(
             "service": None,
             # The env the service gets from its 0600 secrets file (names and values).
             "secret_env": {},
-            # Settings not carried that the plan lists (model.docker_settings LISTED).
-            "not_carried": docker_settings.listed(c, image) if running else [],
         }
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
@@ -301,6 +303,10 @@ def build_plan(
             entry["service"], entry["secret_env"] = _service(
                 c, image, ref, user, problems, binds, cdi_devices or []
             )
+        else:
+            # Kept in the bundle: the rollback re-creates it under Docker with its settings.
+            problems += docker_settings.problems(c, image, podman=False)
+        entry["docker"] = _docker_definition(c, image)
         entry["docker"]["image"] = _docker_tag(c, image)
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
@@ -644,7 +650,7 @@ def _size(n: int) -> str:
     return f"{n} bytes ({n / 2**20:.1f} MiB)"
 
 
-def _docker_definition(c: DockerContainer) -> dict:
+def _docker_definition(c: DockerContainer, image: DockerImage | None) -> dict:
     """Everything Docker knew of the container, for the compose file and the rollback."""
     return {
         "image": c.image,
@@ -668,8 +674,10 @@ def _docker_definition(c: DockerContainer) -> dict:
         "restart": c.restart_policy,
         "restart_max_retries": c.restart_max_retries,
         "networks": list(c.networks),
-        # `docker create` flags for what else the services carry (devices, GPUs, healthcheck).
-        "run_flags": docker_settings.docker_run_flags(c),
+        # What else the services carry (devices, GPUs, healthcheck, limits, user, …), as
+        # `docker create` flags and as compose keys.
+        "run_flags": docker_settings.docker_run_flags(c, image),
+        "compose": docker_settings.compose_keys(c, image),
     }
 
 
@@ -727,7 +735,8 @@ def render_compose(plan: dict) -> str:
         if restart == "on-failure" and d["restart_max_retries"]:
             restart = f"on-failure:{d['restart_max_retries']}"
         svc["restart"] = restart
-        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
+        svc.update(d.get("compose", {}))  # (a bundle written before they were recorded)
+        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS | {"host"}]
         if own:
             svc["networks"] = own
             networks.update(own)
@@ -787,7 +796,9 @@ def render_docker_restore(plan: dict) -> str:
     q = shlex.quote
     lines = ["#!/bin/bash", _header().rstrip("\n"), "set -euo pipefail"]
     networks = sorted(
-        {n for c in plan["containers"] for n in c["docker"]["networks"]} - DEFAULT_NETWORKS
+        {n for c in plan["containers"] for n in c["docker"]["networks"]}
+        - DEFAULT_NETWORKS
+        - {"host"}
     )
     for n in networks:
         lines.append(
@@ -809,8 +820,8 @@ def render_docker_restore(plan: dict) -> str:
             args += ["--publish", f"{host}:{p['container']}/{p['protocol']}"]
         for m in d["mounts"]:
             args += ["--volume", f"{m['source']}:{m['target']}" + ("" if m["rw"] else ":ro")]
-        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
-        if own:
+        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS | {"host"}]
+        if own:  # (the host network is one of the run flags)
             args += ["--network", own[0]]
         args += d.get("run_flags", [])  # (a bundle written before they were recorded)
         command = list(d["cmd"] or [])
@@ -863,8 +874,9 @@ def describe(plan: dict, host: str) -> str:
             out.append(f"    healthcheck every {health['interval']}: {health['command']}")
         if svc.get("requires"):
             out.append(f"    starts after {', '.join(svc['requires'])}")
-        for setting in c.get("not_carried", []):
-            out.append(f"    not carried: {setting}")
+        runtime = {k: v for k, v in svc.items() if k in RUNTIME_FIELDS}
+        if runtime:
+            out.append(f"    carried: {json.dumps(runtime, sort_keys=True)}")
     for v in plan["volumes"]:
         size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
         owner = f"{v['user']}'s rootless" if v["user"] else "a"
