@@ -784,7 +784,13 @@ def render_plan_text(plan: dict) -> str:
         f"{b['service_dir']} {b['source']}"
         for b in plan.get("binds", [])
     ]
-    lines += [f"service {s['name']} {s.get('user') or ROOT}" for s in services(plan)]
+    # Each service's unit files (plan["unit_files"], operations.migration.unit_files): what
+    # the script removes when it takes the services down again.
+    units = plan.get("unit_files", {})
+    lines += [
+        " ".join([f"service {s['name']} {s.get('user') or ROOT}", *units.get(s["name"], [])])
+        for s in services(plan)
+    ]
     # What ran at the audit: the export refuses to start when Docker's running set changed.
     lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]
     return "".join(line + "\n" for line in lines)

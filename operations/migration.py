@@ -1,7 +1,7 @@
 """Docker -> Podman migration steps on the host (standard §6.1, §6.2).
 
-Each operation runs one step of the bundle's script (``templates/docker-migration.sh.j2``,
-installed as ``<bundle>/migrate.sh``), which fails loudly and, before the point of no
+Each operation runs one step of the bundle's script (``templates/migration/migrate.sh``, a
+static file installed as ``<bundle>/migrate.sh``), which fails loudly and, before the point of no
 return (``retire``), puts Docker back as it was on any failure: the containers it stopped for
 a consistent copy are started again (and in ``verify`` the re-created podman services are
 removed first). The plan they work from is ``model.migration.build_plan``'s manifest.
@@ -16,11 +16,17 @@ from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import apt, dnf, files
 
 from facts.docker import DockerEngine
-from model.migration import bundle_files, shown
-from operations._common import distro_family, render_template
+from model.host_data import TEMPLATES
+from model.migration import ROOT, bundle_files, services, shown
+from operations._common import distro_family
+from operations.services import SYSTEM_DIRS, USER_DIRS
 
 SOURCE = "operations/migration.py"
 SCRIPT = "migrate.sh"
+# The on-host steps: a static script (shellcheck-clean) that reads the bundle's plan.txt;
+# read once at import, as the templates are.
+SCRIPT_SOURCE = TEMPLATES / "migration" / SCRIPT
+SCRIPT_TEXT = SCRIPT_SOURCE.read_text(encoding="utf-8")
 # What makes a Docker engine, removed at the point of no return. Not runc: Debian's podman
 # may depend on it (crun | runc), and it runs no daemon.
 ENGINE_REMOVE = (
@@ -34,6 +40,21 @@ ENGINE_REMOVE = (
     "containerd.io",
     "containerd",
 )
+
+
+def unit_files(name: str, owner: str) -> list[str]:
+    """The unit files a service of the migration may have (either rendering, the services
+    operation's directories): absolute for root's, relative to the home directory for a
+    rootless user's."""
+    dirs = SYSTEM_DIRS if owner == ROOT else USER_DIRS
+    return [f"{dirs['plain']}/{name}.service", f"{dirs['quadlet']}/{name}.container"]
+
+
+def with_unit_files(plan: dict) -> dict:
+    """``plan`` with each re-created service's :func:`unit_files` (the bundle's plan.txt
+    names them for the script)."""
+    units = {s["name"]: unit_files(s["name"], s.get("user") or ROOT) for s in services(plan)}
+    return {**plan, "unit_files": units}
 
 
 def _step(bundle: str, step: str) -> StringCommand:
@@ -58,7 +79,7 @@ def export(bundle: str, plan: dict):
     if plan.get("problems"):
         raise OperationError("the plan has problems: " + "; ".join(map(shown, plan["problems"])))
     yield from files.directory._inner(path=bundle, user="root", group="root", mode="0700")
-    for path, content in bundle_files(plan).items():
+    for path, content in bundle_files(with_unit_files(plan)).items():
         yield from files.put._inner(
             src=StringIO(content),
             dest=f"{bundle}/{path}",
@@ -68,7 +89,7 @@ def export(bundle: str, plan: dict):
             create_remote_dir=False,
         )
     yield from files.put._inner(
-        src=render_template("docker-migration.sh.j2", source=SOURCE),
+        src=StringIO(SCRIPT_TEXT),
         dest=f"{bundle}/{SCRIPT}",
         user="root",
         group="root",

@@ -1,4 +1,4 @@
-"""The bundle's migrate.sh (templates/docker-migration.sh.j2) run here, as root, against stub
+"""The bundle's migrate.sh (templates/migration/migrate.sh) run here, as root, against stub
 ``docker``, ``podman``, ``systemctl`` and ``runuser`` commands that keep volumes as plain
 directories: the plumbing of each step (which owner's store a volume goes to, what is copied
 back on rollback, what a failure puts back), not the engines. The id shift of a rootless
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from model.migration import build_plan, bundle_files
-from operations._common import render_template
+from operations.migration import SCRIPT_TEXT, with_unit_files
 from tests.model.test_migration import (
     BUNDLE,
     _inventory,
@@ -113,10 +113,9 @@ class Host:
             (bin_dir / name).write_text(text)
             (bin_dir / name).chmod(0o755)
         self.bundle.mkdir()
-        for path, text in bundle_files(plan).items():
+        for path, text in bundle_files(with_unit_files(plan)).items():
             (self.bundle / path).write_text(text)
-        script = render_template("docker-migration.sh.j2", source="test").getvalue()
-        (self.bundle / "migrate.sh").write_text(script)
+        (self.bundle / "migrate.sh").write_text(SCRIPT_TEXT)
         running = [c["name"] for c in plan["containers"] if c["recreate"]]
         (self.stub / "docker-running").write_text("".join(f"{n}\n" for n in running))
         self.env = dict(os.environ, STUB=str(self.stub), PATH=f"{bin_dir}:{os.environ['PATH']}")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# {{ managed_by }} ({{ source }}); local changes are overwritten.
+# managed by podman-standard (operations/migration.py); local changes are overwritten.
 # The on-host steps of the Docker -> Podman migration (container runtime standard §6.1).
 # It lives in the rollback bundle and reads the bundle's plan.txt, whose OWNER fields say
 # whose podman a volume, image or service goes to: root's, or a rootless user's.
@@ -34,6 +34,7 @@ STEP=start
 say() { printf 'migration: %s\n' "$*" >&2; }
 items() { awk -v k="$1" '$1 == k { $1 = ""; sub(/^ +/, ""); print }' "$PLAN"; }
 state() { printf '%s\n' "$1" >"$STATE"; }
+words() { tr '\n' ' ' | sed 's/ $//'; }
 
 # A digest of a directory tree: every entry's type, mode, numeric owner, path and link
 # target, then every regular file's sha256; identical trees give identical digests.
@@ -95,18 +96,18 @@ docker_back() {
 }
 
 # Podman services of this migration stopped and removed (their units only; volumes stay).
+# plan.txt names each service's unit files (operations/services.py's directories): absolute
+# for root's, relative to the home directory for a rootless user's.
 services_off() {
-    local name owner home
-    while read -r -u 3 name owner; do
+    local name owner files file home
+    while read -r -u 3 name owner files; do
         unit_ctl "$owner" disable --now "$name.service" >/dev/null 2>&1 ||
             unit_ctl "$owner" stop "$name.service" >/dev/null 2>&1 || true
-        if [ "$owner" = root ]; then
-            rm -f "/etc/systemd/system/$name.service" "/etc/containers/systemd/$name.container"
-        else
-            home=$(getent passwd "$owner" | cut -d: -f6)
-            rm -f "$home/.config/systemd/user/$name.service" \
-                "$home/.config/containers/systemd/$name.container"
-        fi
+        home=/
+        [ "$owner" = root ] || home=$(getent passwd "$owner" | cut -d: -f6)
+        for file in $files; do # (plain paths: checked by the plan)
+            rm -f "${home%/}/${file#/}"
+        done
         unit_ctl "$owner" daemon-reload || true
         unit_ctl "$owner" reset-failed "$name.service" >/dev/null 2>&1 || true
     done 3< <(items service)
@@ -128,12 +129,12 @@ export_bundle() {
     # A previous run that stopped them and could not restart them (a lost connection) left
     # its list: keep it, it is the only record of what ran.
     if [ "$(cat "$STATE" 2>/dev/null)" != docker-stopped ]; then
-        docker ps --format '{{ '{{.Names}}' }}' >"$RUNNING"
+        docker ps --format '{{.Names}}' >"$RUNNING"
         # The plan re-creates what ran at the audit; a container started or stopped since
         # would be lost or duplicated: stop here, before anything is stopped.
         if [ "$(LC_ALL=C sort "$RUNNING")" != "$(items running | LC_ALL=C sort)" ]; then
-            say "Docker's running containers changed since the audit ($(echo $(cat "$RUNNING"))" \
-                "now, $(echo $(items running)) then): run the migration again"
+            say "Docker's running containers changed since the audit ($(words <"$RUNNING")" \
+                "now, $(items running | words) then): run the migration again"
             UNDO=
             false
         fi
@@ -149,7 +150,7 @@ export_bundle() {
     local name owner mountpoint archive refs container host_path service_dir source
     while read -r -u 3 name owner; do
         STEP="export volume $name"
-        mountpoint=$(docker volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name")
+        mountpoint=$(docker volume inspect --format '{{.Mountpoint}}' "$name")
         tar --create --numeric-owner --xattrs --acls --file "$BUNDLE/volumes/$name.tar" -C "$mountpoint" .
         content_digest "$mountpoint" >"$BUNDLE/volumes/$name.content-sha256"
         say "volume $name: $(du -sb "$mountpoint" | cut -f1) bytes -> volumes/$name.tar"
@@ -201,14 +202,14 @@ move() {
     while read -r -u 3 name owner; do
         STEP="restore volume $name into $owner's podman"
         if pm "$owner" volume exists "$name" </dev/null; then
-            if [ "$(pm "$owner" volume inspect --format '{{ '{{index .Labels "io.podman-standard.migrated-from"}}' }}' "$name" </dev/null)" != docker ]; then
+            if [ "$(pm "$owner" volume inspect --format '{{index .Labels "io.podman-standard.migrated-from"}}' "$name" </dev/null)" != docker ]; then
                 say "a podman volume $name ($owner's) exists already and is not from this migration: left alone"
                 false
             fi
             pm "$owner" volume rm --force "$name" </dev/null >/dev/null # an earlier, failed attempt's copy
         fi
         pm "$owner" volume create --label "$LABEL" "$name" </dev/null >/dev/null
-        mountpoint=$(pm "$owner" volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name" </dev/null)
+        mountpoint=$(pm "$owner" volume inspect --format '{{.Mountpoint}}' "$name" </dev/null)
         in_ns "$owner" tar --extract --file - --numeric-owner --same-owner --same-permissions \
             --xattrs --acls -C "$mountpoint" <"$BUNDLE/volumes/$name.tar"
         STEP="compare volume $name with Docker's"
@@ -256,11 +257,11 @@ move() {
 verify() {
     UNDO=services
     local name owner deadline
-    while read -r -u 3 name owner; do
+    while read -r -u 3 name owner _; do
         STEP="service $name running under $owner's podman"
         deadline=$((SECONDS + 180))
         until unit_ctl "$owner" is-active --quiet "$name.service" &&
-            [ "$(pm "$owner" container inspect --format '{{ '{{.State.Running}}' }}' "$name" 2>/dev/null)" = true ]; do
+            [ "$(pm "$owner" container inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; do
             if [ $SECONDS -ge $deadline ]; then
                 unit_ctl "$owner" status --no-pager "$name.service" >&2 || true
                 false
@@ -290,9 +291,9 @@ docker_ps() {
     STEP="docker ps answered by podman"
     local name owner listed
     docker --version >&2
-    while read -r -u 3 name owner; do
+    while read -r -u 3 name owner _; do
         # Each owner's `docker` (the compatibility layer) lists that owner's containers.
-        listed=$(as_owner "$owner" docker ps --format '{{ '{{.Names}}' }}' </dev/null)
+        listed=$(as_owner "$owner" docker ps --format '{{.Names}}' </dev/null)
         grep -qxF -- "$name" <<<"$listed" || { say "docker ps ($owner) does not list $name"; false; }
         say "docker ps ($owner) lists $name"
     done 3< <(items service)
@@ -331,7 +332,7 @@ restore_docker_volume() {
     local name=$1 owner=$2 source=$3 had=yes target from want got what
     docker volume inspect "$name" >/dev/null 2>&1 || had=no
     if [ "$source" = podman ] && pm "$owner" volume exists "$name" </dev/null 2>/dev/null; then
-        from=$(pm "$owner" volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name" </dev/null)
+        from=$(pm "$owner" volume inspect --format '{{.Mountpoint}}' "$name" </dev/null)
         what="$owner's podman volume as it is now"
     elif [ "$source" = podman ] && [ "$had" = yes ]; then
         say "volume $name: $owner's podman has no such volume; Docker's copy left as the migration left it"
@@ -341,7 +342,7 @@ restore_docker_volume() {
         what="the bundle (as at the migration)"
     fi
     [ "$had" = yes ] || docker volume create "$name" >/dev/null
-    target=$(docker volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name")
+    target=$(docker volume inspect --format '{{.Mountpoint}}' "$name")
     if [ -n "$from" ]; then
         want=$(digest_as "$owner" "$from" </dev/null)
         in_ns "$owner" tar --create --file - --numeric-owner --xattrs --acls -C "$from" . </dev/null |
