@@ -61,6 +61,27 @@ def _step(bundle: str, step: str) -> StringCommand:
     return StringCommand("bash", QuoteString(f"{bundle}/{SCRIPT}"), step)
 
 
+def _detached(bundle: str, step: str, *args: str) -> StringCommand:
+    """A long step (export, move, rollback) as a transient systemd unit that a lost SSH
+    connection does not stop, waited for (the script's ``detached``). A bundle written before
+    the script had detached steps runs the step in the session, as it was written to."""
+    script = QuoteString(f"{bundle}/{SCRIPT}")
+    return StringCommand(
+        "if grep -qx 'detached)'",
+        script,
+        "; then bash",
+        script,
+        "detached",
+        step,
+        *args,
+        "; else bash",
+        script,
+        step,
+        *args,
+        "; fi",
+    )
+
+
 @operation()
 def export(bundle: str, plan: dict):
     """
@@ -74,7 +95,10 @@ def export(bundle: str, plan: dict):
     (their names go to docker-running.txt), archives every named volume (tar + content digest)
     and saves every image no registry holds, and writes SHA256SUMS. Docker's containers stay
     stopped for the move (so nothing changes behind the copy); any failure starts them again.
-    Runs whenever it is called: the migrate deploy calls it only while Docker is there.
+    Runs whenever it is called (the migrate deploy calls it only while Docker is there), as a
+    transient systemd unit (``podman-standard-migration-export``) that a lost SSH connection
+    does not stop: a second call waits for one still running, and reports one the bundle's
+    state shows finished instead of running it again; its log is ``logs/export.log``.
     """
     if plan.get("problems"):
         raise OperationError("the plan has problems: " + "; ".join(map(shown, plan["problems"])))
@@ -96,7 +120,7 @@ def export(bundle: str, plan: dict):
         mode="0700",
         create_remote_dir=False,
     )
-    yield _step(bundle, "export")
+    yield _detached(bundle, "export")
 
 
 @operation()
@@ -105,9 +129,10 @@ def move(bundle: str):
     Load the images into podman and restore every volume into a podman volume of the same
     name, owners and modes kept; each volume's content digest must equal Docker's. A podman
     volume of that name that this migration did not create stops the move. On failure
-    Docker's containers are started again. Runs whenever it is called.
+    Docker's containers are started again. Runs whenever it is called, detached as the
+    export is (``podman-standard-migration-move``, ``logs/move.log``).
     """
-    yield _step(bundle, "move")
+    yield _detached(bundle, "move")
 
 
 @operation()
@@ -180,9 +205,9 @@ def rollback(bundle: str, source: str = "podman"):
       at the migration). A volume that neither podman nor Docker has any more comes from the
       bundle either way. Every copy's content digest must equal its source's.
 
-    Replaces the content of Docker's volumes (kept in the bundle). Runs whenever it is called;
-    the rollback deploy calls it once per migration.
+    Replaces the content of Docker's volumes (kept in the bundle). Runs whenever it is called,
+    detached as the export is; the rollback deploy calls it once per migration.
     """
     if source not in ("podman", "bundle"):
         raise OperationError(f"rollback source must be 'podman' or 'bundle', not {source!r}")
-    yield StringCommand("bash", QuoteString(f"{bundle}/{SCRIPT}"), "rollback", source)
+    yield _detached(bundle, "rollback", source)

@@ -19,6 +19,12 @@
 #   rollback [podman|bundle]   Docker back (deploys/rollback_to_docker.py); each volume and
 #            bind mount directory gets podman's data as it is now (default) or the bundle's
 #            (as at the migration)
+#   detached STEP [ARG]   STEP (export, move, rollback: the long ones) run as a transient
+#            systemd unit, apart from the session that asked for it, so a lost SSH connection
+#            neither kills it half-way nor skips its clean-up; this waits for it (bounded) and
+#            ends as it ended, its log (logs/STEP.log in the bundle) on stderr. A step that
+#            is running already is waited for, not started twice; one the state file shows
+#            finished is reported, not run again.
 # Until `retire`, any failure puts Docker back as it was: the containers it stopped are started
 # again (and in `verify` the podman services are removed first), and the run stops with the
 # step that failed. Every step reports on stderr; the state file says where a migration is.
@@ -29,6 +35,11 @@ PLAN="$BUNDLE/plan.txt"
 RUNNING="$BUNDLE/docker-running.txt"
 STATE="$BUNDLE/state"
 LABEL=io.podman-standard.migrated-from=docker
+LOGS="$BUNDLE/logs"
+# The transient unit a detached step runs as, and how long its caller waits for it (bounded:
+# a volume of hundreds of GiB takes hours to archive).
+UNIT_PREFIX=podman-standard-migration
+STEP_TIMEOUT=${PODMAN_STANDARD_STEP_TIMEOUT:-43200}
 STEP=start
 
 say() { printf 'migration: %s\n' "$*" >&2; }
@@ -113,9 +124,11 @@ services_off() {
     done 3< <(items service)
 }
 
-# On any failure (set -e), before the point of no return: Docker back as it was.
+# On any failure (set -e), before the point of no return: Docker back as it was. A step's
+# exit status is recorded for the session waiting on it (logs/STEP.exit).
 on_exit() {
     local code=$1
+    if [ -n "${EXIT_FILE:-}" ]; then printf '%s\n' "$code" >"$EXIT_FILE"; fi
     [ "$code" -ne 0 ] || return 0
     say "FAILED at step '$STEP' (exit $code)"
     if [ "${UNDO:-}" = services ]; then services_off; fi
@@ -175,6 +188,7 @@ export_bundle() {
             docker-restore.sh migrate.sh
     ) >"$BUNDLE/SHA256SUMS.new"
     mv "$BUNDLE/SHA256SUMS.new" "$BUNDLE/SHA256SUMS"
+    state exported
     say "bundle $BUNDLE: $(du -sb "$BUNDLE" | cut -f1) bytes, checksums in SHA256SUMS"
 }
 
@@ -275,7 +289,8 @@ verify() {
 
 retire() {
     STEP="retire Docker"
-    if [ "$(cat "$STATE" 2>/dev/null)" != verified ]; then
+    # (retired: a run that lost its connection after this point, resumed)
+    if ! grep -qxE 'verified|retired' "$STATE" 2>/dev/null; then
         say "the migration is not verified; Docker stays"
         false
     fi
@@ -412,7 +427,77 @@ rollback() {
     say "Docker restored from $BUNDLE (volumes from $source)"
 }
 
+# How far a migration got, by the state file: a step whose state (or a later one) is recorded
+# finished (docker-stopped: an export under way; docker-running: put back after a failure).
+rank() {
+    case "$1" in
+    exported | export) echo 1 ;;
+    moved | move) echo 2 ;;
+    verified | verify) echo 3 ;;
+    retired | retire) echo 4 ;;
+    rolled-back | rollback) echo 9 ;;
+    *) echo 0 ;;
+    esac
+}
+finished() {
+    local now
+    now=$(cat "$STATE" 2>/dev/null || true)
+    if [ "$1" = rollback ]; then [ "$now" = rolled-back ]; else
+        [ "$now" != rolled-back ] && [ "$(rank "$now")" -ge "$(rank "$1")" ]
+    fi
+}
+
+# STEP as a transient systemd unit, waited for (see the header).
+detached() {
+    local step=$1 unit log offset deadline code
+    shift
+    case "$step" in export | move | rollback) ;; *)
+        say "detached: $step is not a long step (export, move, rollback)"
+        return 2
+        ;;
+    esac
+    STEP="wait for the detached step $step"
+    unit="$UNIT_PREFIX-$step.service"
+    log="$LOGS/$step.log"
+    mkdir -p "$LOGS"
+    if systemctl is-active --quiet "$unit"; then
+        say "step $step is running already (unit $unit, started by an earlier session): waiting for it"
+        offset=$(cat "$LOGS/$step.offset" 2>/dev/null || echo 0)
+    elif finished "$step"; then
+        say "step $step finished earlier (state $(cat "$STATE")): not run again"
+        return 0
+    else
+        offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+        echo "$offset" >"$LOGS/$step.offset"
+        rm -f "$LOGS/$step.exit"
+        systemd-run --unit="$unit" --collect --quiet --service-type=exec \
+            --setenv=EXIT_FILE="$LOGS/$step.exit" \
+            --property=StandardOutput="append:$log" --property=StandardError="append:$log" \
+            -- /bin/bash "$BUNDLE/migrate.sh" "$step" "$@"
+    fi
+    deadline=$((SECONDS + STEP_TIMEOUT))
+    while systemctl is-active --quiet "$unit"; do
+        if [ $SECONDS -ge $deadline ]; then
+            say "step $step still running after ${STEP_TIMEOUT}s (unit $unit keeps running; run the deploy again to wait for it); its last log lines:"
+            tail -n 20 "$log" >&2
+            return 1
+        fi
+        sleep 1
+    done
+    tail -c +"$((offset + 1))" "$log" >&2
+    code=$(cat "$LOGS/$step.exit" 2>/dev/null || true)
+    if [ -z "$code" ]; then
+        say "step $step ended without recording how (unit $unit stopped or killed); see $log"
+        return 1
+    fi
+    return "$code"
+}
+
 case "${1:-}" in
+detached)
+    shift
+    detached "$@"
+    ;;
 export) export_bundle ;;
 move) move ;;
 verify) verify ;;
@@ -421,7 +506,7 @@ docker-ps) docker_ps ;;
 rollback) rollback "${2:-podman}" ;;
 digest) content_digest "$2" ;;
 *)
-    say "usage: $0 export|move|verify|retire|docker-ps|rollback [podman|bundle]|digest DIR"
+    say "usage: $0 [detached] export|move|verify|retire|docker-ps|rollback [podman|bundle]|digest DIR"
     exit 2
     ;;
 esac

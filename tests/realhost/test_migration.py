@@ -43,6 +43,7 @@ from pathlib import Path
 import pytest
 
 from facts.docker import DataDir, DockerEngine, DockerInventory
+from facts.migration import MigrationBundle
 from testbed.fleet import GuestSpec, Testbed
 from testbed.guests import launch
 from testbed.images import build_image
@@ -303,6 +304,8 @@ def migrated(docker_host, registry, tmp_path_factory):
         bundle_bytes = guest.run(f"sudo du -sb {BUNDLE}").stdout.split("\t")[0]
         if returncode == 0:
             capture(guest, bed.workdir, "after-migration")
+            output = sudo(guest, MigrationBundle().command(BUNDLE).get_raw_value())
+            (bed.workdir / "MigrationBundle.after-migration.txt").write_text(output)
         TIMINGS.stages.append((f"  (bundle on the host: {bundle_bytes} bytes)", elapsed))
         bed.dry_run = (dry, after_dry)
         yield bed, guest, returncode, result, stderr
@@ -438,6 +441,9 @@ def test_bundle_holds_everything(migrated):
     assert [c["name"] for c in manifest["containers"]] == ["tuned", "web", "worker"]
     local = [i for i in manifest["images"] if i["local_only"]]
     assert [i["refs"] for i in local] == [["localhost/local/web:1"]]
+    # The long steps ran as transient units, their logs in the bundle, their exits recorded.
+    logs = sudo(guest, f"cd {BUNDLE}/logs && cat export.exit move.exit && cat export.log")
+    assert logs.startswith("0\n0\n") and "checksums in SHA256SUMS" in logs, logs
     files = sudo(guest, f"cd {BUNDLE} && ls volumes images").split()
     assert f"{VOLUME}.tar" in files and local[0]["archive"].split("/")[1] in files
     compose = sudo(guest, f"cat {BUNDLE}/docker-compose.yml")
