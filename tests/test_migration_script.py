@@ -104,7 +104,8 @@ vars=()
 while [ "$1" != -- ]; do
     case "$1" in
     --unit=*) unit=${1#--unit=} ;;
-    --setenv=*) vars+=("${1#--setenv=}") ;;
+    --setenv=*=*) vars+=("${1#--setenv=}") ;;
+    --setenv=*) name=${1#--setenv=} && vars+=("$name=${!name}") ;; # the caller's value
     --property=StandardOutput=append:*) log=${1#--property=StandardOutput=append:} ;;
     esac
     shift

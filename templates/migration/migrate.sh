@@ -470,8 +470,9 @@ detached() {
         offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
         echo "$offset" >"$LOGS/$step.offset"
         rm -f "$LOGS/$step.exit"
+        # (HOME and PATH as the session has them: the step runs the tools it would run)
         systemd-run --unit="$unit" --collect --quiet --service-type=exec \
-            --setenv=EXIT_FILE="$LOGS/$step.exit" \
+            --setenv=EXIT_FILE="$LOGS/$step.exit" --setenv=HOME --setenv=PATH \
             --property=StandardOutput="append:$log" --property=StandardError="append:$log" \
             -- /bin/bash "$BUNDLE/migrate.sh" "$step" "$@"
     fi
