@@ -272,10 +272,13 @@ class Setting:
     accept: Accept = empty
     # CARRIED: the value as the service's fields (None: model.migration._service carries it).
     carry: Carry | None = None
+    # REFUSED for a service, yet `docker create FLAG VALUE` re-creates it: a container only
+    # kept in the bundle (not running) keeps it through the rollback (docker_run_flags).
+    docker: bool = False
 
 
-def _r(flag: str, why: str = NOT_YET, accept: Accept = empty) -> Setting:
-    return Setting(flag, REFUSED, why, accept)
+def _r(flag: str, why: str = NOT_YET, accept: Accept = empty, docker: bool = False) -> Setting:
+    return Setting(flag, REFUSED, why, accept, None, docker)
 
 
 def _i(flag: str, why: str) -> Setting:
@@ -293,7 +296,7 @@ SETTINGS: dict[str, Setting] = {
         "hostname (not Docker's default, the short id; the host's on the host network)",
         carry=_unless(_default_hostname, _field("hostname")),
     ),
-    "Config.Domainname": _r("--domainname"),
+    "Config.Domainname": _r("--domainname", docker=True),
     "Config.User": _c(
         "--user",
         "container_user, container_group (not the image's own)",
@@ -305,8 +308,8 @@ SETTINGS: dict[str, Setting] = {
     "Config.ExposedPorts": _i(
         "--expose", "metadata for -P and links (both refused); ports are published explicitly"
     ),
-    "Config.Tty": _r("--tty", "a service has no terminal"),
-    "Config.OpenStdin": _r("--interactive", "a service has no standard input"),
+    "Config.Tty": _r("--tty", "a service has no terminal", docker=True),
+    "Config.OpenStdin": _r("--interactive", "a service has no standard input", docker=True),
     "Config.StdinOnce": _i("--attach", "only with an attached standard input"),
     "Config.Env": _c("--env", "env (what differs from the image's), into the secrets file"),
     "Config.Cmd": _c("command", "command (when it differs from the image's)"),
@@ -334,7 +337,7 @@ SETTINGS: dict[str, Setting] = {
         "which stay in the bundle)",
         carry=_carry_labels,
     ),
-    "Config.StopSignal": _r("--stop-signal", accept=_inherited("StopSignal")),
+    "Config.StopSignal": _r("--stop-signal", accept=_inherited("StopSignal"), docker=True),
     "Config.StopTimeout": _c(
         "--stop-timeout", "stop_timeout (seconds)", carry=_field("stop_timeout")
     ),
@@ -371,11 +374,11 @@ SETTINGS: dict[str, Setting] = {
     "HostConfig.CapAdd": _c("--cap-add", "cap_add", carry=_field("cap_add", list)),
     "HostConfig.CapDrop": _c("--cap-drop", "cap_drop", carry=_field("cap_drop", list)),
     "HostConfig.CgroupnsMode": _r("--cgroupns", accept=_one_of("private")),
-    "HostConfig.Dns": _r("--dns"),
-    "HostConfig.DnsOptions": _r("--dns-option"),
-    "HostConfig.DnsSearch": _r("--dns-search"),
-    "HostConfig.ExtraHosts": _r("--add-host"),
-    "HostConfig.GroupAdd": _r("--group-add"),
+    "HostConfig.Dns": _r("--dns", docker=True),
+    "HostConfig.DnsOptions": _r("--dns-option", docker=True),
+    "HostConfig.DnsSearch": _r("--dns-search", docker=True),
+    "HostConfig.ExtraHosts": _r("--add-host", docker=True),
+    "HostConfig.GroupAdd": _r("--group-add", docker=True),
     "HostConfig.IpcMode": _c(
         "--ipc",
         "ipc (host, none; private and shareable: podman's own)",
@@ -384,16 +387,17 @@ SETTINGS: dict[str, Setting] = {
     ),
     "HostConfig.Cgroup": _r("--cgroup"),
     "HostConfig.Links": _r("--link", "legacy links; use a user-defined network"),
-    "HostConfig.OomScoreAdj": _r("--oom-score-adj"),
+    "HostConfig.OomScoreAdj": _r("--oom-score-adj", docker=True),
     "HostConfig.PidMode": _r("--pid"),
     "HostConfig.Privileged": _r(
         "--privileged",
         "every capability and device of the host: name the capabilities (--cap-add) and "
         "devices (--device) it needs instead",
+        docker=True,
     ),
     "HostConfig.PublishAllPorts": _r("--publish-all", "publish fixed host ports instead"),
     "HostConfig.ReadonlyRootfs": _c("--read-only", "read_only", carry=_field("read_only")),
-    "HostConfig.SecurityOpt": _r("--security-opt"),
+    "HostConfig.SecurityOpt": _r("--security-opt", docker=True),
     "HostConfig.StorageOpt": _r("--storage-opt"),
     "HostConfig.Tmpfs": _c(
         "--tmpfs",
@@ -413,7 +417,7 @@ SETTINGS: dict[str, Setting] = {
     "HostConfig.Sysctls": _c("--sysctl", "sysctls", carry=_field("sysctls", dict)),
     "HostConfig.Runtime": _r("--runtime", NO_PODMAN, _one_of("runc", "io.containerd.runc.v2")),
     "HostConfig.Isolation": _r("--isolation", WINDOWS, _one_of("default")),
-    "HostConfig.CpuShares": _r("--cpu-shares"),
+    "HostConfig.CpuShares": _r("--cpu-shares", docker=True),
     "HostConfig.Memory": _c("--memory", "memory (bytes as 2g)", carry=_field("memory", size)),
     "HostConfig.NanoCpus": _c(
         "--cpus", "cpus (NanoCpus / 10^9)", carry=_field("cpus", lambda v: v / 1e9)
@@ -429,7 +433,7 @@ SETTINGS: dict[str, Setting] = {
     "HostConfig.CpuQuota": _r("--cpu-quota"),
     "HostConfig.CpuRealtimePeriod": _r("--cpu-rt-period"),
     "HostConfig.CpuRealtimeRuntime": _r("--cpu-rt-runtime"),
-    "HostConfig.CpusetCpus": _r("--cpuset-cpus"),
+    "HostConfig.CpusetCpus": _r("--cpuset-cpus", docker=True),
     "HostConfig.CpusetMems": _r("--cpuset-mems"),
     "HostConfig.Devices": _c(
         "--device", "devices (host[:container[:permissions]])", carry=_carry_devices
@@ -447,7 +451,7 @@ SETTINGS: dict[str, Setting] = {
     ),  # (its devices are carried with HostConfig.Devices')
     "HostConfig.KernelMemory": _r("--kernel-memory", NO_PODMAN),
     "HostConfig.KernelMemoryTCP": _r("--kernel-memory-tcp", NO_PODMAN),
-    "HostConfig.MemoryReservation": _r("--memory-reservation"),
+    "HostConfig.MemoryReservation": _r("--memory-reservation", docker=True),
     "HostConfig.MemorySwap": _r("--memory-swap", accept=_memory_swap),
     "HostConfig.MemorySwappiness": _r("--memory-swappiness", accept=_one_of(-1)),
     "HostConfig.OomKillDisable": _r("--oom-kill-disable"),
@@ -525,7 +529,7 @@ def problems(
                     "this version does not know: refused rather than dropped"
                 )
             continue
-        if setting.accept(value, ctx):
+        if setting.accept(value, ctx) or (setting.docker and not podman):
             continue
         why = setting.why
         if key == "Config.Healthcheck":
@@ -678,7 +682,8 @@ def _health_words(health: dict) -> list[tuple[str, str]]:
 def docker_run_flags(c: DockerContainer, image: DockerImage | None) -> list[str]:
     """``docker create`` flags for the settings the services carry beyond the basics (the
     rollback re-creates a container Docker lost with them): the carried runtime fields,
-    devices, GPUs, a shell healthcheck, the log driver."""
+    devices, GPUs, a shell healthcheck, the log driver; and, for a container only kept in the
+    bundle, the refused settings Docker re-creates (``Setting.docker``)."""
     fields = carried(c, image)
     flags = []
     for d in c.host_config.get("Devices") or []:
@@ -697,6 +702,16 @@ def docker_run_flags(c: DockerContainer, image: DockerImage | None) -> list[str]
     if "healthcheck" in fields:
         flags += ["--health-cmd", fields["healthcheck"]["command"]]
         flags += [w for pair in _health_words(fields["healthcheck"]) for w in pair]
+    ctx = Context(c, image)
+    for key, value in _fields(c):
+        setting = SETTINGS.get(key)
+        if setting and setting.docker and not setting.accept(value, ctx):
+            values = value if isinstance(value, list) else [value]
+            flags += (
+                [setting.flag]
+                if value is True
+                else [w for v in values for w in (setting.flag, str(v))]
+            )
     log = c.host_config.get("LogConfig") or {}
     if log.get("Type") and (log["Type"] != "json-file" or log.get("Config")):
         flags += ["--log-driver", log["Type"]]
@@ -816,7 +831,8 @@ def markdown() -> str:
     for key, s in SETTINGS.items():
         what = {
             CARRIED: f"carried: {s.why}",
-            REFUSED: f"refused unless at Docker's default or the image's ({s.why})",
+            REFUSED: f"refused unless at Docker's default or the image's ({s.why})"
+            + ("; kept for a stopped container (docker create re-creates it)" if s.docker else ""),
             IGNORED: f"ignored: {s.why}",
         }[s.decision]
         rows.append(f"| `{key}` | `{s.flag}` | {what} |")

@@ -332,37 +332,53 @@ def test_the_runtime_settings_are_printed_in_the_plan():
     assert f"\n    healthcheck every 10s: {HEALTH}" in text
 
 
-def test_a_stopped_containers_settings_are_checked_too():
-    """A container that is not running is only kept in the bundle: its settings must survive
-    the rollback's re-creation under Docker (docker-restore.sh), or it is refused by name."""
-    case = DERIVED["cases"]
-    changes = {"HostConfig": {**case["privileged"]["HostConfig"], **case["shm-8g"]["HostConfig"]}}
-    inventory = _derived(changes)
-    stopped = dataclasses.replace(
+def _stopped(inventory, name: str = "worker"):
+    return dataclasses.replace(
         inventory,
         containers=[
-            dataclasses.replace(c, state="exited") if c.name == "worker" else c
+            dataclasses.replace(c, state="exited") if c.name == name else c
             for c in inventory.containers
         ],
     )
-    plan = _plan(stopped)
+
+
+def test_a_stopped_containers_settings_are_checked_too():
+    """A container that is not running is only kept in the bundle: its settings must survive
+    the rollback's re-creation under Docker (docker-restore.sh), or it is refused by name.
+    Docker itself re-creates what a service cannot hold (--privileged, --tty, --dns, ...)."""
+    case = DERIVED["cases"]
+    changes = {
+        "HostConfig": {
+            **case["privileged"]["HostConfig"],
+            **case["shm-8g"]["HostConfig"],
+            "Dns": ["192.0.2.53"],
+            "Links": ["/web:/worker/web"],
+        },
+        "Config": {"Tty": True, "OpenStdin": True},
+    }
+    plan = _plan(_stopped(_derived(changes)))
     assert [p.split(" is not carried")[0] for p in plan["problems"]] == [
-        "container worker (not running: kept in the bundle): --privileged/Privileged (true)"
+        'container worker (not running: kept in the bundle): --link/Links (["/web:/worker/web"])'
     ]
-    shm = _plan(_derived({"HostConfig": case["shm-8g"]["HostConfig"]}))
-    assert _contains(_restore_argv(shm), ["--shm-size", "8g"])
+    del changes["HostConfig"]["Links"]
+    plan = _plan(_stopped(_derived(changes)))
+    assert plan["problems"] == []
+    argv = _restore_argv(plan)
+    for part in (["--shm-size", "8g"], ["--tty"], ["--interactive"], ["--privileged"]):
+        assert _contains(argv, part), argv
+    assert _contains(argv, ["--dns", "192.0.2.53"])
     # --gpus for a container kept in the bundle: re-created by Docker itself, no CDI needed.
-    gpus = _derived(case["gpus-all"])
-    gpus = dataclasses.replace(
-        gpus,
-        containers=[
-            dataclasses.replace(c, state="exited") if c.name == "worker" else c
-            for c in gpus.containers
-        ],
-    )
-    plan = _plan(gpus)
+    plan = _plan(_stopped(_derived(case["gpus-all"])))
     assert plan["problems"] == []
     assert _contains(_restore_argv(plan), ["--gpus", "all"])
+    # A running one with the same settings is refused by name: a service cannot hold them.
+    running = _plan(_derived(changes))["problems"]
+    assert [p.split(" (")[0] for p in running] == [
+        "container worker: --tty/Tty",
+        "container worker: --interactive/OpenStdin",
+        "container worker: --dns/Dns",
+        "container worker: --privileged/Privileged",
+    ]
 
 
 @pytest.mark.parametrize(
