@@ -36,6 +36,7 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_DEPENDS_ON = "com.docker.compose.depends_on"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 # Docker's data root when no volume shows where it is (dockerd's default).
 DOCKER_ROOT = "/var/lib/docker"
 # What `docker ps` lists, i.e. what the export stops and the plan re-creates as a service. A
@@ -472,11 +473,20 @@ def _compose_projects(
                     )
                 elif service is not None and dep.name not in service.setdefault("requires", []):
                     service["requires"].append(dep.name)
+        # The project's own compose files, kept in the bundle when they are on the host (the
+        # export copies them; a path plan.txt cannot hold is listed, not kept).
+        paths = filter(None, members[0].labels.get(COMPOSE_CONFIG_FILES, "").split(","))
+        files = [
+            {"path": path, "archive": f"compose/{project}/{i}-{path.rsplit('/', 1)[-1]}"}
+            for i, path in enumerate(paths)
+        ]
         out.append(
             {
                 "name": project,
                 "containers": sorted(c.name for c in members),
                 "working_dir": members[0].labels.get(COMPOSE_WORKING_DIR),
+                "files": [f for f in files if _HOST_PATH_RE.match(f["path"])],
+                "files_not_kept": [f["path"] for f in files if not _HOST_PATH_RE.match(f["path"])],
             }
         )
     return out
@@ -784,6 +794,11 @@ def render_plan_text(plan: dict) -> str:
         f"{b['service_dir']} {b['source']}"
         for b in plan.get("binds", [])
     ]
+    lines += [
+        f"compose-file {f['archive']} {f['path']}"
+        for project in plan.get("compose_projects", [])
+        for f in project.get("files", [])
+    ]
     # Each service's unit files (plan["unit_files"], operations.migration.unit_files): what
     # the script removes when it takes the services down again.
     units = plan.get("unit_files", {})
@@ -909,6 +924,10 @@ def describe(plan: dict, host: str) -> str:
             f" {', '.join(project['containers'])} move as one unit (services; depends_on as "
             "requires)"
         )
+        for f in project.get("files", []):
+            out.append(f"    compose file {f['path']} -> {f['archive']} (when on this host)")
+        for path in project.get("files_not_kept", []):
+            out.append(f"    compose file {path!r}: a path the bundle cannot name, not kept")
     daemon = plan.get("daemon") or {}
     if daemon.get("data_root"):
         out.append(f"  {daemon['file']}: data-root {daemon['data_root']} (Docker's volumes)")

@@ -24,7 +24,6 @@ TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
 
 
-
 @pytest.fixture(autouse=True)
 def _auth_script_by_name(request, monkeypatch):
     # The AuthFile cases show facts/auth_json.py by name (its whole source is the command's

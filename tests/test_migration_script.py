@@ -506,3 +506,30 @@ def test_a_detached_step_killed_half_way_is_reported_as_such(host):
 def test_the_script_names_the_units_the_fact_reads():
     assert f"UNIT_PREFIX={UNIT_PREFIX}\n" in SCRIPT_TEXT
     assert all(f"{s})" in SCRIPT_TEXT or f"{s} |" in SCRIPT_TEXT for s in DETACHED_STEPS)
+
+
+def test_export_keeps_a_compose_projects_own_file(tmp_path):
+    """The compose file named by the containers' config_files label goes into the bundle
+    (and its SHA256SUMS) when it is on the host; one that is not is said, not fatal."""
+    plan = build_plan(_without_bind_mounts(_inventory()), BUNDLE)
+    compose = tmp_path / "srv" / "stack" / "compose.yaml"
+    compose.parent.mkdir(parents=True)
+    compose.write_text("services:\n  web:\n    image: busybox\n")
+    plan["compose_projects"] = [
+        {
+            "name": "stack",
+            "containers": ["web"],
+            "working_dir": str(compose.parent),
+            "files": [
+                {"path": str(compose), "archive": "compose/stack/0-compose.yaml"},
+                {"path": str(tmp_path / "gone.yaml"), "archive": "compose/stack/1-gone.yaml"},
+            ],
+        }
+    ]
+    host = Host(tmp_path / "h", plan)
+    result = host.run("export")
+    assert result.returncode == 0, result.stderr
+    kept = host.bundle / "compose" / "stack" / "0-compose.yaml"
+    assert kept.read_text() == compose.read_text()
+    assert "  compose/stack/0-compose.yaml\n" in (host.bundle / "SHA256SUMS").read_text()
+    assert f"compose file {tmp_path / 'gone.yaml'} is not on this host: not kept" in result.stderr

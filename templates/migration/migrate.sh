@@ -4,8 +4,8 @@
 # It lives in the rollback bundle and reads the bundle's plan.txt, whose OWNER fields say
 # whose podman a volume, image or service goes to: root's, or a rootless user's.
 #   export   stop Docker's running containers (recorded in docker-running.txt), archive every
-#            named volume and bind mount directory (tar + sha256 + a content digest), save
-#            local-only images, SHA256SUMS
+#            named volume and bind mount directory (tar + sha256 + a content digest), keep
+#            compose projects' own files, save local-only images, SHA256SUMS
 #   move     check SHA256SUMS, load images into each owner's podman, restore each volume into
 #            a podman volume of the same name and compare its content digest; for a rootless
 #            owner the files are written inside its user namespace (`podman unshare`), so
@@ -158,8 +158,8 @@ export_bundle() {
         say "stopping Docker container $name for a consistent copy"
         docker stop "$name" >/dev/null
     done <"$RUNNING"
-    rm -rf "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds"
-    mkdir -p "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds"
+    rm -rf "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds" "$BUNDLE/compose"
+    mkdir -p "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds" "$BUNDLE/compose"
     local name owner mountpoint archive refs container host_path service_dir source
     while read -r -u 3 name owner; do
         STEP="export volume $name"
@@ -174,6 +174,18 @@ export_bundle() {
         content_digest "$host_path" >"$BUNDLE/${archive%.tar}.content-sha256"
         say "bind mount $host_path: $(du -sb "$host_path" | cut -f1) bytes -> $archive"
     done 3< <(items bind)
+    local path
+    while read -r -u 3 archive path; do
+        # A compose project's own file, beside what the bundle renders from inspect.
+        STEP="keep compose file $path"
+        if [ -f "$path" ]; then
+            mkdir -p "$BUNDLE/${archive%/*}"
+            cp -- "$path" "$BUNDLE/$archive"
+            say "compose file $path -> $archive"
+        else
+            say "compose file $path is not on this host: not kept (docker-compose.yml has its containers)"
+        fi
+    done 3< <(items compose-file)
     while read -r -u 3 archive refs; do
         STEP="save image $refs"
         # shellcheck disable=SC2086 # references hold no spaces (checked by the plan)
@@ -183,7 +195,7 @@ export_bundle() {
     STEP="checksums"
     (
         cd "$BUNDLE"
-        find volumes images binds -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum
+        find volumes images binds compose -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum
         sha256sum manifest.json plan.txt docker-compose.yml podman-services.json \
             docker-restore.sh migrate.sh
     ) >"$BUNDLE/SHA256SUMS.new"

@@ -672,12 +672,29 @@ def test_a_compose_stack_moves_as_one_unit_in_its_order():
     plan = _plan(_stack())
     assert plan["problems"] == []
     assert plan["compose_projects"] == [
-        {"name": "stack", "containers": ["web", "worker"], "working_dir": "/srv/stack"}
+        {
+            "name": "stack",
+            "containers": ["web", "worker"],
+            "working_dir": "/srv/stack",
+            # The project's own file (its config_files label), kept when it is on the host.
+            "files": [
+                {"path": "/srv/stack/compose.yaml", "archive": "compose/stack/0-compose.yaml"}
+            ],
+            "files_not_kept": [],
+        }
     ]
+    assert (
+        "compose-file compose/stack/0-compose.yaml /srv/stack/compose.yaml\n"
+        in (bundle_files(plan)["plan.txt"])
+    )
     order = [(s["name"], s.get("requires"), s["network"]) for s in services(plan)]
     assert order == [("web", None, "stack_default"), ("worker", ["web"], "stack_default")]
     text = describe(plan, "h")
     assert "\n    starts after web\n" in text
+    assert (
+        "\n    compose file /srv/stack/compose.yaml -> compose/stack/0-compose.yaml (when on "
+        "this host)"
+    ) in text
     assert (
         "  compose project stack (/srv/stack): web, worker move as one unit (services; "
         "depends_on as requires)"
