@@ -484,7 +484,7 @@ detached() {
         rm -f "$LOGS/$step.exit"
         # (HOME and PATH as the session has them: the step runs the tools it would run)
         systemd-run --unit="$unit" --collect --quiet --service-type=exec \
-            --setenv=EXIT_FILE="$LOGS/$step.exit" --setenv=HOME --setenv=PATH \
+            --setenv=EXIT_FILE="$LOGS/$step.exit" --setenv=HOME="${HOME:-/root}" --setenv=PATH="$PATH" \
             --property=StandardOutput="append:$log" --property=StandardError="append:$log" \
             -- /bin/bash "$BUNDLE/migrate.sh" "$step" "$@"
     fi
