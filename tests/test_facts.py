@@ -18,7 +18,18 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import compose, docker, files, gpu, podman, registries, rootless, services, storage
+from facts import (
+    compose,
+    docker,
+    files,
+    gpu,
+    migration,
+    podman,
+    registries,
+    rootless,
+    services,
+    storage,
+)
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
@@ -43,6 +54,8 @@ FACTS = [
     (docker.DockerInventory, []),
     (docker.DataDir, ["/var/lib/docker/volumes/a b/_data"]),
     (docker.DockerDaemonConfig, []),
+    (migration.MigrationBundle, ["/var/lib/podman-standard/docker-migration"]),
+    (migration.MigrationBundle, ["/srv/my bundle"]),
     (podman.PodmanInfo, []),
     (gpu.NvidiaGpus, []),
     (gpu.NvidiaPresence, []),
