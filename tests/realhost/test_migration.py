@@ -17,7 +17,10 @@ time:
   web's copy of /srv/static in its service directory, read-only, the original in place),
   ``web`` running as root's service and ``worker`` as vagrant's, Docker's packages gone,
   ``docker ps`` answered by podman for each, a reboot that brings both back, and a second run
-  that changes nothing;
+  that changes nothing; a third container, ``tuned`` (root's, created on this copy only), with
+  the runtime settings the services carry (TUNED_FLAGS), each shown by ``podman inspect``
+  after the migration and kept in the bundle's docker-compose.yml and docker-restore.sh; the
+  long steps ran as transient units, their logs in the bundle;
 - rollback: a bundle that does not verify is refused with nothing changed; then, with files
   written under podman since the migration, the rollback deploy brings Docker back with its
   containers and podman's data as it is now, and a second rollback changes nothing;
