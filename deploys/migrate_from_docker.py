@@ -32,8 +32,11 @@
    engine packages removed (/var/lib/docker kept), the Docker CLI compatibility layer
    installed, and ``docker ps`` (now podman) must list the re-created containers.
 
-A second run finds no engine and changes nothing. ``deploys/rollback_to_docker.py`` undoes
-the migration from the bundle.
+A second run finds no engine and changes nothing. A run that lost its SSH connection half-way
+leaves its long steps (export, move) running as transient systemd units; the next run reads
+the bundle (its state, its plan) instead of auditing Docker again, waits for a step still
+running and goes on from where the migration stands. ``deploys/rollback_to_docker.py``
+undoes the migration from the bundle.
 """
 
 from pyinfra import host, logger
@@ -45,11 +48,13 @@ from deploys.container_storage import container_storage
 from deploys.podman_standard import rootless_podman
 from facts.docker import DataDir, DockerDaemonConfig, DockerEngine, DockerInventory
 from facts.gpu import NvidiaPresence
+from facts.migration import MigrationBundle
 from facts.rootless import RootlessUser
 from facts.storage import BlockDevice, PathMount
 from model import HostData, current_host_data
 from model.host_data import Registry, Service
 from model.migration import (
+    MANIFEST_FORMAT,
     ROOT,
     build_plan,
     describe,
@@ -163,23 +168,33 @@ def _registries(plan: dict, cfg: HostData) -> list[dict]:
     return own + [r for r in proposed if r["prefix"] not in prefixes]
 
 
-@deploy("Docker to Podman migration")
-def migrate_from_docker(cfg: HostData):
-    engine = host.get_fact(DockerEngine)
-    if not engine.engine_present:
-        logger.info(
-            f"{host.print_prefix}no Docker engine: nothing to migrate "
-            f"(a past migration's bundle would be in {cfg.migration_bundle})"
-        )
-        return
-    if engine.cli != "docker":
-        # §6.2: while both runtimes exist, `docker` must be Docker's own CLI; the migration
-        # and its facts call it by that name.
+def _resumed(cfg: HostData) -> dict | None:
+    """The plan of a migration the bundle records as under way (a run that lost its SSH
+    connection: Docker's containers are stopped for it, and a detached step may still run),
+    or None. Its steps then go on from where it stands: one still running is waited for, one
+    finished is not run again (migrate.sh ``detached``)."""
+    previous = host.get_fact(MigrationBundle, bundle=cfg.migration_bundle)
+    if not previous.in_progress:
+        return None
+    plan = previous.manifest
+    if plan.get("format") != MANIFEST_FORMAT:
         raise DeployError(
-            f"{host.name}: a Docker engine is installed but `docker` on root's PATH is "
-            f"{engine.cli_path or 'missing'} ({engine.cli}), not Docker's CLI; remove the "
-            "shim first (nothing changed)"
+            f"{host.name}: {cfg.migration_bundle} records a migration under way (state "
+            f"{previous.state}) by another version of this package (manifest format "
+            f"{plan.get('format')!r}): finish or roll it back with that version (nothing changed)"
         )
+    running = f"; step {', '.join(previous.running)} still running" if previous.running else ""
+    logger.info(
+        f"{host.print_prefix}resuming the migration recorded in {cfg.migration_bundle} (state "
+        f"{previous.state or 'none'}{running}): its plan, not a new audit"
+    )
+    logger.info(describe(plan, host.name))
+    return plan
+
+
+def _audit(cfg: HostData) -> dict:
+    """A new migration's plan from Docker as it is now; refused before any change when it
+    cannot carry everything."""
     inventory = host.get_fact(DockerInventory)
     if not inventory.reachable:
         raise DeployError(
@@ -202,6 +217,27 @@ def migrate_from_docker(cfg: HostData):
             f"{host.name}: the migration cannot run here without loss; nothing changed:\n"
             + "\n".join(f"  - {shown(p)}" for p in plan["problems"])
         )
+    return plan
+
+
+@deploy("Docker to Podman migration")
+def migrate_from_docker(cfg: HostData):
+    engine = host.get_fact(DockerEngine)
+    if not engine.engine_present:
+        logger.info(
+            f"{host.print_prefix}no Docker engine: nothing to migrate "
+            f"(a past migration's bundle would be in {cfg.migration_bundle})"
+        )
+        return
+    if engine.cli != "docker":
+        # §6.2: while both runtimes exist, `docker` must be Docker's own CLI; the migration
+        # and its facts call it by that name.
+        raise DeployError(
+            f"{host.name}: a Docker engine is installed but `docker` on root's PATH is "
+            f"{engine.cli_path or 'missing'} ({engine.cli}), not Docker's CLI; remove the "
+            "shim first (nothing changed)"
+        )
+    plan = _resumed(cfg) or _audit(cfg)
 
     packages.install(name="Install podman, podman-compose, buildah, skopeo (beside Docker)")
     container_storage(cfg)

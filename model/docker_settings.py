@@ -4,13 +4,15 @@
 ``HostConfig`` (moby's ``api/types/container`` ``Config``, ``HostConfig`` and its embedded
 ``Resources``, Docker 20.10 through current):
 
-- **carried**: into a field of the ``podman_services`` entry (``model.migration._service``
-  and :func:`devices` / :func:`healthcheck` below); a value that field cannot hold is refused;
+- **carried**: into a field of the ``podman_services`` entry (the row's ``carry``, merged by
+  :func:`carried`; image, command, env, ports, volumes, restart and network by
+  ``model.migration._service``); a value that field cannot hold is refused. The bundle's
+  ``docker-restore.sh`` and ``docker-compose.yml`` re-create the same fields under Docker
+  (:func:`docker_run_flags`, :func:`compose_keys`);
 - **refused**: a value at Docker's default (or inherited from the image, which podman runs
   the same way) is no problem; any other value stops the migration before any change, naming
   the container, the ``docker run`` flag and the value;
-- **ignored**: no effect on how a service runs (why is given);
-- **listed**: not carried, and printed in the plan (nothing a container itself reads).
+- **ignored**: no effect on how a service runs (why is given).
 
 A field this table does not know (a newer Docker's) is refused when it holds a value and
 ignored when empty: refused rather than guessed. deploys/README.md's table is :func:`markdown`.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +35,6 @@ from model.host_data import Registry
 CARRIED = "carried"
 REFUSED = "refused"
 IGNORED = "ignored"
-LISTED = "listed"
 # Docker's defaults (moby daemon/config: DefaultShmSize; the HealthConfig defaults of
 # daemon/health.go; a zero duration or count means "inherit / default").
 DEFAULT_SHM_SIZE = 64 * 2**20
@@ -42,14 +44,15 @@ HEALTH_DEFAULTS = {"Interval": 30 * _SECOND, "Timeout": 30 * _SECOND, "StartPeri
 HEALTH_FLAGS = {"Interval": "--health-interval", "Timeout": "--health-timeout",
                 "StartPeriod": "--health-start-period", "StartInterval": "--health-start-interval",
                 "Retries": "--health-retries"}  # fmt: skip
-# The labels docker compose puts on what it creates: read as a compose project, not listed.
-COMPOSE_LABELS = "com.docker.compose."
-# Log drivers whose logs simply move to the journal under a podman service.
-LOG_DRIVERS = ("json-file", "local", "journald")
-# Why a refused setting is refused: the migration does not map it to a podman_services field
-# (yet: the services model gained runtime options after this table was made), or podman has no
-# equivalent.
-NOT_YET = "the migration does not map it to podman_services yet"
+# Labels Docker's own tools put on what they create (docker compose: read as a compose
+# project; swarm and stack): not carried as the service's labels (kept in the bundle).
+DOCKER_LABELS = ("com.docker.compose.", "com.docker.swarm.", "com.docker.stack.")
+# Log drivers whose logs simply move to the journal under a podman service (their rotation
+# options, max-size/max-file/compress, rotate a file that no longer exists).
+LOG_DRIVERS = ("json-file", "local")
+# Why a refused setting is refused: a podman_services entry has no field for it, or podman
+# has no equivalent.
+NOT_YET = "a podman_services entry has no field for it"
 NO_PODMAN = "podman has no equivalent"
 WINDOWS = "a Windows container setting"
 
@@ -62,12 +65,17 @@ class Context:
     image: DockerImage | None
     # The host's CDI device names (facts.gpu.NvidiaPresence: `nvidia-ctk cdi list`).
     cdi_devices: tuple[str, ...] = ()
+    # False: a container that is only kept in the bundle (not running): what matters is that
+    # the rollback's re-creation under Docker keeps the setting, not podman's form of it.
+    podman: bool = True
 
     def image_config(self, key: str) -> Any:
         return (self.image.config if self.image else {}).get(key)
 
 
 Accept = Callable[[Any, Context], bool]
+# A carried setting's value as the service's fields ({}: at Docker's default or the image's).
+Carry = Callable[[Any, Context], dict]
 
 
 def empty(value: Any, _ctx: Context | None = None) -> bool:
@@ -96,11 +104,11 @@ def _inherited(key: str) -> Accept:
     return accept
 
 
-def _hostname(value: Any, ctx: Context) -> bool:
+def _default_hostname(value: Any, ctx: Context) -> bool:
     # Docker names a container's host after its short id; on the host network it is the
     # host's own name (the network mode is decided itself).
     c = ctx.container
-    return value == c.id[:12] or c.host_config.get("NetworkMode") == "host"
+    return empty(value) or value == c.id[:12] or c.host_config.get("NetworkMode") == "host"
 
 
 def _memory_swap(value: Any, ctx: Context) -> bool:
@@ -110,7 +118,20 @@ def _memory_swap(value: Any, ctx: Context) -> bool:
 
 
 def _log_config(value: Any, _ctx: Context) -> bool:
-    return (value or {}).get("Type", "") in ("", *LOG_DRIVERS)
+    kind, options = (value or {}).get("Type", ""), (value or {}).get("Config") or {}
+    if kind in ("", *LOG_DRIVERS):
+        return True
+    if kind == "journald":
+        return set(options) <= {"tag"}
+    return kind == "none" and not options
+
+
+def _carry_log(value: Any, _ctx: Context) -> dict:
+    kind, options = (value or {}).get("Type", ""), (value or {}).get("Config") or {}
+    if kind in ("journald", "none"):
+        tag = {"log_opts": {"tag": options["tag"]}} if options.get("tag") else {}
+        return {"log_driver": kind, **tag}
+    return {}
 
 
 # `--mount` entries are carried from the container's Mounts; of their options only these
@@ -149,15 +170,98 @@ def _plain_binds(value: Any, _ctx: Context) -> bool:
 
 
 def _network_mode(value: Any, _ctx: Context) -> bool:
-    return not (value in ("host", "none") or str(value or "").startswith("container:"))
-
-
-def _restart(value: Any, _ctx: Context) -> bool:
-    return not (value or {}).get("MaximumRetryCount")
+    return not (value == "none" or str(value or "").startswith("container:"))
 
 
 def _healthcheck(value: Any, ctx: Context) -> bool:
     return _inherited("Healthcheck")(value, ctx) or healthcheck_problem(value) is None
+
+
+def size(n: int) -> str:
+    """A byte count as podman's (and Docker's) size syntax: the largest of g, m, k that
+    divides it exactly, else plain bytes (8589934592 -> 8g, 100663296 -> 96m)."""
+    for unit, factor in (("g", 2**30), ("m", 2**20), ("k", 2**10)):
+        if n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def duration(ns: int) -> str:
+    """Nanoseconds as a unit duration: whole seconds as ``10s``, else milliseconds."""
+    ms = ns // 10**6
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def _field(name: str, convert: Callable[[Any], Any] = lambda v: v) -> Carry:
+    """Carried into the service's ``name`` (nothing at Go's zero value)."""
+    return lambda value, _ctx: {} if empty(value) else {name: convert(value)}
+
+
+def _unless(default: Accept, carry: Carry) -> Carry:
+    """``carry``, except at Docker's default or the image's value (``default``)."""
+    return lambda value, ctx: {} if default(value, ctx) else carry(value, ctx)
+
+
+def _carry_user(value: Any, _ctx: Context) -> dict:
+    user, _, group = str(value).partition(":")
+    return {"container_user": user, **({"container_group": group} if group else {})}
+
+
+def _carry_labels(value: Any, ctx: Context) -> dict:
+    """The container's own labels (not the image's, which podman reads from the image; not
+    those Docker's tools made)."""
+    inherited = ctx.image_config("Labels") or {}
+    own = {
+        k: v
+        for k, v in sorted((value or {}).items())
+        if inherited.get(k) != v and not k.startswith(DOCKER_LABELS)
+    }
+    return {"labels": own} if own else {}
+
+
+# --tmpfs options that are podman's defaults as well as Docker's (rw,noexec,nosuid,nodev).
+TMPFS_DEFAULT_OPTIONS = {"rw", "noexec", "nosuid", "nodev"}
+_TMPFS_SIZE_RE = re.compile(r"^([0-9]{1,15})([kmgKMG]?)$")
+
+
+def _tmpfs_entry(target: str, options: str) -> dict | None:
+    """One ``--tmpfs`` mount as the service's ``tmpfs`` entry, or None (an option it cannot
+    hold: exec, ro, uid=, a size in %)."""
+    entry: dict = {"target": target}
+    for option in filter(None, (options or "").split(",")):
+        key, _, value = option.partition("=")
+        if option in TMPFS_DEFAULT_OPTIONS:
+            continue
+        if key == "size" and _TMPFS_SIZE_RE.match(value):
+            entry["size"] = value.lower()
+        elif key == "mode" and re.match(r"^[0-7]{3,4}$", value):
+            entry["mode"] = value
+        else:
+            return None
+    return entry
+
+
+def _tmpfs(value: Any, _ctx: Context) -> bool:
+    return all(_tmpfs_entry(t, o) for t, o in (value or {}).items())
+
+
+def _carry_tmpfs(value: Any, _ctx: Context) -> dict:
+    return {"tmpfs": [_tmpfs_entry(t, o) for t, o in sorted(value.items())]} if value else {}
+
+
+def _carry_ulimits(value: Any, _ctx: Context) -> dict:
+    limits = {u["Name"]: f"{u['Soft']}:{u['Hard']}" for u in value or []}
+    return {"ulimits": limits} if limits else {}
+
+
+def _carry_health(value: Any, ctx: Context) -> dict:
+    health = healthcheck(ctx.container, ctx.image)
+    return {"healthcheck": health} if health else {}
+
+
+def _carry_devices(_value: Any, ctx: Context) -> dict:
+    found = devices(ctx.container)
+    return {"devices": found} if found else {}
 
 
 @dataclass(frozen=True)
@@ -166,104 +270,158 @@ class Setting:
     decision: str
     why: str = ""
     accept: Accept = empty
+    # CARRIED: the value as the service's fields (None: model.migration._service carries it).
+    carry: Carry | None = None
+    # REFUSED for a service, yet `docker create FLAG VALUE` re-creates it: a container only
+    # kept in the bundle (not running) keeps it through the rollback (docker_run_flags).
+    docker: bool = False
 
 
-def _r(flag: str, why: str = NOT_YET, accept: Accept = empty) -> Setting:
-    return Setting(flag, REFUSED, why, accept)
+def _r(flag: str, why: str = NOT_YET, accept: Accept = empty, docker: bool = False) -> Setting:
+    return Setting(flag, REFUSED, why, accept, None, docker)
 
 
 def _i(flag: str, why: str) -> Setting:
     return Setting(flag, IGNORED, why, _always)
 
 
-def _c(flag: str, why: str, accept: Accept = _always) -> Setting:
-    return Setting(flag, CARRIED, why, accept)
+def _c(flag: str, why: str, accept: Accept = _always, carry: Carry | None = None) -> Setting:
+    return Setting(flag, CARRIED, why, accept, carry)
 
 
 SETTINGS: dict[str, Setting] = {
     # --- Config
-    "Config.Hostname": _r("--hostname", accept=_hostname),
-    "Config.Domainname": _r("--domainname"),
-    "Config.User": _r("--user", accept=_inherited("User")),
+    "Config.Hostname": _c(
+        "--hostname",
+        "hostname (not Docker's default, the short id; the host's on the host network)",
+        carry=_unless(_default_hostname, _field("hostname")),
+    ),
+    "Config.Domainname": _r("--domainname", docker=True),
+    "Config.User": _c(
+        "--user",
+        "container_user, container_group (not the image's own)",
+        carry=_unless(_inherited("User"), _carry_user),
+    ),
     "Config.AttachStdin": _i("--attach", "which streams the creating CLI attached"),
     "Config.AttachStdout": _i("--attach", "which streams the creating CLI attached"),
     "Config.AttachStderr": _i("--attach", "which streams the creating CLI attached"),
     "Config.ExposedPorts": _i(
         "--expose", "metadata for -P and links (both refused); ports are published explicitly"
     ),
-    "Config.Tty": _r("--tty", "a service has no terminal"),
-    "Config.OpenStdin": _r("--interactive", "a service has no standard input"),
+    "Config.Tty": _r("--tty", "a service has no terminal", docker=True),
+    "Config.OpenStdin": _r("--interactive", "a service has no standard input", docker=True),
     "Config.StdinOnce": _i("--attach", "only with an attached standard input"),
     "Config.Env": _c("--env", "env (what differs from the image's), into the secrets file"),
     "Config.Cmd": _c("command", "command (when it differs from the image's)"),
     "Config.Healthcheck": _c(
-        "--health-cmd", "healthcheck (a shell command; interval)", _healthcheck
+        "--health-cmd",
+        "healthcheck (a shell command; interval, timeout, retries, start period)",
+        _healthcheck,
+        _carry_health,
     ),
     "Config.ArgsEscaped": _i("(image)", "Windows-only command-line escaping"),
     "Config.Image": _c("image", "image (by the tag podman loads)"),
     "Config.Volumes": _i("--volume", "anonymous volume targets; the mounts are decided by Mounts"),
-    "Config.WorkingDir": _r("--workdir", accept=_inherited("WorkingDir")),
+    "Config.WorkingDir": _c(
+        "--workdir",
+        "working_dir (not the image's own)",
+        carry=_unless(_inherited("WorkingDir"), _field("working_dir")),
+    ),
     "Config.Entrypoint": _r("--entrypoint", accept=_inherited("Entrypoint")),
     "Config.NetworkDisabled": _r("--network none", NO_PODMAN),
     "Config.MacAddress": _r("--mac-address"),
     "Config.OnBuild": _i("(image)", "build-time metadata"),
-    "Config.Labels": Setting(
+    "Config.Labels": _c(
         "--label",
-        LISTED,
-        "read by tools through Docker's API, not by the container; kept in the bundle",
-        _inherited("Labels"),
+        "labels (the container's own; not the image's, nor com.docker.compose/swarm/stack's, "
+        "which stay in the bundle)",
+        carry=_carry_labels,
     ),
-    "Config.StopSignal": _r("--stop-signal", accept=_inherited("StopSignal")),
-    "Config.StopTimeout": _r("--stop-timeout"),
+    "Config.StopSignal": _r("--stop-signal", accept=_inherited("StopSignal"), docker=True),
+    "Config.StopTimeout": _c(
+        "--stop-timeout", "stop_timeout (seconds)", carry=_field("stop_timeout")
+    ),
     "Config.Shell": _i("(image)", "used only when building an image"),
     # --- HostConfig
     "HostConfig.Binds": _c(
         "--volume", "volumes (from Mounts; ro kept, mount propagation refused)", _plain_binds
     ),
     "HostConfig.ContainerIDFile": _i("--cidfile", "a file the creating CLI wrote"),
-    "HostConfig.LogConfig": _r("--log-driver", "a service logs to the journal", _log_config),
+    "HostConfig.LogConfig": _c(
+        "--log-driver",
+        "json-file and local: the journal (their rotation options rotate a file that is no "
+        "more); journald (tag) and none: log_driver, log_opts",
+        _log_config,
+        _carry_log,
+    ),
     "HostConfig.NetworkMode": _c(
         "--network",
-        "network (one user-defined network; Docker's bridge: podman's)",
+        "network (one user-defined network; Docker's bridge: podman's; host: host_network)",
         _network_mode,
-    ),  # fmt: skip
+        lambda value, _ctx: {"host_network": True} if value == "host" else {},
+    ),
     "HostConfig.PortBindings": _c("--publish", "ports (fixed host ports)"),
     "HostConfig.RestartPolicy": _c(
-        "--restart", "restart (unless-stopped: always; no retry limit)", _restart
+        "--restart",
+        "restart (unless-stopped: always; no retry limit, which only Docker re-creates)",
+        lambda value, ctx: not (ctx.podman and (value or {}).get("MaximumRetryCount")),
     ),
     "HostConfig.AutoRemove": _i("--rm", "a service's container is removed when it stops"),
     "HostConfig.VolumeDriver": _r("--volume-driver", NO_PODMAN),
     "HostConfig.VolumesFrom": _r("--volumes-from"),
     "HostConfig.ConsoleSize": _i("(CLI)", "the creating terminal's size"),
     "HostConfig.Annotations": _r("--annotation"),
-    "HostConfig.CapAdd": _r("--cap-add"),
-    "HostConfig.CapDrop": _r("--cap-drop"),
+    "HostConfig.CapAdd": _c("--cap-add", "cap_add", carry=_field("cap_add", list)),
+    "HostConfig.CapDrop": _c("--cap-drop", "cap_drop", carry=_field("cap_drop", list)),
     "HostConfig.CgroupnsMode": _r("--cgroupns", accept=_one_of("private")),
-    "HostConfig.Dns": _r("--dns"),
-    "HostConfig.DnsOptions": _r("--dns-option"),
-    "HostConfig.DnsSearch": _r("--dns-search"),
-    "HostConfig.ExtraHosts": _r("--add-host"),
-    "HostConfig.GroupAdd": _r("--group-add"),
-    "HostConfig.IpcMode": _r("--ipc", accept=_one_of("private", "shareable")),
+    "HostConfig.Dns": _r("--dns", docker=True),
+    "HostConfig.DnsOptions": _r("--dns-option", docker=True),
+    "HostConfig.DnsSearch": _r("--dns-search", docker=True),
+    "HostConfig.ExtraHosts": _r("--add-host", docker=True),
+    "HostConfig.GroupAdd": _r("--group-add", docker=True),
+    "HostConfig.IpcMode": _c(
+        "--ipc",
+        "ipc (host, none; private and shareable: podman's own)",
+        _one_of("private", "shareable", "host", "none"),
+        _unless(_one_of("private", "shareable"), _field("ipc")),
+    ),
     "HostConfig.Cgroup": _r("--cgroup"),
     "HostConfig.Links": _r("--link", "legacy links; use a user-defined network"),
-    "HostConfig.OomScoreAdj": _r("--oom-score-adj"),
+    "HostConfig.OomScoreAdj": _r("--oom-score-adj", docker=True),
     "HostConfig.PidMode": _r("--pid"),
-    "HostConfig.Privileged": _r("--privileged"),
+    "HostConfig.Privileged": _r(
+        "--privileged",
+        "every capability and device of the host: name the capabilities (--cap-add) and "
+        "devices (--device) it needs instead",
+        docker=True,
+    ),
     "HostConfig.PublishAllPorts": _r("--publish-all", "publish fixed host ports instead"),
-    "HostConfig.ReadonlyRootfs": _r("--read-only"),
-    "HostConfig.SecurityOpt": _r("--security-opt"),
+    "HostConfig.ReadonlyRootfs": _c("--read-only", "read_only", carry=_field("read_only")),
+    "HostConfig.SecurityOpt": _r("--security-opt", docker=True),
     "HostConfig.StorageOpt": _r("--storage-opt"),
-    "HostConfig.Tmpfs": _r("--tmpfs"),
+    "HostConfig.Tmpfs": _c(
+        "--tmpfs",
+        "tmpfs (size, mode; Docker's default options rw,noexec,nosuid,nodev are podman's)",
+        _tmpfs,
+        _carry_tmpfs,
+    ),
     "HostConfig.UTSMode": _r("--uts"),
-    "HostConfig.UsernsMode": _r("--userns"),
-    "HostConfig.ShmSize": _r("--shm-size", accept=_one_of(DEFAULT_SHM_SIZE)),
-    "HostConfig.Sysctls": _r("--sysctl"),
+    "HostConfig.UsernsMode": _c(
+        "--userns", "userns (host)", _one_of("host"), _field("userns")
+    ),  # fmt: skip
+    "HostConfig.ShmSize": _c(
+        "--shm-size",
+        "shm_size (bytes as 8g, 96m)",
+        carry=_unless(_one_of(DEFAULT_SHM_SIZE), _field("shm_size", size)),
+    ),
+    "HostConfig.Sysctls": _c("--sysctl", "sysctls", carry=_field("sysctls", dict)),
     "HostConfig.Runtime": _r("--runtime", NO_PODMAN, _one_of("runc", "io.containerd.runc.v2")),
     "HostConfig.Isolation": _r("--isolation", WINDOWS, _one_of("default")),
-    "HostConfig.CpuShares": _r("--cpu-shares"),
-    "HostConfig.Memory": _r("--memory"),
-    "HostConfig.NanoCpus": _r("--cpus"),
+    "HostConfig.CpuShares": _r("--cpu-shares", docker=True),
+    "HostConfig.Memory": _c("--memory", "memory (bytes as 2g)", carry=_field("memory", size)),
+    "HostConfig.NanoCpus": _c(
+        "--cpus", "cpus (NanoCpus / 10^9)", carry=_field("cpus", lambda v: v / 1e9)
+    ),
     "HostConfig.CgroupParent": _r("--cgroup-parent"),
     "HostConfig.BlkioWeight": _r("--blkio-weight"),
     "HostConfig.BlkioWeightDevice": _r("--blkio-weight-device"),
@@ -275,24 +433,34 @@ SETTINGS: dict[str, Setting] = {
     "HostConfig.CpuQuota": _r("--cpu-quota"),
     "HostConfig.CpuRealtimePeriod": _r("--cpu-rt-period"),
     "HostConfig.CpuRealtimeRuntime": _r("--cpu-rt-runtime"),
-    "HostConfig.CpusetCpus": _r("--cpuset-cpus"),
+    "HostConfig.CpusetCpus": _r("--cpuset-cpus", docker=True),
     "HostConfig.CpusetMems": _r("--cpuset-mems"),
-    "HostConfig.Devices": _c("--device", "devices (host[:container[:permissions]])"),
+    "HostConfig.Devices": _c(
+        "--device", "devices (host[:container[:permissions]])", carry=_carry_devices
+    ),
     "HostConfig.DeviceCgroupRules": _r("--device-cgroup-rule"),
     "HostConfig.DeviceRequests": _c(
         "--gpus",
         "devices: the host's CDI names (all GPUs: nvidia.com/gpu=all; --gpus device=0: "
         "nvidia.com/gpu=0)",
-        lambda value, ctx: gpu_problem(value, ctx.cdi_devices) is None,
-    ),
+        lambda value, ctx: (
+            gpu_problem(value, ctx.cdi_devices) is None
+            if ctx.podman
+            else not any(r.get("Options") for r in value or [])
+        ),
+    ),  # (its devices are carried with HostConfig.Devices')
     "HostConfig.KernelMemory": _r("--kernel-memory", NO_PODMAN),
     "HostConfig.KernelMemoryTCP": _r("--kernel-memory-tcp", NO_PODMAN),
-    "HostConfig.MemoryReservation": _r("--memory-reservation"),
+    "HostConfig.MemoryReservation": _r("--memory-reservation", docker=True),
     "HostConfig.MemorySwap": _r("--memory-swap", accept=_memory_swap),
     "HostConfig.MemorySwappiness": _r("--memory-swappiness", accept=_one_of(-1)),
     "HostConfig.OomKillDisable": _r("--oom-kill-disable"),
-    "HostConfig.PidsLimit": _r("--pids-limit", accept=_one_of(-1)),
-    "HostConfig.Ulimits": _r("--ulimit"),
+    "HostConfig.PidsLimit": _c(
+        "--pids-limit",
+        "pids_limit (Docker's unlimited, 0 or -1: podman's default)",
+        carry=_unless(_one_of(-1), _field("pids_limit")),
+    ),
+    "HostConfig.Ulimits": _c("--ulimit", "ulimits (soft:hard)", carry=_carry_ulimits),
     "HostConfig.CpuCount": _r("--cpu-count", WINDOWS),
     "HostConfig.CpuPercent": _r("--cpu-percent", WINDOWS),
     "HostConfig.IOMaximumIOps": _r("--io-maxiops", WINDOWS),
@@ -306,7 +474,7 @@ SETTINGS: dict[str, Setting] = {
     "HostConfig.ReadonlyPaths": _i(
         "--security-opt", "Docker's default read-only paths (as MaskedPaths)"
     ),
-    "HostConfig.Init": _r("--init"),
+    "HostConfig.Init": _c("--init", "init", carry=_field("init")),
 }
 
 
@@ -339,58 +507,56 @@ def _device_request(request: dict) -> str:
 
 
 def problems(
-    c: DockerContainer, image: DockerImage | None, cdi_devices: list[str] | None = None
+    c: DockerContainer,
+    image: DockerImage | None,
+    cdi_devices: list[str] | None = None,
+    podman: bool = True,
 ) -> list[str]:
     """Every setting of ``c`` that the migration cannot carry, by name: the container, the
     ``docker run`` flag, the inspect field and its value (printed through ``shown``).
-    ``cdi_devices``: the host's CDI device names, which ``--gpus`` becomes."""
-    ctx = Context(c, image, tuple(cdi_devices or ()))
+    ``cdi_devices``: the host's CDI device names, which ``--gpus`` becomes. ``podman``
+    False: a container only kept in the bundle (its settings must survive the rollback's
+    re-creation under Docker)."""
+    ctx = Context(c, image, tuple(cdi_devices or ()), podman)
+    where = f"container {c.name}" + ("" if podman else " (not running: kept in the bundle)")
     out = []
     for key, value in _fields(c):
         setting = SETTINGS.get(key)
         if setting is None:
             if not empty(value):
                 out.append(
-                    f"container {c.name}: {key} ({_value(key, value)}) is a Docker setting "
+                    f"{where}: {key} ({_value(key, value)}) is a Docker setting "
                     "this version does not know: refused rather than dropped"
                 )
             continue
-        if setting.decision == LISTED or setting.accept(value, ctx):
+        if setting.accept(value, ctx) or (setting.docker and not podman):
             continue
         why = setting.why
         if key == "Config.Healthcheck":
             why = healthcheck_problem(value) or why
-        elif key == "HostConfig.DeviceRequests":
+        elif key == "HostConfig.DeviceRequests" and podman:
             why = gpu_problem(value, ctx.cdi_devices) or why
         elif setting.decision == CARRIED:
             why = f"the service carries only {setting.why}"
         out.append(
-            f"container {c.name}: {setting.flag}/{key.split('.', 1)[1]} "
+            f"{where}: {setting.flag}/{key.split('.', 1)[1]} "
             f"({_value(key, value)}) is not carried by this version: {why}; re-create the "
             "container without it first, or keep it on Docker"
         )
     return out
 
 
-def listed(c: DockerContainer, image: DockerImage | None) -> list[str]:
-    """What the plan prints as not carried (the LISTED settings that differ from the image)."""
+def carried(c: DockerContainer, image: DockerImage | None) -> dict:
+    """The settings of ``c`` the table carries as the service's runtime fields (devices,
+    healthcheck, shm_size, cap_add, labels, …), those :func:`problems` accepts; the rest of
+    the service (image, command, env, ports, volumes, restart, network) is
+    ``model.migration._service``'s."""
     ctx = Context(c, image)
-    out = []
+    out: dict = {}
     for key, value in _fields(c):
         setting = SETTINGS.get(key)
-        if setting and setting.decision == LISTED and not setting.accept(value, ctx):
-            own = value
-            if key == "Config.Labels":
-                inherited = ctx.image_config("Labels") or {}
-                # docker compose's own labels make the project (model.migration).
-                own = {
-                    k: v
-                    for k, v in value.items()
-                    if inherited.get(k) != v and not k.startswith(COMPOSE_LABELS)
-                }
-                if not own:
-                    continue
-            out.append(f"{setting.flag} {_value(key, own)} ({setting.why})")
+        if setting and setting.carry and setting.accept(value, ctx):
+            out.update(setting.carry(value, ctx))
     return out
 
 
@@ -459,22 +625,166 @@ def _gpus_flag(request: dict) -> str:
     return ",".join(f'"{f}"' if "," in f else f for f in fields)
 
 
-def docker_run_flags(c: DockerContainer) -> list[str]:
+# The carried fields as Docker's own flags (the same names as podman's for these); devices,
+# GPUs, the log driver and labels are re-created from the inspect values themselves.
+DOCKER_FLAGS = {
+    "shm_size": "--shm-size",
+    "ipc": "--ipc",
+    "memory": "--memory",
+    "cpus": "--cpus",
+    "pids_limit": "--pids-limit",
+    "cap_add": "--cap-add",
+    "cap_drop": "--cap-drop",
+    "working_dir": "--workdir",
+    "hostname": "--hostname",
+    "stop_timeout": "--stop-timeout",
+    "init": "--init",
+    "read_only": "--read-only",
+    "tmpfs": "--tmpfs",
+    "ulimits": "--ulimit",
+    "sysctls": "--sysctl",
+    "userns": "--userns",
+}
+
+
+def _tmpfs_spec(entry: dict) -> str:
+    options = [f"{k}={entry[k]}" for k in ("size", "mode") if entry.get(k)]
+    return entry["target"] + (":" + ",".join(options) if options else "")
+
+
+def _words(field: str, value: Any) -> list[str]:
+    """A carried field's values as one flag's arguments (none for a switch)."""
+    if value is True:
+        return []
+    if field == "tmpfs":
+        return [_tmpfs_spec(t) for t in value]
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in sorted(value.items())]
+    if isinstance(value, list):
+        return list(value)
+    return [f"{value:g}" if isinstance(value, float) else str(value)]
+
+
+def _user(fields: dict) -> str | None:
+    user = fields.get("container_user")
+    group = fields.get("container_group")
+    return f"{user}:{group}" if user and group else user
+
+
+def _health_words(health: dict) -> list[tuple[str, str]]:
+    return [
+        (f"--health-{key.replace('_', '-')}", str(health[key]))
+        for key in ("interval", "timeout", "retries", "start_period")
+        if health.get(key) is not None
+    ]
+
+
+def docker_run_flags(c: DockerContainer, image: DockerImage | None) -> list[str]:
     """``docker create`` flags for the settings the services carry beyond the basics (the
-    rollback re-creates a container Docker lost with them): devices, GPUs, a shell
-    healthcheck with its interval."""
+    rollback re-creates a container Docker lost with them): the carried runtime fields,
+    devices, GPUs, a shell healthcheck, the log driver; and, for a container only kept in the
+    bundle, the refused settings Docker re-creates (``Setting.docker``)."""
+    fields = carried(c, image)
     flags = []
     for d in c.host_config.get("Devices") or []:
         inside = d.get("PathInContainer") or d["PathOnHost"]
         flags += ["--device", f"{d['PathOnHost']}:{inside}:{d.get('CgroupPermissions') or 'rwm'}"]
     for request in c.host_config.get("DeviceRequests") or []:
         flags += ["--gpus", _gpus_flag(request)]
-    health = c.config.get("Healthcheck") or {}
-    if (health.get("Test") or [])[:1] == ["CMD-SHELL"] and len(health["Test"]) == 2:
-        flags += ["--health-cmd", health["Test"][1]]
-        if health.get("Interval"):
-            flags += ["--health-interval", f"{health['Interval'] // 10**6}ms"]
+    if fields.get("host_network"):
+        flags += ["--network", "host"]
+    if _user(fields):
+        flags += ["--user", _user(fields)]
+    for field, flag in DOCKER_FLAGS.items():
+        if field in fields:
+            words = _words(field, fields[field])
+            flags += [flag] if not words else [w for word in words for w in (flag, word)]
+    if "healthcheck" in fields:
+        flags += ["--health-cmd", fields["healthcheck"]["command"]]
+        flags += [w for pair in _health_words(fields["healthcheck"]) for w in pair]
+    ctx = Context(c, image)
+    for key, value in _fields(c):
+        setting = SETTINGS.get(key)
+        if setting and setting.docker and not setting.accept(value, ctx):
+            values = value if isinstance(value, list) else [value]
+            flags += (
+                [setting.flag]
+                if value is True
+                else [w for v in values for w in (setting.flag, str(v))]
+            )
+    log = c.host_config.get("LogConfig") or {}
+    if log.get("Type") and (log["Type"] != "json-file" or log.get("Config")):
+        flags += ["--log-driver", log["Type"]]
+        for key, value in sorted((log.get("Config") or {}).items()):
+            flags += ["--log-opt", f"{key}={value}"]
     return flags
+
+
+# The carried fields as the compose file's keys (the compose specification's names).
+COMPOSE_KEYS = {
+    "shm_size": "shm_size",
+    "ipc": "ipc",
+    "memory": "mem_limit",
+    "cpus": "cpus",
+    "pids_limit": "pids_limit",
+    "cap_add": "cap_add",
+    "cap_drop": "cap_drop",
+    "working_dir": "working_dir",
+    "hostname": "hostname",
+    "init": "init",
+    "read_only": "read_only",
+    "sysctls": "sysctls",
+    "userns": "userns_mode",
+}
+
+
+def compose_keys(c: DockerContainer, image: DockerImage | None) -> dict:
+    """The carried settings as a compose service's keys (the bundle's docker-compose.yml
+    shows every container as Docker ran it)."""
+    fields = carried(c, image)
+    out = {COMPOSE_KEYS[k]: v for k, v in fields.items() if k in COMPOSE_KEYS}
+    if fields.get("host_network"):
+        out["network_mode"] = "host"
+    if _user(fields):
+        out["user"] = _user(fields)
+    if "stop_timeout" in fields:
+        out["stop_grace_period"] = f"{fields['stop_timeout']}s"
+    if "tmpfs" in fields:
+        out["tmpfs"] = [_tmpfs_spec(t) for t in fields["tmpfs"]]
+    if "ulimits" in fields:
+        out["ulimits"] = {
+            name: dict(zip(("soft", "hard"), map(int, v.split(":")), strict=True))
+            for name, v in sorted(fields["ulimits"].items())
+        }
+    if c.host_config.get("Devices"):
+        out["devices"] = [
+            f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:"
+            f"{d.get('CgroupPermissions') or 'rwm'}"
+            for d in c.host_config["Devices"]
+        ]
+    gpus = [
+        {
+            "driver": r.get("Driver") or "nvidia",
+            **({"device_ids": r["DeviceIDs"]} if r.get("DeviceIDs") else {"count": "all"}),
+            "capabilities": (r.get("Capabilities") or [["gpu"]])[0],
+        }
+        for r in c.host_config.get("DeviceRequests") or []
+    ]
+    if gpus:
+        out["deploy"] = {"resources": {"reservations": {"devices": gpus}}}
+    if "healthcheck" in fields:
+        health = fields["healthcheck"]
+        out["healthcheck"] = {"test": ["CMD-SHELL", health["command"]]}
+        out["healthcheck"].update(
+            {k: v for k, v in health.items() if k != "command" and v is not None}
+        )
+    log = c.host_config.get("LogConfig") or {}
+    if log.get("Type") and (log["Type"] != "json-file" or log.get("Config")):
+        out["logging"] = {
+            "driver": log["Type"],
+            **({"options": log["Config"]} if log.get("Config") else {}),
+        }
+    return out
 
 
 def healthcheck_problem(value: dict | None) -> str | None:
@@ -486,24 +796,33 @@ def healthcheck_problem(value: dict | None) -> str | None:
         return "a service cannot switch off its image's healthcheck"
     if test[:1] != ["CMD-SHELL"] or len(test) != 2:
         return "a service's healthcheck is one shell command (CMD-SHELL), not an exec form"
-    for key, flag in HEALTH_FLAGS.items():
-        if key != "Interval" and value.get(key) not in (None, 0, HEALTH_DEFAULTS[key]):
-            return f"a service's healthcheck has no {flag}"
-    interval = value.get("Interval") or HEALTH_DEFAULTS["Interval"]
-    if interval % 10**6:
-        return "a service's healthcheck interval is whole milliseconds"
+    if value.get("StartInterval") not in (None, 0, HEALTH_DEFAULTS["StartInterval"]):
+        return f"a service's healthcheck has no {HEALTH_FLAGS['StartInterval']}"
+    for key in ("Interval", "Timeout", "StartPeriod"):
+        if (value.get(key) or 0) % 10**6:
+            return f"a service's healthcheck {HEALTH_FLAGS[key]} is whole milliseconds"
+    if (value.get("Retries") or 0) > 100:
+        return "a service's healthcheck retries at most 100 times"
     return None
 
 
 def healthcheck(c: DockerContainer, image: DockerImage | None) -> dict | None:
     """The container's own healthcheck as the service's (None: none, or the image's own, which
-    podman runs from the image)."""
+    podman runs from the image); a timing at Docker's default (zero) is left to podman's,
+    which is the same (30s, 30s, 3, 0s)."""
     value = c.config.get("Healthcheck")
     if _inherited("Healthcheck")(value, Context(c, image)) or healthcheck_problem(value):
         return None
-    interval = (value.get("Interval") or HEALTH_DEFAULTS["Interval"]) // 10**6
-    text = f"{interval // 1000}s" if interval % 1000 == 0 else f"{interval}ms"
-    return {"command": value["Test"][1], "interval": text}
+    out = {
+        "command": value["Test"][1],
+        "interval": duration(value.get("Interval") or HEALTH_DEFAULTS["Interval"]),
+    }
+    for key, field in (("Timeout", "timeout"), ("StartPeriod", "start_period")):
+        if value.get(key):
+            out[field] = duration(value[key])
+    if value.get("Retries"):
+        out["retries"] = value["Retries"]
+    return out
 
 
 def markdown() -> str:
@@ -512,9 +831,9 @@ def markdown() -> str:
     for key, s in SETTINGS.items():
         what = {
             CARRIED: f"carried: {s.why}",
-            REFUSED: f"refused unless at Docker's default or the image's ({s.why})",
+            REFUSED: f"refused unless at Docker's default or the image's ({s.why})"
+            + ("; kept for a stopped container (docker create re-creates it)" if s.docker else ""),
             IGNORED: f"ignored: {s.why}",
-            LISTED: f"listed in the plan: {s.why}",
         }[s.decision]
         rows.append(f"| `{key}` | `{s.flag}` | {what} |")
     return "\n".join(rows) + "\n"

@@ -36,6 +36,7 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_DEPENDS_ON = "com.docker.compose.depends_on"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 # Docker's data root when no volume shows where it is (dockerd's default).
 DOCKER_ROOT = "/var/lib/docker"
 # What `docker ps` lists, i.e. what the export stops and the plan re-creates as a service. A
@@ -66,6 +67,13 @@ FILES = {
     "checksums": "SHA256SUMS",
 }
 DEFAULT_SERVICE_ROOT = HostData.model_fields["service_root"].default
+# The service's runtime fields the plan prints as one "carried:" line (devices, healthcheck
+# and requires have lines of their own).
+RUNTIME_FIELDS = sorted(
+    set(Service.model_fields)
+    - {"name", "image", "command", "env", "secrets", "ports", "volumes", "restart", "network"}
+    - {"user", "present", "remove_data", "timers", "devices", "healthcheck", "requires"}
+)
 # Whose podman a thing goes to, in plan.txt: root's, or a rootless user's (by name).
 ROOT = "root"
 # Room kept free beyond what the copies need, on each filesystem: 10 %, at least 64 MiB.
@@ -226,11 +234,8 @@ def _service(
     }
     if len(networks) == 1 and networks[0] not in ("host", "none"):
         entry["network"] = networks[0]
-    if docker_settings.devices(c):
-        entry["devices"] = docker_settings.devices(c)
-    health = docker_settings.healthcheck(c, image)
-    if health:
-        entry["healthcheck"] = health
+    # Devices, GPUs, healthcheck, limits, capabilities, user, labels, … (model.docker_settings).
+    entry.update(docker_settings.carried(c, image))
     if user:
         entry["user"] = user
     try:
@@ -284,7 +289,7 @@ def build_plan(
         entry = {
             "name": c.name,
             "state": c.state,
-            "docker": _docker_definition(c),
+            "docker": None,
             # Running containers come back as services; the others are kept in the bundle.
             "recreate": running,
             # Whose podman runs it: None for root's, else the rootless user's.
@@ -292,8 +297,6 @@ def build_plan(
             "service": None,
             # The env the service gets from its 0600 secrets file (names and values).
             "secret_env": {},
-            # Settings not carried that the plan lists (model.docker_settings LISTED).
-            "not_carried": docker_settings.listed(c, image) if running else [],
         }
         if ref is None:
             problems.append(f"container {c.name}: its image {c.image} has no tag to carry over")
@@ -301,6 +304,10 @@ def build_plan(
             entry["service"], entry["secret_env"] = _service(
                 c, image, ref, user, problems, binds, cdi_devices or []
             )
+        else:
+            # Kept in the bundle: the rollback re-creates it under Docker with its settings.
+            problems += docker_settings.problems(c, image, podman=False)
+        entry["docker"] = _docker_definition(c, image)
         entry["docker"]["image"] = _docker_tag(c, image)
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
@@ -466,11 +473,20 @@ def _compose_projects(
                     )
                 elif service is not None and dep.name not in service.setdefault("requires", []):
                     service["requires"].append(dep.name)
+        # The project's own compose files, kept in the bundle when they are on the host (the
+        # export copies them; a path plan.txt cannot hold is listed, not kept).
+        paths = filter(None, members[0].labels.get(COMPOSE_CONFIG_FILES, "").split(","))
+        files = [
+            {"path": path, "archive": f"compose/{project}/{i}-{path.rsplit('/', 1)[-1]}"}
+            for i, path in enumerate(paths)
+        ]
         out.append(
             {
                 "name": project,
                 "containers": sorted(c.name for c in members),
                 "working_dir": members[0].labels.get(COMPOSE_WORKING_DIR),
+                "files": [f for f in files if _HOST_PATH_RE.match(f["path"])],
+                "files_not_kept": [f["path"] for f in files if not _HOST_PATH_RE.match(f["path"])],
             }
         )
     return out
@@ -644,7 +660,7 @@ def _size(n: int) -> str:
     return f"{n} bytes ({n / 2**20:.1f} MiB)"
 
 
-def _docker_definition(c: DockerContainer) -> dict:
+def _docker_definition(c: DockerContainer, image: DockerImage | None) -> dict:
     """Everything Docker knew of the container, for the compose file and the rollback."""
     return {
         "image": c.image,
@@ -668,8 +684,10 @@ def _docker_definition(c: DockerContainer) -> dict:
         "restart": c.restart_policy,
         "restart_max_retries": c.restart_max_retries,
         "networks": list(c.networks),
-        # `docker create` flags for what else the services carry (devices, GPUs, healthcheck).
-        "run_flags": docker_settings.docker_run_flags(c),
+        # What else the services carry (devices, GPUs, healthcheck, limits, user, …), as
+        # `docker create` flags and as compose keys.
+        "run_flags": docker_settings.docker_run_flags(c, image),
+        "compose": docker_settings.compose_keys(c, image),
     }
 
 
@@ -727,7 +745,8 @@ def render_compose(plan: dict) -> str:
         if restart == "on-failure" and d["restart_max_retries"]:
             restart = f"on-failure:{d['restart_max_retries']}"
         svc["restart"] = restart
-        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
+        svc.update(d.get("compose", {}))  # (a bundle written before they were recorded)
+        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS | {"host"}]
         if own:
             svc["networks"] = own
             networks.update(own)
@@ -775,7 +794,18 @@ def render_plan_text(plan: dict) -> str:
         f"{b['service_dir']} {b['source']}"
         for b in plan.get("binds", [])
     ]
-    lines += [f"service {s['name']} {s.get('user') or ROOT}" for s in services(plan)]
+    lines += [
+        f"compose-file {f['archive']} {f['path']}"
+        for project in plan.get("compose_projects", [])
+        for f in project.get("files", [])
+    ]
+    # Each service's unit files (plan["unit_files"], operations.migration.unit_files): what
+    # the script removes when it takes the services down again.
+    units = plan.get("unit_files", {})
+    lines += [
+        " ".join([f"service {s['name']} {s.get('user') or ROOT}", *units.get(s["name"], [])])
+        for s in services(plan)
+    ]
     # What ran at the audit: the export refuses to start when Docker's running set changed.
     lines += [f"running {c['name']}" for c in plan["containers"] if c["recreate"]]
     return "".join(line + "\n" for line in lines)
@@ -787,7 +817,9 @@ def render_docker_restore(plan: dict) -> str:
     q = shlex.quote
     lines = ["#!/bin/bash", _header().rstrip("\n"), "set -euo pipefail"]
     networks = sorted(
-        {n for c in plan["containers"] for n in c["docker"]["networks"]} - DEFAULT_NETWORKS
+        {n for c in plan["containers"] for n in c["docker"]["networks"]}
+        - DEFAULT_NETWORKS
+        - {"host"}
     )
     for n in networks:
         lines.append(
@@ -809,8 +841,8 @@ def render_docker_restore(plan: dict) -> str:
             args += ["--publish", f"{host}:{p['container']}/{p['protocol']}"]
         for m in d["mounts"]:
             args += ["--volume", f"{m['source']}:{m['target']}" + ("" if m["rw"] else ":ro")]
-        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS]
-        if own:
+        own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS | {"host"}]
+        if own:  # (the host network is one of the run flags)
             args += ["--network", own[0]]
         args += d.get("run_flags", [])  # (a bundle written before they were recorded)
         command = list(d["cmd"] or [])
@@ -863,8 +895,9 @@ def describe(plan: dict, host: str) -> str:
             out.append(f"    healthcheck every {health['interval']}: {health['command']}")
         if svc.get("requires"):
             out.append(f"    starts after {', '.join(svc['requires'])}")
-        for setting in c.get("not_carried", []):
-            out.append(f"    not carried: {setting}")
+        runtime = {k: v for k, v in svc.items() if k in RUNTIME_FIELDS}
+        if runtime:
+            out.append(f"    carried: {json.dumps(runtime, sort_keys=True)}")
     for v in plan["volumes"]:
         size = "size unknown" if v["size_bytes"] is None else f"{v['size_bytes']} bytes"
         owner = f"{v['user']}'s rootless" if v["user"] else "a"
@@ -891,6 +924,10 @@ def describe(plan: dict, host: str) -> str:
             f" {', '.join(project['containers'])} move as one unit (services; depends_on as "
             "requires)"
         )
+        for f in project.get("files", []):
+            out.append(f"    compose file {f['path']} -> {f['archive']} (when on this host)")
+        for path in project.get("files_not_kept", []):
+            out.append(f"    compose file {path!r}: a path the bundle cannot name, not kept")
     daemon = plan.get("daemon") or {}
     if daemon.get("data_root"):
         out.append(f"  {daemon['file']}: data-root {daemon['data_root']} (Docker's volumes)")

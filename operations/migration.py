@@ -1,7 +1,7 @@
 """Docker -> Podman migration steps on the host (standard §6.1, §6.2).
 
-Each operation runs one step of the bundle's script (``templates/docker-migration.sh.j2``,
-installed as ``<bundle>/migrate.sh``), which fails loudly and, before the point of no
+Each operation runs one step of the bundle's script (``templates/migration/migrate.sh``, a
+static file installed as ``<bundle>/migrate.sh``), which fails loudly and, before the point of no
 return (``retire``), puts Docker back as it was on any failure: the containers it stopped for
 a consistent copy are started again (and in ``verify`` the re-created podman services are
 removed first). The plan they work from is ``model.migration.build_plan``'s manifest.
@@ -9,16 +9,24 @@ removed first). The plan they work from is ``model.migration.build_plan``'s mani
 
 from __future__ import annotations
 
+from io import StringIO
+
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import apt, dnf, files
 
 from facts.docker import DockerEngine
-from model.migration import bundle_files, shown
-from operations._common import distro_family, put_secret_file, render_template, timed
+from model.host_data import TEMPLATES
+from model.migration import ROOT, bundle_files, services, shown
+from operations._common import distro_family, put_secret_file, timed
+from operations.services import SYSTEM_DIRS, USER_DIRS
 
 SOURCE = "operations/migration.py"
 SCRIPT = "migrate.sh"
+# The on-host steps: a static script (shellcheck-clean) that reads the bundle's plan.txt;
+# read once at import, as the templates are.
+SCRIPT_SOURCE = TEMPLATES / "migration" / SCRIPT
+SCRIPT_TEXT = SCRIPT_SOURCE.read_text(encoding="utf-8")
 # What makes a Docker engine, removed at the point of no return. Not runc: Debian's podman
 # may depend on it (crun | runc), and it runs no daemon.
 ENGINE_REMOVE = (
@@ -34,8 +42,44 @@ ENGINE_REMOVE = (
 )
 
 
+def unit_files(name: str, owner: str) -> list[str]:
+    """The unit files a service of the migration may have (either rendering, the services
+    operation's directories): absolute for root's, relative to the home directory for a
+    rootless user's."""
+    dirs = SYSTEM_DIRS if owner == ROOT else USER_DIRS
+    return [f"{dirs['plain']}/{name}.service", f"{dirs['quadlet']}/{name}.container"]
+
+
+def with_unit_files(plan: dict) -> dict:
+    """``plan`` with each re-created service's :func:`unit_files` (the bundle's plan.txt
+    names them for the script)."""
+    units = {s["name"]: unit_files(s["name"], s.get("user") or ROOT) for s in services(plan)}
+    return {**plan, "unit_files": units}
+
+
 def _step(bundle: str, step: str) -> StringCommand:
     return StringCommand("bash", QuoteString(f"{bundle}/{SCRIPT}"), step)
+
+
+def _detached(bundle: str, step: str, *args: str) -> StringCommand:
+    """A long step (export, move, rollback) as a transient systemd unit that a lost SSH
+    connection does not stop, waited for (the script's ``detached``). A bundle written before
+    the script had detached steps runs the step in the session, as it was written to."""
+    script = QuoteString(f"{bundle}/{SCRIPT}")
+    return StringCommand(
+        "if grep -qx 'detached)'",
+        script,
+        "; then bash",
+        script,
+        "detached",
+        step,
+        *args,
+        "; else bash",
+        script,
+        step,
+        *args,
+        "; fi",
+    )
 
 
 @operation()
@@ -51,15 +95,18 @@ def export(bundle: str, plan: dict):
     (their names go to docker-running.txt), archives every named volume (tar + content digest)
     and saves every image no registry holds, and writes SHA256SUMS. Docker's containers stay
     stopped for the move (so nothing changes behind the copy); any failure starts them again.
-    Runs whenever it is called: the migrate deploy calls it only while Docker is there.
+    Runs whenever it is called (the migrate deploy calls it only while Docker is there), as a
+    transient systemd unit (``podman-standard-migration-export``) that a lost SSH connection
+    does not stop: a second call waits for one still running, and reports one the bundle's
+    state shows finished instead of running it again; its log is ``logs/export.log``.
     """
     if plan.get("problems"):
         raise OperationError("the plan has problems: " + "; ".join(map(shown, plan["problems"])))
     yield from files.directory._inner(path=bundle, user="root", group="root", mode="0700")
-    for path, content in bundle_files(plan).items():
+    for path, content in bundle_files(with_unit_files(plan)).items():
         yield from put_secret_file(content, f"{bundle}/{path}", "root", "root")  # Docker's env
     yield from files.put._inner(
-        src=render_template("docker-migration.sh.j2", source=SOURCE),
+        src=StringIO(SCRIPT_TEXT),
         dest=f"{bundle}/{SCRIPT}",
         user="root",
         group="root",
@@ -68,7 +115,7 @@ def export(bundle: str, plan: dict):
     )
     yield from timed(
         "migration export: stop Docker's containers, archive volumes and images",
-        _step(bundle, "export"),
+        _detached(bundle, "export"),
     )
 
 
@@ -78,10 +125,11 @@ def move(bundle: str):
     Load the images into podman and restore every volume into a podman volume of the same
     name, owners and modes kept; each volume's content digest must equal Docker's. A podman
     volume of that name that this migration did not create stops the move. On failure
-    Docker's containers are started again. Runs whenever it is called.
+    Docker's containers are started again. Runs whenever it is called, detached as the
+    export is (``podman-standard-migration-move``, ``logs/move.log``).
     """
     yield from timed(
-        "migration move: load images, restore volumes into podman", _step(bundle, "move")
+        "migration move: load images, restore volumes into podman", _detached(bundle, "move")
     )
 
 
@@ -155,9 +203,9 @@ def rollback(bundle: str, source: str = "podman"):
       at the migration). A volume that neither podman nor Docker has any more comes from the
       bundle either way. Every copy's content digest must equal its source's.
 
-    Replaces the content of Docker's volumes (kept in the bundle). Runs whenever it is called;
-    the rollback deploy calls it once per migration.
+    Replaces the content of Docker's volumes (kept in the bundle). Runs whenever it is called,
+    detached as the export is; the rollback deploy calls it once per migration.
     """
     if source not in ("podman", "bundle"):
         raise OperationError(f"rollback source must be 'podman' or 'bundle', not {source!r}")
-    yield StringCommand("bash", QuoteString(f"{bundle}/{SCRIPT}"), "rollback", source)
+    yield _detached(bundle, "rollback", source)

@@ -1,4 +1,4 @@
-"""The bundle's migrate.sh (templates/docker-migration.sh.j2) run here, as root, against stub
+"""The bundle's migrate.sh (templates/migration/migrate.sh) run here, as root, against stub
 ``docker``, ``podman``, ``systemctl`` and ``runuser`` commands that keep volumes as plain
 directories: the plumbing of each step (which owner's store a volume goes to, what is copied
 back on rollback, what a failure puts back), not the engines. The id shift of a rootless
@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from facts.migration import DETACHED_STEPS, UNIT_PREFIX
 from model.migration import build_plan, bundle_files
-from operations._common import render_template
+from operations.migration import SCRIPT_TEXT, with_unit_files
 from tests.model.test_migration import (
     BUNDLE,
     _inventory,
@@ -34,6 +37,8 @@ pytestmark = pytest.mark.skipif(
 DOCKER = r"""#!/bin/bash
 set -e
 echo "root: docker $*" >>"$STUB/log"
+# A slow stop, while $STUB/block-stop exists (a step in the middle of its work).
+while [ "$1" = stop ] && [ -e "$STUB/block-stop" ]; do sleep 0.05; done
 case "$1 $2" in
 "ps --format") cat "$STUB/docker-running" ;;
 "ps --quiet") echo "0123abcd" ;;
@@ -84,6 +89,32 @@ exec "$@"
 """
 SYSTEMCTL = r"""#!/bin/bash
 echo "root: systemctl $*" >>"$STUB/log"
+# A detached step's transient unit is active while the systemd-run stub's process runs.
+if [ "$1 $2" = "is-active --quiet" ] && [[ $3 == podman-standard-migration-* ]]; then
+    [ -e "$STUB/units/$3" ]
+fi
+"""
+# systemd-run --unit=U ... --setenv=K=V --property=StandardOutput=append:LOG ... -- CMD...:
+# CMD in the background, apart from the caller (its own session, no inherited descriptors),
+# its output appended to LOG; $STUB/units/U exists while it runs and holds its (main) pid.
+SYSTEMD_RUN = r"""#!/bin/bash
+echo "root: systemd-run $*" >>"$STUB/log"
+unit= log=/dev/null
+vars=()
+while [ "$1" != -- ]; do
+    case "$1" in
+    --unit=*) unit=${1#--unit=} ;;
+    --setenv=*=*) vars+=("${1#--setenv=}") ;;
+    --setenv=*) name=${1#--setenv=} && vars+=("$name=${!name}") ;; # the caller's value
+    --property=StandardOutput=append:*) log=${1#--property=StandardOutput=append:} ;;
+    esac
+    shift
+done
+shift
+mkdir -p "$STUB/units"
+setsid bash -c 'env "$@" & echo $! >"$0"; wait $!; rm -f "$0"' "$STUB/units/$unit" \
+    "${vars[@]}" "$@" >>"$log" 2>&1 </dev/null &
+while [ ! -s "$STUB/units/$unit" ]; do sleep 0.01; done
 """
 GETENT = r"""#!/bin/bash
 echo "$2:x:1000:1000::$STUB/home/$2:/bin/bash"
@@ -96,6 +127,7 @@ STUBS = {
     "podman": PODMAN,
     "runuser": RUNUSER,
     "systemctl": SYSTEMCTL,
+    "systemd-run": SYSTEMD_RUN,
     "getent": GETENT,
     "id": ID,
 }
@@ -113,10 +145,9 @@ class Host:
             (bin_dir / name).write_text(text)
             (bin_dir / name).chmod(0o755)
         self.bundle.mkdir()
-        for path, text in bundle_files(plan).items():
+        for path, text in bundle_files(with_unit_files(plan)).items():
             (self.bundle / path).write_text(text)
-        script = render_template("docker-migration.sh.j2", source="test").getvalue()
-        (self.bundle / "migrate.sh").write_text(script)
+        (self.bundle / "migrate.sh").write_text(SCRIPT_TEXT)
         running = [c["name"] for c in plan["containers"] if c["recreate"]]
         (self.stub / "docker-running").write_text("".join(f"{n}\n" for n in running))
         self.env = dict(os.environ, STUB=str(self.stub), PATH=f"{bin_dir}:{os.environ['PATH']}")
@@ -143,7 +174,8 @@ class Host:
         return self.run("digest", str(path)).stdout.strip()
 
     def log(self) -> list[str]:
-        return (self.stub / "log").read_text().splitlines()
+        log = self.stub / "log"
+        return log.read_text().splitlines() if log.exists() else []
 
     def state(self) -> str:
         return (self.bundle / "state").read_text().strip()
@@ -395,3 +427,109 @@ def test_rollback_leaves_the_host_directory_when_the_copy_does_not_verify(bind_h
     assert f"{host.source} left as it was" in result.stderr
     assert host.digest(host.source) == before
     assert [p.name for p in host.source.iterdir() if p.name.startswith(".podman")] == []
+
+
+def _wait_for(what: str, check, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
+        time.sleep(0.05)
+
+
+def _detached(host: Host, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["bash", str(host.bundle / "migrate.sh"), "detached", *args],
+        env=host.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_detached_step_outlives_its_session_and_is_not_started_twice(host):
+    """The export as a transient unit: the session that started it is killed (a lost SSH
+    connection) while Docker's containers are being stopped; the step goes on; a second
+    session waits for it instead of starting another, and ends as it ended; a third one
+    finds it finished."""
+    unit = host.stub / "units" / "podman-standard-migration-export.service"
+    (host.stub / "block-stop").touch()
+    first = _detached(host, "export")
+    _wait_for("the export to stop a container", lambda: "root: docker stop web" in host.log())
+    first.kill()
+    first.wait(timeout=10)
+    assert unit.exists()  # still running, without its session
+    second = _detached(host, "export")
+    _wait_for("the second session to wait", lambda: host.log().count("root: docker stop web") == 1)
+    (host.stub / "block-stop").unlink()
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert "step export is running already (unit podman-standard-migration-export.service" in err
+    assert "migration: bundle " in err  # the step's own log, shown to the waiting session
+    assert sum("systemd-run" in line for line in host.log()) == 1
+    assert host.log().count("root: docker stop web") == 1
+    assert host.state() == "exported"
+    assert (host.bundle / "logs" / "export.exit").read_text() == "0\n"
+    third = host.run("detached", "export")
+    assert third.returncode == 0
+    assert "step export finished earlier (state exported): not run again" in third.stderr
+    assert sum("systemd-run" in line for line in host.log()) == 1
+
+
+def test_a_detached_step_that_fails_ends_its_session_with_its_code(host):
+    (host.stub / "docker-running").write_text("web\n")  # worker stopped since the audit
+    result = host.run("detached", "export")
+    assert result.returncode == 1
+    assert "Docker's running containers changed since the audit (web now, web worker then)" in (
+        result.stderr
+    )
+    assert (host.bundle / "logs" / "export.exit").read_text() == "1\n"
+
+
+def test_a_detached_step_killed_half_way_is_reported_as_such(host):
+    """A step killed outright (nothing of it could record how it ended): the waiting session
+    says so, naming the log, instead of taking it for a success."""
+    (host.stub / "block-stop").touch()
+    session = _detached(host, "export")
+    unit = host.stub / "units" / "podman-standard-migration-export.service"
+    _wait_for("the export to stop a container", lambda: "root: docker stop web" in host.log())
+    os.kill(int(unit.read_text()), signal.SIGKILL)  # the step's main process
+    (host.stub / "block-stop").unlink()
+    _, err = session.communicate(timeout=60)
+    assert session.returncode == 1
+    assert (
+        "step export ended without recording how (unit podman-standard-migration-export.service "
+        "stopped or killed); see " + str(host.bundle / "logs" / "export.log")
+    ) in err
+    assert host.state() == "docker-stopped"  # where it stands: the next run resumes the export
+
+
+def test_the_script_names_the_units_the_fact_reads():
+    assert f"UNIT_PREFIX={UNIT_PREFIX}\n" in SCRIPT_TEXT
+    assert all(f"{s})" in SCRIPT_TEXT or f"{s} |" in SCRIPT_TEXT for s in DETACHED_STEPS)
+
+
+def test_export_keeps_a_compose_projects_own_file(tmp_path):
+    """The compose file named by the containers' config_files label goes into the bundle
+    (and its SHA256SUMS) when it is on the host; one that is not is said, not fatal."""
+    plan = build_plan(_without_bind_mounts(_inventory()), BUNDLE)
+    compose = tmp_path / "srv" / "stack" / "compose.yaml"
+    compose.parent.mkdir(parents=True)
+    compose.write_text("services:\n  web:\n    image: busybox\n")
+    plan["compose_projects"] = [
+        {
+            "name": "stack",
+            "containers": ["web"],
+            "working_dir": str(compose.parent),
+            "files": [
+                {"path": str(compose), "archive": "compose/stack/0-compose.yaml"},
+                {"path": str(tmp_path / "gone.yaml"), "archive": "compose/stack/1-gone.yaml"},
+            ],
+        }
+    ]
+    host = Host(tmp_path / "h", plan)
+    result = host.run("export")
+    assert result.returncode == 0, result.stderr
+    kept = host.bundle / "compose" / "stack" / "0-compose.yaml"
+    assert kept.read_text() == compose.read_text()
+    assert "  compose/stack/0-compose.yaml\n" in (host.bundle / "SHA256SUMS").read_text()
+    assert f"compose file {tmp_path / 'gone.yaml'} is not on this host: not kept" in result.stderr

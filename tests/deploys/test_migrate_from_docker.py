@@ -420,3 +420,58 @@ def test_daemon_json_registries_applied_only_when_the_data_says_so(tmp_path, mon
     prefixes = [r["prefix"] for r in call["registries"]]
     proposed = ["docker.io", "docker-registry.default.svc:5000"]
     assert prefixes == ["quay.io"] + (proposed if apply else [])
+
+
+# --- a run that lost its connection ----------------------------------------------------------
+
+
+def _interrupted_host(state_line: str, export_state: str):
+    """A fake host whose Docker daemon no longer answers the audit the way it did (its
+    containers stopped by the export), and whose bundle records a migration under way:
+    ``state_line`` in its state file, the plan of the captured host as its manifest, the
+    export's transient unit ``export_state`` (systemctl show's Id/ActiveState lines, in the
+    form of the captured DockerEngine output)."""
+    fake, data = _host(
+        "h", "DockerEngine.docker-io-running.txt", "DockerInventory.daemon-stopped.txt"
+    )
+    manifest = bundle_files(build_plan(_without_bind_mounts(_inventory()), BUNDLE))
+    units = []
+    for step in ("export", "move", "rollback"):
+        active = export_state if step == "export" else "inactive"
+        units += [f"Id=podman-standard-migration-{step}.service", f"ActiveState={active}", ""]
+    answer = ["@@state", state_line, "@@manifest", *manifest["manifest.json"].splitlines()]
+    data["fake_responses"] = {
+        "podman-standard-migration-export.service": [*answer, "@@units", *units],
+        **data["fake_responses"],
+    }
+    return fake, data
+
+
+def test_a_migration_under_way_is_resumed_from_its_bundle(tmp_path, monkeypatch, caplog):
+    """The plan comes from the bundle, not from a new audit (which would see Docker's
+    containers stopped, and here cannot even reach the daemon); the steps are planned again,
+    and the script waits for the export still running instead of starting it twice."""
+    host = _interrupted_host("docker-stopped", "active")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert (
+        f"resuming the migration recorded in {BUNDLE} (state docker-stopped; step export "
+        "still running): its plan, not a new audit"
+    ) in caplog.text
+    assert "container web [running] -> re-create as a podman service" in caplog.text
+    names = [sorted(n)[0].rsplit(" | ", 1)[-1] for n in _ops(state, hosts["@fake/h"])]
+    assert f"Export Docker's containers, volumes and images to {BUNDLE}" in names
+    assert "Move images and volumes into podman" in names
+    assert "Re-create web as a podman service" in names
+
+
+def test_a_finished_or_failed_migration_is_not_resumed(tmp_path, monkeypatch):
+    """Put back after a failure (docker-running): a new migration audits Docker again (here
+    its daemon does not answer, so it stops before any change)."""
+    host = _interrupted_host("docker-running", "inactive")
+    state, hosts = _plan(tmp_path, monkeypatch, f"linux_servers = [{host!r}]\n")
+    with pytest.raises(DeployError) as info:
+        _load(state)
+    assert "its daemon does not answer" in str(info.value)
+    assert _ops(state, hosts["@fake/h"]) == []

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from facts import split_sections
 from facts.docker import (
@@ -21,8 +22,8 @@ from facts.docker import (
 from facts.gpu import NvidiaPresence
 from model import docker_settings
 from model.docker_settings import SETTINGS, markdown, undecided
-from model.host_data import Registries, Service
-from model.migration import build_plan, describe, render_docker_restore, services
+from model.host_data import Registries, Service, size_bytes
+from model.migration import build_plan, bundle_files, describe, render_docker_restore, services
 from operations.services import render_unit
 from tests.test_templates import PODMAN, _parse_unit, _systemd_words
 
@@ -127,27 +128,139 @@ def _plan(inventory):
     return build_plan(inventory, BUNDLE, service_root="/srv/containers/apps")
 
 
-# Issue 13's twelve settings: refused (the message's start) or carried (the service's fields).
+# Issue 13's twelve settings and the other runtime settings the services carry: refused (the
+# message's start), or carried as (the service's fields, the plain unit's podman flags, the
+# rollback's docker create flags, the bundle compose file's keys).
 REFUSED_AS = {
-    "gpus-all": "--gpus/DeviceRequests (all GPUs)",
-    "cap-add": '--cap-add/CapAdd (["CAP_NET_ADMIN"])',
+    "gpus-all": "--gpus/DeviceRequests (all GPUs)",  # (no CDI spec on this host: see below)
     "privileged": "--privileged/Privileged (true)",
-    "memory-2g": "--memory/Memory (2147483648 bytes, 2 GiB)",
-    "cpus-1.5": "--cpus/NanoCpus (1.5 CPUs)",
-    "shm-8g": "--shm-size/ShmSize (8589934592 bytes, 8 GiB)",
-    "ipc-host": '--ipc/IpcMode ("host")',
-    "network-host": '--network/NetworkMode ("host")',
-    "user": '--user/User ("1000:1000")',
-    "workdir": '--workdir/WorkingDir ("/srv/app")',
 }
+HEALTH = "wget -q -O /dev/null http://localhost/ || exit 1"
 CARRIED_AS = {
-    "device-fuse": {"devices": ["/dev/fuse"]},
-    "healthcheck": {
-        "healthcheck": {
-            "command": "wget -q -O /dev/null http://localhost/ || exit 1",
-            "interval": "10s",
-        }
-    },
+    "device-fuse": (
+        {"devices": ["/dev/fuse"]},
+        ["--device", "/dev/fuse"],
+        ["--device", "/dev/fuse:/dev/fuse:rwm"],
+        {"devices": ["/dev/fuse:/dev/fuse:rwm"]},
+    ),
+    "healthcheck": (
+        {"healthcheck": {"command": HEALTH, "interval": "10s"}},
+        ["--health-cmd", HEALTH],
+        ["--health-cmd", HEALTH, "--health-interval", "10s"],
+        {"healthcheck": {"test": ["CMD-SHELL", HEALTH], "interval": "10s"}},
+    ),
+    "healthcheck-timing": (
+        {
+            "healthcheck": {
+                "command": "true",
+                "interval": "10s",
+                "timeout": "5s",
+                "start_period": "30s",
+                "retries": 5,
+            }
+        },
+        ["--health-timeout", "5s", "--health-retries", "5", "--health-start-period", "30s"],
+        ["--health-interval", "10s", "--health-timeout", "5s", "--health-retries", "5"],
+        {
+            "healthcheck": {
+                "test": ["CMD-SHELL", "true"],
+                "interval": "10s",
+                "timeout": "5s",
+                "start_period": "30s",
+                "retries": 5,
+            }
+        },
+    ),
+    "cap-add": (
+        {"cap_add": ["CAP_NET_ADMIN"]},
+        ["--cap-add", "CAP_NET_ADMIN"],
+        ["--cap-add", "CAP_NET_ADMIN"],
+        {"cap_add": ["CAP_NET_ADMIN"]},
+    ),
+    "cap-drop": (
+        {"cap_drop": ["CAP_MKNOD"]},
+        ["--cap-drop", "CAP_MKNOD"],
+        ["--cap-drop", "CAP_MKNOD"],
+        {"cap_drop": ["CAP_MKNOD"]},
+    ),
+    "memory-2g": ({"memory": "2g"}, ["--memory", "2g"], ["--memory", "2g"], {"mem_limit": "2g"}),
+    "cpus-1.5": ({"cpus": 1.5}, ["--cpus", "1.5"], ["--cpus", "1.5"], {"cpus": 1.5}),
+    "shm-8g": ({"shm_size": "8g"}, ["--shm-size", "8g"], ["--shm-size", "8g"], {"shm_size": "8g"}),
+    "ipc-host": ({"ipc": "host"}, ["--ipc", "host"], ["--ipc", "host"], {"ipc": "host"}),
+    "network-host": (
+        {"host_network": True},
+        ["--network", "host"],
+        ["--network", "host"],
+        {"network_mode": "host"},
+    ),
+    "user": (
+        {"container_user": "1000", "container_group": "1000"},
+        ["--user", "1000:1000"],
+        ["--user", "1000:1000"],
+        {"user": "1000:1000"},
+    ),
+    "workdir": (
+        {"working_dir": "/srv/app"},
+        ["--workdir", "/srv/app"],
+        ["--workdir", "/srv/app"],
+        {"working_dir": "/srv/app"},
+    ),
+    "hostname": (
+        {"hostname": "tuned-host"},
+        ["--hostname", "tuned-host"],
+        ["--hostname", "tuned-host"],
+        {"hostname": "tuned-host"},
+    ),
+    "stop-timeout": (
+        {"stop_timeout": 5},
+        ["--stop-timeout", "5"],
+        ["--stop-timeout", "5"],
+        {"stop_grace_period": "5s"},
+    ),
+    "label": (
+        {"labels": {"org.example.team": "infra"}},
+        ["--label", "org.example.team=infra"],
+        [],  # (Docker's side: all labels, --label, from the container's own)
+        {},
+    ),
+    "ulimit": (
+        {"ulimits": {"nofile": "1024:2048"}},
+        ["--ulimit", "nofile=1024:2048"],
+        ["--ulimit", "nofile=1024:2048"],
+        {"ulimits": {"nofile": {"soft": 1024, "hard": 2048}}},
+    ),
+    "tmpfs": (
+        {"tmpfs": [{"target": "/scratch", "size": "8m", "mode": "1777"}]},
+        ["--tmpfs", "/scratch:size=8m,mode=1777"],
+        ["--tmpfs", "/scratch:size=8m,mode=1777"],
+        {"tmpfs": ["/scratch:size=8m,mode=1777"]},
+    ),
+    "sysctl": (
+        {"sysctls": {"net.core.somaxconn": "512"}},
+        ["--sysctl", "net.core.somaxconn=512"],
+        ["--sysctl", "net.core.somaxconn=512"],
+        {"sysctls": {"net.core.somaxconn": "512"}},
+    ),
+    "init": ({"init": True}, ["--init"], ["--init"], {"init": True}),
+    "read-only": ({"read_only": True}, ["--read-only"], ["--read-only"], {"read_only": True}),
+    "pids-limit": (
+        {"pids_limit": 200},
+        ["--pids-limit", "200"],
+        ["--pids-limit", "200"],
+        {"pids_limit": 200},
+    ),
+    "log-journald": (
+        {"log_driver": "journald", "log_opts": {"tag": "worker"}},
+        ["--log-driver", "journald", "--log-opt", "tag=worker"],
+        ["--log-driver", "journald", "--log-opt", "tag=worker"],
+        {"logging": {"driver": "journald", "options": {"tag": "worker"}}},
+    ),
+    "userns-host": (
+        {"userns": "host"},
+        ["--userns", "host"],
+        ["--userns", "host"],
+        {"userns_mode": "host"},
+    ),
 }
 
 
@@ -167,21 +280,151 @@ def test_refused_by_name_in_the_plan(case):
     assert f"CANNOT MIGRATE: container worker: {REFUSED_AS[case]}" in describe(plan, "h")
 
 
+def _contains(argv: list[str], part: list[str]) -> bool:
+    return any(argv[i : i + len(part)] == part for i in range(len(argv) - len(part) + 1))
+
+
+def _plain_argv(entry: dict) -> list[str]:
+    svc = Service.model_validate(entry)
+    unit = _parse_unit(
+        render_unit(svc, "plain", "/srv/containers/apps/worker", False, podman=PODMAN["plain"])
+    )
+    words = _systemd_words(" ".join(v.removesuffix("\\") for v in unit["Service"]["ExecStart"]))
+    # `--flag=value` as `--flag value` (the unit writes both forms).
+    return [part for w in words for part in (w.split("=", 1) if w.startswith("--") else [w])]
+
+
+def _restore_argv(plan: dict, name: str = "worker") -> list[str]:
+    script = render_docker_restore(plan)
+    [line] = [x for x in script.splitlines() if f"docker create --name {name} " in x]
+    return shlex.split(line.split("|| ", 1)[1])
+
+
 @pytest.mark.parametrize("case", sorted(CARRIED_AS))
-def test_carried_into_the_service(case):
+def test_carried_into_the_service_the_unit_and_the_bundle(case):
+    """Carried into the service's fields, from there into the plain unit's podman command,
+    and kept for the rollback: the docker create flags of docker-restore.sh and the keys of
+    docker-compose.yml re-create it under Docker."""
+    fields, podman, docker, compose = CARRIED_AS[case]
     plan = _plan(_derived(DERIVED["cases"][case]))
     assert plan["problems"] == []
     [worker] = [c["service"] for c in plan["containers"] if c["name"] == "worker"]
-    for key, value in CARRIED_AS[case].items():
-        assert worker[key] == value
-    Service.model_validate(worker)
-    assert PRINTED_AS[case] in describe(plan, "h")
+    assert {k: worker[k] for k in fields} == fields
+    assert _contains(_plain_argv(worker), podman)
+    argv = _restore_argv(plan)
+    assert _contains(argv, docker)
+    [restored] = [
+        c
+        for c in yaml.safe_load(bundle_files(plan)["docker-compose.yml"])["services"].values()
+        if c["container_name"] == "worker"
+    ]
+    assert {k: restored.get(k) for k in compose} == compose
 
 
-PRINTED_AS = {
-    "device-fuse": "\n    devices /dev/fuse\n",
-    "healthcheck": "\n    healthcheck every 10s: wget -q -O /dev/null http://localhost/ || exit 1",
-}
+def test_the_runtime_settings_are_printed_in_the_plan():
+    case = DERIVED["cases"]
+    changes = {"HostConfig": {**case["shm-8g"]["HostConfig"], **case["cap-add"]["HostConfig"]}}
+    text = describe(_plan(_derived(changes)), "h")
+    assert '\n    carried: {"cap_add": ["CAP_NET_ADMIN"], "shm_size": "8g"}\n' in text
+    text = describe(_plan(_derived(case["device-fuse"])), "h")
+    assert "\n    devices /dev/fuse\n" in text
+    text = describe(_plan(_derived(case["healthcheck"])), "h")
+    assert f"\n    healthcheck every 10s: {HEALTH}" in text
+
+
+def _stopped(inventory, name: str = "worker"):
+    return dataclasses.replace(
+        inventory,
+        containers=[
+            dataclasses.replace(c, state="exited") if c.name == name else c
+            for c in inventory.containers
+        ],
+    )
+
+
+def test_a_stopped_containers_settings_are_checked_too():
+    """A container that is not running is only kept in the bundle: its settings must survive
+    the rollback's re-creation under Docker (docker-restore.sh), or it is refused by name.
+    Docker itself re-creates what a service cannot hold (--privileged, --tty, --dns, ...)."""
+    case = DERIVED["cases"]
+    changes = {
+        "HostConfig": {
+            **case["privileged"]["HostConfig"],
+            **case["shm-8g"]["HostConfig"],
+            "Dns": ["192.0.2.53"],
+            "Links": ["/web:/worker/web"],
+        },
+        "Config": {"Tty": True, "OpenStdin": True},
+    }
+    plan = _plan(_stopped(_derived(changes)))
+    assert [p.split(" is not carried")[0] for p in plan["problems"]] == [
+        'container worker (not running: kept in the bundle): --link/Links (["/web:/worker/web"])'
+    ]
+    del changes["HostConfig"]["Links"]
+    plan = _plan(_stopped(_derived(changes)))
+    assert plan["problems"] == []
+    argv = _restore_argv(plan)
+    for part in (["--shm-size", "8g"], ["--tty"], ["--interactive"], ["--privileged"]):
+        assert _contains(argv, part), argv
+    assert _contains(argv, ["--dns", "192.0.2.53"])
+    # --gpus for a container kept in the bundle: re-created by Docker itself, no CDI needed.
+    plan = _plan(_stopped(_derived(case["gpus-all"])))
+    assert plan["problems"] == []
+    assert _contains(_restore_argv(plan), ["--gpus", "all"])
+    # A running one with the same settings is refused by name: a service cannot hold them.
+    running = _plan(_derived(changes))["problems"]
+    assert [p.split(" (")[0] for p in running] == [
+        "container worker: --tty/Tty",
+        "container worker: --interactive/OpenStdin",
+        "container worker: --dns/Dns",
+        "container worker: --privileged/Privileged",
+    ]
+
+
+@pytest.mark.parametrize(
+    "changes, refused",
+    [
+        ({"HostConfig": {"IpcMode": "container:web"}}, '--ipc/IpcMode ("container:web")'),
+        ({"HostConfig": {"NetworkMode": "none"}}, '--network/NetworkMode ("none")'),
+        ({"HostConfig": {"Tmpfs": {"/t": "exec"}}}, '--tmpfs/Tmpfs ({"/t": "exec"})'),
+        ({"HostConfig": {"Tmpfs": {"/t": "size=50%"}}}, '--tmpfs/Tmpfs ({"/t": "size=50%"})'),
+        (
+            {"HostConfig": {"LogConfig": {"Type": "syslog", "Config": {}}}},
+            '--log-driver/LogConfig ({"Config": {}, "Type": "syslog"})',
+        ),
+        ({"HostConfig": {"UsernsMode": "private"}}, '--userns/UsernsMode ("private")'),
+        ({"HostConfig": {"MemorySwap": 2**31}}, "--memory-swap/MemorySwap (2147483648 bytes"),
+    ],
+)
+def test_values_the_service_cannot_hold_are_refused_by_name(changes, refused):
+    [problem] = _plan(_derived(changes))["problems"]
+    assert problem.startswith(f"container worker: {refused}")
+
+
+def test_values_the_model_refuses_are_refused_by_name():
+    # A sysctl podman does not set in a container, a memory limit under podman's minimum.
+    [sysctl] = _plan(_derived({"HostConfig": {"Sysctls": {"vm.swappiness": "1"}}}))["problems"]
+    assert sysctl.startswith("container worker: sysctls.vm.swappiness.[key]: ")
+    assert "is not namespaced" in sysctl
+    [memory] = _plan(_derived({"HostConfig": {"Memory": 4 * 2**20}}))["problems"]
+    assert memory.startswith("container worker: memory: ") and "under podman's minimum" in memory
+
+
+@pytest.mark.parametrize(
+    "n, text", [(8 * 2**30, "8g"), (96 * 2**20, "96m"), (1536 * 2**10, "1536k"), (1000, "1000")]
+)
+def test_sizes_in_podmans_syntax(n, text):
+    assert docker_settings.size(n) == text
+    assert size_bytes(text) == n
+
+
+def test_labels_carried_except_dockers_own_and_the_images():
+    c, image = _worker(Labels={"org.example.team": "infra", "com.docker.compose.project": "x"})
+    image = dataclasses.replace(image, config={**image.config, "Labels": {"from": "image"}})
+    c = dataclasses.replace(
+        c, config={**c.config, "Labels": {**c.config["Labels"], "from": "image"}}
+    )
+    assert docker_settings.carried(c, image)["labels"] == {"org.example.team": "infra"}
 
 
 # The GPU host's `nvidia-ctk cdi list` (tests/fixtures/facts/upstream, COMPOSED from real
@@ -253,8 +496,12 @@ def _worker(**config):
     [
         ({"Test": ["CMD", "true"]}, "one shell command (CMD-SHELL), not an exec form"),
         ({"Test": ["NONE"]}, "cannot switch off its image's healthcheck"),
-        ({"Test": ["CMD-SHELL", "true"], "Timeout": 5 * 10**9}, "has no --health-timeout"),
-        ({"Test": ["CMD-SHELL", "true"], "Retries": 5}, "has no --health-retries"),
+        ({"Test": ["CMD-SHELL", "true"], "StartInterval": 10**9}, "has no --health-start-interval"),
+        (
+            {"Test": ["CMD-SHELL", "true"], "Timeout": 1500},
+            "--health-timeout is whole milliseconds",
+        ),
+        ({"Test": ["CMD-SHELL", "true"], "Retries": 101}, "retries at most 100 times"),
     ],
 )
 def test_a_healthcheck_the_service_cannot_hold_is_refused(health, why):
@@ -279,38 +526,33 @@ def test_docker_defaults_that_follow_other_flags_are_accepted():
     derived = {"Memory": 2**20 * 64, "MemorySwap": 2**20 * 128, "NetworkMode": "host"}
     c = dataclasses.replace(c, host_config={**c.host_config, **derived})
     c = dataclasses.replace(c, config={**c.config, "Hostname": "the-host"})
-    assert [p.split(" (")[0] for p in docker_settings.problems(c, image)] == [
-        "container worker: --network/NetworkMode",
-        "container worker: --memory/Memory",
-    ]
+    assert docker_settings.problems(c, image) == []
+    assert docker_settings.carried(c, image) == {"host_network": True, "memory": "64m"}
 
 
-def test_labels_are_listed_not_refused():
+def test_labels_are_carried():
     inventory = DockerInventory().process(
         (GUEST / "DockerInventory.two-containers.txt").read_text().splitlines()
     )
-    text = describe(_plan(inventory), "h")
-    assert (
-        '    not carried: --label {"com.example.role": "frontend"} (read by tools through '
-        "Docker's API, not by the container; kept in the bundle)"
-    ) in text
+    plan = _plan(inventory)
+    [web] = [c["service"] for c in plan["containers"] if c["name"] == "web"]
+    assert web["labels"] == {"com.example.role": "frontend"}
+    assert '    carried: {"labels": {"com.example.role": "frontend"}}' in describe(plan, "h")
 
 
 def test_a_current_dockers_container_is_refused_only_for_its_own_settings():
     """The current capture, with an image that gives it what a container inherits (its
-    entrypoint, command, env, labels, working directory, volumes): only its stop timeout (which
-    no image sets; compose 2.40.3 sent 1 s) is its own."""
+    entrypoint, command, env, labels, working directory, volumes): nothing is refused, and
+    only its stop timeout (which no image sets; compose 2.40.3 sent 1 s) is carried (compose's
+    own labels make the project)."""
     [data] = json.loads(CURRENT.read_text())
     c = _container(data)
     inherited = ("Entrypoint", "Cmd", "Env", "Labels", "WorkingDir", "Volumes")
     image = DockerImage(
         id=c.image_id, repo_tags=[], size_bytes=0, config={k: c.config[k] for k in inherited}
     )
-    assert docker_settings.problems(c, image) == [
-        f"container {c.name}: --stop-timeout/StopTimeout (1) is not carried by this version: "
-        "the migration does not map it to podman_services yet; re-create the container "
-        "without it first, or keep it on Docker"
-    ]
+    assert docker_settings.problems(c, image) == []
+    assert docker_settings.carried(c, image) == {"stop_timeout": 1}
 
 
 def test_the_migration_readme_table_is_the_decisions_table():
@@ -430,12 +672,29 @@ def test_a_compose_stack_moves_as_one_unit_in_its_order():
     plan = _plan(_stack())
     assert plan["problems"] == []
     assert plan["compose_projects"] == [
-        {"name": "stack", "containers": ["web", "worker"], "working_dir": "/srv/stack"}
+        {
+            "name": "stack",
+            "containers": ["web", "worker"],
+            "working_dir": "/srv/stack",
+            # The project's own file (its config_files label), kept when it is on the host.
+            "files": [
+                {"path": "/srv/stack/compose.yaml", "archive": "compose/stack/0-compose.yaml"}
+            ],
+            "files_not_kept": [],
+        }
     ]
+    assert (
+        "compose-file compose/stack/0-compose.yaml /srv/stack/compose.yaml\n"
+        in (bundle_files(plan)["plan.txt"])
+    )
     order = [(s["name"], s.get("requires"), s["network"]) for s in services(plan)]
     assert order == [("web", None, "stack_default"), ("worker", ["web"], "stack_default")]
     text = describe(plan, "h")
     assert "\n    starts after web\n" in text
+    assert (
+        "\n    compose file /srv/stack/compose.yaml -> compose/stack/0-compose.yaml (when on "
+        "this host)"
+    ) in text
     assert (
         "  compose project stack (/srv/stack): web, worker move as one unit (services; "
         "depends_on as requires)"
@@ -571,5 +830,5 @@ def test_the_rollback_re_creates_carried_settings_under_docker():
         "--health-cmd",
         "wget -q -O /dev/null http://localhost/ || exit 1",
         "--health-interval",
-        "10000ms",
+        "10s",
     ]

@@ -203,6 +203,7 @@ def test_running_container_becomes_a_valid_service():
         "volumes": [{"volume": "appdata", "target": "/data", "read_only": False}],
         "restart": "always",  # unless-stopped
         "network": "appnet",
+        "labels": {"com.example.role": "frontend"},  # its own (docker run --label)
     }
     Service.model_validate(web)
     [entry] = [c for c in plan["containers"] if c["name"] == "web"]

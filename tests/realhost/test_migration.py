@@ -17,7 +17,10 @@ time:
   web's copy of /srv/static in its service directory, read-only, the original in place),
   ``web`` running as root's service and ``worker`` as vagrant's, Docker's packages gone,
   ``docker ps`` answered by podman for each, a reboot that brings both back, and a second run
-  that changes nothing;
+  that changes nothing; a third container, ``tuned`` (root's, created on this copy only), with
+  the runtime settings the services carry (TUNED_FLAGS), each shown by ``podman inspect``
+  after the migration and kept in the bundle's docker-compose.yml and docker-restore.sh; the
+  long steps ran as transient units, their logs in the bundle;
 - rollback: a bundle that does not verify is refused with nothing changed; then, with files
   written under podman since the migration, the rollback deploy brings Docker back with its
   containers and podman's data as it is now, and a second rollback changes nothing;
@@ -43,6 +46,7 @@ from pathlib import Path
 import pytest
 
 from facts.docker import DataDir, DockerEngine, DockerInventory
+from facts.migration import MigrationBundle
 from testbed.fleet import GuestSpec, Testbed
 from testbed.guests import launch
 from testbed.images import build_image
@@ -66,6 +70,14 @@ STATIC = "/srv/static"
 STATIC_COPY = f"/space/containers/apps/web/host{STATIC}"
 # worker moves to this rootless user (the testbed declares it in podman_rootless_users).
 ROOTLESS = {"podman_migration_rootless": {"worker": "vagrant"}}
+# A third container, root's, with the runtime settings the services carry (issue 13): created
+# on the success path's copy only; after the migration each shows in `podman inspect`.
+TUNED_FLAGS = (
+    "--shm-size 96m --cap-add NET_ADMIN --memory 128m --cpus 0.5 --pids-limit 200 "
+    "--user 1000:1000 --workdir /tmp --hostname tuned-host --ulimit nofile=1024:2048 "
+    "--read-only --tmpfs /scratch:size=8m --stop-timeout 5 --label org.example.team=infra "
+    "--sysctl net.core.somaxconn=512"
+)
 # vagrant's systemd user manager, reached as root (as the services operation does).
 USER_CTL = "systemctl --user --machine=vagrant@.host"
 BIG_MIB = 48
@@ -278,6 +290,9 @@ def migrated(docker_host, registry, tmp_path_factory):
         guest = bed.guests[SPEC.name]
         # A paused container counts as running: carried, and stopped (unpaused) for the copy.
         sudo(guest, "docker pause worker")
+        image = sudo(guest, "docker inspect --format '{{.Config.Image}}' worker").strip()
+        sudo(guest, f"docker run -d --name tuned {TUNED_FLAGS} {image} sleep 999999")
+        capture(guest, bed.workdir, "tuned")
         with stage("migration --dry"):
             dry = bed.pyinfra("--dry", deploy=DEPLOY)
         after_dry = (
@@ -292,6 +307,8 @@ def migrated(docker_host, registry, tmp_path_factory):
         bundle_bytes = guest.run(f"sudo du -sb {BUNDLE}").stdout.split("\t")[0]
         if returncode == 0:
             capture(guest, bed.workdir, "after-migration")
+            output = sudo(guest, MigrationBundle().command(BUNDLE).get_raw_value())
+            (bed.workdir / "MigrationBundle.after-migration.txt").write_text(output)
         TIMINGS.stages.append((f"  (bundle on the host: {bundle_bytes} bytes)", elapsed))
         bed.dry_run = (dry, after_dry)
         yield bed, guest, returncode, result, stderr
@@ -316,8 +333,13 @@ def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
         "/etc/docker/daemon.json: proposed podman_registries entries (applied with "
         'podman_migration_registries: true): [{"insecure": true, "prefix": "10.0.2.2:'
     ) in stderr
+    # tuned's settings, read from this Docker's inspect output, carried (none refused).
+    assert "container tuned [running] -> re-create as a podman service" in stderr
+    carried = [line for line in stderr.splitlines() if '"shm_size": "96m"' in line]
+    for part in ('"cap_add": ["CAP_NET_ADMIN"]', '"cpus": 0.5', '"memory": "128m"'):
+        assert carried and part in carried[0], stderr[-4000:]
     # Docker's containers still ran, podman holds nothing, no bundle was written.
-    assert sorted(running) == ["web", "worker"]
+    assert sorted(running) == ["tuned", "web", "worker"]
     assert podman and bundle != 0
 
 
@@ -353,7 +375,7 @@ def test_volume_content_identical_in_podman(migrated):
 def test_containers_run_under_podman(migrated):
     _, guest, returncode, _, _ = migrated
     assert returncode == 0
-    assert sudo(guest, "podman ps --format '{{.Names}}'").split() == ["web"]
+    assert sorted(sudo(guest, "podman ps --format '{{.Names}}'").split()) == ["tuned", "web"]
     assert vagrant(guest, "podman ps --format '{{.Names}}'").split() == ["worker"]
     sudo(guest, "systemctl is-active web.service && systemctl is-enabled web.service")
     sudo(guest, f"{USER_CTL} is-active worker.service && {USER_CTL} is-enabled worker.service")
@@ -377,9 +399,40 @@ def test_docker_gone_and_docker_ps_is_podman(migrated):
     assert guest.run("systemctl is-active docker.service docker.socket containerd").returncode != 0
     assert sudo(guest, "docker --version").startswith("podman version")
     # Each owner's `docker` lists its own containers.
-    assert sudo(guest, "docker ps --format '{{.Names}}'").split() == ["web"]
+    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["tuned", "web"]
     assert vagrant(guest, "docker ps --format '{{.Names}}'").split() == ["worker"]
     assert guest.run("test -e /var/run/docker.sock").returncode != 0
+
+
+def test_runtime_settings_show_in_podman_inspect(migrated):
+    """tuned's ``docker run`` settings (TUNED_FLAGS), carried into its service: podman runs it
+    with each of them."""
+    _, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    [info] = json.loads(sudo(guest, "podman container inspect tuned"))
+    config, host = info["Config"], info["HostConfig"]
+    shown = json.dumps({"Config": config, "HostConfig": host, "caps": info.get("BoundingCaps")})
+    assert host["ShmSize"] == 96 * 2**20, shown
+    assert "CAP_NET_ADMIN" in info["BoundingCaps"], shown  # not in podman's default set
+    assert host["Memory"] == 128 * 2**20, shown
+    assert host["CpuQuota"] / host["CpuPeriod"] == 0.5, shown
+    assert host["PidsLimit"] == 200, shown
+    assert config["User"] == "1000:1000" and config["WorkingDir"] == "/tmp", shown
+    assert config["Hostname"] == "tuned-host", shown
+    [nofile] = [u for u in host["Ulimits"] if u["Name"].upper().endswith("NOFILE")]
+    assert (nofile["Soft"], nofile["Hard"]) == (1024, 2048), shown
+    assert host["ReadonlyRootfs"] is True, shown
+    assert "size=8m" in host["Tmpfs"]["/scratch"], shown
+    assert config["StopTimeout"] == 5, shown
+    assert config["Labels"]["org.example.team"] == "infra", shown
+    assert host["Sysctls"]["net.core.somaxconn"] == "512", shown
+    # And inside the container, as its process sees them.
+    inside = (
+        "awk '/^Uid:/ {print $2}' /proc/1/status; readlink /proc/1/cwd; hostname; "
+        "cat /proc/sys/net/core/somaxconn; grep 'open files' /proc/1/limits"
+    )
+    seen = sudo(guest, f"podman exec tuned sh -c {shlex.quote(inside)}").split()
+    assert seen == ["1000", "/tmp", "tuned-host", "512", *"Max open files 1024 2048 files".split()]
 
 
 def test_bundle_holds_everything(migrated):
@@ -388,13 +441,21 @@ def test_bundle_holds_everything(migrated):
     assert sudo(guest, f"stat -c '%a %U' {BUNDLE}").strip() == "700 root"
     sudo(guest, f"cd {BUNDLE} && sha256sum --quiet -c SHA256SUMS")
     manifest = json.loads(sudo(guest, f"cat {BUNDLE}/manifest.json"))
-    assert [c["name"] for c in manifest["containers"]] == ["web", "worker"]
+    assert [c["name"] for c in manifest["containers"]] == ["tuned", "web", "worker"]
     local = [i for i in manifest["images"] if i["local_only"]]
     assert [i["refs"] for i in local] == [["localhost/local/web:1"]]
+    # The long steps ran as transient units, their logs in the bundle, their exits recorded.
+    logs = sudo(guest, f"cd {BUNDLE}/logs && cat export.exit move.exit && cat export.log")
+    assert logs.startswith("0\n0\n") and "checksums in SHA256SUMS" in logs, logs
     files = sudo(guest, f"cd {BUNDLE} && ls volumes images").split()
     assert f"{VOLUME}.tar" in files and local[0]["archive"].split("/")[1] in files
     compose = sudo(guest, f"cat {BUNDLE}/docker-compose.yml")
     assert "restart: always" in compose and f"{WORK_VOLUME}:/srv/data" in compose
+    # tuned's settings, kept for the rollback's re-creation under Docker.
+    assert "shm_size: 96m" in compose and "mem_limit: 128m" in compose
+    restore = sudo(guest, f"cat {BUNDLE}/docker-restore.sh")
+    [line] = [x for x in restore.splitlines() if "docker create --name tuned " in x]
+    assert "--shm-size 96m" in line and "--ulimit nofile=1024:2048" in line, line
 
 
 def test_reboot_brings_the_restart_always_container_back(migrated):
@@ -451,7 +512,8 @@ def test_rollback_brings_docker_back_from_the_bundle(migrated):
         returncode, result, stderr = bed.pyinfra(deploy=ROLLBACK)
     assert returncode == 0, stderr[-6000:]
     sudo(guest, "systemctl is-active docker.service && systemctl is-enabled docker.service")
-    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["web", "worker"]
+    running = sorted(sudo(guest, "docker ps --format '{{.Names}}'").split())
+    assert running == ["tuned", "web", "worker"]
     assert guest.run("command -v docker").stdout.strip() == "/usr/bin/docker"
     assert guest.run("systemctl cat web.service").returncode != 0
     assert guest.run(f"sudo {USER_CTL} cat worker.service").returncode != 0
@@ -515,14 +577,15 @@ def test_failure_mid_move_leaves_docker_as_it_was(migrated, docker_host, registr
 def overlapping_bind_mount_is_refused(bed, guest) -> None:
     """A container bind-mounting the directory that holds the service root (here /space, the
     testbed's podman_service_root being /space/containers/apps) is refused by name in the
-    plan, before any change, and so are its settings the services cannot carry (an added
-    capability, a larger /dev/shm: model/docker_settings.py, read from this Docker 20.10's own
-    inspect output); the container is removed again afterwards."""
+    plan, before any change, and so is a setting the services cannot carry (--privileged:
+    model/docker_settings.py, read from this Docker 20.10's own inspect output), while the
+    ones they carry (an added capability, a larger /dev/shm) are not refused; the container
+    is removed again afterwards."""
     image = sudo(guest, "docker inspect --format '{{.Config.Image}}' worker").strip()
     sudo(
         guest,
         "docker run -d --name overlap -v /space:/space --cap-add NET_ADMIN --shm-size 8g "
-        f"{image} sleep 999999",
+        f"--privileged {image} sleep 999999",
     )
     try:
         with stage("migration --dry with an overlapping bind mount (refused)"):
@@ -533,10 +596,9 @@ def overlapping_bind_mount_is_refused(bed, guest) -> None:
             "copy or the rollback's restore of it would overwrite or delete the other"
         ) in stderr, stderr[-4000:]
         refused = [line for line in stderr.splitlines() if "container overlap: --" in line]
-        assert any("--cap-add/CapAdd (" in line and "NET_ADMIN" in line for line in refused)
-        assert any(
-            "--shm-size/ShmSize (8589934592 bytes, 8 GiB) is not carried by this version" in line
-            for line in refused
+        # (printed in the plan and again in the error: the same one refusal)
+        assert refused and all(
+            "--privileged/Privileged (true) is not carried" in line for line in refused
         ), stderr[-4000:]
         assert guest.run(f"sudo test -e {BUNDLE}").returncode != 0
     finally:

@@ -1,11 +1,11 @@
 #!/bin/bash
-# {{ managed_by }} ({{ source }}); local changes are overwritten.
+# managed by podman-standard (operations/migration.py); local changes are overwritten.
 # The on-host steps of the Docker -> Podman migration (container runtime standard §6.1).
 # It lives in the rollback bundle and reads the bundle's plan.txt, whose OWNER fields say
 # whose podman a volume, image or service goes to: root's, or a rootless user's.
 #   export   stop Docker's running containers (recorded in docker-running.txt), archive every
-#            named volume and bind mount directory (tar + sha256 + a content digest), save
-#            local-only images, SHA256SUMS
+#            named volume and bind mount directory (tar + sha256 + a content digest), keep
+#            compose projects' own files, save local-only images, SHA256SUMS
 #   move     check SHA256SUMS, load images into each owner's podman, restore each volume into
 #            a podman volume of the same name and compare its content digest; for a rootless
 #            owner the files are written inside its user namespace (`podman unshare`), so
@@ -19,6 +19,12 @@
 #   rollback [podman|bundle]   Docker back (deploys/rollback_to_docker.py); each volume and
 #            bind mount directory gets podman's data as it is now (default) or the bundle's
 #            (as at the migration)
+#   detached STEP [ARG]   STEP (export, move, rollback: the long ones) run as a transient
+#            systemd unit, apart from the session that asked for it, so a lost SSH connection
+#            neither kills it half-way nor skips its clean-up; this waits for it (bounded) and
+#            ends as it ended, its log (logs/STEP.log in the bundle) on stderr. A step that
+#            is running already is waited for, not started twice; one the state file shows
+#            finished is reported, not run again.
 # Until `retire`, any failure puts Docker back as it was: the containers it stopped are started
 # again (and in `verify` the podman services are removed first), and the run stops with the
 # step that failed. Every step reports on stderr; the state file says where a migration is.
@@ -29,11 +35,17 @@ PLAN="$BUNDLE/plan.txt"
 RUNNING="$BUNDLE/docker-running.txt"
 STATE="$BUNDLE/state"
 LABEL=io.podman-standard.migrated-from=docker
+LOGS="$BUNDLE/logs"
+# The transient unit a detached step runs as, and how long its caller waits for it (bounded:
+# a volume of hundreds of GiB takes hours to archive).
+UNIT_PREFIX=podman-standard-migration
+STEP_TIMEOUT=${PODMAN_STANDARD_STEP_TIMEOUT:-43200}
 STEP=start
 
 say() { printf 'migration: %s\n' "$*" >&2; }
 items() { awk -v k="$1" '$1 == k { $1 = ""; sub(/^ +/, ""); print }' "$PLAN"; }
 state() { printf '%s\n' "$1" >"$STATE"; }
+words() { tr '\n' ' ' | sed 's/ $//'; }
 
 # A digest of a directory tree: every entry's type, mode, numeric owner, path and link
 # target, then every regular file's sha256; identical trees give identical digests.
@@ -95,26 +107,28 @@ docker_back() {
 }
 
 # Podman services of this migration stopped and removed (their units only; volumes stay).
+# plan.txt names each service's unit files (operations/services.py's directories): absolute
+# for root's, relative to the home directory for a rootless user's.
 services_off() {
-    local name owner home
-    while read -r -u 3 name owner; do
+    local name owner files file home
+    while read -r -u 3 name owner files; do
         unit_ctl "$owner" disable --now "$name.service" >/dev/null 2>&1 ||
             unit_ctl "$owner" stop "$name.service" >/dev/null 2>&1 || true
-        if [ "$owner" = root ]; then
-            rm -f "/etc/systemd/system/$name.service" "/etc/containers/systemd/$name.container"
-        else
-            home=$(getent passwd "$owner" | cut -d: -f6)
-            rm -f "$home/.config/systemd/user/$name.service" \
-                "$home/.config/containers/systemd/$name.container"
-        fi
+        home=/
+        [ "$owner" = root ] || home=$(getent passwd "$owner" | cut -d: -f6)
+        for file in $files; do # (plain paths: checked by the plan)
+            rm -f "${home%/}/${file#/}"
+        done
         unit_ctl "$owner" daemon-reload || true
         unit_ctl "$owner" reset-failed "$name.service" >/dev/null 2>&1 || true
     done 3< <(items service)
 }
 
-# On any failure (set -e), before the point of no return: Docker back as it was.
+# On any failure (set -e), before the point of no return: Docker back as it was. A step's
+# exit status is recorded for the session waiting on it (logs/STEP.exit).
 on_exit() {
     local code=$1
+    if [ -n "${EXIT_FILE:-}" ]; then printf '%s\n' "$code" >"$EXIT_FILE"; fi
     [ "$code" -ne 0 ] || return 0
     say "FAILED at step '$STEP' (exit $code)"
     if [ "${UNDO:-}" = services ]; then services_off; fi
@@ -128,12 +142,12 @@ export_bundle() {
     # A previous run that stopped them and could not restart them (a lost connection) left
     # its list: keep it, it is the only record of what ran.
     if [ "$(cat "$STATE" 2>/dev/null)" != docker-stopped ]; then
-        docker ps --format '{{ '{{.Names}}' }}' >"$RUNNING"
+        docker ps --format '{{.Names}}' >"$RUNNING"
         # The plan re-creates what ran at the audit; a container started or stopped since
         # would be lost or duplicated: stop here, before anything is stopped.
         if [ "$(LC_ALL=C sort "$RUNNING")" != "$(items running | LC_ALL=C sort)" ]; then
-            say "Docker's running containers changed since the audit ($(echo $(cat "$RUNNING"))" \
-                "now, $(echo $(items running)) then): run the migration again"
+            say "Docker's running containers changed since the audit ($(words <"$RUNNING")" \
+                "now, $(items running | words) then): run the migration again"
             UNDO=
             false
         fi
@@ -144,12 +158,12 @@ export_bundle() {
         say "stopping Docker container $name for a consistent copy"
         docker stop "$name" >/dev/null
     done <"$RUNNING"
-    rm -rf "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds"
-    mkdir -p "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds"
+    rm -rf "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds" "$BUNDLE/compose"
+    mkdir -p "$BUNDLE/volumes" "$BUNDLE/images" "$BUNDLE/binds" "$BUNDLE/compose"
     local name owner mountpoint archive refs container host_path service_dir source
     while read -r -u 3 name owner; do
         STEP="export volume $name"
-        mountpoint=$(docker volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name")
+        mountpoint=$(docker volume inspect --format '{{.Mountpoint}}' "$name")
         tar --create --numeric-owner --xattrs --acls --file "$BUNDLE/volumes/$name.tar" -C "$mountpoint" .
         content_digest "$mountpoint" >"$BUNDLE/volumes/$name.content-sha256"
         say "volume $name: $(du -sb "$mountpoint" | cut -f1) bytes -> volumes/$name.tar"
@@ -160,6 +174,18 @@ export_bundle() {
         content_digest "$host_path" >"$BUNDLE/${archive%.tar}.content-sha256"
         say "bind mount $host_path: $(du -sb "$host_path" | cut -f1) bytes -> $archive"
     done 3< <(items bind)
+    local path
+    while read -r -u 3 archive path; do
+        # A compose project's own file, beside what the bundle renders from inspect.
+        STEP="keep compose file $path"
+        if [ -f "$path" ]; then
+            mkdir -p "$BUNDLE/${archive%/*}"
+            cp -- "$path" "$BUNDLE/$archive"
+            say "compose file $path -> $archive"
+        else
+            say "compose file $path is not on this host: not kept (docker-compose.yml has its containers)"
+        fi
+    done 3< <(items compose-file)
     while read -r -u 3 archive refs; do
         STEP="save image $refs"
         # shellcheck disable=SC2086 # references hold no spaces (checked by the plan)
@@ -169,11 +195,12 @@ export_bundle() {
     STEP="checksums"
     (
         cd "$BUNDLE"
-        find volumes images binds -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum
+        find volumes images binds compose -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum
         sha256sum manifest.json plan.txt docker-compose.yml podman-services.json \
             docker-restore.sh migrate.sh
     ) >"$BUNDLE/SHA256SUMS.new"
     mv "$BUNDLE/SHA256SUMS.new" "$BUNDLE/SHA256SUMS"
+    state exported
     say "bundle $BUNDLE: $(du -sb "$BUNDLE" | cut -f1) bytes, checksums in SHA256SUMS"
 }
 
@@ -201,14 +228,14 @@ move() {
     while read -r -u 3 name owner; do
         STEP="restore volume $name into $owner's podman"
         if pm "$owner" volume exists "$name" </dev/null; then
-            if [ "$(pm "$owner" volume inspect --format '{{ '{{index .Labels "io.podman-standard.migrated-from"}}' }}' "$name" </dev/null)" != docker ]; then
+            if [ "$(pm "$owner" volume inspect --format '{{index .Labels "io.podman-standard.migrated-from"}}' "$name" </dev/null)" != docker ]; then
                 say "a podman volume $name ($owner's) exists already and is not from this migration: left alone"
                 false
             fi
             pm "$owner" volume rm --force "$name" </dev/null >/dev/null # an earlier, failed attempt's copy
         fi
         pm "$owner" volume create --label "$LABEL" "$name" </dev/null >/dev/null
-        mountpoint=$(pm "$owner" volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name" </dev/null)
+        mountpoint=$(pm "$owner" volume inspect --format '{{.Mountpoint}}' "$name" </dev/null)
         in_ns "$owner" tar --extract --file - --numeric-owner --same-owner --same-permissions \
             --xattrs --acls -C "$mountpoint" <"$BUNDLE/volumes/$name.tar"
         STEP="compare volume $name with Docker's"
@@ -256,11 +283,11 @@ move() {
 verify() {
     UNDO=services
     local name owner deadline
-    while read -r -u 3 name owner; do
+    while read -r -u 3 name owner _; do
         STEP="service $name running under $owner's podman"
         deadline=$((SECONDS + 180))
         until unit_ctl "$owner" is-active --quiet "$name.service" &&
-            [ "$(pm "$owner" container inspect --format '{{ '{{.State.Running}}' }}' "$name" 2>/dev/null)" = true ]; do
+            [ "$(pm "$owner" container inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; do
             if [ $SECONDS -ge $deadline ]; then
                 unit_ctl "$owner" status --no-pager "$name.service" >&2 || true
                 false
@@ -274,7 +301,8 @@ verify() {
 
 retire() {
     STEP="retire Docker"
-    if [ "$(cat "$STATE" 2>/dev/null)" != verified ]; then
+    # (retired: a run that lost its connection after this point, resumed)
+    if ! grep -qxE 'verified|retired' "$STATE" 2>/dev/null; then
         say "the migration is not verified; Docker stays"
         false
     fi
@@ -290,9 +318,9 @@ docker_ps() {
     STEP="docker ps answered by podman"
     local name owner listed
     docker --version >&2
-    while read -r -u 3 name owner; do
+    while read -r -u 3 name owner _; do
         # Each owner's `docker` (the compatibility layer) lists that owner's containers.
-        listed=$(as_owner "$owner" docker ps --format '{{ '{{.Names}}' }}' </dev/null)
+        listed=$(as_owner "$owner" docker ps --format '{{.Names}}' </dev/null)
         grep -qxF -- "$name" <<<"$listed" || { say "docker ps ($owner) does not list $name"; false; }
         say "docker ps ($owner) lists $name"
     done 3< <(items service)
@@ -331,7 +359,7 @@ restore_docker_volume() {
     local name=$1 owner=$2 source=$3 had=yes target from want got what
     docker volume inspect "$name" >/dev/null 2>&1 || had=no
     if [ "$source" = podman ] && pm "$owner" volume exists "$name" </dev/null 2>/dev/null; then
-        from=$(pm "$owner" volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name" </dev/null)
+        from=$(pm "$owner" volume inspect --format '{{.Mountpoint}}' "$name" </dev/null)
         what="$owner's podman volume as it is now"
     elif [ "$source" = podman ] && [ "$had" = yes ]; then
         say "volume $name: $owner's podman has no such volume; Docker's copy left as the migration left it"
@@ -341,7 +369,7 @@ restore_docker_volume() {
         what="the bundle (as at the migration)"
     fi
     [ "$had" = yes ] || docker volume create "$name" >/dev/null
-    target=$(docker volume inspect --format '{{ '{{.Mountpoint}}' }}' "$name")
+    target=$(docker volume inspect --format '{{.Mountpoint}}' "$name")
     if [ -n "$from" ]; then
         want=$(digest_as "$owner" "$from" </dev/null)
         in_ns "$owner" tar --create --file - --numeric-owner --xattrs --acls -C "$from" . </dev/null |
@@ -411,7 +439,78 @@ rollback() {
     say "Docker restored from $BUNDLE (volumes from $source)"
 }
 
+# How far a migration got, by the state file: a step whose state (or a later one) is recorded
+# finished (docker-stopped: an export under way; docker-running: put back after a failure).
+rank() {
+    case "$1" in
+    exported | export) echo 1 ;;
+    moved | move) echo 2 ;;
+    verified | verify) echo 3 ;;
+    retired | retire) echo 4 ;;
+    rolled-back | rollback) echo 9 ;;
+    *) echo 0 ;;
+    esac
+}
+finished() {
+    local now
+    now=$(cat "$STATE" 2>/dev/null || true)
+    if [ "$1" = rollback ]; then [ "$now" = rolled-back ]; else
+        [ "$now" != rolled-back ] && [ "$(rank "$now")" -ge "$(rank "$1")" ]
+    fi
+}
+
+# STEP as a transient systemd unit, waited for (see the header).
+detached() {
+    local step=$1 unit log offset deadline code
+    shift
+    case "$step" in export | move | rollback) ;; *)
+        say "detached: $step is not a long step (export, move, rollback)"
+        return 2
+        ;;
+    esac
+    STEP="wait for the detached step $step"
+    unit="$UNIT_PREFIX-$step.service"
+    log="$LOGS/$step.log"
+    mkdir -p "$LOGS"
+    if systemctl is-active --quiet "$unit"; then
+        say "step $step is running already (unit $unit, started by an earlier session): waiting for it"
+        offset=$(cat "$LOGS/$step.offset" 2>/dev/null || echo 0)
+    elif finished "$step"; then
+        say "step $step finished earlier (state $(cat "$STATE")): not run again"
+        return 0
+    else
+        offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+        echo "$offset" >"$LOGS/$step.offset"
+        rm -f "$LOGS/$step.exit"
+        # (HOME and PATH as the session has them: the step runs the tools it would run)
+        systemd-run --unit="$unit" --collect --quiet --service-type=exec \
+            --setenv=EXIT_FILE="$LOGS/$step.exit" --setenv=HOME="${HOME:-/root}" --setenv=PATH="$PATH" \
+            --property=StandardOutput="append:$log" --property=StandardError="append:$log" \
+            -- /bin/bash "$BUNDLE/migrate.sh" "$step" "$@"
+    fi
+    deadline=$((SECONDS + STEP_TIMEOUT))
+    while systemctl is-active --quiet "$unit"; do
+        if [ $SECONDS -ge $deadline ]; then
+            say "step $step still running after ${STEP_TIMEOUT}s (unit $unit keeps running; run the deploy again to wait for it); its last log lines:"
+            tail -n 20 "$log" >&2
+            return 1
+        fi
+        sleep 1
+    done
+    tail -c +"$((offset + 1))" "$log" >&2
+    code=$(cat "$LOGS/$step.exit" 2>/dev/null || true)
+    if [ -z "$code" ]; then
+        say "step $step ended without recording how (unit $unit stopped or killed); see $log"
+        return 1
+    fi
+    return "$code"
+}
+
 case "${1:-}" in
+detached)
+    shift
+    detached "$@"
+    ;;
 export) export_bundle ;;
 move) move ;;
 verify) verify ;;
@@ -420,7 +519,7 @@ docker-ps) docker_ps ;;
 rollback) rollback "${2:-podman}" ;;
 digest) content_digest "$2" ;;
 *)
-    say "usage: $0 export|move|verify|retire|docker-ps|rollback [podman|bundle]|digest DIR"
+    say "usage: $0 [detached] export|move|verify|retire|docker-ps|rollback [podman|bundle]|digest DIR"
     exit 2
     ;;
 esac
