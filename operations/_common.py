@@ -188,8 +188,9 @@ def put_file(content: StringIO, dest: str, user: str, group: str, mode: str):
         yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
 
 
-def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
-    """Write managed files ``(content, dest, user, group, mode)`` that differ from the host's.
+def put_files(managed: list[tuple[StringIO, str, str, str, str]], written: list | None = None):
+    """Write managed files ``(content, dest, user, group, mode)`` that differ from the host's
+    (each one written is appended to ``written`` when given).
 
     One ``ManagedFiles`` fact reads every destination (stat + checksum) in a single command;
     only a file whose content, owner, group or mode differs is written, in one command each
@@ -209,6 +210,8 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
         ):
             in_place += 1
             continue
+        if written is not None:
+            written.append(dest)
         if have is not None and have.kind in ("file", "absent"):
             yield from put_file(content, dest, user, group, mode)
         else:
