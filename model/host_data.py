@@ -1131,6 +1131,23 @@ class ComposeProject(Strict):
 COMPOSE_FILE = "compose.yaml"
 
 
+_REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HTTPS_RE = re.compile(r"^https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9._~/%+-]*$")
+
+
+class PodmanDesktop(Strict):
+    """Podman Desktop, opt-in (standard §3.2 "optional", §4): off by default everywhere."""
+
+    enabled: bool = False
+    # Linux workstations: the Flatpak remote it is installed from.
+    flatpak_remote: Annotated[str, AfterValidator(_pattern(_REMOTE_RE, "remote name"))] = "flathub"
+    flatpak_remote_url: Annotated[
+        str, AfterValidator(_pattern(_HTTPS_RE, "https URL of a .flatpakrepo file"))
+    ] = "https://dl.flathub.org/repo/flathub.flatpakrepo"
+    # macOS and Windows: a podman machine (the VM containers run in) for the login user.
+    machine: bool = True
+
+
 class HostData(Strict):
     """Everything this package reads from host data, with the standard's defaults."""
 
@@ -1151,6 +1168,9 @@ class HostData(Strict):
     services: list[Service] = Field(default_factory=list)
     compose_root: ServiceRoot = "/srv/containers/compose"
     compose_projects: list[ComposeProject] = Field(default_factory=list)
+    desktop: PodmanDesktop = Field(default_factory=PodmanDesktop)
+    # Desktop hosts (group_data/macos.py, windows.py): which one, for the Podman Desktop opt-in.
+    desktop_platform: Literal["macos", "windows"] | None = None
     # Docker -> Podman migration (deploys/migrate_from_docker.py): the rollback bundle on the
     # host (root-only: it holds the volumes' data). Written into unit-free shell commands,
     # quoted; the same character set as service_root keeps it printable in any report.
@@ -1223,6 +1243,20 @@ class HostData(Strict):
                     f"compose project {project.name}: a service is named "
                     f"{project.unit.removesuffix('.service')}, the project's boot unit"
                 )
+        if self.desktop.enabled and self.host_class is HostClass.server:
+            raise ValueError(
+                "podman_desktop.enabled: servers run no GUI tools (standard §3.1); it is for "
+                "workstations and Windows/macOS hosts"
+            )
+        if (
+            self.desktop.enabled
+            and self.host_class is HostClass.desktop
+            and not self.desktop_platform
+        ):
+            raise ValueError(
+                "podman_desktop.enabled on a desktop host needs desktop_platform (macos or "
+                "windows; group_data/macos.py and windows.py set it)"
+            )
         if self.storage_device and not _under(self.graphroot, self.storage_device.mount_point):
             raise ValueError(
                 f"graphroot {self.graphroot} is not under storage_device.mount_point "

@@ -18,11 +18,21 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import compose, docker, files, gpu, podman, registries, rootless, services, storage
+from facts import (
+    compose,
+    desktop,
+    docker,
+    files,
+    gpu,
+    podman,
+    registries,
+    rootless,
+    services,
+    storage,
+)
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
-
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +78,9 @@ FACTS = [
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
     (registries.AuthFile, [None, ["quay.io/it's", "10.0.2.2:5001"], "a salt"]),
     (registries.AuthFile, ["nobody", ["10.0.2.2:5001"], "a salt"]),
+    (desktop.FlatpakRemotes, []),
+    (desktop.PodmanMachines, []),
+    (desktop.WingetPackage, ["RedHat.Podman-Desktop"]),
 ]
 
 

@@ -34,7 +34,6 @@ os.environ["PODMAN_STANDARD_TEST_SECRET"] = 's3cr"et $x %h'
 os.environ.pop("PODMAN_STANDARD_TEST_UNSET", None)
 
 
-
 @pytest.fixture(autouse=True)
 def _auth_script_by_name(monkeypatch):
     # The cases show facts/auth_json.py (tested on its own and on real hosts) by name, not
