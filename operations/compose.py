@@ -1,5 +1,6 @@
-"""Compose projects, the workstation pattern (standard §2.3, §7.2): a compose file rendered from a
-template into a declared directory, brought up with podman-compose."""
+"""Compose projects, the workstation pattern (standard §2.3, §7.2): a compose file (a template
+rendered, the user's own copied from the controller, or one already on the host) brought up
+with podman-compose within a time limit, and a systemd unit that starts it at boot."""
 
 from __future__ import annotations
 
