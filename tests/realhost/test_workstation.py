@@ -155,10 +155,12 @@ def projects(bed, colour: str = "red", broken: bool = False, present: bool = Tru
     return entries
 
 
-def deploy(bed, entries: list, stage: str):
+def deploy(bed, entries: list, stage: str, phases=("services",)):
+    """Run the deploys with ``entries``; the first run also configures (registries, rootless
+    users), the later ones bring up projects only."""
     for name in NAMES:
         bed.data_overrides[name] = {
-            "podman_phases": ["config", "services"],
+            "podman_phases": list(phases),
             "podman_socket_enabled": False,
             "podman_rootless_users": [{"name": "vagrant", "docker_api": True}],
             "podman_compose_projects": entries,
@@ -177,15 +179,14 @@ def changed(result: dict) -> list[tuple[str, int]]:
 
 
 def ids(guest, project: str, root: bool = False) -> dict[str, tuple[str, str]]:
-    """service -> (container id, state) of ``project``'s containers."""
-    fmt = '{{.ID}} {{index .Labels "com.docker.compose.service"}} {{.State}}'
-    ps = f"podman ps -a --filter label=io.podman.compose.project={project} --format '{fmt}'"
+    """service -> (container id, state) of ``project``'s containers (podman's JSON: its
+    ``{{.State}}`` template word is "Up" on 4.3, "running" on 5)."""
+    ps = f"podman ps -a --filter label=io.podman.compose.project={project} --format json"
     out = guest.run(f"sudo {ps}" if root else ps, check=True).stdout
-    found = {}
-    for line in out.splitlines():
-        cid, service, state = line.split()[:3]
-        found[service] = (cid, state.lower())
-    return found
+    return {
+        c["Labels"]["com.docker.compose.service"]: (c["Id"], c["State"].lower())
+        for c in json.loads(out or "[]") or []
+    }
 
 
 def http_get(guest, port: int) -> str:
@@ -220,7 +221,9 @@ def wait_up(guest, timeout: float = 300) -> None:
 @pytest.fixture(scope="module")
 def first_run(bed):
     write_user_files(bed, "one")
-    returncode, result, stderr = deploy(bed, projects(bed), "first run: registries + 2 projects")
+    returncode, result, stderr = deploy(
+        bed, projects(bed), "first run: registries + 2 projects", phases=("config", "services")
+    )
     assert returncode == 0, stderr[-6000:]
     return result
 
