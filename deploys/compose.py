@@ -1,5 +1,7 @@
 """Compose projects, the workstation pattern (standard §2.3, §7.2): every entry of
-``podman_compose_projects`` rendered into its directory and brought up with podman-compose.
+``podman_compose_projects`` (a template rendered, or the user's own compose file) brought up
+with podman-compose and started at boot by its unit; and each rootless user's Docker API
+(``docker_api``: the user's podman.socket and DOCKER_HOST).
 
 Run alone: ``pyinfra INVENTORY deploys/compose.py``; part of the ``services`` phase.
 """
@@ -8,6 +10,7 @@ from pyinfra.api import deploy
 
 from model import HostData, current_host_data
 from model.host_data import Phase
+from operations import api_socket
 from operations import compose as compose_ops
 
 
@@ -15,6 +18,9 @@ from operations import compose as compose_ops
 def compose(cfg: HostData):
     if Phase.services not in cfg.phases:
         return
+    for user in cfg.rootless_users:
+        if user.docker_api:
+            api_socket.user_socket(name=f"Docker API of {user.name}", user=user.name)
     # Removals first: a removed project may free a port that a new one takes.
     projects = sorted(cfg.compose_projects, key=lambda p: p.present)
     for project in projects:
@@ -25,6 +31,9 @@ def compose(cfg: HostData):
             project=project.name,
             template=project.template,
             vars=project.vars,
+            file=project.file.model_dump(exclude_none=True) if project.file else None,
+            files={n: f.model_dump(exclude_none=True) for n, f in project.files.items()},
+            timeout=project.timeout,
             directory=project.directory,
             user=project.user,
             present=project.present,

@@ -3,11 +3,13 @@
 Validates every host's data first (a bad value stops the run before anything reaches a
 host), then dispatches on the class each host's group data declares:
 servers (linux_servers) get the motoko pattern, workstations (linux_workstations) the
-workstation pattern, Windows/macOS hosts (desktop) nothing at all.
+workstation pattern, Windows/macOS hosts (desktop) nothing at all unless their Podman
+Desktop opt-in is on.
 """
 
 from pyinfra import host, logger
 
+from deploys.desktop import podman_desktop
 from deploys.motoko import motoko
 from deploys.workstation import workstation
 from model import current_host_data
@@ -19,6 +21,8 @@ if cfg.host_class is HostClass.server:
     motoko(cfg)
 elif cfg.host_class is HostClass.workstation:
     workstation(cfg)
+elif cfg.desktop.enabled:
+    podman_desktop(cfg)  # the opt-in: Homebrew (macOS) or winget (Windows), a podman machine
 else:
     logger.info(
         f"{host.print_prefix}{cfg.host_class.value} host: left untouched "

@@ -13,8 +13,9 @@ from . import FactValue, section, split_sections
 
 # podman-compose labels every container it creates with its project's name.
 PROJECT_LABEL = "io.podman.compose.project"
-# Beside the compose file: the sha256 of the compose file the project was last brought up
-# from (written after a successful `up`, so a failed one is retried on the next run).
+# Beside the compose file: what the project was last brought up from (written by the on-host
+# helper after a successful `up`, so a failed one is retried on the next run): JSON with
+# "inputs" (the sha256 over the project's files) and "services" (each service's own digest).
 APPLIED_FILE = ".podman-standard-applied"
 
 
@@ -40,7 +41,8 @@ def all_running(containers: dict[str, str]) -> bool:
 class ComposeProjectState(FactValue):
     # container name -> podman's State word (running, exited, created, paused, ...)
     containers: dict[str, str] = field(default_factory=dict)
-    # sha256 of the compose file last brought up, "" when never (or not by this package)
+    # the inputs digest the project was last brought up from, "" when never (or not by this
+    # package); a record of an earlier version (one sha256 line) reads as that line
     applied: str = ""
     # podman could not be asked (not installed, or the user's runtime directory missing)
     error: str = ""
@@ -83,4 +85,9 @@ class ComposeProject(FactBase[ComposeProjectState]):
             name = names[0] if isinstance(names, list) else str(names)
             containers[name] = str(item.get("State", "")).lower()
         applied = next((line.strip() for line in parts.get("applied", []) if line.strip()), "")
+        if applied.startswith("{"):
+            try:
+                applied = str(json.loads(applied).get("inputs", ""))
+            except (ValueError, AttributeError):
+                applied = ""
         return ComposeProjectState(containers=containers, applied=applied)

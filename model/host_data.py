@@ -539,6 +539,9 @@ class RootlessUser(Strict):
     subid_start: int | None = Field(default=None, ge=1)
     subid_count: int = Field(default=65536, ge=65536)
     linger: bool = True
+    # The user's own podman.socket (a user unit) and DOCKER_HOST pointing at it in the user's
+    # sessions: Docker API clients (docker compose v2, testcontainers, devcontainers) rootless.
+    docker_api: bool = False
 
 
 def _host_ip(value):
@@ -1055,30 +1058,134 @@ def _check_vars(template: str, values: dict) -> None:
         raise ValueError("; ".join(problems))
 
 
+_NAME_PART_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+
+
+def _file_name(value: str) -> str:
+    """A relative path in the project directory: plain parts (dotfiles such as .env allowed),
+    no '.' or '..'."""
+    parts = value.split("/")
+    if any(p in (".", "..") or not _NAME_PART_RE.match(p) for p in parts):
+        raise ValueError(
+            f"{value!r} is not a file name in the project directory (letters, digits, '_', "
+            "'.', '-' between slashes; no '..')"
+        )
+    return value
+
+
+class ComposeSource(Strict):
+    """Where a compose project's file comes from when it is not a template: a file on the
+    controller (``src``: copied into the project directory, checksummed) or one already on
+    the host (``host_path``: left in place, watched by its checksum)."""
+
+    src: AbsPath | None = None
+    host_path: ServiceRoot | None = None
+    # Extra files (``files``): the copy's mode; .env and config files may hold passwords.
+    mode: Annotated[str, AfterValidator(_pattern(_MODE_RE, "octal mode (0600)"))] = "0600"
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.src is None) == (self.host_path is None):
+            raise ValueError(
+                "a compose file comes from exactly one of 'src' (a file on the controller) "
+                "or 'host_path' (a file already on the host)"
+            )
+        return self
+
+    @property
+    def where(self) -> str:
+        return f"{self.src} on the controller" if self.src else f"{self.host_path} on the host"
+
+
+# podman-compose's bring-up, the wait for every container to run and the boot unit's start:
+# the default time limit of each (seconds; a project's ``timeout`` overrides it).
+COMPOSE_TIMEOUT = 300
+
+
 class ComposeProject(Strict):
     """A compose project (standard §2.3, §7.2: the workstation pattern): a compose file
-    rendered from ``templates/compose/<template>`` into ``<compose_root>/<name>/compose.yaml``
-    (or ``directory``) and brought up with podman-compose as root or as ``user``."""
+    rendered from ``templates/compose/<template>`` or the user's own (``file``), in
+    ``<compose_root>/<name>/`` (or ``directory``), brought up with podman-compose as root or
+    as ``user``, started at boot by the unit ``podman-compose-<name>.service``."""
 
     name: ServiceName  # the podman-compose project name (-p)
-    template: Annotated[
-        str, AfterValidator(_pattern(_TEMPLATE_RE, "template file name under templates/compose/"))
-    ]
+    template: (
+        Annotated[
+            str,
+            AfterValidator(_pattern(_TEMPLATE_RE, "template file name under templates/compose/")),
+        ]
+        | None
+    ) = None
     vars: dict[EnvName, object] = Field(default_factory=dict)  # given to the template
-    directory: ServiceRoot | None = None  # default: <compose_root>/<name>
+    file: ComposeSource | None = None  # the user's own compose file, instead of a template
+    # Files beside the compose file (.env, config files), by name in the project directory.
+    files: dict[Annotated[str, AfterValidator(_file_name)], ComposeSource] = Field(
+        default_factory=dict
+    )
+    directory: ServiceRoot | None = None  # default: <compose_root>/<name>, or host_path's
     user: UserName | None = None  # rootless: podman-compose runs as this user
-    present: bool = True  # False: podman-compose down, compose file removed (data kept)
+    timeout: int = Field(default=COMPOSE_TIMEOUT, ge=10, le=3600)  # seconds, each bring-up
+    present: bool = True  # False: unit and copied files removed, podman-compose down (data kept)
 
     @model_validator(mode="after")
     def _template_exists(self):
-        if self.template not in COMPOSE_TEMPLATES:
+        if self.present and (self.template is None) == (self.file is None):
+            raise ValueError("a present compose project has exactly one of 'template' or 'file'")
+        if self.template is not None and self.template not in COMPOSE_TEMPLATES:
             raise ValueError(
                 f"template {self.template!r} is not in templates/compose/ "
                 f"(there: {', '.join(sorted(COMPOSE_TEMPLATES)) or 'nothing'})"
             )
-        if self.present:
+        if self.template is not None and self.present:
             _check_vars(self.template, self.vars)
+        if self.vars and self.template is None:
+            raise ValueError("vars are for a template; a compose file of your own has none")
+        host_file = self.file.host_path if self.file else None
+        if host_file and self.directory and self.directory != host_file.rsplit("/", 1)[0]:
+            raise ValueError(
+                f"file.host_path {host_file} is not in directory {self.directory}: the project "
+                "directory is the compose file's (podman-compose reads .env from there)"
+            )
+        if COMPOSE_FILE in self.files or (host_file and host_file.rsplit("/", 1)[1] in self.files):
+            raise ValueError("files: the compose file itself is not an extra file")
         return self
+
+    def project_directory(self, root: str) -> str:
+        if self.file and self.file.host_path:
+            return self.file.host_path.rsplit("/", 1)[0]
+        return self.directory or f"{root}/{self.name}"
+
+    @property
+    def compose_file(self) -> str:
+        """The compose file's name in the project directory."""
+        if self.file and self.file.host_path:
+            return self.file.host_path.rsplit("/", 1)[1]
+        return COMPOSE_FILE
+
+    @property
+    def unit(self) -> str:
+        return f"podman-compose-{self.name}.service"
+
+
+# A compose project's file in its directory when this package writes it (template or src).
+COMPOSE_FILE = "compose.yaml"
+
+
+_REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HTTPS_RE = re.compile(r"^https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9._~/%+-]*$")
+
+
+class PodmanDesktop(Strict):
+    """Podman Desktop, opt-in (standard §3.2 "optional", §4): off by default everywhere."""
+
+    enabled: bool = False
+    # Linux workstations: the Flatpak remote it is installed from.
+    flatpak_remote: Annotated[str, AfterValidator(_pattern(_REMOTE_RE, "remote name"))] = "flathub"
+    flatpak_remote_url: Annotated[
+        str, AfterValidator(_pattern(_HTTPS_RE, "https URL of a .flatpakrepo file"))
+    ] = "https://dl.flathub.org/repo/flathub.flatpakrepo"
+    # macOS and Windows: a podman machine (the VM containers run in) for the login user.
+    machine: bool = True
 
 
 class HostData(Strict):
@@ -1106,6 +1213,9 @@ class HostData(Strict):
     prune_images: bool = False
     compose_root: ServiceRoot = "/srv/containers/compose"
     compose_projects: list[ComposeProject] = Field(default_factory=list)
+    desktop: PodmanDesktop = Field(default_factory=PodmanDesktop)
+    # Desktop hosts (group_data/macos.py, windows.py): which one, for the Podman Desktop opt-in.
+    desktop_platform: Literal["macos", "windows"] | None = None
     # Docker -> Podman migration (deploys/migrate_from_docker.py): the rollback bundle on the
     # host (root-only: it holds the volumes' data). Written into unit-free shell commands,
     # quoted; the same character set as service_root keeps it printable in any report.
@@ -1160,12 +1270,38 @@ class HostData(Strict):
                     f"migration_rootless: {container} -> {user}: {user} is not in "
                     "rootless_users (rootless containers need its subordinate ids and linger)"
                 )
+        lingering = {u.name for u in self.rootless_users if u.linger}
+        services = {s.name for s in self.services}
         for project in self.compose_projects:
             if project.user and project.user not in users:
                 raise ValueError(
                     f"compose project {project.name}: user {project.user} is not in "
                     "rootless_users (rootless containers need its subordinate ids and linger)"
                 )
+            if project.user and project.present and project.user not in lingering:
+                raise ValueError(
+                    f"compose project {project.name}: user {project.user} has linger: false; "
+                    "its user unit would not start at boot"
+                )
+            if project.unit.removesuffix(".service") in services:
+                raise ValueError(
+                    f"compose project {project.name}: a service is named "
+                    f"{project.unit.removesuffix('.service')}, the project's boot unit"
+                )
+        if self.desktop.enabled and self.host_class is HostClass.server:
+            raise ValueError(
+                "podman_desktop.enabled: servers run no GUI tools (standard §3.1); it is for "
+                "workstations and Windows/macOS hosts"
+            )
+        if (
+            self.desktop.enabled
+            and self.host_class is HostClass.desktop
+            and not self.desktop_platform
+        ):
+            raise ValueError(
+                "podman_desktop.enabled on a desktop host needs desktop_platform (macos or "
+                "windows; group_data/macos.py and windows.py set it)"
+            )
         if self.storage_device and not _under(self.graphroot, self.storage_device.mount_point):
             raise ValueError(
                 f"graphroot {self.graphroot} is not under storage_device.mount_point "

@@ -100,14 +100,16 @@ def _format(errors: list[str]) -> str:
     return f"Invalid host data, nothing was run on any host:\n{lines}"
 
 
-_validated_states: set[int] = set()
+# Set on a pyinfra State once its whole inventory was validated.
+_VALIDATED = "_podman_standard_validated"
 
 
 def current_host_data() -> HostData:
     """Validate the whole inventory (once per run), then return this host's data."""
     from pyinfra import host, state
 
-    if id(state) not in _validated_states:
+    # A mark on the state itself: an id() of a state is reused once that state is gone.
+    if not getattr(state, _VALIDATED, False):
         validate_inventory(state.inventory)
-        _validated_states.add(id(state))
+        setattr(state, _VALIDATED, True)
     return parse_host(host)

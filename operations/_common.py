@@ -322,8 +322,9 @@ def put_secret_file(content: str, dest: str, user: str, group: str):
     yield file_utils.chmod(dest, 600)
 
 
-def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
-    """Write managed files ``(content, dest, user, group, mode)`` that differ from the host's.
+def put_files(managed: list[tuple[StringIO, str, str, str, str]], written: list | None = None):
+    """Write managed files ``(content, dest, user, group, mode)`` that differ from the host's
+    (each one written is appended to ``written`` when given).
 
     One ``ManagedFiles`` fact reads every destination (stat + checksum) in a single command;
     only a file whose content, owner, group or mode differs is written, in one command each
@@ -344,6 +345,8 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
         ):
             in_place += 1
             continue
+        if written is not None:
+            written.append(dest)
         if have is not None and have.kind in ("file", "absent"):
             metadata = ""
             if have.kind == "file":

@@ -20,6 +20,7 @@ from pyinfra_testing.facts import make_fact_tests
 
 from facts import (
     compose,
+    desktop,
     docker,
     files,
     gpu,
@@ -96,6 +97,9 @@ FACTS = [
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
     (registries.AuthFile, [None]),
     (registries.AuthFile, ["nobody"]),
+    (desktop.FlatpakRemotes, []),
+    (desktop.PodmanMachines, []),
+    (desktop.WingetPackage, ["RedHat.Podman-Desktop"]),
 ]
 
 

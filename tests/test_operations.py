@@ -8,6 +8,7 @@ from pyinfra_testing import util
 from pyinfra_testing.operations import make_operation_tests
 
 import facts.registries
+import operations.compose
 from facts.services import ServicesState, ServicesStateValue
 
 TESTS_BASE = Path(__file__).parent / "operations"
@@ -52,6 +53,9 @@ def _auth_script_by_name(monkeypatch):
     # The cases show facts/auth_json.py (tested on its own and on real hosts) by name, not
     # its whole source: what they check is where it runs, as whom, and what reaches it.
     monkeypatch.setattr(facts.registries, "AUTH_SCRIPT", "AUTH_SCRIPT")
+    # The same for the compose helper (templates/podman-standard-compose.py, tested on its own
+    # in tests/test_compose_helper.py): the cases show where it goes and how it is called.
+    monkeypatch.setattr(operations.compose, "HELPER_TEXT", "HELPER_TEXT")
 
 
 for _path in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):

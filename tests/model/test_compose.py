@@ -9,6 +9,7 @@ from model.host_data import HostData
 from operations.compose import render_compose
 
 WEB = {"web_image": "docker.io/library/nginx:alpine", "port": 8088}
+OWN = {"host_path": "/home/alice/shop/docker-compose.yml"}
 
 
 def _projects(*projects, **data):
@@ -73,6 +74,37 @@ def test_a_project_with_defaults():
             "vars.colour: not a variable of web-stack.yaml.j2",
         ),
         ({"name": "dev", "template": "web-stack.yaml.j2", "colour": "red"}, {}, "Extra inputs"),
+        # The user's own files.
+        ({"name": "dev"}, {}, "exactly one of 'template' or 'file'"),
+        (
+            {"name": "dev", "template": "web-stack.yaml.j2", "vars": WEB, "file": OWN},
+            {},
+            "exactly one of 'template' or 'file'",
+        ),
+        ({"name": "dev", "file": {}}, {}, "exactly one of 'src'"),
+        ({"name": "dev", "file": {"src": "/a.yml", "host_path": "/b.yml"}}, {}, "exactly one"),
+        ({"name": "dev", "file": {"src": "a.yml"}}, {}, "absolute path"),
+        ({"name": "dev", "file": {"host_path": "/home/a b/c.yml"}}, {}, "service root"),
+        ({"name": "dev", "file": OWN, "vars": {"x": 1}}, {}, "vars are for a template"),
+        (
+            {"name": "dev", "file": OWN, "directory": "/srv/elsewhere"},
+            {},
+            "is not in directory /srv/elsewhere",
+        ),
+        ({"name": "dev", "file": OWN, "files": {"../x": {"src": "/x"}}}, {}, "not a file name"),
+        ({"name": "dev", "file": OWN, "files": {"docker-compose.yml": OWN}}, {}, "itself"),
+        ({"name": "dev", "file": OWN, "files": {".env": {"src": "/e", "mode": "rw"}}}, {}, "mode"),
+        ({"name": "dev", "file": OWN, "timeout": 5}, {}, "greater than or equal to 10"),
+        (
+            {"name": "dev", "file": OWN, "user": "alice"},
+            {"rootless_users": [{"name": "alice", "linger": False}]},
+            "linger: false",
+        ),
+        (
+            {"name": "dev", "file": OWN},
+            {"services": [{"name": "podman-compose-dev", "image": "docker.io/library/a:1"}]},
+            "the project's boot unit",
+        ),
     ],
 )
 def test_bad_projects_are_rejected(project, data, needle):
@@ -139,3 +171,19 @@ def test_bad_vars_are_reported_by_host_and_key():
         "ws1: podman_compose_projects[0](dev) (host data in the inventory): Value error, "
         "vars.project: reserved (the template's own project)"
     ]
+
+
+def test_the_users_own_file_on_the_host_makes_its_directory_the_projects():
+    project = _projects(
+        {"name": "shop", "file": OWN, "files": {".env": {"host_path": "/home/alice/shop/.env"}}}
+    ).compose_projects[0]
+    assert project.project_directory("/srv/containers/compose") == "/home/alice/shop"
+    assert (project.compose_file, project.unit) == (
+        "docker-compose.yml",
+        "podman-compose-shop.service",
+    )
+    copied = _projects({"name": "db", "file": {"src": "/ctl/db.yml"}}).compose_projects[0]
+    assert (
+        copied.project_directory("/srv/c") == "/srv/c/db" and copied.compose_file == "compose.yaml"
+    )
+    assert copied.timeout == 300

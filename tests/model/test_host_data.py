@@ -65,6 +65,10 @@ def test_phases_from_the_command_line_string():
         ),
         ({"rootless_users": [{"name": "a"}, {"name": "a"}]}, "lists a user twice"),
         ({"extra_packages": ["vim && curl x"]}, "not a valid package name"),
+        ({"host_class": "desktop", "desktop": {"enabled": True}}, "needs desktop_platform"),
+        ({"desktop": {"flatpak_remote_url": "http://x/y.flatpakrepo"}}, "https URL"),
+        ({"desktop": {"flatpak_remote": "a b"}}, "not a valid remote name"),
+        ({"desktop_platform": "linux"}, "Input should be 'macos' or 'windows'"),
         ({"registries": {"search": ["https://docker.io"]}}, "not a valid search registry"),
         # containers-registries.conf(5): what podman would refuse, making every pull fail.
         ({"registries": {"search": ["quay.io/myorg"]}}, "not a valid search registry"),
