@@ -237,8 +237,13 @@ def _ps(user: str | None) -> str:
     return as_user(user, running.PS)
 
 
-def _present_services(cfg: HostData, user: str | None = ...) -> list[Service]:
-    return [s for s in cfg.services if s.present and (user is ... or s.user == user)]
+def _present_services(cfg: HostData) -> list[Service]:
+    return [s for s in cfg.services if s.present]
+
+
+def _owned(cfg: HostData, user: str | None) -> list[Service]:
+    """The present services of ``user`` (None: root's)."""
+    return [s for s in _present_services(cfg) if s.user == user]
 
 
 def _timer_units(svc: Service) -> list[str]:
@@ -247,7 +252,7 @@ def _timer_units(svc: Service) -> list[str]:
 
 def _service_units(cfg: HostData, user: str | None) -> list[str]:
     units = []
-    for svc in _present_services(cfg, user):
+    for svc in _owned(cfg, user):
         units += [f"{svc.name}.service", *_timer_units(svc)]
     return units
 
@@ -265,9 +270,7 @@ def _service_commands(cfg: HostData) -> dict[str, str]:
 
 def _containers(r: Results, user: str | None) -> dict[str, running.Container] | str:
     """The owner's containers by name, or what went wrong asking podman."""
-    result = r.get(f"ps {_label(user)}")
-    if result is None:
-        return {}
+    result = r[f"ps {_label(user)}"]
     if result.rc != 0:
         return f"{_label(user)}: podman ps: {_first_line(result)}"
     try:
@@ -284,7 +287,7 @@ def _systemctl(user: str | None, verb: str, unit: str) -> str:
 def _judge_services(r: Results, cfg: HostData):
     bad, total = [], 0
     for user in _owners(cfg):
-        services = _present_services(cfg, user)
+        services = _owned(cfg, user)
         if not services:
             continue
         units = running.parse_units(r[f"units {_label(user)}"].output)
@@ -339,7 +342,7 @@ def _judge_health(r: Results, cfg: HostData):
 def _judge_timers(r: Results, cfg: HostData):
     bad, total = [], 0
     for user in _owners(cfg):
-        timers = [t for s in _present_services(cfg, user) for t in _timer_units(s)]
+        timers = [t for s in _owned(cfg, user) for t in _timer_units(s)]
         if not timers:
             continue
         units = running.parse_units(r[f"units {_label(user)}"].output)
@@ -446,9 +449,7 @@ def _drift_commands(cfg: HostData) -> dict[str, str]:
     for user in _owners(cfg):
         commands[f"ps {_label(user)}"] = _ps(user)
         dirs = list((USER_DIRS if user else SYSTEM_DIRS).values())
-        secrets = [
-            f"{cfg.service_root}/{s.name}/{SECRETS_FILE}" for s in _present_services(cfg, user)
-        ]
+        secrets = [f"{cfg.service_root}/{s.name}/{SECRETS_FILE}" for s in _owned(cfg, user)]
         commands[f"files {_label(user)}"] = running.dump_command(user, dirs, secrets)
     return commands
 
@@ -470,7 +471,7 @@ def managed_files(cfg: HostData, user: str | None, r: Results) -> dict[str, str]
     dirs = USER_DIRS if user else SYSTEM_DIRS
     exists = running.parse_dump(r[f"files {_label(user)}"].output).exists
     wanted = {}
-    for svc in _present_services(cfg, user):
+    for svc in _owned(cfg, user):
         service_dir = f"{cfg.service_root}/{svc.name}"
         env_file = f"{service_dir}/{SECRETS_FILE}" in exists
         suffix = "container" if rendering == "quadlet" else "service"
@@ -535,7 +536,7 @@ def _judge_drift_containers(r: Results, cfg: HostData):
         if isinstance(containers, str):
             findings.append(containers)
             continue
-        services = {s.name: s for s in _present_services(cfg, user)}
+        services = {s.name: s for s in _owned(cfg, user)}
         projects = {p.name for p in cfg.compose_projects if p.present and p.user == user}
         owner = f"{user}'s" if user else "root's"
         for name, c in sorted(containers.items()):
@@ -593,7 +594,7 @@ def _exposure(r: Results, cfg: HostData) -> tuple[list[str], list[str], list[str
         if isinstance(containers, str):
             listing.append(containers)
             continue
-        services = {s.name: s for s in _present_services(cfg, user)}
+        services = {s.name: s for s in _owned(cfg, user)}
         projects = {p.name for p in cfg.compose_projects if p.present and p.user == user}
         for name, c in sorted(containers.items()):
             svc = services.get(name)
