@@ -279,6 +279,15 @@ def _containers(r: Results, user: str | None) -> dict[str, running.Container] | 
         return f"{_label(user)}: podman ps: unreadable ({error})"
 
 
+def _units(r: Results, user: str | None) -> dict[str, dict[str, str]] | str:
+    """The owner's units by name, or why their systemd could not be asked (a rootless user's
+    manager runs only while the user lingers)."""
+    result = r[f"units {_label(user)}"]
+    if result.rc != 0:
+        return f"{_label(user)}'s systemd: {_first_line(result)}"
+    return running.parse_units(result.output)
+
+
 def _systemctl(user: str | None, verb: str, unit: str) -> str:
     scope = f"--user -M {user}@ " if user else ""
     return f"systemctl {scope}{verb} {unit}"
@@ -290,10 +299,10 @@ def _judge_services(r: Results, cfg: HostData):
         services = _owned(cfg, user)
         if not services:
             continue
-        units = running.parse_units(r[f"units {_label(user)}"].output)
+        units = _units(r, user)
         containers = _containers(r, user)
-        if isinstance(containers, str):
-            bad.append(containers)
+        if isinstance(units, str) or isinstance(containers, str):
+            bad.append(units if isinstance(units, str) else containers)
             continue
         docker = r[f"docker {_label(user)}"]
         listed = set(docker.output.split()) if docker.rc == 0 else set()
@@ -345,7 +354,10 @@ def _judge_timers(r: Results, cfg: HostData):
         timers = [t for s in _owned(cfg, user) for t in _timer_units(s)]
         if not timers:
             continue
-        units = running.parse_units(r[f"units {_label(user)}"].output)
+        units = _units(r, user)
+        if isinstance(units, str):
+            bad.append(units)
+            continue
         for timer in timers:
             total += 1
             props = units.get(timer, {})
