@@ -1,6 +1,6 @@
-"""deploys/verify.py and the testinfra QA suite on converged guests; services converged on
-both (Debian 12 plain units, Debian 13 quadlet; root's and a rootless user's) show no drift;
-then what is changed by hand (an extra container, a container publishing a port on all
+"""deploys/verify.py and the testinfra QA suite on converged guests running services
+(Debian 12 plain units, Debian 13 quadlet; root's and a rootless user's): everything passes, no
+drift; then what is changed by hand (an extra container, a container publishing a port on all
 interfaces, an edited unit file, a stopped service) is named exactly, as warnings unless the
 host's data is strict, with nothing changed on the hosts; then a guest broken on purpose (Docker
 daemon installed and running, graphRoot changed, socket stopped) reports exactly those
@@ -8,6 +8,7 @@ failures. Runs last among the modules using the converged guests: it breaks one.
 
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -19,19 +20,14 @@ GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
 MINUTES = 6  # last measured wall time; see the module's stage timings
 GUESTS = (SERVER, WORKSTATION)
 ROOT = "/srv/containers/apps"
-# Root's web (health check, port on loopback) and worker (a timer); vagrant's userweb (a port
-# without host_ip: all interfaces, as declared).
+# Root's web (a health check, a port on loopback, a timer); vagrant's userweb (a port without
+# host_ip: all interfaces, as declared).
 SERVICES = [
     {
         "name": "web",
         "image": "docker.io/library/nginx:alpine",
         "ports": [{"host": 8091, "container": 80, "host_ip": "127.0.0.1"}],
         "healthcheck": {"command": "test -d /www", "interval": "5s"},
-    },
-    {
-        "name": "worker",
-        "image": "docker.io/library/alpine:latest",
-        "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
         "timers": [{"name": "tick", "on_calendar": "*:0/5", "command": ["true"]}],
     },
     {
@@ -41,6 +37,7 @@ SERVICES = [
         "ports": [{"host": 8092, "container": 80}],
     },
 ]
+DECLARED = {"service_root": ROOT, "services": SERVICES}
 UNIT_FILE = {
     SERVER: "/etc/systemd/system/web.service",
     WORKSTATION: "/etc/containers/systemd/web.container",
@@ -69,13 +66,20 @@ def _check(report, host, check_id):
     return next(c for c in report["hosts"][host] if c["id"] == check_id)
 
 
-def _set_data(testbed, **data):
-    """podman_* host data over both guests' role data (``name={...}`` per guest for one)."""
+def _set_data(testbed, data=None, **per_guest):
+    """podman_* host data (keys without the prefix) over each guest's role data: ``data`` for
+    both, or ``SERVER={...}`` for one; none: nothing declared."""
     for name in GUESTS:
-        testbed.data_overrides[name] = {
-            f"podman_{k}": v for k, v in (data.get(name) or data.get("both") or {}).items()
-        }
+        chosen = per_guest.get(name, data) or {}
+        testbed.data_overrides[name] = {f"podman_{k}": v for k, v in chosen.items()}
     testbed.write_state()
+
+
+def _on_both(testbed, function):
+    with ThreadPoolExecutor(len(GUESTS)) as pool:
+        return dict(
+            zip(GUESTS, pool.map(lambda n: function(testbed.guests[n]), GUESTS), strict=True)
+        )
 
 
 def _host_state(guest) -> str:
@@ -87,15 +91,26 @@ def _host_state(guest) -> str:
         "sudo podman ps --format '{{.Names}} {{.ID}}' | sort; echo vagrant:; "
         "podman ps -a --format '{{.Names}} {{.ID}}' | sort; echo running:; "
         "podman ps --format '{{.Names}} {{.ID}}' | sort; "
-        "systemctl show -p Id,InvocationID,ActiveState web.service worker.service; "
-        "sudo sha256sum /etc/systemd/system/web* /etc/systemd/system/worker* "
-        "/etc/containers/systemd/* ~/.config/containers/systemd/* ~/.config/systemd/user/* "
-        "2>/dev/null; true"
+        "systemctl show -p Id,InvocationID,ActiveState web.service web-tick.timer; "
+        "systemctl --user show -p Id,InvocationID,ActiveState userweb.service; "
+        "sudo sha256sum /etc/systemd/system/web* /etc/containers/systemd/* "
+        "~/.config/containers/systemd/* ~/.config/systemd/user/* 2>/dev/null; true"
     )
     return guest.run(command, check=True).stdout
 
 
-def test_verify_passes_on_converged_guests(testbed, converged, tmp_path):
+@pytest.fixture(scope="module")
+def services(testbed, converged):
+    """The services on both guests (the next tests' data; the broken-host test declares
+    none)."""
+    _set_data(testbed, DECLARED)
+    rc, result, stderr = testbed.pyinfra("--no-wait", deploy="deploys/services.py")
+    assert rc == 0, stderr[-6000:]
+    yield
+    _set_data(testbed)
+
+
+def test_verify_passes_on_converged_guests(testbed, services, tmp_path):
     rc, report, stderr = _verify(testbed, tmp_path)
     assert rc == 0, stderr[-3000:]
     assert report["passed"] is True
@@ -103,38 +118,10 @@ def test_verify_passes_on_converged_guests(testbed, converged, tmp_path):
     assert "docker-run" in {c["id"] for c in report["hosts"][WORKSTATION]}
     assert (tmp_path / "verify.xml").read_text().startswith("<?xml")
     assert f"{SERVER}: " in stderr and "checks passed" in stderr
-
-
-def test_testinfra_suite_passes_on_converged_guests(testbed, converged, ssh_config):
-    result = subprocess.run(
-        qa_suite([SERVER, WORKSTATION], testbed.inventory_path, ssh_config),
-        cwd=REPO,
-        env=testbed.pyinfra_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert " passed" in result.stdout.splitlines()[-1]
-    assert "failed" not in result.stdout.splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def services(testbed, converged):
-    """The services on both guests; afterwards none declared (what is left warns, never
-    fails: the next test's failures stay exactly the broken ones)."""
-    _set_data(testbed, both={"service_root": ROOT, "services": SERVICES})
-    rc, result, stderr = testbed.pyinfra("--no-wait", deploy="deploys/services.py")
-    assert rc == 0, stderr[-6000:]
-    yield
-    _set_data(testbed)
-
-
-def test_converged_services_show_no_drift(testbed, services, tmp_path):
-    rc, report, stderr = _verify(testbed, tmp_path)
-    assert rc == 0, stderr[-3000:]
+    # A clean converge: no drift, the services up, the exposure listed.
     for name in GUESTS:
         assert _failed(report, name) == [] and _warned(report, name) == [], name
-        assert _check(report, name, "services-running")["found"] == "3/3 active and running"
+        assert _check(report, name, "services-running")["found"] == "2/2 active and running"
         assert _check(report, name, "services-health")["found"] == "1/1 healthy"
         assert _check(report, name, "timers-scheduled")["found"] == "1/1 scheduled"
         assert _check(report, name, "docker-ps-users")["passed"]
@@ -148,21 +135,35 @@ def test_converged_services_show_no_drift(testbed, services, tmp_path):
         )
     assert (
         "root's podman.socket listens on /run/podman/podman.sock"
-        in _check(report, SERVER, "exposure")["details"]
+        in (_check(report, SERVER, "exposure")["details"])
     )
 
 
+def test_testinfra_suite_passes_on_converged_guests(testbed, services, ssh_config):
+    result = subprocess.run(
+        qa_suite([SERVER, WORKSTATION], testbed.inventory_path, ssh_config),
+        cwd=REPO,
+        env=testbed.pyinfra_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout.splitlines()[-1]
+    assert "failed" not in result.stdout.splitlines()[-1]
+
+
 def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_config, tmp_path):
-    for name in GUESTS:
-        guest = testbed.guests[name]
+    def change(guest):
         for command in (
             "sudo podman run -d --name extra docker.io/library/alpine:latest sleep 86400",
             "podman run -d --name exposed -p 8090:80 docker.io/library/nginx:alpine",
-            f"echo '# edited by hand' | sudo tee -a {UNIT_FILE[name]}",
+            f"echo '# edited by hand' | sudo tee -a {UNIT_FILE[guest.name]}",
         ):
             result = guest.run(command, timeout=300)
-            assert result.returncode == 0, (name, command, result.stderr)
-    before = {name: _host_state(testbed.guests[name]) for name in GUESTS}
+            assert result.returncode == 0, (guest.name, command, result.stderr)
+
+    _on_both(testbed, change)
+    before = _on_both(testbed, _host_state)
 
     # Not strict: the drift warns, the run passes.
     rc, report, stderr = _verify(testbed, tmp_path / "warn")
@@ -170,9 +171,10 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
     for name in GUESTS:
         assert _failed(report, name) == [], name
         assert _warned(report, name) == DRIFT, name
-        assert [
+        found = [
             line.split(" (")[0] for line in _check(report, name, "drift-containers")["details"]
-        ] == ["root's extra", "vagrant's exposed"]
+        ]
+        assert found == ["root's extra", "vagrant's exposed"]
         (edited,) = _check(report, name, "drift-files")["details"]
         assert edited.startswith(f"{UNIT_FILE[name]}: changed on the host: '+# edited by hand'")
         assert _check(report, name, "drift-ports")["details"] == [
@@ -180,19 +182,12 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
             "does not declare: declare it (with host_ip) or stop publishing it"
         ]
     assert "warn" in stderr and "drift-files: " in stderr
-    assert {name: _host_state(testbed.guests[name]) for name in GUESTS} == before
+    assert _on_both(testbed, _host_state) == before
 
-    # The server's data strict, a service stopped on both: exactly those fail.
-    for name in GUESTS:
-        testbed.guests[name].run("sudo systemctl stop worker.service", check=True)
-    before = {name: _host_state(testbed.guests[name]) for name in GUESTS}
-    _set_data(
-        testbed,
-        **{
-            SERVER: {"service_root": ROOT, "services": SERVICES, "verify_strict": True},
-            WORKSTATION: {"service_root": ROOT, "services": SERVICES},
-        },
-    )
+    # The server's data strict, vagrant's service stopped on both: exactly those fail.
+    _on_both(testbed, lambda g: g.run("systemctl --user stop userweb.service", check=True))
+    before = _on_both(testbed, _host_state)
+    _set_data(testbed, DECLARED, **{SERVER: DECLARED | {"verify_strict": True}})
     rc, report, stderr = _verify(testbed, tmp_path / "strict")
     assert rc != 0
     assert _failed(report, SERVER) == sorted(DRIFT + ["services-running"])
@@ -200,8 +195,9 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
     assert _warned(report, WORKSTATION) == DRIFT
     for name in GUESTS:
         (stopped,) = _check(report, name, "services-running")["details"]
-        assert stopped.startswith("worker: unit ") and "container missing" in stopped, stopped
-    assert {name: _host_state(testbed.guests[name]) for name in GUESTS} == before
+        assert stopped.startswith("userweb (vagrant's): unit "), stopped
+        assert "container missing" in stopped, stopped
+    assert _on_both(testbed, _host_state) == before
 
     # The testinfra suite, from the same definitions: the same failures; drift warns.
     result = subprocess.run(
@@ -221,8 +217,7 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
         + [f"{WORKSTATION}-services-running"]
     ), result.stdout[-3000:]
     assert "DriftWarning" in result.stdout, result.stdout[-3000:]
-    assert {name: _host_state(testbed.guests[name]) for name in GUESTS} == before
-    _set_data(testbed)  # nothing declared for the next test (the fixture ends with the module)
+    assert _on_both(testbed, _host_state) == before
 
 
 def test_verify_reports_exactly_what_was_broken(testbed, converged, tmp_path):
