@@ -2,10 +2,12 @@
 
     pyinfra inventories/home.py deploys/verify.py [--limit motoko]
 
-Prints a table per host (check, expected, found, pass/fail) once every host is checked,
-writes ``reports/verify.json`` and ``reports/verify.xml`` (JUnit) on the controller (the
-folder: ``PODMAN_STANDARD_REPORT_DIR``), and exits non-zero when any check fails. The
-criteria themselves live in ``facts/qa.py``, shared with the pytest-testinfra suite.
+Prints a table per host (check, expected, found, pass/warn/FAIL, then one line per finding)
+once every host is checked, writes ``reports/verify.json`` and ``reports/verify.xml`` (JUnit)
+on the controller (the folder: ``PODMAN_STANDARD_REPORT_DIR``), and exits non-zero when any
+check fails. Drift (what runs differs from the data) only warns, unless the host's data says
+``podman_verify_strict``. The criteria themselves live in ``facts/qa.py``, shared with the
+pytest-testinfra suite.
 """
 
 from __future__ import annotations
@@ -31,18 +33,22 @@ class VerifyFailed(DeployError):
 
 def render_table(host_name: str, checks: list[Check]) -> str:
     rows = [("check", "expected", "found", "result")] + [
-        (c.title, c.expected, c.found, "pass" if c.passed else "FAIL") for c in checks
+        (c.title, c.expected, c.found, c.result) for c in checks
     ]
     widths = [min(max(len(r[i]) for r in rows), 48) for i in range(4)]
 
     def line(row):
         return "  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
 
+    warned = sum(not c.passed and not c.failed for c in checks)
     out = [
-        f"{host_name}: {sum(c.passed for c in checks)}/{len(checks)} checks passed",
+        f"{host_name}: {sum(c.passed for c in checks)}/{len(checks)} checks passed"
+        + (f", {warned} warning(s)" if warned else ""),
         line(rows[0]),
     ]
     out += [line(r) for r in rows[1:]]
+    for c in checks:
+        out += [f"  {c.id}: {detail}" for detail in c.details]
     out += [f"  {c.title}: {c.hint}" for c in checks if not c.passed and c.hint]
     return "\n".join(out)
 
@@ -50,9 +56,13 @@ def render_table(host_name: str, checks: list[Check]) -> str:
 def report_json(results: dict[str, list[Check]]) -> str:
     return json.dumps(
         {
-            "passed": all(c.passed for checks in results.values() for c in checks),
+            "passed": not any(c.failed for checks in results.values() for c in checks),
+            "warnings": sum(
+                not c.passed and not c.failed for checks in results.values() for c in checks
+            ),
             "hosts": {
-                name: [asdict(c) for c in checks] for name, checks in sorted(results.items())
+                name: [asdict(c) | {"result": c.result} for c in checks]
+                for name, checks in sorted(results.items())
             },
         },
         indent=2,
@@ -62,17 +72,23 @@ def report_json(results: dict[str, list[Check]]) -> str:
 def report_junit(results: dict[str, list[Check]]) -> str:
     suites = ET.Element("testsuites", name="podman-standard verify")
     for name, checks in sorted(results.items()):
-        failures = sum(not c.passed for c in checks)
+        failures = sum(c.failed for c in checks)
         suite = ET.SubElement(
             suites, "testsuite", name=name, tests=str(len(checks)), failures=str(failures)
         )
         for c in checks:
             case = ET.SubElement(suite, "testcase", classname=name, name=c.id)
-            if not c.passed:
+            lines = list(c.details) + ([c.hint] if c.hint else [])
+            if c.failed:
                 failure = ET.SubElement(
                     case, "failure", message=f"expected {c.expected}, found {c.found}"
                 )
-                failure.text = c.hint
+                failure.text = "\n".join(lines)
+            elif not c.passed:  # JUnit has no warning: the case passes, its output says it
+                out = ET.SubElement(case, "system-out")
+                out.text = f"warning: expected {c.expected}, found {c.found}\n" + "\n".join(lines)
+            elif c.details:
+                ET.SubElement(case, "system-out").text = "\n".join(c.details)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 
 
@@ -83,7 +99,7 @@ def finish(results: dict[str, list[Check]], report_dir: Path) -> None:
     (report_dir / "verify.xml").write_text(report_junit(results) + "\n")
     for name, checks in sorted(results.items()):
         click.echo("\n" + render_table(name, checks), err=True)
-    failed = {n: [c.id for c in cs if not c.passed] for n, cs in results.items()}
+    failed = {n: [c.id for c in cs if c.failed] for n, cs in results.items()}
     failed = {n: ids for n, ids in failed.items() if ids}
     click.echo(f"\nreports: {report_dir / 'verify.json'}, {report_dir / 'verify.xml'}", err=True)
     if failed:

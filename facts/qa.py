@@ -3,12 +3,15 @@
 ``host.run``), so the two cannot drift apart.
 
 A criterion names the commands it observes and a pure ``judge`` that turns their results
-(exit status + output) and the host's declared data into expected/found/passed, plus the
-standard's §9 troubleshooting hint for a failure.
+(exit status + output) and the host's declared data into expected/found/passed (and one line
+per finding, each saying what to do), plus the standard's §9 troubleshooting hint for a
+failure. A ``drift`` criterion (what runs differs from the data) only warns unless the host's
+data says ``verify_strict``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import shlex
 from collections.abc import Callable
@@ -16,9 +19,19 @@ from dataclasses import dataclass, field, replace
 
 from pyinfra.api import FactBase
 
-from facts import FactValue
+from facts import FactValue, running
 from facts.compose import as_user
-from model.host_data import HostClass, HostData
+from facts.services import Quadlet
+from model.host_data import SECRETS_FILE, HostClass, HostData, Port, Service
+from operations.services import (
+    QUADLET_SINCE,
+    SYSTEM_DIRS,
+    USER_DIRS,
+    _version,
+    render_network,
+    render_timer,
+    render_unit,
+)
 
 _RC = "@@rc="
 TEST_IMAGE = "docker.io/library/alpine:latest"
@@ -55,6 +68,17 @@ class Check:
     found: str
     passed: bool
     hint: str = ""
+    # "fail" or "warn": what a check that did not pass means (warn: the run still passes).
+    severity: str = "fail"
+    details: tuple[str, ...] = ()  # one line per finding (exposure: also what it lists)
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and self.severity == "fail"
+
+    @property
+    def result(self) -> str:
+        return "pass" if self.passed else ("FAIL" if self.severity == "fail" else "warn")
 
 
 Results = dict[str, ProbeResult]
@@ -66,11 +90,14 @@ class Criterion:
     title: str
     classes: frozenset[HostClass]
     commands: dict[str, str]
-    judge: Callable[[Results, HostData], tuple[str, str, bool]]
+    # (expected, found, passed) or (expected, found, passed, one line per finding)
+    judge: Callable[[Results, HostData], tuple]
     hint: str
     applies: Callable[[HostData], bool] = field(default=lambda cfg: True)
     # Commands that depend on the host's data (one per declared item), instead of ``commands``.
     commands_for: Callable[[HostData], dict[str, str]] | None = None
+    # Drift from the data: a warning unless the host's data says verify_strict.
+    drift: bool = False
 
 
 def _first_line(result: ProbeResult) -> str:
@@ -245,6 +272,460 @@ def _judge_repository(r: Results, cfg: HostData):
     return expected, ", ".join(found) or "no source file names it", bool(found)
 
 
+# ---- §8.1 for services and users, drift, exposure ------------------------------------------
+# Each owner (root, each rootless user) costs a fixed number of commands whatever the number of
+# its containers and services: podman ps, docker ps, one systemctl show, one file dump.
+
+
+def _owners(cfg: HostData) -> list[str | None]:
+    return [None] + [u.name for u in cfg.rootless_users]
+
+
+def _label(user: str | None) -> str:
+    return user or "root"
+
+
+def _ps(user: str | None) -> str:
+    return as_user(user, running.PS)
+
+
+def _present_services(cfg: HostData) -> list[Service]:
+    return [s for s in cfg.services if s.present]
+
+
+def _owned(cfg: HostData, user: str | None) -> list[Service]:
+    """The present services of ``user`` (None: root's)."""
+    return [s for s in _present_services(cfg) if s.user == user]
+
+
+def _timer_units(svc: Service) -> list[str]:
+    return [f"{svc.name}-{t.name}.timer" for t in svc.timers if t.present]
+
+
+def _service_units(cfg: HostData, user: str | None) -> list[str]:
+    units = []
+    for svc in _owned(cfg, user):
+        units += [f"{svc.name}.service", *_timer_units(svc)]
+    return units
+
+
+def _service_commands(cfg: HostData) -> dict[str, str]:
+    commands = {}
+    for user in _owners(cfg):
+        units = _service_units(cfg, user)
+        if units:
+            commands[f"units {_label(user)}"] = running.units_command(user, units)
+            commands[f"ps {_label(user)}"] = _ps(user)
+            commands[f"docker {_label(user)}"] = as_user(user, running.DOCKER_PS)
+    return commands
+
+
+def _containers(r: Results, user: str | None) -> dict[str, running.Container] | str:
+    """The owner's containers by name, or what went wrong asking podman."""
+    result = r[f"ps {_label(user)}"]
+    if result.rc != 0:
+        return f"{_label(user)}: podman ps: {_first_line(result)}"
+    try:
+        return {c.name: c for c in running.parse_ps(result.output)}
+    except (ValueError, KeyError, TypeError) as error:
+        return f"{_label(user)}: podman ps: unreadable ({error})"
+
+
+def _units(r: Results, user: str | None) -> dict[str, dict[str, str]] | str:
+    """The owner's units by name, or why their systemd could not be asked (a rootless user's
+    manager runs only while the user lingers)."""
+    result = r[f"units {_label(user)}"]
+    if result.rc != 0:
+        return f"{_label(user)}'s systemd: {_first_line(result)}"
+    return running.parse_units(result.output)
+
+
+def _systemctl(user: str | None, verb: str, unit: str) -> str:
+    scope = f"--user -M {user}@ " if user else ""
+    return f"systemctl {scope}{verb} {unit}"
+
+
+def _judge_services(r: Results, cfg: HostData):
+    bad, total = [], 0
+    for user in _owners(cfg):
+        services = _owned(cfg, user)
+        if not services:
+            continue
+        units = _units(r, user)
+        containers = _containers(r, user)
+        if isinstance(units, str) or isinstance(containers, str):
+            bad.append(units if isinstance(units, str) else containers)
+            continue
+        docker = r[f"docker {_label(user)}"]
+        listed = set(docker.output.split()) if docker.rc == 0 else set()
+        for svc in services:
+            total += 1
+            unit = units.get(f"{svc.name}.service", {})
+            active = unit.get("ActiveState", "unknown")
+            container = containers.get(svc.name)
+            cstate = container.state if container else "missing"
+            owner = f" ({svc.user}'s)" if svc.user else ""
+            if active != "active" or cstate != "running":
+                bad.append(
+                    f"{svc.name}{owner}: unit {active} ({unit.get('SubState', '?')}), container "
+                    f"{cstate}: see `{_systemctl(svc.user, 'status', svc.name + '.service')}`"
+                )
+            elif container.id[:12] not in listed:
+                bad.append(
+                    f"{svc.name}{owner}: running, but `docker ps` does not list it "
+                    f"({_first_line(docker) if docker.rc else 'other containers'}): check the "
+                    "compatibility layer (§9.1)"
+                )
+    found = f"{total - len(bad)}/{total} active and running"
+    return f"{total} services active, containers running", found, not bad, bad
+
+
+def _judge_health(r: Results, cfg: HostData):
+    checked = [s for s in _present_services(cfg) if s.healthcheck]
+    bad = []
+    for svc in checked:
+        containers = _containers(r, svc.user)
+        if isinstance(containers, str):
+            bad.append(containers)
+            continue
+        container = containers.get(svc.name)
+        health = (container.health or "no health status") if container else "no container"
+        if health != "healthy":
+            bad.append(
+                f"{svc.name}: {health}: `podman healthcheck run {svc.name}`"
+                + (f" as {svc.user}" if svc.user else "")
+                + " shows the check's output"
+            )
+    found = f"{len(checked) - len(bad)}/{len(checked)} healthy"
+    return f"{len(checked)} healthy", found, not bad, bad
+
+
+def _judge_timers(r: Results, cfg: HostData):
+    bad, total = [], 0
+    for user in _owners(cfg):
+        timers = [t for s in _owned(cfg, user) for t in _timer_units(s)]
+        if not timers:
+            continue
+        units = _units(r, user)
+        if isinstance(units, str):
+            bad.append(units)
+            continue
+        for timer in timers:
+            total += 1
+            props = units.get(timer, {})
+            active, following = (
+                props.get("ActiveState", "unknown"),
+                props.get("NextElapseUSecRealtime", ""),
+            )
+            if active != "active" or not following:
+                bad.append(
+                    f"{timer}: {active}, next run {following or 'none'}: "
+                    f"`{_systemctl(user, 'list-timers', timer)}`"
+                )
+    return f"{total} timers scheduled", f"{total - len(bad)}/{total} scheduled", not bad, bad
+
+
+def _docker_ps_commands(cfg: HostData) -> dict[str, str]:
+    commands = {}
+    for user in _owners(cfg)[1:]:  # root's: criterion docker-ps
+        commands[f"docker {_label(user)}"] = as_user(user, running.DOCKER_PS)
+        commands[f"ps {_label(user)}"] = _ps(user)
+    return commands
+
+
+def _judge_docker_ps_owners(r: Results, cfg: HostData):
+    """Per rootless user, ``docker ps`` (the compatibility layer, as that user) lists the same
+    containers as their podman."""
+    bad, owners = [], []
+    for user in _owners(cfg):
+        docker = r.get(f"docker {_label(user)}")
+        if docker is None:
+            continue
+        owners.append(_label(user))
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            bad.append(containers)
+            continue
+        if docker.rc != 0:
+            bad.append(f"{_label(user)}: docker ps: {_first_line(docker)}")
+            continue
+        ids = {c.id[:12] for c in containers.values()}
+        shown = set(docker.output.split())
+        if shown != ids:
+            bad.append(
+                f"{_label(user)}: docker ps shows {len(shown)}, podman ps {len(ids)}"
+                f" (only in podman ps: {', '.join(sorted(ids - shown)) or 'none'})"
+            )
+    expected = f"docker ps = podman ps as {', '.join(owners)}"
+    return expected, "; ".join(bad) or "same containers", not bad, bad
+
+
+def _compose_commands(cfg: HostData) -> dict[str, str]:
+    users = {p.user for p in cfg.compose_projects if p.present}
+    return {f"ps {_label(u)}": _ps(u) for u in _owners(cfg) if u in users}
+
+
+def _judge_compose(r: Results, cfg: HostData):
+    projects = [p for p in cfg.compose_projects if p.present]
+    bad = []
+    for project in projects:
+        containers = _containers(r, project.user)
+        if isinstance(containers, str):
+            bad.append(containers)
+            continue
+        own = {n: c.state for n, c in containers.items() if c.project == project.name}
+        if not own or any(state != "running" for state in own.values()):
+            listed = ", ".join(f"{n} {s}" for n, s in sorted(own.items())) or "no containers"
+            bad.append(f"{project.name} ({_label(project.user)}): {listed}")
+    found = f"{len(projects) - len(bad)}/{len(projects)} up"
+    return f"{len(projects)} projects up", found, not bad, bad
+
+
+def _socket_users(cfg: HostData) -> list[str]:
+    """Rootless users whose data asks for their own Docker API socket (``docker_api``: the
+    rootless user's podman.socket and DOCKER_HOST; a RootlessUser without the field asks for
+    none)."""
+    return [u.name for u in cfg.rootless_users if u.docker_api]
+
+
+USER_SOCKET = '"$XDG_RUNTIME_DIR/podman/podman.sock"'
+
+
+def _user_socket_commands(cfg: HostData) -> dict[str, str]:
+    return {u: as_user(u, running.ping_command(USER_SOCKET)) for u in _socket_users(cfg)}
+
+
+def _judge_user_sockets(r: Results, cfg: HostData):
+    bad = []
+    for user, result in sorted(r.items()):
+        status, body = running.parse_ping(result.output)
+        if result.rc != 0 or body != "OK":
+            bad.append(
+                f"{user}: /_ping {status or _first_line(result)}: "
+                f"`systemctl --user -M {user}@ status podman.socket`"
+            )
+    expected = f"/_ping answers OK as {', '.join(sorted(r))}"
+    return expected, "; ".join(bad) or "OK", not bad, bad
+
+
+def _drift_commands(cfg: HostData) -> dict[str, str]:
+    commands = {"info": "podman info --format json", "quadlet": Quadlet().command()}
+    for user in _owners(cfg):
+        commands[f"ps {_label(user)}"] = _ps(user)
+        dirs = list((USER_DIRS if user else SYSTEM_DIRS).values())
+        secrets = [f"{cfg.service_root}/{s.name}/{SECRETS_FILE}" for s in _owned(cfg, user)]
+        commands[f"files {_label(user)}"] = running.dump_command(user, dirs, secrets)
+    return commands
+
+
+def _podman_version(r: Results) -> tuple[int, ...]:
+    return _version(_info(r).get("version", {}).get("Version", ""))
+
+
+def managed_files(cfg: HostData, user: str | None, r: Results) -> dict[str, str] | str:
+    """What this package would write for ``user``'s (root's) declared services, {path: content}
+    (paths relative to a rootless user's home): unit files, networks, timers. Another kind of
+    managed file joins the drift report by adding its entries here. A str when the host's
+    podman cannot be read (then the rendering is unknown)."""
+    version = _podman_version(r)
+    if not version:
+        return "podman info failed: the unit files' rendering is unknown"
+    quadlet = r["quadlet"].rc == 0 and bool(r["quadlet"].output.strip())
+    rendering = "quadlet" if quadlet and version >= QUADLET_SINCE else "plain"
+    dirs = USER_DIRS if user else SYSTEM_DIRS
+    exists = running.parse_dump(r[f"files {_label(user)}"].output).exists
+    wanted = {}
+    for svc in _owned(cfg, user):
+        service_dir = f"{cfg.service_root}/{svc.name}"
+        env_file = f"{service_dir}/{SECRETS_FILE}" in exists
+        suffix = "container" if rendering == "quadlet" else "service"
+        wanted[f"{dirs[rendering]}/{svc.name}.{suffix}"] = render_unit(
+            svc, rendering, service_dir, bool(user), env_file=env_file, podman=version
+        )
+        if rendering == "quadlet" and svc.network:
+            wanted[f"{dirs[rendering]}/{svc.network}.network"] = render_network(svc.network)
+        for timer in svc.timers:
+            if timer.present:
+                timer_text, job_text = render_timer(svc, timer)
+                wanted[f"{dirs['plain']}/{svc.name}-{timer.name}.timer"] = timer_text
+                wanted[f"{dirs['plain']}/{svc.name}-{timer.name}.service"] = job_text
+    return wanted
+
+
+def _first_difference(found: str, wanted: str) -> str:
+    """The first changed lines of a unified diff (the table shows one line per finding)."""
+    diff = [
+        line
+        for line in difflib.unified_diff(wanted.splitlines(), found.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    shown = " / ".join(repr(line) for line in diff[:2])
+    more = f" (+{len(diff) - 2} more changed lines)" if len(diff) > 2 else ""
+    return shown + more
+
+
+def _judge_drift_files(r: Results, cfg: HostData):
+    findings = []
+    for user in _owners(cfg):
+        wanted = managed_files(cfg, user, r)
+        if isinstance(wanted, str):
+            findings.append(f"{_label(user)}: {wanted}")
+            continue
+        on_host = running.parse_dump(r[f"files {_label(user)}"].output).files
+        where = f"{user}'s ~/" if user else ""
+        for path in sorted(set(wanted) | set(on_host)):
+            if path not in on_host:
+                findings.append(
+                    f"{where}{path}: missing: converge (deploys/services.py) to write it"
+                )
+            elif path not in wanted:
+                findings.append(
+                    f"{where}{path}: written by podman-standard for nothing declared now: "
+                    "declare its service with present: false to remove it"
+                )
+            elif on_host[path] != wanted[path]:
+                findings.append(
+                    f"{where}{path}: changed on the host: "
+                    f"{_first_difference(on_host[path], wanted[path])}; the next converge "
+                    "overwrites it: put the change into the data"
+                )
+    found = "; ".join(f.split(":", 1)[0] for f in findings) or "as the data says"
+    return "unit files as the data renders them", found, not findings, findings
+
+
+def _judge_drift_containers(r: Results, cfg: HostData):
+    findings = []
+    for user in _owners(cfg):
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
+            continue
+        services = {s.name: s for s in _owned(cfg, user)}
+        projects = {p.name for p in cfg.compose_projects if p.present and p.user == user}
+        owner = f"{user}'s" if user else "root's"
+        for name, c in sorted(containers.items()):
+            if c.infra:
+                continue
+            svc = services.get(name)
+            if svc and svc.image and c.image != svc.image:
+                findings.append(
+                    f"{owner} {name} runs {c.image}, the data says {svc.image}: converge "
+                    "(deploys/services.py) to re-create it"
+                )
+            elif not svc and c.project and c.project not in projects:
+                findings.append(
+                    f"{owner} {name} ({c.state}) belongs to compose project {c.project}, "
+                    "not declared: declare the project, or `podman-compose down` it"
+                )
+            elif not svc and not c.project:
+                who = f" as {user}" if user else ""
+                findings.append(
+                    f"{owner} {name} ({c.image}, {c.state}) is not declared: declare it in "
+                    f"podman_services, or remove it (`podman rm -f {name}`{who})"
+                )
+    found = "; ".join(f.split(" (", 1)[0].split(" runs ")[0] for f in findings)
+    return "only declared containers", found or "only declared containers", not findings, findings
+
+
+def _socket_commands(user: str | None) -> str:
+    return running.units_command(user, ["podman.socket"]).replace(
+        "--property=", "--property=Listen,"
+    )
+
+
+def _exposure_commands(cfg: HostData) -> dict[str, str]:
+    commands = {}
+    for user in _owners(cfg):
+        commands[f"ps {_label(user)}"] = _ps(user)
+        commands[f"socket {_label(user)}"] = _socket_commands(user)
+    return commands
+
+
+def _declared_port(svc: Service | None, port: running.Published) -> Port | None:
+    for declared in svc.ports if svc else ():
+        if (declared.host, declared.protocol) == (port.host_port, port.protocol):
+            return declared
+    return None
+
+
+def _exposure(r: Results, cfg: HostData) -> tuple[list[str], list[str], list[str]]:
+    """(every published port and listening socket, one line each; ports bound wider than
+    declared; ports that differ from the data: undeclared, or declared and not published)."""
+    listing, wider, undeclared = [], [], []
+    for user in _owners(cfg):
+        owner = f"{user}'s" if user else "root's"
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            listing.append(containers)
+            continue
+        services = {s.name: s for s in _owned(cfg, user)}
+        projects = {p.name for p in cfg.compose_projects if p.present and p.user == user}
+        for name, c in sorted(containers.items()):
+            svc = services.get(name)
+            for port in c.ports:
+                declared = _declared_port(svc, port)
+                scope = "all interfaces" if port.all_interfaces else "one address"
+                if declared is None and c.project in projects and not svc:
+                    # Declared by the project's compose file, which the data names.
+                    listing.append(
+                        f"{owner} {name} {port.address}: {scope}, declared (compose project "
+                        f"{c.project}'s file)"
+                    )
+                    continue
+                if declared is None:
+                    listing.append(f"{owner} {name} {port.address}: {scope}, NOT declared")
+                    undeclared.append(
+                        f"{owner} {name} publishes {port.address} ({scope}) that the data does "
+                        "not declare: declare it (with host_ip) or stop publishing it"
+                    )
+                    continue
+                said = (
+                    "no host_ip: all interfaces"
+                    if declared.host_ip is None
+                    else (f"host_ip {declared.host_ip}")
+                )
+                listing.append(f"{owner} {name} {port.address}: {scope}, declared ({said})")
+                if declared.host_ip is not None and port.all_interfaces:
+                    wider.append(
+                        f"{owner} {name} {port.address} is bound to all interfaces, declared on "
+                        f"{declared.host_ip}: converge (deploys/services.py) re-creates it"
+                    )
+                elif declared.host_ip is not None and port.host_ip != str(declared.host_ip):
+                    wider.append(
+                        f"{owner} {name} {port.address} is bound elsewhere than declared "
+                        f"({declared.host_ip}): converge re-creates it"
+                    )
+            for declared in svc.ports if svc and c.state == "running" else ():
+                if not any(
+                    (p.host_port, p.protocol) == (declared.host, declared.protocol) for p in c.ports
+                ):
+                    undeclared.append(
+                        f"{owner} {name}: declared port {declared.spec} is not published"
+                    )
+        sockets = running.parse_units(r[f"socket {_label(user)}"].output)
+        socket = sockets.get("podman.socket", {})
+        if socket.get("ActiveState") == "active":
+            listen = socket.get("Listen", "").split(" (")[0] or "?"
+            listing.append(f"{owner} podman.socket listens on {listen}")
+    return listing, wider, undeclared
+
+
+def _judge_exposure(r: Results, cfg: HostData):
+    listing, wider, _ = _exposure(r, cfg)
+    ports = sum(" publishes " not in line and "->" in line for line in listing)
+    everywhere = sum("all interfaces" in line.split(": ", 1)[-1][:15] for line in listing)
+    found = f"{ports} published ({everywhere} on all interfaces)"
+    if wider:
+        found = "; ".join(line.split(" is bound")[0] for line in wider)
+    return "no port bound wider than declared", found, not wider, wider + listing
+
+
+def _judge_exposure_drift(r: Results, cfg: HostData):
+    _, _, undeclared = _exposure(r, cfg)
+    found = "; ".join(line.split(" (")[0].split(": declared")[0] for line in undeclared)
+    return "published ports as declared", found or "as declared", not undeclared, undeclared
+
+
 LINUX = frozenset({HostClass.server, HostClass.workstation})
 DESKTOP = frozenset({HostClass.desktop})
 _LAYER = (
@@ -307,6 +788,111 @@ CRITERIA: tuple[Criterion, ...] = (
         },
         _judge_docker_ps,
         "Root vs rootless mismatch: compare `sudo podman ps` with `podman ps` (§9.1).",
+    ),
+    Criterion(
+        "docker-ps-users",
+        "docker ps as each rootless user shows their podman containers",
+        LINUX,
+        {},
+        _judge_docker_ps_owners,
+        "`docker ps` as the user talks to another engine than their podman: check DOCKER_HOST "
+        "and the wrapper (§9.1); compare with `podman ps -a` as the user.",
+        applies=lambda cfg: bool(cfg.rootless_users),
+        commands_for=_docker_ps_commands,
+    ),
+    Criterion(
+        "services-running",
+        "Declared services active, their containers running",
+        LINUX,
+        {},
+        _judge_services,
+        "`systemctl status NAME` (rootless: `systemctl --user -M USER@ status NAME`) and "
+        "`journalctl -u NAME` say why; converge deploys/services.py (§7.2, §8.1).",
+        applies=lambda cfg: bool(_present_services(cfg)),
+        commands_for=_service_commands,
+    ),
+    Criterion(
+        "services-health",
+        "Services with a health check are healthy",
+        LINUX,
+        {},
+        _judge_health,
+        "`podman healthcheck run NAME` prints the check's result; `podman logs NAME` (§8.1).",
+        applies=lambda cfg: any(s.healthcheck for s in _present_services(cfg)),
+        commands_for=_service_commands,
+    ),
+    Criterion(
+        "timers-scheduled",
+        "Service timers scheduled",
+        LINUX,
+        {},
+        _judge_timers,
+        "`systemctl list-timers` shows them; converge deploys/services.py (§8.1).",
+        applies=lambda cfg: any(_timer_units(s) for s in _present_services(cfg)),
+        commands_for=_service_commands,
+    ),
+    Criterion(
+        "compose-projects",
+        "Declared compose projects up",
+        LINUX,
+        {},
+        _judge_compose,
+        "`podman-compose -p NAME ps` in the project's directory, as its user; converge "
+        "deploys/compose.py (§2.3).",
+        applies=lambda cfg: any(p.present for p in cfg.compose_projects),
+        commands_for=_compose_commands,
+    ),
+    Criterion(
+        "user-sockets",
+        "Each user's Docker API socket answers /_ping",
+        LINUX,
+        {},
+        _judge_user_sockets,
+        "systemctl --user enable --now podman.socket as the user (linger on); DOCKER_HOST="
+        "unix://$XDG_RUNTIME_DIR/podman/podman.sock in their session (§2.3, §9.1).",
+        applies=lambda cfg: bool(_socket_users(cfg)),
+        commands_for=_user_socket_commands,
+    ),
+    Criterion(
+        "exposure",
+        "Published ports no wider than declared",
+        LINUX,
+        {},
+        _judge_exposure,
+        "Rootful ports bypass the host firewall's zones (netavark's NAT rules): give each port "
+        "the host_ip it should listen on and converge (README, Services).",
+        commands_for=_exposure_commands,
+    ),
+    Criterion(
+        "drift-containers",
+        "Only declared containers, on the declared images",
+        LINUX,
+        {},
+        _judge_drift_containers,
+        "Declare what should run (podman_services, podman_compose_projects); remove the rest.",
+        commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-files",
+        "Managed files as the data renders them",
+        LINUX,
+        {},
+        _judge_drift_files,
+        "A file edited on the host is overwritten by the next converge: put the change into the "
+        "host data instead.",
+        commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-ports",
+        "Published ports as declared",
+        LINUX,
+        {},
+        _judge_exposure_drift,
+        "Declare each published port (with host_ip) or stop publishing it.",
+        commands_for=_exposure_commands,
+        drift=True,
     ),
     Criterion(
         "compat-layer",
@@ -433,9 +1019,16 @@ def criteria_for(cfg: HostData) -> list[Criterion]:
 
 
 def evaluate(criterion: Criterion, results: Results, cfg: HostData) -> Check:
-    expected, found, passed = criterion.judge(results, cfg)
+    expected, found, passed, *details = criterion.judge(results, cfg)
     return Check(
-        criterion.id, criterion.title, expected, found, passed, "" if passed else criterion.hint
+        criterion.id,
+        criterion.title,
+        expected,
+        found,
+        passed,
+        "" if passed else criterion.hint,
+        "warn" if criterion.drift and not cfg.verify_strict else "fail",
+        tuple(details[0]) if details else (),
     )
 
 

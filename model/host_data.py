@@ -1234,6 +1234,9 @@ class HostData(Strict):
     phases: Annotated[list[Phase], BeforeValidator(_comma_list)] = Field(
         default_factory=lambda: list(Phase), min_length=1
     )
+    # deploys/verify.py: drift and undeclared exposure are failures (exit non-zero), not
+    # warnings.
+    verify_strict: bool = False
 
     @field_validator("services")
     @classmethod

@@ -17,13 +17,15 @@ def _probe(path: Path) -> ProbeResult:
     return Probe().process(path.read_text().splitlines())
 
 
-def _captured(host_dir: str):
-    """{command: ProbeResult} from files named <criterion>.<key>.txt."""
-    by_id = {c.id: c for c in CRITERIA}
+def _captured(host_dir: str, cfg: HostData):
+    """{command: ProbeResult} from files named <criterion>.<key>.txt (a key's first space
+    written '@': ``services-running.ps@vagrant.txt``); a command several criteria run is
+    captured once, under the first."""
+    by_id = {c.id: c for c in CRITERIA} | {c.id: c for c in criteria_for(cfg)}
     results = {}
     for path in (FIXTURES / host_dir).glob("*.txt"):
         criterion_id, key = path.stem.split(".", 1)
-        results[by_id[criterion_id].commands[key]] = _probe(path)
+        results[by_id[criterion_id].commands[key.replace("@", " ", 1)]] = _probe(path)
     return results
 
 
@@ -117,21 +119,27 @@ def test_evaluate_clears_the_hint_when_passing():
     assert ok.passed and ok.hint == ""
 
 
-GUESTS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name != "devhost")
+GUESTS = sorted(p.parent.name for p in FIXTURES.glob("*/host.json"))
 
 
 @pytest.mark.parametrize("guest", GUESTS)
-def test_converged_guest_output_passes_every_criterion(guest):
+def test_captured_guest_output_gives_the_expected_checks(guest):
     meta = json.loads((FIXTURES / guest / "host.json").read_text())
     cfg = HostData.model_validate(meta["data"])
-    results = _captured(guest)
-    # Criteria added after this guest's capture are named in host.json, never guessed.
+    results = _captured(guest, cfg)
+    # Criteria newer than a capture: named in its host.json, and truly without their output.
     later = set(meta.get("not_captured", []))
-    checks = run_criteria(cfg, lambda command: results.get(command, ProbeResult(127, "")))
-    failed = {c.id: c.found for c in checks if not c.passed and c.id not in later}
-    assert failed == meta["expected_failures"]
-    captured = {c.id for c in criteria_for(cfg) if all(v in results for v in c.commands.values())}
-    assert not captured & later, "a criterion named not_captured has its capture: drop the name"
+    for criterion in criteria_for(cfg):
+        captured = all(command in results for command in criterion.commands.values())
+        assert captured != (criterion.id in later), criterion.id
+    checks = [
+        evaluate(c, {k: results[v] for k, v in c.commands.items()}, cfg)
+        for c in criteria_for(cfg)
+        if c.id not in later
+    ]
+    assert {c.id: c.found for c in checks if c.failed} == meta["expected_failures"]
+    warned = {c.id: c.found for c in checks if not c.passed and not c.failed}
+    assert warned == meta.get("expected_warnings", {})
 
 
 def test_registry_logins_one_command_per_credential_as_its_user():
@@ -186,3 +194,228 @@ def test_selinux_criteria_without_selinux_and_a_missing_nvidia_repository():
     repo = _devhost_check("nvidia-repository", "sources", cfg)
     assert not repo.passed and repo.found == "no source file names it" and repo.hint
     assert "nvidia-repository" not in {c.id for c in criteria_for(HostData(nvidia_enabled="auto"))}
+
+
+# ---- services, users, drift, exposure (captured on the testbed: see each host.json) ----------
+
+
+def _drift_case(guest: str, **changes):
+    meta = json.loads((FIXTURES / guest / "host.json").read_text())
+    cfg = HostData.model_validate(meta["data"] | changes)
+    results = _captured(guest, cfg)
+    later = set(meta.get("not_captured", []))
+    return cfg, {
+        c.id: evaluate(c, {k: results[v] for k, v in c.commands.items()}, cfg)
+        for c in criteria_for(cfg)
+        if c.id not in later
+    }
+
+
+def test_drift_warns_unless_the_host_is_strict():
+    _, checks = _drift_case("trixie-drift")
+    drift = {"drift-containers", "drift-files", "drift-ports"}
+    assert {i for i, c in checks.items() if not c.passed and not c.failed} == drift
+    _, strict = _drift_case("trixie-drift", verify_strict=True)
+    assert {i for i, c in strict.items() if c.failed} == drift | {"services-running"}
+    # Not drift: §8.1's lines fail whatever the data says.
+    assert checks["services-running"].failed and checks["services-running"].details == (
+        "worker: unit failed (failed), container missing: see `systemctl status worker.service`",
+    )
+
+
+def test_drift_names_each_finding_with_what_to_do():
+    _, checks = _drift_case("bookworm-drift")
+    assert checks["drift-containers"].details == (
+        "root's extra (docker.io/library/alpine:latest, running) is not declared: declare it in "
+        "podman_services, or remove it (`podman rm -f extra`)",
+        "vagrant's exposed (docker.io/library/nginx:alpine, running) is not declared: declare "
+        "it in podman_services, or remove it (`podman rm -f exposed` as vagrant)",
+    )
+    (edited,) = checks["drift-files"].details
+    assert edited.startswith("/etc/systemd/system/web.service: changed on the host: ")
+    assert "'-\\t--publish 127.0.0.1:8081:80/tcp \\\\' / '+\\t--publish 8081:80/tcp \\\\'" in edited
+    # Bound wider than declared: a failure, strict or not, saying what the data said.
+    assert checks["exposure"].failed
+    assert checks["exposure"].details[0] == (
+        "root's web 0.0.0.0:8081->80/tcp is bound to all interfaces, declared on 127.0.0.1: "
+        "converge (deploys/services.py) re-creates it"
+    )
+    listing = checks["exposure"].details[1:]
+    assert "vagrant's exposed 0.0.0.0:8090->80/tcp: all interfaces, NOT declared" in listing
+    assert (
+        "vagrant's userweb 0.0.0.0:8082->80/tcp: all interfaces, declared (no host_ip: all "
+        "interfaces)" in listing
+    )
+    assert "root's podman.socket listens on /run/podman/podman.sock" in listing
+    assert checks["drift-ports"].details == (
+        "vagrant's exposed publishes 0.0.0.0:8090->80/tcp (all interfaces) that the data does "
+        "not declare: declare it (with host_ip) or stop publishing it",
+    )
+
+
+def test_a_clean_converge_has_no_drift_and_lists_its_exposure():
+    for guest in ("bookworm-services", "trixie-services"):
+        _, checks = _drift_case(guest)
+        assert all(c.passed for c in checks.values()), guest
+        assert checks["exposure"].found == "3 published (1 on all interfaces)"
+        assert (
+            "vagrant's devstack_web_1 127.0.0.1:8088->80/tcp: one address, declared (compose "
+            "project devstack's file)" in checks["exposure"].details
+        )
+        assert checks["services-running"].found == "3/3 active and running"
+        assert checks["timers-scheduled"].found == "1/1 scheduled"
+        assert checks["compose-projects"].found == "1/1 up"
+
+
+def test_drift_from_data_that_changed_since_the_converge():
+    data = json.loads((FIXTURES / "trixie-services" / "host.json").read_text())["data"]
+    services = data["services"]
+    web = services[0] | {
+        "image": "docker.io/library/nginx:1.27",
+        "ports": services[0]["ports"] + [{"host": 8443, "container": 443, "host_ip": "::1"}],
+    }
+    _, checks = _drift_case("trixie-services", services=[web, services[2]])
+    assert checks["drift-containers"].details == (
+        "root's web runs docker.io/library/nginx:alpine, the data says "
+        "docker.io/library/nginx:1.27: converge (deploys/services.py) to re-create it",
+        "root's worker (docker.io/library/alpine:latest, running) is not declared: declare it "
+        "in podman_services, or remove it (`podman rm -f worker`)",
+    )
+    files = checks["drift-files"].details
+    assert files[0].startswith("/etc/containers/systemd/web.container: changed on the host: ")
+    assert files[1:] == (
+        "/etc/containers/systemd/worker.container: written by podman-standard for nothing "
+        "declared now: declare its service with present: false to remove it",
+        "/etc/systemd/system/worker-tick.service: written by podman-standard for nothing "
+        "declared now: declare its service with present: false to remove it",
+        "/etc/systemd/system/worker-tick.timer: written by podman-standard for nothing "
+        "declared now: declare its service with present: false to remove it",
+    )
+    assert checks["drift-ports"].details == (
+        "root's web: declared port [::1]:8443:443/tcp is not published",
+    )
+
+
+def test_unhealthy_service_fails_with_how_to_see_the_check():
+    cfg = HostData.model_validate(
+        json.loads((FIXTURES / "trixie-services" / "host.json").read_text())["data"]
+    )
+    (health,) = [c for c in criteria_for(cfg) if c.id == "services-health"]
+    ps = _probe(FIXTURES / "probes" / "trixie-unhealthy.ps.txt")
+    check = evaluate(health, {"ps root": ps}, cfg)
+    assert check.failed and check.found == "0/1 healthy"
+    assert check.details == (
+        "web: unhealthy: `podman healthcheck run web` shows the check's output",
+    )
+
+
+def test_user_socket_answers_ping_where_the_data_asks_for_one():
+    from types import SimpleNamespace
+
+    assert "user-sockets" not in {
+        c.id for c in criteria_for(HostData(rootless_users=[{"name": "vagrant"}]))
+    }
+    # RootlessUser.docker_api (the user's podman.socket) comes with the workstation pattern;
+    # a stand-in with the field gives the criterion its command.
+    cfg = HostData.model_construct(
+        host_class="workstation",
+        rootless_users=[SimpleNamespace(name="vagrant", docker_api=True)],
+        services=[],
+        compose_projects=[],
+    )
+    (sockets,) = [c for c in criteria_for(cfg) if c.id == "user-sockets"]
+    assert list(sockets.commands) == ["vagrant"]
+    assert "runuser -u vagrant" in sockets.commands["vagrant"]
+    assert "/_ping" in sockets.commands["vagrant"]
+    ok = _probe(FIXTURES / "probes" / "trixie-user-ping.ok.txt")
+    assert evaluate(sockets, {"vagrant": ok}, cfg).passed
+    stopped = _probe(FIXTURES / "probes" / "trixie-user-ping.stopped.txt")
+    check = evaluate(sockets, {"vagrant": stopped}, cfg)
+    assert check.failed
+    assert check.found == (
+        "vagrant: /_ping ConnectionRefusedError: [Errno 111] Connection refused: "
+        "`systemctl --user -M vagrant@ status podman.socket`"
+    )
+
+
+def _commands(services: int, users: int) -> set[str]:
+    names = [f"u{i}" for i in range(users)]
+    svcs = [
+        {
+            "name": f"s{i}",
+            "image": "docker.io/library/nginx:alpine",
+            "user": names[(i // 2) % users] if users and i % 2 else None,
+            "healthcheck": {"command": "true"},
+            "timers": [{"name": "t", "on_calendar": "daily", "command": ["true"]}],
+        }
+        for i in range(services)
+    ]
+    cfg = HostData.model_validate(
+        {"host_class": "server", "rootless_users": [{"name": n} for n in names], "services": svcs}
+    )
+    return {cmd for c in criteria_for(cfg) for cmd in c.commands.values()}
+
+
+def test_verify_costs_a_fixed_number_of_commands_per_owner():
+    assert len(_commands(2, 1)) == len(_commands(12, 1))
+    assert len(_commands(4, 2)) == len(_commands(12, 2))
+    # One more user: the same fixed set once more (podman ps, docker ps, units, files, socket).
+    assert len(_commands(4, 2)) - len(_commands(4, 1)) == 5
+
+
+def test_warnings_in_the_table_json_and_junit():
+    warned = Check(
+        "drift-files",
+        "Managed files",
+        "as rendered",
+        "/etc/x",
+        False,
+        "Put it in the data.",
+        "warn",
+        ("/etc/x: changed on the host",),
+    )
+    results = {"srv": [warned, REPORT["srv"][1]]}
+    table = render_table("srv", results["srv"])
+    assert table.splitlines()[0] == "srv: 1/2 checks passed, 1 warning(s)"
+    assert " warn" in table and "FAIL" not in table
+    assert "  drift-files: /etc/x: changed on the host" in table
+    data = json.loads(report_json(results))
+    assert data["passed"] is True and data["warnings"] == 1
+    assert data["hosts"]["srv"][0]["result"] == "warn"
+    suite = ET.fromstring(report_junit(results)).find("testsuite")
+    assert suite.get("failures") == "0"
+    out = suite.find("testcase[@name='drift-files']/system-out").text
+    assert out.startswith("warning: expected as rendered, found /etc/x\n/etc/x: changed")
+
+
+def test_finish_fails_only_for_failures(tmp_path):
+    from deploys.verify import VerifyFailed, finish
+
+    warned = Check("drift-files", "t", "e", "f", False, "h", "warn")
+    finish({"srv": [warned]}, tmp_path)  # a warning alone: no failure
+    with pytest.raises(VerifyFailed, match="srv: drift-files"):
+        finish({"srv": [Check("drift-files", "t", "e", "f", False, "h", "fail")]}, tmp_path)
+
+
+def test_the_testinfra_suite_warns_for_drift_and_fails_for_failures():
+    from types import SimpleNamespace
+
+    from tests.qa.test_standard import DriftWarning, test_criterion
+
+    cfg, _ = _drift_case("trixie-drift")
+    results = _captured("trixie-drift", cfg)
+    by_command = {command: result for command, result in results.items()}
+
+    def run(command):
+        result = by_command[command]
+        return SimpleNamespace(rc=result.rc, stdout=result.output, stderr="")
+
+    host = SimpleNamespace(run=run)
+    by_id = {c.id: c for c in criteria_for(cfg)}
+    with pytest.warns(DriftWarning, match="root's extra"):
+        test_criterion(host, (None, cfg, True, by_id["drift-containers"]))
+    with pytest.raises(AssertionError, match="worker: unit failed"):
+        test_criterion(host, (None, cfg, True, by_id["services-running"]))
+    strict = cfg.model_copy(update={"verify_strict": True})
+    with pytest.raises(AssertionError, match="root's extra"):
+        test_criterion(host, (None, strict, True, by_id["drift-containers"]))
