@@ -1,4 +1,5 @@
-"""Services as systemd runs them (§3.1, §7.2): the quadlet generator, a unit's state, volumes."""
+"""Services as systemd runs them (§3.1, §7.2): the quadlet generator, a unit's state, volumes,
+the services' managed files."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from . import FactValue
+from . import FactValue, split_sections
 from .compose import as_user
 
 # Where distributions install podman's quadlet generator (Fedora and Debian: libexec; Arch:
@@ -132,3 +133,69 @@ class PodmanNetworks(FactBase[list[str]]):
 
     def process(self, output: list[str]) -> list[str]:
         return sorted(line.strip() for line in output if line.strip())
+
+
+@dataclass(frozen=True)
+class ServiceFileState(FactValue):
+    # "file" (a regular file, not a link), "other" (a directory, a link ...) or "absent".
+    kind: str
+    uid: str | None = None
+    gid: str | None = None
+    user: str | None = None  # stat's name for uid ("UNKNOWN" when the host has none)
+    group: str | None = None
+    mode: str | None = None  # permission bits in octal, as stat prints them ("640")
+    sha1: str | None = None
+
+    def owned_by(self, owner: str, group: str) -> bool:
+        """Whether the file's owner and group are ``owner`` and ``group``, each a name or a
+        numeric id."""
+        return owner in (self.uid, self.user) and group in (self.gid, self.group)
+
+
+_FILE = "file "
+
+
+class ServiceFiles(FactBase[dict[str, ServiceFileState]]):
+    """
+    Kind, numeric and named owner and group, mode and SHA-1 of each of ``paths``, in ONE
+    command however many there are (the managed files of every service can be read at once).
+
+    .. code:: python
+
+        {"/srv/containers/apps/litellm/config/config.yaml": ServiceFileState(
+            kind="file", uid="0", gid="0", user="root", group="root", mode="644",
+            sha1="3f2a..."),
+         "/srv/containers/apps/litellm/extra.yaml": ServiceFileState(kind="absent")}
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def command(self, paths: list[str]) -> StringCommand:
+        parts: list = []
+        for path in paths:
+            parts += [
+                StringCommand("echo", QuoteString(f"@@{_FILE}{path}"), ";", _separator=" "),
+                StringCommand("p=", QuoteString(path), _separator=""),
+                '; if [ -L "$p" ] || { [ -e "$p" ] && [ ! -f "$p" ]; }; then echo other;',
+                'elif [ -f "$p" ]; then echo file; stat -c "%u %g %U %G %a" -- "$p";',
+                'sha1sum -- "$p" | cut -d " " -f 1;',
+                "else echo absent; fi;",
+            ]
+        return StringCommand(*parts, "true")
+
+    def process(self, output: list[str]) -> dict[str, ServiceFileState]:
+        found: dict[str, ServiceFileState] = {}
+        for key, lines in split_sections(output).items():
+            if not key.startswith(_FILE) or not lines:
+                continue
+            path, kind = key[len(_FILE) :], lines[0].strip()
+            fields = lines[1].split() if len(lines) >= 3 else []
+            if kind == "file" and len(fields) == 5 and lines[2].strip():
+                found[path] = ServiceFileState("file", *fields, sha1=lines[2].strip())
+            elif kind == "absent":
+                found[path] = ServiceFileState("absent")
+            else:  # not a regular file, or unreadable: the operation replaces it
+                found[path] = ServiceFileState("other")
+        return found

@@ -10,7 +10,7 @@ from io import StringIO
 import tomli_w
 from jinja2 import DictLoader, Environment, StrictUndefined
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
 
@@ -215,3 +215,44 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
             content.seek(0)
             yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
     return in_place
+
+
+def upload_private(content: str, dest: str, user: str, group: str, mode: str):
+    """Write ``content`` (a secret) to ``dest`` with exactly ``user:group`` and ``mode``,
+    never in a command line and never readable by others on the way: the upload goes into a
+    file beside ``dest`` created 0600 (and, under sudo, through pyinfra's temporary file,
+    created 0600 for the connecting user beforehand: SFTP truncates an existing file and
+    keeps its mode), gets its owner and mode, and is renamed over ``dest``."""
+    staged = f"{dest}.podman-standard-new"
+    temp_dir = (host.current_op_global_arguments or {}).get("_temp_dir")
+    via = host.get_temp_filename(dest, temp_directory=temp_dir)
+    yield StringCommand(
+        "( umask 077 && rm -f --",
+        QuoteString(staged),
+        QuoteString(via),
+        "&& : >",
+        QuoteString(staged),
+        "&& : >",
+        QuoteString(via),
+        '&& chown "${SUDO_UID:-0}" --',
+        QuoteString(via),
+        ")",
+    )
+    yield FileUploadCommand(StringIO(content), staged, remote_temp_filename=via)
+    yield StringCommand(
+        "{ chown",
+        QuoteString(f"{user}:{group}"),
+        "--",
+        QuoteString(staged),
+        "&& chmod",
+        QuoteString(mode),
+        "--",
+        QuoteString(staged),
+        "&& mv -f --",
+        QuoteString(staged),
+        QuoteString(dest),
+        "; }; rc=$?; rm -f --",
+        QuoteString(staged),
+        QuoteString(via),
+        "; exit $rc",
+    )

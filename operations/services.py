@@ -14,18 +14,34 @@ from dataclasses import dataclass
 from io import StringIO
 from pathlib import PurePosixPath
 
+from jinja2 import TemplateError
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Users
 from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
 from facts.podman import PodmanInfo
-from facts.services import PodmanNetworks, PodmanVolumes, Quadlet, SystemdUnit
-from model.host_data import SECRETS_FILE, EnvName, Service, ServiceRoot, UnitText
-from operations._common import header, render_template, validation_problems
+from facts.services import PodmanNetworks, PodmanVolumes, Quadlet, ServiceFiles, SystemdUnit
+from model.host_data import (
+    PASSTHROUGH_KEYS,
+    SECRETS_FILE,
+    EnvName,
+    Service,
+    ServiceFile,
+    ServiceRoot,
+    UnitText,
+)
+from operations._common import (
+    INLINE_LIMIT,
+    header,
+    render_template,
+    upload_private,
+    validation_problems,
+    write_file,
+)
 
 SOURCE = "operations/services.py"
 # Quadlet shipped with podman 4.4; before it, plain units.
@@ -156,9 +172,13 @@ QUADLET_KEYS = {
     "--health-timeout": ("HealthTimeout", (4, 5)),
     "--health-retries": ("HealthRetries", (4, 5)),
     "--health-start-period": ("HealthStartPeriod", (4, 5)),
+    # The pass-through keys (quadlet_keys): each key's own flag.
+    **{flag: (key, since) for key, (flag, since, _kind) in PASSTHROUGH_KEYS.items()},
 }
 # Keys whose values quadlet splits into words (so a value is written as one quoted word).
-_QUADLET_WORD_KEYS = {"Label", "PodmanArgs"}
+_QUADLET_WORD_KEYS = {"Label", "PodmanArgs"} | {
+    key for key, (_flag, _since, kind) in PASSTHROUGH_KEYS.items() if kind == "word"
+}
 
 
 def podman_options(svc: Service) -> list[tuple[str, str | None]]:
@@ -193,12 +213,23 @@ def podman_options(svc: Service) -> list[tuple[str, str | None]]:
         ("--log-driver", svc.log_driver),
         *(("--log-opt", f"{k}={v}") for k, v in sorted(svc.log_opts.items())),
         *((f"--health-{key.replace('_', '-')}", getattr(check, key)) for key in health),
+        *_passthrough_options(svc),
     ]
     return [
         (flag, None if value is True else str(value))
         for flag, value in wanted
         if value is not None and value is not False
     ]
+
+
+def _passthrough_options(svc: Service) -> list[tuple[str, str | bool]]:
+    """``quadlet_keys`` as podman run's options: a bool key's flag alone when true."""
+    options: list[tuple[str, str | bool]] = []
+    for key, values in sorted(svc.quadlet_keys.items()):
+        flag, _since, kind = PASSTHROUGH_KEYS[key]
+        for value in values:
+            options.append((flag, value == "true") if kind == "bool" else (flag, value))
+    return options
 
 
 def quadlet_options(svc: Service, podman: tuple[int, ...]) -> list[tuple[str, str, bool]]:
@@ -298,9 +329,20 @@ def render_unit(
             str(int(check.budget + check.timeout_s) + HEALTH_START_ALLOWANCE) if check else "900"
         ),
         env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
+        reload=reload_args(svc),
         user_mode=rootless,
         wanted_by="default.target" if rootless else "multi-user.target",
     ).getvalue()
+
+
+def reload_args(svc: Service) -> list[str] | None:
+    """podman's arguments for the unit's ``ExecReload=`` (``systemctl reload``): the signal
+    sent to the container's main process, or the command run in it."""
+    if svc.reload is None:
+        return None
+    if svc.reload.signal:
+        return ["kill", "--signal", svc.reload.signal, svc.name]
+    return ["exec", svc.name, *svc.reload.command]
 
 
 def render_timer(svc: Service, timer) -> tuple[str, str]:
@@ -387,21 +429,90 @@ def _put_secret(content: str, dest: str, scope: _Scope):
     current = host.get_fact(File, path=dest)
     changed = host.get_fact(Sha1File, path=dest) != _sha1(content)
     if changed:
-        if not current:
-            # `cp` onto an existing file keeps its mode: the upload never widens it.
-            yield StringCommand(
-                "install", "-m", "600", "-o", scope.owner, "-g", scope.group, "/dev/null", dest
-            )
-        temp_dir = (host.current_op_global_arguments or {}).get("_temp_dir")
-        yield FileUploadCommand(
-            StringIO(content),
-            dest,
-            remote_temp_filename=host.get_temp_filename(dest, temp_directory=temp_dir),
-        )
-    if changed or not current or (current["user"], current["group"]) != (scope.owner, scope.group):
+        yield from upload_private(content, dest, scope.owner, scope.group, "600")
+        return True
+    if not current or (current["user"], current["group"]) != (scope.owner, scope.group):
         yield file_utils.chown(dest, scope.owner, scope.group)
-    if changed or not current or current["mode"] != 600:
+    if not current or current["mode"] != 600:
         yield file_utils.chmod(dest, 600)
+    return False
+
+
+def render_files(svc: Service, data=None) -> dict[str, tuple[ServiceFile, str]]:
+    """The content of each present managed file of ``svc``, by its path under the service
+    directory: ``content`` as it is, or its template rendered with ``svc``, the file's
+    ``vars``, the host data ``data`` and ``secrets`` (only the secrets the template reads,
+    read on the controller now). Rendering errors name the file, never a value."""
+    wanted = set().union(*(f.secrets for f in svc.files if f.present))
+    secrets = {k: v for k, v in resolve_secrets(svc).items() if k in wanted} if wanted else {}
+    rendered = {}
+    for file in svc.files:
+        if not file.present:
+            continue
+        if file.template is None:
+            rendered[file.path] = (file, file.content)
+            continue
+        try:
+            text = render_template(
+                f"services/{file.template}",
+                source=SOURCE,
+                svc=svc,
+                vars=file.vars,
+                data=data,
+                secrets=secrets,
+            ).getvalue()
+        except Exception as error:
+            # jinja2's own errors name the template's variable, never a value; any other
+            # (a filter's) may quote one: only its kind is told.
+            told = f": {error}" if isinstance(error, TemplateError) else ""
+            raise OperationError(
+                f"service {svc.name}: file {file.path}: template {file.template}: "
+                f"{type(error).__name__}{told}"
+            ) from None
+        rendered[file.path] = (file, text)
+    return rendered
+
+
+def _files(svc: Service, scope: _Scope, service_dir: str, data=None):
+    """The service's managed files, read in one fact (``ServiceFiles``) and written where
+    their content differs; owner, group and mode fixed where only they differ (no change);
+    ``present: false`` ones removed. A file holding secrets goes through ``upload_private``,
+    the others inline (one command each). Yields the commands; returns whether a file's
+    content changed (then the service restarts or reloads)."""
+    if not svc.files:
+        return False
+    paths = {f.path: f"{service_dir}/{f.path}" for f in svc.files}
+    states = host.get_fact(ServiceFiles, paths=list(paths.values()))
+    rendered = render_files(svc, data)
+    changed = False
+    for file in svc.files:
+        dest = paths[file.path]
+        have = states.get(dest)
+        kind = have.kind if have is not None else "absent"
+        if kind == "other":
+            raise OperationError(
+                f"service {svc.name}: file {file.path}: {dest} is not a regular file "
+                "(a directory or a link); not replaced"
+            )
+        if not file.present:
+            if kind == "file":
+                yield StringCommand("rm", "-f", "--", QuoteString(dest))
+                changed = True
+            continue
+        owner = file.owner or scope.owner
+        group = file.group or scope.group
+        text = rendered[file.path][1]
+        if kind == "absent" or have.sha1 != _sha1(text):
+            if file.secrets or len(text.encode()) > INLINE_LIMIT:
+                yield from upload_private(text, dest, owner, group, file.mode)
+            else:
+                yield write_file(text, dest, owner, group, file.mode)
+            changed = True
+            continue
+        if not have.owned_by(owner, group):
+            yield StringCommand("chown", QuoteString(f"{owner}:{group}"), "--", QuoteString(dest))
+        if int(have.mode, 8) != int(file.mode, 8):
+            yield StringCommand("chmod", QuoteString(file.mode), "--", QuoteString(dest))
     return changed
 
 
@@ -450,10 +561,11 @@ def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str):
     # Bind-mount sources are created once; afterwards they belong to the container (an
     # image such as postgres chowns its data directory to its own uid on first start).
     made = set()
-    for volume in svc.volumes:
-        if volume.source is None:
-            continue
-        parts = PurePosixPath(volume.source).parts
+    # ... and so are the directories the managed files go in.
+    sources = [v.source for v in svc.volumes if v.source is not None]
+    sources += [str(PurePosixPath(f.path).parent) for f in svc.files if f.present and "/" in f.path]
+    for source in dict.fromkeys(sources):
+        parts = PurePosixPath(source).parts
         for depth in range(1, len(parts) + 1):
             path = f"{service_dir}/{'/'.join(parts[:depth])}"
             if path in made or host.get_fact(Directory, path=path):
@@ -513,8 +625,9 @@ def _spec(service: Service | dict | str) -> Service:
 def service(
     service: Service | dict | str,
     root: str = "/srv/containers/apps",
-    remove_network: bool = False,
+    remove_networks: list[str] | None = None,
     secret_values: dict[str, str] | None = None,
+    data=None,
 ):
     """
     Run a container as a systemd service, or remove it.
@@ -525,11 +638,19 @@ def service(
       and their meaning are the README's Services table
     + root: the service root (``podman_service_root``); the service's directory is
       ``<root>/<name>/``
-    + remove_network: with present=False, also remove the service's ``network`` (its quadlet
-      file and the podman network): for the last service that used it (deploys/services.py
-      decides)
+    + remove_networks: with present=False, also remove these of the service's networks (their
+      quadlet files and the podman networks): those it is the last service to use
+      (deploys/services.py decides)
     + secret_values: ``{VAR: value}`` the caller holds already (the migration: a Docker
       container's environment), written into the same 0600 secrets file as ``secrets``
+    + data: what the ``files`` templates see as ``data`` (the deploys: the host's validated
+      host data)
+
+    Its ``files`` are written under its directory when their content differs (compared by
+    checksum, one command reads them all); a changed one restarts the service, or reloads it
+    (``systemctl reload``: its ``reload`` signal or command) where it declares a reload and
+    nothing else changed. A file whose template reads secrets is uploaded through a 0600 file,
+    never shown.
 
     Its ``timers`` are plain systemd ``.timer`` + ``.service`` units beside either rendering,
     enabled; removed ones (``present: false``, or all of a removed service's) go first.
@@ -577,8 +698,14 @@ def service(
         )
 
     if not svc.present:
-        network = svc.network if remove_network else None
-        yield from _remove(svc, scope, state, service_dir, [quadlet_file, plain_file], network)
+        mine = {n.name for n in svc.attachments}
+        stray = sorted(set(remove_networks or ()) - mine)
+        if stray:
+            raise OperationError(
+                f"service {svc.name}: remove_networks {stray} are not its networks"
+            )
+        networks = [n.name for n in svc.attachments if n.name in set(remove_networks or ())]
+        yield from _remove(svc, scope, state, service_dir, [quadlet_file, plain_file], networks)
         return
 
     info = host.get_fact(PodmanInfo)
@@ -611,10 +738,13 @@ def service(
         commands.extend(removed)
         secrets_changed = bool(removed)
 
-    # The files of this rendering: the network first, so the container's reference resolves.
+    files_changed = add(_files(svc, scope, service_dir, data))
+
+    # The files of this rendering: the networks first, so the container's references resolve.
     wanted = []
-    if rendering == "quadlet" and svc.network:
-        wanted.append((f"{unit_dir}/{svc.network}.network", render_network(svc.network)))
+    if rendering == "quadlet":
+        for net in svc.attachments:
+            wanted.append((f"{unit_dir}/{net.name}.network", render_network(net.name)))
     unit = render_unit(
         svc,
         rendering,
@@ -634,7 +764,7 @@ def service(
     for path, text in wanted:
         add(_put(text, path, scope, "0644"))
     if rendering == "quadlet" and changed_files:
-        units = ([f"{svc.network}-network.service"] if svc.network else []) + [unit_name]
+        units = [f"{n.name}-network.service" for n in svc.attachments] + [unit_name]
         commands.append(_validate_quadlet(quadlet, scope, units, changed_files, backups))
 
     # A unit of the other rendering (podman was upgraded) would shadow or duplicate ours.
@@ -653,11 +783,16 @@ def service(
         commands.append(scope.systemctl("daemon-reload"))
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
         commands.append(scope.systemctl("enable", unit_name))
-    restart = state.active_state in RUNNING and (unit_changed or secrets_changed)
-    if restart or state.active_state not in RUNNING:
+    running = state.active_state in RUNNING
+    # A changed file restarts the service unless it declares a reload and nothing else changed.
+    reload = svc.reload is not None and files_changed and not (unit_changed or secrets_changed)
+    restart = running and (unit_changed or secrets_changed or (files_changed and not reload))
+    if restart or not running:
         # First of all: a failed pull leaves the running container and its unit as they are.
         commands.insert(0, pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
+    elif reload:
+        commands.append(scope.start("reload", svc.name))
     commands += enable_timers
 
     if commands:
@@ -675,7 +810,7 @@ def _remove(
     state,
     service_dir: str,
     unit_files: list[str],
-    network: str | None = None,
+    networks: list[str] = (),
 ):
     # Its timers first (the spec lists them): a job must not start on a service going away.
     commands, (timers_changed, _) = _collect(_timers(svc, scope))
@@ -683,20 +818,25 @@ def _remove(
         commands.append(scope.systemctl("stop", f"{svc.name}.service"))
     if state.unit_file_state == "enabled":
         commands.append(scope.systemctl("disable", f"{svc.name}.service"))
-    network_file = f"{scope.unit_dir('quadlet')}/{network}.network" if network else None
-    if network_file and host.get_fact(File, path=network_file):
-        # The network's generated oneshot unit stays active until stopped.
-        unit = f"{network}-network.service"
-        commands.append(StringCommand(scope.systemctl("stop", unit), "2>/dev/null", "||", "true"))
-        unit_files = [*unit_files, network_file]
+    for network in networks:
+        network_file = f"{scope.unit_dir('quadlet')}/{network}.network"
+        if host.get_fact(File, path=network_file):
+            # The network's generated oneshot unit stays active until stopped.
+            unit = f"{network}-network.service"
+            stop = scope.systemctl("stop", unit)
+            commands.append(StringCommand(stop, "2>/dev/null", "||", "true"))
+            unit_files = [*unit_files, network_file]
     removed_units = []
     for path in unit_files:
         removed_units += _collect(files.file._inner(path=path, present=False))[0]
     commands += removed_units
     if removed_units or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
-    if network and network in host.get_fact(PodmanNetworks, user=svc.user):
-        commands.append(StringCommand(scope.as_user(f"podman network rm {shlex.quote(network)}")))
+    existing = host.get_fact(PodmanNetworks, user=svc.user) if networks else []
+    for network in networks:
+        if network in existing:
+            remove = f"podman network rm {shlex.quote(network)}"
+            commands.append(StringCommand(scope.as_user(remove)))
     if state.load_state != "not-found" or state.active_state == "failed":
         # A container stopped by SIGKILL leaves its unit "failed", listed after its file is
         # gone; nothing to reset is fine.
@@ -713,9 +853,11 @@ def _remove(
                         StringCommand(scope.as_user(f"podman volume rm {shlex.quote(volume)}"))
                     )
     else:
-        commands += _collect(
-            files.file._inner(path=f"{service_dir}/{SECRETS_FILE}", present=False)
-        )[0]
+        # The data stays; what holds secrets goes: the secrets file, files whose template
+        # reads secrets.
+        private = [SECRETS_FILE] + [f.path for f in svc.files if f.secrets]
+        for path in private:
+            commands += _collect(files.file._inner(path=f"{service_dir}/{path}", present=False))[0]
 
     if commands:
         yield from commands

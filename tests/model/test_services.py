@@ -207,7 +207,7 @@ def test_the_last_removed_service_of_a_network_removes_it():
     ]
     cfg = _services(*services)
     removed = [s for s in cfg.services if not s.present]
-    assert network_removers(removed, cfg.services) == {"db"}
+    assert network_removers(removed, cfg.services) == {"db": ["web"]}
 
 
 def test_the_readme_services_table_lists_exactly_the_models_fields():
