@@ -145,6 +145,21 @@ def compose_yaml(value) -> str:
 _ENV.filters["yaml"] = compose_yaml
 
 
+def pgpass_field(value) -> str:
+    """One field of libpq's password file: ``\\`` and ``:`` escaped with a backslash; a line
+    break would end the entry, so none may stand in it."""
+    text = str(value)
+    if control_characters(text):
+        raise ValueError("a pgpass field holds no line break or other control character")
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+# Service files (templates/services/): JSON is valid YAML, and a JSON scalar keeps any text
+# one value; libpq's password file has its own escaping.
+_ENV.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
+_ENV.filters["pgpass"] = pgpass_field
+
+
 def render_template(template: str, /, **context) -> StringIO:
     return StringIO(_ENV.get_template(template).render(managed_by=MANAGED_BY, **context))
 
