@@ -146,11 +146,6 @@ class ServiceFileState(FactValue):
     mode: str | None = None  # permission bits in octal, as stat prints them ("640")
     sha1: str | None = None
 
-    def owned_by(self, owner: str, group: str) -> bool:
-        """Whether the file's owner and group are ``owner`` and ``group``, each a name or a
-        numeric id."""
-        return owner in (self.uid, self.user) and group in (self.gid, self.group)
-
 
 _FILE = "file "
 

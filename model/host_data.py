@@ -1030,22 +1030,22 @@ def _passthrough(value: dict) -> dict[str, list[str]]:
                 if field
                 else f"allowed: {', '.join(PASSTHROUGH_KEYS)}"
             )
-            _refuse(f"quadlet_keys.{key}", f"{key!r} is not passed through ({hint})", given)
+            _refuse(key, f"{key!r} is not passed through ({hint})", given)
         _flag, _since, kind = PASSTHROUGH_KEYS[key]
         items = given if isinstance(given, list) else [given]
         values = []
         for item in items:
             if kind == "bool":
                 if not isinstance(item, bool) or isinstance(given, list):
-                    _refuse(f"quadlet_keys.{key}", f"{key} is true or false", given)
+                    _refuse(key, f"{key} is true or false", given)
                 values.append("true" if item else "false")
                 continue
             if not isinstance(item, str) or not item:
-                _refuse(f"quadlet_keys.{key}", f"{key} takes text (or a list of texts)", given)
+                _refuse(key, f"{key} takes text (or a list of texts)", given)
             try:
                 unit_value(item, word=kind == "word")
             except ValueError as error:
-                _refuse(f"quadlet_keys.{key}", str(error), item)
+                _refuse(key, str(error), item)
             values.append(item)
         result[key] = values
     return result

@@ -509,7 +509,8 @@ def _files(svc: Service, scope: _Scope, service_dir: str, data=None):
                 yield write_file(text, dest, owner, group, file.mode)
             changed = True
             continue
-        if not have.owned_by(owner, group):
+        # Each given as a name or a numeric id: either matches.
+        if owner not in (have.uid, have.user) or group not in (have.gid, have.group):
             yield StringCommand("chown", QuoteString(f"{owner}:{group}"), "--", QuoteString(dest))
         if int(have.mode, 8) != int(file.mode, 8):
             yield StringCommand("chmod", QuoteString(file.mode), "--", QuoteString(dest))

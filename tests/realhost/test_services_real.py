@@ -21,11 +21,14 @@ configures the registries (the local registry as docker.io's mirror) and the ser
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
+from facts.services import ServiceFiles
 from testbed.app_images import PG_BIN, PGDATA, TAG, app_images
 from testbed.fleet import GuestSpec, Testbed
 from testbed.registry import push
@@ -319,6 +322,24 @@ def test_the_app_reads_its_managed_files_and_the_secret_is_shown_nowhere(converg
     for text in (result, stderr):
         assert PASSWORD not in text and escaped not in text
         assert "s3cr" not in text
+
+
+def test_the_service_files_fact_reads_them_all_in_one_command(converged, bed):
+    paths = [
+        f"{ROOT}/bench-app/conf/app.conf",
+        f"{ROOT}/bench-app/conf/pgpass",
+        f"{ROOT}/bench-app/conf",  # a directory
+        f"{ROOT}/bench-app/conf/missing.conf",
+    ]
+    fact = ServiceFiles()
+    output = sudo(converged, fact.command(paths=paths).get_raw_value())
+    found = fact.process(output.splitlines())
+    assert [found[p].kind for p in paths] == ["file", "file", "other", "absent"], found
+    assert (found[paths[1]].uid, found[paths[1]].user, found[paths[1]].mode) == ("0", "root", "600")
+    # For the fast tier's fixture (tests/fixtures/facts/): PODMAN_STANDARD_CAPTURE_DIR when set.
+    capture = Path(os.environ.get("PODMAN_STANDARD_CAPTURE_DIR") or bed.workdir) / "services"
+    capture.mkdir(parents=True, exist_ok=True)
+    (capture / f"ServiceFiles.{bed.spec.release}.txt").write_text(output)
 
 
 def test_a_service_joins_two_networks_with_their_aliases(converged):
