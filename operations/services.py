@@ -473,16 +473,27 @@ def render_files(svc: Service, data=None) -> dict[str, tuple[ServiceFile, str]]:
     return rendered
 
 
-def _files(svc: Service, scope: _Scope, service_dir: str, data=None):
-    """The service's managed files, read in one fact (``ServiceFiles``) and written where
+def file_paths(svc: Service, service_dir: str) -> dict[str, str]:
+    """Each managed file's path under the service directory -> its path on the host."""
+    return {f.path: f"{service_dir}/{f.path}" for f in svc.files}
+
+
+def file_states(svc: Service, service_dir: str) -> dict:
+    """What the host has at each managed file's path: ONE ``ServiceFiles`` command for all
+    of them (a host-wide state gathering can pass every service's paths at once)."""
+    paths = list(file_paths(svc, service_dir).values())
+    return host.get_fact(ServiceFiles, paths=paths) if paths else {}
+
+
+def _files(svc: Service, scope: _Scope, service_dir: str, states: dict, data=None):
+    """The service's managed files, given what the host has (``file_states``), written where
     their content differs; owner, group and mode fixed where only they differ (no change);
     ``present: false`` ones removed. A file holding secrets goes through ``upload_private``,
     the others inline (one command each). Yields the commands; returns whether a file's
     content changed (then the service restarts or reloads)."""
     if not svc.files:
         return False
-    paths = {f.path: f"{service_dir}/{f.path}" for f in svc.files}
-    states = host.get_fact(ServiceFiles, paths=list(paths.values()))
+    paths = file_paths(svc, service_dir)
     rendered = render_files(svc, data)
     changed = False
     for file in svc.files:
@@ -739,7 +750,7 @@ def service(
         commands.extend(removed)
         secrets_changed = bool(removed)
 
-    files_changed = add(_files(svc, scope, service_dir, data))
+    files_changed = add(_files(svc, scope, service_dir, file_states(svc, service_dir), data))
 
     # The files of this rendering: the networks first, so the container's references resolve.
     wanted = []
