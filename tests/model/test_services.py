@@ -557,3 +557,24 @@ def test_removing_the_last_service_of_each_of_its_networks_removes_them():
     cfg = _services(*services)
     removed = [s for s in cfg.services if not s.present]
     assert network_removers(removed, cfg.services) == {"app": ["a"]}
+
+
+def test_a_rendering_error_names_the_file_and_never_a_secret(monkeypatch):
+    from pyinfra.api import OperationError
+
+    from model.host_data import Service
+    from operations.services import render_files
+
+    # A control character cannot stand in pgpass: refused without quoting the value.
+    monkeypatch.setenv("APP_DB_PASSWORD", "first\asecond-secret")
+    svc = Service.model_validate(_svc(secrets=PG_SECRET, files=[PGPASS]))
+    with pytest.raises(OperationError) as info:
+        render_files(svc)
+    message = str(info.value)
+    assert message == "service app: file conf/pgpass: template pgpass.j2: ValueError"
+    assert "secret" not in message
+    # A variable the template needs and the entry lacks: jinja2's message names it.
+    svc = Service.model_validate(_svc(secrets=PG_SECRET, files=[{**PGPASS, "vars": {}}]))
+    monkeypatch.setenv("APP_DB_PASSWORD", "pw")
+    with pytest.raises(OperationError, match=r"conf/pgpass: .*UndefinedError: .*'user'"):
+        render_files(svc)
