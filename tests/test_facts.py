@@ -64,6 +64,7 @@ FACTS = [
     (services.PodmanVolumes, ["svc-litellm"]),
     (services.PodmanNetworks, []),
     (services.PodmanNetworks, ["vagrant"]),
+    (services.ServiceFiles, [["/srv/containers/apps/a b/x.conf", "/srv/it's"]]),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack"]),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
     (registries.AuthFile, [None, ["quay.io/it's", "10.0.2.2:5001"], "a salt"]),

@@ -9,10 +9,11 @@ stack; the app logs in to PostgreSQL with a password from its managed ``pgpass``
 reading the service's secret, 0600, the password in no line of pyinfra's ``--debug`` output)
 and reads its managed config file; changing that file reloads the app (SIGHUP, its
 InvocationID kept) and restarts a service without a reload, and nothing else; a service joins
-two networks with their aliases; the app's timer runs a query in its container; a second run
+two networks with their aliases; a second run
 changes nothing; a health check that never passes ends the run in bounded time naming the
-service. On Debian 12 also: an image that cannot be pulled ends the run in bounded time naming
-the image, the running app untouched.
+service. On Debian 12 only (the same plain timer units and pull script on both): the app's
+timer runs a query in its container; an image that cannot be pulled ends the run in bounded
+time naming the image, the running app untouched.
 
 The guest boots the ``podman`` image variant (the toolset installed at build time); the run
 configures the registries (the local registry as docker.io's mirror) and the services only.
@@ -36,7 +37,10 @@ from tests.realhost.conftest import _TIMINGS
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 1  # one guest at a time: runs beside another one-guest module (tier.py)
-MINUTES = 10.5  # last measured wall time (2026-12-01); balances the lanes (tier.py)
+# Estimate (2026-12-01): Debian 12's part measured 6.9 min up to the config change run beside
+# another one-guest module (first run 180 s, no-change 39 s, change 76 s); Debian 13's
+# estimated from it. Balances the lanes (tier.py).
+MINUTES = 14
 
 SPECS = {release: GuestSpec(release, "server", "podman") for release in ("bookworm", "trixie")}
 DEPLOYS = ("deploys/podman_standard.py", "deploys/services.py")
@@ -261,6 +265,7 @@ def test_app_starts_only_once_postgresql_is_healthy(converged, bed):
     assert gate_us > 1_000_000, db2
 
 
+@pytest.mark.parametrize("bed", ["bookworm"], indirect=True)  # plain timer units on both
 def test_the_apps_timer_fires_in_its_container(converged):
     guest = converged
     deadline = time.monotonic() + 150
@@ -363,7 +368,8 @@ def test_a_changed_file_reloads_the_app_restarts_a_service_without_reload_only(c
     with _TIMINGS.stage(f"{bed.spec.release}: config change run"):
         returncode, result, stderr = deploy(bed, services(greeting="changed"))
     assert returncode == 0, stderr[-6000:]
-    assert sorted(changed(result)) == ["Service bench-app", "Service bench-net"], changed(result)
+    names = sorted(name.rsplit(" | ", 1)[-1] for name in changed(result))
+    assert names == ["Service bench-app", "Service bench-net"], changed(result)
     after = {name: show(guest, name) for name in (*NAMES, "bench-net")}
     # db and cache untouched; the app reloaded (same invocation), bench-net restarted.
     for name in ("bench-db", "bench-cache", "bench-app"):
