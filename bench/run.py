@@ -9,6 +9,9 @@ Run as root from the repository root with the shared venv (``.venv/bin/python -m
                                           bare ``apt-get install`` of the same packages on an
                                           identical fresh guest (one guest at a time)
   fleet  [--sizes 1,4,8] [--runs 3]      no-op runs against 1, 4, 8 systemd-nspawn hosts
+  services [--counts 0,3,6] [--runs 5]   no-op runs of the server pattern with 0, 3, 6
+                                          motoko-like services on one Debian 12 guest (podman
+                                          image variant), each count converged first
   all    [--runs 3] [--first-runs 2]     the three above in one run (first converge; no-op on
                                           the last guest pyinfra converged; fleet), then the
                                           goals table
@@ -117,6 +120,33 @@ def ansible_inventory(hosts: list[dict], data: dict[str, dict]) -> dict:
     }
 
 
+# What ansible's modules need on a managed host and ansible does not bring: ansible.builtin.apt
+# imports python3-apt (a converged host need not have it; Debian 13's minimal image does not).
+# Installed once per host before anything is timed, through the raw module (no Python needed);
+# a host where it cannot be had is left out of the comparison, with the reason.
+ANSIBLE_NEEDS = ("python3-apt",)
+
+
+def ansible_prepare_command(packages=ANSIBLE_NEEDS) -> str:
+    """A shell command that installs those of ``packages`` that are not installed (refreshing
+    the index only when the install fails without it) and prints which it installed."""
+    install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $m"
+    return (
+        "m=; for p in " + " ".join(shlex.quote(p) for p in packages) + "; do "
+        "dpkg-query -W -f='${db:Status-Status}' \"$p\" 2>/dev/null | grep -qx installed"
+        ' || m="$m $p"; done; '
+        'if [ -z "$m" ]; then echo "present: all"; else '
+        f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >/dev/null"
+        ' && echo "installed:$m"; fi'
+    )
+
+
+def measured(inventory: dict, skipped: dict[str, str]) -> dict:
+    """The ansible inventory without the hosts in ``skipped`` ({host: reason})."""
+    hosts = inventory["all"]["hosts"]
+    return {"all": {"hosts": {n: v for n, v in hosts.items() if n not in skipped}}}
+
+
 def alternate(labels: list[str], runs: int) -> list[str]:
     """A/B order for ``runs`` rounds: ABAB..., the first label swapped every other round so
     neither always runs first (a warm cache after the other's run favours the second)."""
@@ -203,7 +233,9 @@ def host_data(state: Path, inventory: str = INVENTORY) -> dict[str, dict]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def ansible_run(inventory: Path, *extra: str) -> dict:
+def ansible_run(inventory: Path, *extra: str, tool: str = "ansible-playbook") -> dict:
+    """``ansible-playbook -i INVENTORY EXTRA... baseline.yml`` (or ``tool``, e.g. ``ansible``,
+    with ``extra`` as its whole argument list)."""
     # A fresh control directory per run: no run inherits the previous run's SSH master.
     with tempfile.TemporaryDirectory(prefix="bench-cp-") as control:
         env = dict(
@@ -213,14 +245,27 @@ def ansible_run(inventory: Path, *extra: str) -> dict:
             ANSIBLE_NOCOLOR="1",
             PATH=f"{ANSIBLE_VENV / 'bin'}:{os.environ['PATH']}",
         )
-        command = [
-            str(ANSIBLE_VENV / "bin" / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            *extra,
-            str(ANSIBLE_DIR / "baseline.yml"),
-        ]
+        playbook = [str(ANSIBLE_DIR / "baseline.yml")] if tool == "ansible-playbook" else []
+        command = [str(ANSIBLE_VENV / "bin" / tool), "-i", str(inventory), *extra, *playbook]
         return timed(command, env=env)
+
+
+def ansible_prepare(inventory: Path, hosts: list[str]) -> dict[str, str]:
+    """Install what ansible's modules need on each host (``ANSIBLE_NEEDS``), untimed; returns
+    ``{host: reason}`` for each host where that failed (left out of the comparison)."""
+    skipped = {}
+    for name in hosts:
+        run = ansible_run(
+            inventory, name, "-b", "-m", "raw", "-a", ansible_prepare_command(), tool="ansible"
+        )
+        last = [line for line in run["output"].splitlines() if line.strip()][-3:]
+        print(f"  {name}: {' / '.join(last)}", flush=True)
+        if run["rc"]:
+            skipped[name] = (
+                f"could not install {', '.join(ANSIBLE_NEEDS)} for ansible's modules "
+                f"(rc {run['rc']}): {' / '.join(last)}"
+            )
+    return skipped
 
 
 def save(name: str, payload: dict) -> Path:
@@ -258,11 +303,20 @@ def _keep(what: str, label: str, run: dict, samples: list[dict]) -> None:
 def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
     hosts = json.loads(state.read_text())["hosts"]
     ansible_inv = state.with_name(state.stem + "-ansible.json")
-    ansible_inv.write_text(json.dumps(ansible_inventory(hosts, host_data(state, inventory))))
+    full = ansible_inventory(hosts, host_data(state, inventory))
+    ansible_inv.write_text(json.dumps(full))
+    print("what ansible's modules need on each host (untimed)", flush=True)
+    skipped = ansible_prepare(ansible_inv, [h["name"] for h in hosts])
+    names = [h["name"] for h in hosts if h["name"] not in skipped]
+    if not names:
+        sys.exit("no host left to measure: " + "; ".join(f"{h}: {r}" for h, r in skipped.items()))
+    ansible_inv.write_text(json.dumps(measured(full, skipped)))
+    # pyinfra runs on the same hosts as ansible.
+    limit = [arg for name in names for arg in ("--limit", name)]
 
     # Untimed: pyinfra's command count (from its --debug records), and a first ansible run
     # that must already change nothing (the host was converged by pyinfra).
-    counted = pyinfra_run(state, "--debug", inventory=inventory)
+    counted = pyinfra_run(state, "--debug", *limit, inventory=inventory)
     if counted["rc"]:
         _fail("pyinfra --debug run", counted)
     commands = remote_commands(counted["output"])
@@ -274,7 +328,7 @@ def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
     samples: dict[str, list[dict]] = {"pyinfra": [], "ansible": []}
     for label in alternate(["pyinfra", "ansible"], runs):
         if label == "pyinfra":
-            run = pyinfra_run(state, inventory=inventory)
+            run = pyinfra_run(state, *limit, inventory=inventory)
             run["changed"] = pyinfra_changes(run["output"]) if not run["rc"] else None
         else:
             run = ansible_run(ansible_inv)
@@ -282,7 +336,8 @@ def noop(state: Path, runs: int, inventory: str = INVENTORY) -> dict:
             run["changed"] = sum(h["changed"] for h in recap.values())
         _keep("no-op run", label, run, samples[label])
     return {
-        "hosts": [h["name"] for h in hosts],
+        "hosts": names,
+        "skipped": skipped,
         "pyinfra_commands": commands,
         "ansible_ssh_execs": ansible_execs,
         "ansible_check_changed": sum(
@@ -309,6 +364,8 @@ def noop_report(result: dict) -> str:
     for host, c in result["pyinfra_commands"].items():
         out.append(f"pyinfra remote commands on {host}: {c['commands']} ({len(c['facts'])} facts)")
     out.append(f"ansible SSH execs (one -vvv run, all hosts): {result['ansible_ssh_execs']}")
+    for host, reason in result.get("skipped", {}).items():
+        out.append(f"not measured: {host}: {reason}")
     return "\n".join(out)
 
 
@@ -410,6 +467,110 @@ def fleet_report(result: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# services: the server pattern's no-op with N motoko-like services (issue 18's item 7)
+
+BENCH_IMAGE = "docker.io/library/busybox:latest"
+WEB_IMAGE = "docker.io/library/nginx:alpine"
+SECRET_ENV = "PODMAN_STANDARD_BENCH_SECRET"
+
+
+def motoko_like(count: int) -> list[dict]:
+    """``count`` services shaped like motoko's (group_data/motoko.py), on the testbed's
+    images: a database with a secret, a data volume and a health check on a network; a cache;
+    an app requiring both, with a port, a volume and a timer; then more of the same three."""
+    shapes = [
+        lambda n: {
+            "name": f"db{n}",
+            "image": BENCH_IMAGE,
+            "command": ["sleep", "infinity"],
+            "init": True,
+            "network": f"net{n}",
+            "secrets": {"PASSWORD": {"env": SECRET_ENV}},
+            "volumes": [{"source": "data", "target": "/data"}],
+            "healthcheck": {"command": "true", "interval": "30s"},
+            "memory": "64m",
+        },
+        lambda n: {
+            "name": f"cache{n}",
+            "image": BENCH_IMAGE,
+            "command": ["sleep", "infinity"],
+            "init": True,
+            "network": f"net{n}",
+            "volumes": [{"source": "data", "target": "/data"}],
+        },
+        lambda n: {
+            "name": f"app{n}",
+            "image": WEB_IMAGE,
+            "network": f"net{n}",
+            "requires": [f"db{n}", f"cache{n}"],
+            "ports": [{"host": 8080 + n, "container": 80}],
+            "volumes": [{"source": "html", "target": "/www/data", "read_only": True}],
+            "timers": [{"name": "cron", "on_calendar": "hourly", "command": ["true"]}],
+        },
+    ]
+    return [shapes[i % 3](i // 3) for i in range(count)]
+
+
+def services_noop(counts: list[int], runs: int, then=None) -> dict:
+    """One guest; for each count: converge with that many services (untimed, must succeed),
+    count the remote commands of a --debug no-op run, then time ``runs`` no-op runs, each of
+    which must change nothing. ``then(testbed, count)``, when given, runs after each count."""
+    from testbed.fleet import GuestSpec, Testbed
+
+    spec = GuestSpec("bookworm", "server", "podman")
+    work = REPO / ".bench" / "services"
+    state = work / "hosts.json"
+    os.environ.setdefault(SECRET_ENV, "bench-only-not-a-secret")
+    bed = Testbed([spec], work / "run", state)
+    bed.up()
+    result: dict = {"guest": spec.name, "counts": {}}
+    try:
+        for count in counts:
+            bed.data_overrides[spec.name] = {"podman_services": motoko_like(count)}
+            bed.write_state()
+            converge = pyinfra_run(state)
+            if converge["rc"]:
+                _fail(f"converge with {count} services", converge)
+            counted = pyinfra_run(state, "--debug")
+            if counted["rc"]:
+                _fail(f"--debug no-op with {count} services", counted)
+            samples: list[dict] = []
+            for _ in range(runs):
+                run = pyinfra_run(state)
+                run["changed"] = pyinfra_changes(run["output"]) if not run["rc"] else None
+                _keep("no-op run", f"+{count}", run, samples)
+            result["counts"][str(count)] = {
+                "converge": _brief(converge),
+                "commands": remote_commands(counted["output"]),
+                "runs": samples,
+            }
+            if then is not None:
+                then(bed, count)
+    finally:
+        bed.down()
+    return result
+
+
+def services_report(result: dict) -> str:
+    rows, lines = [], []
+    for count, r in sorted(result["counts"].items(), key=lambda kv: int(kv[0])):
+        stats = summary([run["seconds"] for run in r["runs"]])
+        changed = sum(run["changed"] or 0 for run in r["runs"])
+        commands = max(c["commands"] for c in r["commands"].values())
+        rows.append((f"baseline + {count} services", stats, f"{commands} commands"))
+        lines.append(
+            f"baseline + {count} services: changed {changed}; facts read: "
+            + ", ".join(next(iter(r["commands"].values()))["facts"])
+        )
+    load = [run["load_before"] for r in result["counts"].values() for run in r["runs"]]
+    title = (
+        f"No-op, server pattern with services, {result['guest']} "
+        f"(load1 {min(load):.1f}-{max(load):.1f})"
+    )
+    return "\n".join([table(title, rows), *lines])
+
+
+# ---------------------------------------------------------------------------------------------
 # all: the four figures in one run, then the goals
 
 
@@ -473,7 +634,13 @@ def all_report(result: dict) -> str:
     )
 
 
-REPORTS = {"noop": noop_report, "first": first_report, "fleet": fleet_report, "all": all_report}
+REPORTS = {
+    "noop": noop_report,
+    "first": first_report,
+    "fleet": fleet_report,
+    "all": all_report,
+    "services": services_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,6 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fleet")
     p.add_argument("--sizes", default="1,4,8")
     p.add_argument("--runs", type=int, default=3)
+    p = sub.add_parser("services")
+    p.add_argument("--counts", default="0,3,6")
+    p.add_argument("--runs", type=int, default=5)
     p = sub.add_parser("all")
     p.add_argument("--runs", type=int, default=3, help="no-op and fleet runs per tool/size")
     p.add_argument("--first-runs", type=int, default=2, help="first converges per tool")
@@ -509,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         result = noop(args.state.resolve(), args.runs)
     elif args.command == "first":
         result = first_converge(args.runs)
+    elif args.command == "services":
+        result = services_noop([int(n) for n in args.counts.split(",")], args.runs)
     elif args.command == "all":
         sizes = [int(n) for n in args.sizes.split(",")]
         result = everything(args.runs, args.first_runs, sizes)

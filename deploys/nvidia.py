@@ -15,6 +15,8 @@ def nvidia(cfg: HostData):
         name="NVIDIA Container Toolkit and CDI spec",
         enabled=cfg.nvidia_enabled,
         spec_path=cfg.nvidia_cdi_spec,
+        repository=cfg.nvidia_repository.enabled,
+        repository_url=cfg.nvidia_repository.url,
     )
 
 

@@ -10,7 +10,7 @@ from pyinfra.api.exceptions import DeployError
 
 from model import HostData, current_host_data
 from model.host_data import Phase, Registries
-from operations import api_socket, docker_compat, packages, registries, rootless, storage
+from operations import api_socket, docker_compat, packages, registries, rootless, selinux, storage
 
 
 def registry_inputs(regs: Registries) -> dict[str, str]:
@@ -51,6 +51,7 @@ def podman_standard(cfg: HostData):
             driver=cfg.storage_driver.value,
             existing_store=cfg.existing_store.value,
         )
+        selinux.store_labels(name="SELinux labels of the container store", graphroot=cfg.graphroot)
     if Phase.config in phases:
         registries.configure(
             name="Configure container registries",
@@ -58,8 +59,8 @@ def podman_standard(cfg: HostData):
             short_name_mode=cfg.registries.short_name_mode.value,
             registries=[r.model_dump() for r in cfg.registries.registries],
         )
-        if pems:
-            registries.certificates(name="Registry CA certificates", certificates=pems)
+        # Also with none declared: a CA this package placed and no longer declared goes.
+        registries.certificates(name="Registry CA certificates", certificates=pems)
     if Phase.install in phases:
         docker_compat.docker_cli(name="Docker CLI compatibility", mode=cfg.docker_compat.value)
     if Phase.config in phases:

@@ -45,6 +45,13 @@ def services(cfg: HostData):
             remove_networks=removes_network.get(svc.name, []),
             root=cfg.service_root,
             data=cfg,
+            declared=cfg.services,  # their state in one command, reused while nothing changes
+        )
+    if cfg.prune_images:
+        service_ops.prune_images(
+            name="Prune images no service needs",
+            declared=cfg.services,
+            root=cfg.service_root,
         )
 
 

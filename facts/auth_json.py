@@ -3,8 +3,10 @@ containers-auth.json(5) file it is), never imported by pyinfra's process on the 
 library only. Its source text travels in the command (it holds no secret); a secret only ever
 reaches it on stdin, and it never prints one.
 
-    python3 -c SOURCE probe SALT KEY...   one JSON line: the file's state, its keys, and for
-                                          each KEY present a salted PBKDF2 digest of its auth
+    python3 -c SOURCE probe < WANTED      WANTED {key: auth} (may be empty): one JSON line:
+                                          the file's state, its keys, and for each WANTED key
+                                          the file has "same" or "differs", never a value nor
+                                          anything computed from one
     python3 -c SOURCE merge < PAYLOAD     PAYLOAD {"set": {key: auth}, "remove": [key]}:
                                           checks each set entry with ``podman login``, then
                                           writes the merged file 0600 in one rename
@@ -13,7 +15,8 @@ The file is the persistent one podman reads for this user: ``~/.config/container
 (``$XDG_RUNTIME_DIR/containers/auth.json``, what ``podman login`` writes, is on a tmpfs).
 """
 
-import hashlib
+import grp
+import hmac
 import json
 import os
 import pwd
@@ -23,17 +26,23 @@ import sys
 import tempfile
 
 RELATIVE = (".config", "containers", "auth.json")
-ROUNDS = 100_000
 
 
 def auth_path(home: str) -> str:
     return os.path.join(home, *RELATIVE)
 
 
-def digest(auth: str, salt: str) -> str:
-    """What the probe reports instead of a secret: slow and salted, so that --debug output
-    (facts are logged there) does not make a weak password cheap to guess."""
-    return hashlib.pbkdf2_hmac("sha256", auth.encode(), salt.encode(), ROUNDS).hex()
+def compare(auths: dict, wanted: dict) -> dict:
+    """For each ``wanted`` key the ``auths`` of a file hold: "same" when its auth value is the
+    wanted one, else "differs". Only this answer leaves the host: a digest of a secret in a
+    fact's output (which --debug prints) would let a weak password be guessed offline."""
+    found = {}
+    for key, auth in wanted.items():
+        entry = auths.get(key)
+        if isinstance(entry, dict):
+            stored = str(entry.get("auth", "")).encode()
+            found[key] = "same" if hmac.compare_digest(stored, str(auth).encode()) else "differs"
+    return found
 
 
 def merge(doc: dict, set_: dict, remove: list) -> dict:
@@ -63,12 +72,10 @@ def _read(path: str):
     return "ok", doc
 
 
-def probe(salt: str, keys: list) -> dict:
+def probe(wanted: dict) -> dict:
     user = pwd.getpwuid(os.getuid())
     path = auth_path(user.pw_dir)
     state, doc = _read(path)
-    import grp
-
     found = {"path": path, "state": state, "owner": "", "group": "", "mode": ""}
     found["user_group"] = grp.getgrgid(os.getgid()).gr_name
     try:
@@ -83,9 +90,7 @@ def probe(salt: str, keys: list) -> dict:
         pass
     auths = doc.get("auths", {})
     found["entries"] = sorted(auths)
-    found["digests"] = {
-        k: digest(auths[k].get("auth", ""), salt) for k in keys if isinstance(auths.get(k), dict)
-    }
+    found["compare"] = compare(auths, wanted)
     return found
 
 
@@ -122,7 +127,8 @@ def _login_fails(path: str, key: str, secrets: list) -> str:
 
 def main(argv: list) -> int:
     if argv[:1] == ["probe"]:
-        print(json.dumps(probe(argv[1], argv[2:]), sort_keys=True))
+        wanted = json.loads(sys.stdin.read() or "{}")
+        print(json.dumps(probe(wanted), sort_keys=True))
         return 0
     payload = json.load(sys.stdin)
     user = pwd.getpwuid(os.getuid())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from . import FactValue, section, split_sections
 
@@ -132,4 +132,51 @@ class NvidiaPresence(FactBase[NvidiaPresenceState]):
             ctk_version=ctk_lines[0].split()[-1] if ctk_lines else None,
             cdi_devices=[line.strip() for line in sections.get("cdi", []) if "=" in line],
             cdi_spec_files=[line for line in sections.get("specs", []) if line.startswith("/")],
+        )
+
+
+# Where dnf and apt read package sources from.
+PACKAGE_SOURCE_GLOBS = (
+    "/etc/yum.repos.d/*.repo",
+    "/etc/apt/sources.list",
+    "/etc/apt/sources.list.d/*",
+)
+
+
+@dataclass(frozen=True)
+class PackageSourcesState(FactValue):
+    # Source files (dnf .repo, apt .list/.sources) whose text names the URL.
+    files: list[str] = field(default_factory=list)
+    # The key file exists and is not empty.
+    key_present: bool = False
+
+
+class PackageSources(FactBase[PackageSourcesState]):
+    """
+    Which package source files name ``url`` (``grep -l -F``), and whether ``key`` (a signing
+    key file, may be "") is there: how NVIDIA's repository is configured, in one command.
+    """
+
+    @staticmethod
+    def default() -> PackageSourcesState:
+        return PackageSourcesState()
+
+    def command(self, url: str, key: str = "") -> StringCommand:
+        return StringCommand(
+            section("files"),
+            "grep -l -s -F -e",
+            QuoteString(url),
+            "--",
+            *PACKAGE_SOURCE_GLOBS,
+            ";",
+            section("key"),
+            StringCommand("[ -s", QuoteString(key or "/nonexistent"), "] && echo present;"),
+            "true",
+        )
+
+    def process(self, output: list[str]) -> PackageSourcesState:
+        sections = split_sections(output)
+        return PackageSourcesState(
+            files=[line for line in sections.get("files", []) if line.startswith("/")],
+            key_present="present" in sections.get("key", []),
         )

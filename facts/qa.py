@@ -10,6 +10,7 @@ standard's §9 troubleshooting hint for a failure.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -193,6 +194,57 @@ def _judge_logins(r: Results, cfg: HostData):
     return expected, "; ".join(refused) or expected, not refused
 
 
+# SELinux (issue: a moved store needs container labels). Each probe prints the mode first
+# ("none" without SELinux tools) and checks nothing more where SELinux is not enabled.
+STORE_TYPES = ("container_var_lib_t", "container_ro_file_t", "container_file_t")
+_MODE = 'm=$(getenforce 2>/dev/null || echo none); echo "$m"'
+
+
+def _store_label_commands(cfg: HostData) -> dict[str, str]:
+    return {"label": f'{_MODE}; [ "$m" = none ] || stat -c %C -- {shlex.quote(cfg.graphroot)}'}
+
+
+def _selinux_mode(line: str) -> str:
+    return "not installed" if line == "none" else line.lower()
+
+
+def _judge_store_label(r: Results, cfg: HostData):
+    lines = r["label"].output.splitlines() or ["none"]
+    expected = f"{cfg.graphroot} labelled {' or '.join(STORE_TYPES)}"
+    if lines[0] not in ("Enforcing", "Permissive"):
+        return expected, f"SELinux {_selinux_mode(lines[0])}: nothing to label", r["label"].rc == 0
+    context = lines[1] if len(lines) > 1 else "(no label)"
+    parts = context.split(":")
+    return expected, context, r["label"].rc == 0 and len(parts) > 2 and parts[2] in STORE_TYPES
+
+
+def _judge_enforcing_container(r: Results, cfg: HostData):
+    result = r["run"]
+    lines = result.output.splitlines() or ["none"]
+    if lines[0] != "Enforcing":
+        return (
+            "a confined container runs",
+            f"SELinux {_selinux_mode(lines[0])}: not enforcing",
+            True,
+        )
+    context = lines[-1] if len(lines) > 1 else _first_line(result)
+    return "a confined container runs", context, result.rc == 0 and ":container_t:" in context
+
+
+def _repository_commands(cfg: HostData) -> dict[str, str]:
+    url = shlex.quote(cfg.nvidia_repository.url)
+    return {
+        "sources": f"grep -l -s -F -e {url} -- /etc/yum.repos.d/*.repo /etc/apt/sources.list "
+        "/etc/apt/sources.list.d/*"
+    }
+
+
+def _judge_repository(r: Results, cfg: HostData):
+    found = r["sources"].output.splitlines()
+    expected = f"a package source names {cfg.nvidia_repository.url}"
+    return expected, ", ".join(found) or "no source file names it", bool(found)
+
+
 LINUX = frozenset({HostClass.server, HostClass.workstation})
 DESKTOP = frozenset({HostClass.desktop})
 _LAYER = (
@@ -318,6 +370,39 @@ CRITERIA: tuple[Criterion, ...] = (
         "Regenerate the CDI spec (nvidia-ctk cdi generate) or enable nvidia-cdi-refresh.path; "
         "check `nvidia-ctk cdi list` (§5.1, §8.1).",
         applies=lambda cfg: cfg.nvidia_enabled is True,
+    ),
+    Criterion(
+        "selinux-store-label",
+        "SELinux: the store has container storage labels",
+        LINUX,
+        {},
+        _judge_store_label,
+        "Converge podman_phases=storage (selinux.store_labels): `semanage fcontext -a -e "
+        "/var/lib/containers/storage GRAPHROOT; restorecon -R GRAPHROOT`.",
+        commands_for=_store_label_commands,
+    ),
+    Criterion(
+        "selinux-enforcing-container",
+        "SELinux: a test container runs confined while enforcing",
+        LINUX,
+        {
+            "run": f'{_MODE}; [ "$m" = Enforcing ] || exit 0; '
+            f"podman run --rm {TEST_IMAGE} cat /proc/self/attr/current"
+        },
+        _judge_enforcing_container,
+        "`ausearch -m avc -ts recent` names the denial; a store without container labels is "
+        "the usual cause (selinux-store-label).",
+    ),
+    Criterion(
+        "nvidia-repository",
+        "NVIDIA's container toolkit repository configured",
+        LINUX,
+        {},
+        _judge_repository,
+        "Converge podman_phases=config (deploys/nvidia.py) or add the host's own source for "
+        "nvidia-container-toolkit (podman_nvidia_repository).",
+        applies=lambda cfg: cfg.nvidia_enabled is True and cfg.nvidia_repository.enabled,
+        commands_for=_repository_commands,
     ),
     Criterion(
         "docker-desktop",

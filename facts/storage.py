@@ -164,12 +164,15 @@ class BlockDevice(FactBase["BlockDeviceState | None"]):
         return "lsblk"
 
     def command(self, device: str) -> StringCommand:
-        # util-linux < 2.37 has no MOUNTPOINTS column: ask again for the single MOUNTPOINT.
+        # util-linux < 2.37 has no MOUNTPOINTS column: ask again for the single MOUNTPOINT;
+        # < 2.33 (EL 8, Ubuntu 18.04) has no PATH column either: NAME with -p is the path.
         quoted = QuoteString(device)
         return StringCommand(
             "lsblk --json -b -o PATH,FSTYPE,UUID,MOUNTPOINTS,SIZE",
             quoted,
             "2>/dev/null || lsblk --json -b -o PATH,FSTYPE,UUID,MOUNTPOINT,SIZE",
+            quoted,
+            "2>/dev/null || lsblk --json -b -p -o NAME,FSTYPE,UUID,MOUNTPOINT,SIZE",
             quoted,
             "2>/dev/null || true",
         )
@@ -184,13 +187,15 @@ class BlockDevice(FactBase["BlockDeviceState | None"]):
         else:
             mountpoints = [dev.get("mountpoint")]
         return BlockDeviceState(
-            path=dev.get("path") or "",
+            path=dev.get("path") or dev.get("name") or "",
             fstype=dev.get("fstype") or None,
             uuid=dev.get("uuid") or None,
             # lsblk lists [null] for a device mounted nowhere.
             mountpoints=[m for m in mountpoints if m],
             size_bytes=_int(dev.get("size")),
-            children=[child.get("path", "") for child in dev.get("children") or []],
+            children=[
+                child.get("path") or child.get("name") or "" for child in dev.get("children") or []
+            ],
         )
 
 

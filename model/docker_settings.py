@@ -13,7 +13,7 @@
 - **listed**: not carried, and printed in the plan (nothing a container itself reads).
 
 A field this table does not know (a newer Docker's) is refused when it holds a value and
-ignored when empty: refused rather than guessed. The README's table is :func:`markdown`.
+ignored when empty: refused rather than guessed. deploys/README.md's table is :func:`markdown`.
 """
 
 from __future__ import annotations
@@ -507,7 +507,7 @@ def healthcheck(c: DockerContainer, image: DockerImage | None) -> dict | None:
 
 
 def markdown() -> str:
-    """The decisions as the README's table."""
+    """The decisions as deploys/README.md's table."""
     rows = ["| inspect field | `docker run` | decision |", "| --- | --- | --- |"]
     for key, s in SETTINGS.items():
         what = {

@@ -509,6 +509,31 @@ class StorageDevice(Strict):
     format_if_blank: bool = False
 
 
+# NVIDIA's repository base: https, host[:port], plain path components (written into a .repo
+# file or an apt source line as it is, so nothing in it needs quoting).
+_REPO_URL_RE = re.compile(rf"^https://{_HOST}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~-]+)*$")
+
+
+def _repo_url(value: str) -> str:
+    if not isinstance(value, str) or not _REPO_URL_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not an https URL of a host and plain path components "
+            "(e.g. https://nvidia.github.io/libnvidia-container)"
+        )
+    return value
+
+
+class NvidiaRepository(Strict):
+    """NVIDIA's package repository for the container toolkit (neither Fedora nor Debian ships
+    ``nvidia-container-toolkit``)."""
+
+    # Write the dnf .repo file or the apt source (with its key) where NVIDIA is enabled; false
+    # when the host already gets the toolkit from a source of its own (a mirror, a hand-written
+    # file: one naming this URL is detected and left alone anyway).
+    enabled: bool = True
+    url: Annotated[str, AfterValidator(_repo_url)] = "https://nvidia.github.io/libnvidia-container"
+
+
 class RootlessUser(Strict):
     name: UserName
     subid_start: int | None = Field(default=None, ge=1)
@@ -565,6 +590,9 @@ class Volume(Strict):
     volume: str | None = None
     target: MountTarget
     read_only: bool = False
+    # SELinux label podman gives a bind source: "private" (:Z, this container only) or
+    # "shared" (:z, containers that bind the same directory). Ignored without SELinux.
+    label: Literal["private", "shared"] = "private"
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -581,6 +609,8 @@ class Volume(Strict):
                 )
             if self.source.split("/")[0] == SECRETS_FILE:
                 raise ValueError(f"source {self.source!r} is the service's secrets file")
+        if self.volume is not None and "label" in self.model_fields_set:
+            raise ValueError("label applies to a bind mount (source); podman labels volumes")
         if self.volume is not None and not _VOLUME_NAME_RE.match(self.volume):
             raise ValueError(f"{self.volume!r} is not a valid named volume")
         return self
@@ -588,8 +618,8 @@ class Volume(Strict):
     def spec(self, service_dir: str) -> str:
         """podman's --volume and quadlet's Volume= value, a bind source under ``service_dir``."""
         if self.source is not None:
-            # Z: a private SELinux label for the service's own directory (ignored without SELinux).
-            options = "ro,Z" if self.read_only else "Z"
+            relabel = "Z" if self.label == "private" else "z"
+            options = f"ro,{relabel}" if self.read_only else relabel
             return f"{service_dir}/{self.source}:{self.target}:{options}"
         return f"{self.volume}:{self.target}" + (":ro" if self.read_only else "")
 
@@ -1057,6 +1087,15 @@ class Restart(StrEnum):
     no = "no"
 
 
+class PullPolicy(StrEnum):
+    # Pull the image only when the store lacks it: a no-op run never reaches a registry, a
+    # tag moved to other content upstream is not noticed.
+    missing = "missing"
+    # Pull the tag on every run and restart the service when it now names another image
+    # than its container runs: each run reaches the registry and reports a change.
+    always = "always"
+
+
 class Service(Strict):
     """One production service: a container run by systemd (standard §3.1, §7.2)."""
 
@@ -1072,6 +1111,7 @@ class Service(Strict):
     volumes: list[Volume] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
     restart: Restart = Restart.always
+    pull: PullPolicy = PullPolicy.missing
     requires: list[ServiceName] = Field(default_factory=list)
     network: ServiceName | None = None
     healthcheck: HealthCheck | None = None
@@ -1363,8 +1403,13 @@ class HostData(Strict):
     rootless_users: list[RootlessUser] = Field(default_factory=list)
     nvidia_enabled: bool | Literal["auto"] = "auto"
     nvidia_cdi_spec: AbsPath = "/etc/cdi/nvidia.yaml"
+    nvidia_repository: NvidiaRepository = Field(default_factory=NvidiaRepository)
     service_root: ServiceRoot = "/srv/containers/apps"
     services: list[Service] = Field(default_factory=list)
+    # After the services converged: remove the images of root's and each service user's store
+    # that no container uses and no declared service names, keeping each service's current
+    # and previous image (its image-record) for a rollback.
+    prune_images: bool = False
     compose_root: ServiceRoot = "/srv/containers/compose"
     compose_projects: list[ComposeProject] = Field(default_factory=list)
     # Docker -> Podman migration (deploys/migrate_from_docker.py): the rollback bundle on the

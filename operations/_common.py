@@ -1,18 +1,23 @@
-"""Helpers shared by the operations: distro family table and managed-file rendering."""
+"""Helpers shared by the operations: distro family table, managed-file rendering and writing
+(with pyinfra's ``--diff``), and the progress lines of long steps."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import time
 from io import StringIO
 
 import tomli_w
 from jinja2 import DictLoader, Environment, StrictUndefined
-from pyinfra import host
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand
+from pyinfra.api.output import format_text
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
+from pyinfra.operations.util.files import generate_color_diff
 
 from facts.files import ManagedFiles
 from model.host_data import TEMPLATES, control_characters
@@ -36,6 +41,63 @@ def _distribution() -> dict:
         cached = host.get_fact(LinuxDistribution)
         setattr(host, _DISTRO_ATTR, cached)
     return cached
+
+
+# Where shared_fact() keeps what the last operations read (see there).
+_SHARED_ATTR = "_podman_standard_shared_facts"
+
+
+class _Shared:
+    def __init__(self, op: str | None, executing):
+        self.op = op  # the operation reading through it now
+        self.executing = executing  # pyinfra's stage: facts read while planning stay there
+        self.kept_after: str | None = None  # the operation that ended changing nothing
+        self.facts: dict = {}
+
+
+def _previous_operation() -> str | None:
+    """The operation this host ran just before the current one (None when unknown)."""
+    state = host.state
+    try:
+        ops = state.ops[host]
+        order = state.get_op_order()
+        index = order.index(host.current_op_hash)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return next((op for op in reversed(order[:index]) if op in ops), None)
+
+
+def _shared() -> _Shared:
+    current, executing = host.current_op_hash, getattr(host.state, "is_executing", None)
+    shared = getattr(host, _SHARED_ATTR, None)
+    if shared is not None and shared.executing == executing:
+        if shared.op == current and current is not None:
+            return shared
+        if shared.kept_after is not None and shared.kept_after == _previous_operation():
+            shared.op, shared.kept_after = current, None
+            return shared
+    shared = _Shared(current, executing)
+    setattr(host, _SHARED_ATTR, shared)
+    return shared
+
+
+def shared_fact(cls, **kwargs):
+    """``host.get_fact(cls, **kwargs)``, answered again without a command for the operation
+    that runs right after one that read it and changed nothing (``keep_shared_facts``): a
+    no-op run of N services reads their state once, not N times. Any operation in between,
+    or one that yielded a command, and the next read goes to the host."""
+    shared = _shared()
+    key = (cls, json.dumps(kwargs, sort_keys=True, default=str))
+    if key not in shared.facts:
+        shared.facts[key] = host.get_fact(cls, **kwargs)
+    return shared.facts[key]
+
+
+def keep_shared_facts() -> None:
+    """The current operation changed nothing: what it read stays true for the next one."""
+    shared = getattr(host, _SHARED_ATTR, None)
+    if shared is not None and shared.op == host.current_op_hash and shared.op is not None:
+        shared.kept_after = shared.op
 
 
 def distro_family() -> str | None:
@@ -169,6 +231,50 @@ def render_template(template: str, /, **context) -> StringIO:
 INLINE_LIMIT = 64 * 1024
 
 
+def show_change(
+    dest: str,
+    content: str | None,
+    *,
+    exists: bool | None = None,
+    metadata: str = "",
+    same_content: bool = False,
+) -> None:
+    """Under pyinfra's ``--diff`` (only then: otherwise nothing is read), log how writing
+    ``content`` to ``dest`` changes it, as ``files.put`` does: "Will create" or "Will modify"
+    and a unified diff of the current content against the new one in pyinfra's colours.
+
+    ``content=None``: the file holds secrets (a secrets file, an auth.json): only that it
+    changes is shown, never a line of it. ``exists``: what a fact already said (``False``
+    spares reading the file); ``metadata``: an owner or mode change to name beside it;
+    ``same_content``: only the metadata changes (nothing is read). In
+    ``--dry`` and in a real run alike (operations are planned before anything runs)."""
+    if not state.config.DIFF:
+        return
+    bold = format_text(dest, bold=True)
+    if same_content:
+        logger.info(f"{host.print_prefix}Will set {metadata} of {bold}")
+        logger.info("")
+        return
+    read = exists is not False and content is not None
+    current = host.get_fact(FileContents, path=dest) if read else None
+    if content is None:
+        verb = "create" if exists is False else "modify"
+        logger.info(f"{host.print_prefix}Will {verb} {bold} (holds secrets: content not shown)")
+    elif current is None and exists is not True:
+        logger.info(f"{host.print_prefix}Will create {bold}")
+        for line in generate_color_diff([], content.splitlines(keepends=True)):
+            logger.info("  %s", line)
+    else:
+        current_lines = [line + "\n" for line in current or []]
+        wanted_lines = content.splitlines(keepends=True)
+        logger.info(f"{host.print_prefix}Will modify {bold}")
+        for line in generate_color_diff(current_lines, wanted_lines):
+            logger.info("  %s", line)
+    if metadata:
+        logger.info(f"{host.print_prefix}Will set {metadata} of {bold}")
+    logger.info("")
+
+
 def write_file(content: str, dest: str, user: str, group: str, mode: str) -> StringCommand:
     """One command that writes ``content`` to ``dest`` with exactly ``user:group`` and ``mode``.
 
@@ -176,7 +282,7 @@ def write_file(content: str, dest: str, user: str, group: str, mode: str) -> Str
     filesystem), gets its owner and mode, then is renamed over ``dest``: a reader sees the old
     file or the new one, never a part, and never the wrong mode. A failed step removes the
     temporary file. The content is in the command line (logged by ``--debug``, visible to ps
-    for the moment it runs): only for configuration, never for secrets.
+    for the moment it runs): only for configuration, never for secrets (``upload_private``).
     """
     return StringCommand(
         StringCommand("d=", QuoteString(dest), _separator=""),
@@ -192,11 +298,20 @@ def write_file(content: str, dest: str, user: str, group: str, mode: str) -> Str
     )
 
 
-def put_file(content: StringIO, dest: str, user: str, group: str, mode: str):
+def put_file(
+    content: StringIO,
+    dest: str,
+    user: str,
+    group: str,
+    mode: str,
+    **change,
+):
     """Write ``content`` to ``dest``: inline (``write_file``, one command) when it is small,
-    through ``files.put`` otherwise."""
+    through ``files.put`` otherwise (which shows its own ``--diff``). ``change``: what the
+    caller knows of the file, for ``show_change``."""
     text = content.getvalue()
     if len(text.encode("utf-8")) <= INLINE_LIMIT:
+        show_change(dest, text, **change)
         yield write_file(text, dest, user, group, mode)
     else:
         content.seek(0)
@@ -209,12 +324,13 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
     One ``ManagedFiles`` fact reads every destination (stat + checksum) in a single command;
     only a file whose content, owner, group or mode differs is written, in one command each
     (``put_file``). A destination that is not a regular file (a directory, a link) goes
-    through ``files.put``, which refuses or handles it as pyinfra does. Returns how many files
-    were already as wanted."""
-    state = host.get_fact(ManagedFiles, paths=[dest for _, dest, *_ in managed])
+    through ``files.put``, which refuses or handles it as pyinfra does. Under ``--diff`` each
+    file that changes shows how (``show_change``; a new file's content without reading it).
+    Returns how many files were already as wanted."""
+    on_host = host.get_fact(ManagedFiles, paths=[dest for _, dest, *_ in managed])
     in_place = 0
     for content, dest, user, group, mode in managed:
-        have = state.get(dest)
+        have = on_host.get(dest)
         wanted_sha1 = hashlib.sha1(content.getvalue().encode("utf-8")).hexdigest()
         if (
             have is not None
@@ -225,19 +341,43 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]]):
             in_place += 1
             continue
         if have is not None and have.kind in ("file", "absent"):
-            yield from put_file(content, dest, user, group, mode)
+            metadata = ""
+            if have.kind == "file":
+                metadata = ", ".join(
+                    f"{what} {old} -> {new}"
+                    for what, old, new in (
+                        ("owner", f"{have.user}:{have.group}", f"{user}:{group}"),
+                        ("mode", f"{int(have.mode, 8):04o}", f"{int(mode, 8):04o}"),
+                    )
+                    if old != new
+                )
+            yield from put_file(
+                content,
+                dest,
+                user,
+                group,
+                mode,
+                exists=have.kind == "file",
+                metadata=metadata,
+                same_content=have.kind == "file" and have.sha1 == wanted_sha1,
+            )
         else:
             content.seek(0)
             yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
     return in_place
 
 
-def upload_private(content: str, dest: str, user: str, group: str, mode: str):
+def upload_private(
+    content: str, dest: str, user: str, group: str, mode: str, exists: bool | None = None
+):
     """Write ``content`` (a secret) to ``dest`` with exactly ``user:group`` and ``mode``,
     never in a command line and never readable by others on the way: the upload goes into a
     file beside ``dest`` created 0600 (and, under sudo, through pyinfra's temporary file,
     created 0600 for the connecting user beforehand: SFTP truncates an existing file and
-    keeps its mode), gets its owner and mode, and is renamed over ``dest``."""
+    keeps its mode), gets its owner and mode, and is renamed over ``dest``. ``--diff`` shows
+    only that the file is written, never its content (``show_change``; ``exists``: what a
+    fact said). The one way this package writes a secret; writes every time it is called."""
+    show_change(dest, None, exists=exists)
     staged = f"{dest}.podman-standard-new"
     temp_dir = (host.current_op_global_arguments or {}).get("_temp_dir")
     via = host.get_temp_filename(dest, temp_directory=temp_dir)
@@ -271,3 +411,45 @@ def upload_private(content: str, dest: str, user: str, group: str, mode: str):
         QuoteString(via),
         "; exit $rc",
     )
+
+
+# Where a step's start time waits for its end, per host and run.
+_STEPS_ATTR = "_podman_standard_steps"
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def _step_started(state, host, what: str) -> None:
+    if getattr(host, _STEPS_ATTR, None) is None:
+        setattr(host, _STEPS_ATTR, {})
+    getattr(host, _STEPS_ATTR)[what] = time.monotonic()
+    logger.info(f"{host.print_prefix}{what}: started")
+
+
+def _step_done(state, host, what: str) -> None:
+    started = (getattr(host, _STEPS_ATTR, None) or {}).pop(what, None)
+    took = "" if started is None else f" in {_elapsed(time.monotonic() - started)}"
+    logger.info(f"{host.print_prefix}{what}: done{took}")
+
+
+def timed(what: str, commands) -> list:
+    """``commands`` (one command, or an iterable of them) between two progress lines on
+    pyinfra's normal output, printed on the controller while the run executes them:
+    ``[host] <what>: started``, then ``[host] <what>: done in 3 min 12 s`` (a failed command
+    ends the step without the second line: pyinfra names the failure). For long steps
+    (package installs, image pulls, the migration's steps, a compose bring-up): ``yield from
+    timed("install podman, crun", [cmd])``. No commands, no lines: a no-op stays a no-op.
+    Nothing is printed in ``--dry`` (nothing runs)."""
+    if isinstance(commands, StringCommand | FileUploadCommand | FunctionCommand | str):
+        commands = [commands]
+    commands = list(commands)
+    if not commands:
+        return []
+    return [
+        FunctionCommand(_step_started, [what], {}),
+        *commands,
+        FunctionCommand(_step_done, [what], {}),
+    ]

@@ -16,7 +16,7 @@ from pyinfra.operations import files
 
 from facts.compose import APPLIED_FILE, PROJECT_LABEL, ComposeProject, all_running, as_user
 from model.host_data import ComposeProject as ProjectModel
-from operations._common import render_template
+from operations._common import render_template, timed
 
 COMPOSE_FILE = "compose.yaml"
 
@@ -137,14 +137,16 @@ def project(
     else:
         commands += files.file._inner(path=compose_file, user=owner, group=group, mode="0644")
     if state.applied != digest:
-        commands.append(
+        commands += timed(
+            f"compose project {model.name}: up",
             StringCommand(
                 as_user(model.user, in_dir + _up_script(model.name, digest, bool(state.containers)))
-            )
+            ),
         )
     elif not all_running(dict(state.containers)):
-        commands.append(
-            StringCommand(as_user(model.user, in_dir + _up_script(model.name, digest, False)))
+        commands += timed(
+            f"compose project {model.name}: up",
+            StringCommand(as_user(model.user, in_dir + _up_script(model.name, digest, False))),
         )
     if commands:
         yield from commands

@@ -9,15 +9,13 @@ removed first). The plan they work from is ``model.migration.build_plan``'s mani
 
 from __future__ import annotations
 
-from io import StringIO
-
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import apt, dnf, files
 
 from facts.docker import DockerEngine
 from model.migration import bundle_files, shown
-from operations._common import distro_family, render_template
+from operations._common import distro_family, render_template, timed, upload_private
 
 SOURCE = "operations/migration.py"
 SCRIPT = "migrate.sh"
@@ -59,14 +57,8 @@ def export(bundle: str, plan: dict):
         raise OperationError("the plan has problems: " + "; ".join(map(shown, plan["problems"])))
     yield from files.directory._inner(path=bundle, user="root", group="root", mode="0700")
     for path, content in bundle_files(plan).items():
-        yield from files.put._inner(
-            src=StringIO(content),
-            dest=f"{bundle}/{path}",
-            user="root",
-            group="root",
-            mode="0600",
-            create_remote_dir=False,
-        )
+        # Docker's environment (secrets): 0600 from its creation on.
+        yield from upload_private(content, f"{bundle}/{path}", "root", "root", "600")
     yield from files.put._inner(
         src=render_template("docker-migration.sh.j2", source=SOURCE),
         dest=f"{bundle}/{SCRIPT}",
@@ -75,7 +67,10 @@ def export(bundle: str, plan: dict):
         mode="0700",
         create_remote_dir=False,
     )
-    yield _step(bundle, "export")
+    yield from timed(
+        "migration export: stop Docker's containers, archive volumes and images",
+        _step(bundle, "export"),
+    )
 
 
 @operation()
@@ -86,7 +81,9 @@ def move(bundle: str):
     volume of that name that this migration did not create stops the move. On failure
     Docker's containers are started again. Runs whenever it is called.
     """
-    yield _step(bundle, "move")
+    yield from timed(
+        "migration move: load images, restore volumes into podman", _step(bundle, "move")
+    )
 
 
 @operation()
@@ -96,7 +93,7 @@ def verify(bundle: str):
     failure the services are stopped and their units removed, then Docker's containers are
     started again. Runs whenever it is called.
     """
-    yield _step(bundle, "verify")
+    yield from timed("migration verify: wait for the services", _step(bundle, "verify"))
 
 
 @operation()

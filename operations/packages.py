@@ -8,7 +8,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.rpm import RpmPackages
 from pyinfra.operations import dnf
 
-from operations._common import distro_family, distro_label
+from operations._common import distro_family, distro_label, timed
 
 # The standard's toolset. On the Debian family Recommends are not installed (they pull
 # in criu, a C preprocessor and more, minutes under emulation); instead the table names
@@ -39,14 +39,16 @@ APT_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 APT_CACHE_MINUTES = 60
 
 
-def apt_install(packages: list[str]) -> StringCommand:
-    """One command: refresh the package index unless it was refreshed in the last hour, then
-    install ``packages`` without Recommends, keeping changed configuration files (what
-    pyinfra's ``apt.update(cache_time=3600)`` + ``apt.packages(no_recommends=True)`` do in
-    four round trips)."""
+def apt_install(packages: list[str], refresh: bool = False) -> StringCommand:
+    """One command: refresh the package index unless it was refreshed in the last hour (or
+    always, with ``refresh``: a source was just added), then install ``packages`` without
+    Recommends, keeping changed configuration files (what pyinfra's
+    ``apt.update(cache_time=3600)`` + ``apt.packages(no_recommends=True)`` do in four round
+    trips)."""
+    stale = "true" if refresh else f'[ -z "$(find "$s" -mmin -{APT_CACHE_MINUTES} 2>/dev/null)" ]'
     return StringCommand(
         "s=" + APT_STAMP + ";",
-        f'if [ -z "$(find "$s" -mmin -{APT_CACHE_MINUTES} 2>/dev/null)" ]; then',
+        f"if {stale}; then",
         'apt-get update && touch "$s" || exit 1; fi;',
         "DEBIAN_FRONTEND=noninteractive apt-get -y",
         '-o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold"',
@@ -56,12 +58,14 @@ def apt_install(packages: list[str]) -> StringCommand:
 
 
 @operation()
-def install(packages: list[str] | None = None, include_podman: bool = True):
+def install(packages: list[str] | None = None, include_podman: bool = True, refresh: bool = False):
     """
     Install the Podman toolset plus ``packages`` with the family's package manager.
 
     + packages: extra packages to install alongside
     + include_podman: include the standard's toolset (podman, podman-compose, buildah, skopeo)
+    + refresh: on apt, refresh the package index before installing even when it is recent
+      (a source was just added); dnf reads a new repository's metadata by itself
 
     Idempotent: when every package is already installed nothing runs, not even a
     package index refresh. Unsupported distributions are a no-op with the reason.
@@ -78,7 +82,8 @@ def install(packages: list[str] | None = None, include_podman: bool = True):
         host.noop(f"all {len(wanted)} packages are installed")
         return
 
+    step = f"install {len(missing)} package(s): {' '.join(missing)}"
     if family == "debian":
-        yield apt_install(missing)
+        yield from timed(step, apt_install(missing, refresh=refresh))
     else:
-        yield from dnf.packages._inner(packages=missing)
+        yield from timed(step, dnf.packages._inner(packages=missing))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from io import StringIO
@@ -12,9 +11,9 @@ from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 
-from facts.registries import AuthFile, auth_script, digest
+from facts.registries import AuthFile, MarkedCertificates, SecretStdin, auth_script
 from model.host_data import RegistryCredential, UserName, check_pem
-from operations._common import header, put_files, render_toml, validation_problems
+from operations._common import header, put_files, render_toml, show_change, validation_problems
 
 SOURCE = "operations/registries.py"
 DROPIN = "/etc/containers/registries.conf.d/50-podman-standard.conf"
@@ -87,14 +86,16 @@ def certificates(certificates: dict[str, str] | None = None, root: str = CERTS_D
     """
     Put each registry's CA certificate where podman reads it for root and for every rootless
     user: ``<root>/<host[:port]>/ca.crt`` (containers-certs.d(5); 0644, root's: a CA is
-    public). TLS verification stays on.
+    public), its first line this package's managed-by header. TLS verification stays on.
 
     + certificates: ``{host[:port]: PEM text}``, each checked to be X.509 PEM before anything
       is written
     + root: the certs.d directory
 
-    Idempotent: a file is only written when its content, owner or mode differs. A CA no longer
-    declared is left in place (remove it by hand).
+    Idempotent: a file is only written when its content, owner or mode differs. A CA this
+    package placed (its first line the header) that is no longer declared is removed, with
+    its directory when nothing else is in it; a CA placed by hand (no header) is never
+    touched.
     """
     managed = []
     for where, pem in sorted((certificates or {}).items()):
@@ -105,16 +106,24 @@ def certificates(certificates: dict[str, str] | None = None, root: str = CERTS_D
             raise OperationError(f"registry CA for {where}: {error}") from None
         text = header(SOURCE) + pem.rstrip("\n") + "\n"
         managed.append((StringIO(text), f"{root}/{where}/ca.crt", "root", "root", "0644"))
-    if not managed:
-        host.noop("no registry CA certificates declared")
-    elif (yield from put_files(managed)) == len(managed):
+    marked = host.get_fact(MarkedCertificates, root=root, marker=header(SOURCE).rstrip("\n"))
+    # A name this package could not have written is not one of its CAs.
+    stale = [d for d in marked if d not in (certificates or {}) and _CERT_DIR_RE.match(d)]
+    in_place = (yield from put_files(managed)) if managed else 0
+    for where in stale:
+        directory = f"{root}/{where}"
+        yield StringCommand(
+            "rm -f --",
+            QuoteString(f"{directory}/ca.crt"),
+            "&& rmdir --ignore-fail-on-non-empty --",
+            QuoteString(directory),
+        )
+    if stale or in_place < len(managed):
+        return
+    if managed:
         host.noop(f"{len(managed)} registry CA certificate(s) in {root} are up to date")
-
-
-def salt_for(user: str | None) -> str:
-    """The salt of the AuthFile digests: per user, stable across runs (so the fact's command,
-    and a no-change run, stay the same)."""
-    return hashlib.sha256(f"podman-standard auth.json {user or 'root'}".encode()).hexdigest()[:32]
+    else:
+        host.noop("no registry CA certificates declared, none of this package's in place")
 
 
 @operation()
@@ -134,8 +143,13 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
     facts/auth_json.py: the new entries reach it through a 0600 upload on its stdin, never
     in a command line or a fact's output, and each is checked with ``podman login`` against
     its registry before the file is replaced (a refused login leaves the file as it was and
-    fails naming the registry and the user). Idempotent: the AuthFile fact compares salted
-    digests, so an unchanged secret writes nothing.
+    fails naming the registry and the user). Idempotent: the AuthFile fact compares the
+    stored entries with the wanted ones on the host (sent on its stdin, answered "same" or
+    "differs"), so an unchanged secret writes nothing and nothing derived from a secret
+    leaves the host.
+
+    The secret's upload is made as the connecting user and handed over with sudo (pyinfra's
+    ``_sudo``), or made as root; ``_su_user`` and ``_doas`` are not tested with it.
     """
     who = user or "root"
     try:
@@ -157,9 +171,8 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
                     f"registry {cred.registry}: credential of {who}: {error}"
                 ) from None
             auths[cred.registry] = base64.b64encode(f"{cred.username}:{password}".encode()).decode()
-    salt = salt_for(user)
     keys = sorted(c.registry for c in wanted)
-    state = host.get_fact(AuthFile, user=user, keys=keys, salt=salt)
+    state = host.get_fact(AuthFile, user=user, _stdin=SecretStdin(json.dumps(auths)))
     if user and not state.account:
         raise OperationError(f"registry credentials: user {user} does not exist on this host")
     if state.state not in ("absent", "ok"):
@@ -167,7 +180,7 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
             f"registry credentials of {who}: {state.path} is {state.state}; not touched "
             "(fix or remove it)"
         )
-    to_set = {k: a for k, a in auths.items() if state.digests.get(k) != digest(a, salt)}
+    to_set = {k: a for k, a in auths.items() if state.compare.get(k) != "same"}
     to_remove = sorted(c.registry for c in wanted if not c.present and c.registry in state.entries)
     metadata_ok = (state.owner, state.group, state.mode) == (who, state.user_group, "600")
     if not to_set and not to_remove and (metadata_ok or not auths):
@@ -177,6 +190,7 @@ def credentials(credentials: list[dict] | None = None, user: str | None = None):
             + (f", {others} other entr{'y' if others == 1 else 'ies'} left alone" if others else "")
         )
         return
+    show_change(state.path or f"the auth.json of {who}", None, exists=state.state == "ok")
     payload = json.dumps({"set": to_set, "remove": to_remove})
     # Both 0600 from creation on: the SFTP upload (as the connecting user, under sudo to the
     # temporary file) truncates a file and keeps its mode.

@@ -17,18 +17,16 @@ from pathlib import PurePosixPath
 from jinja2 import TemplateError
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
-from pyinfra.api import OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import Directory, File, Sha1File
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.server import Users
-from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
-from facts.podman import PodmanInfo
-from facts.services import PodmanNetworks, PodmanVolumes, Quadlet, ServiceFiles, SystemdUnit
+from facts.services import PodmanNetworks, PodmanVolumes, ServicesState, ServicesStateValue
 from model.host_data import (
     PASSTHROUGH_KEYS,
     SECRETS_FILE,
     EnvName,
+    PullPolicy,
     Service,
     ServiceFile,
     ServiceRoot,
@@ -37,7 +35,11 @@ from model.host_data import (
 from operations._common import (
     INLINE_LIMIT,
     header,
+    keep_shared_facts,
     render_template,
+    shared_fact,
+    show_change,
+    timed,
     upload_private,
     validation_problems,
     write_file,
@@ -102,7 +104,7 @@ class _Scope:
 def _scope(name: str, user: str | None) -> _Scope:
     if not user:
         return _Scope(None, "root", "root", "/root")
-    users = host.get_fact(Users)
+    users = shared_fact(Users)
     if user not in users:
         raise OperationError(f"service {name}: rootless user {user} does not exist on this host")
     return _Scope(user, user, users[user]["group"], users[user]["home"])
@@ -129,15 +131,12 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _rendering(name: str, info) -> tuple[str, str | None]:
+def _rendering(name: str, st: ServicesStateValue) -> tuple[str, str | None]:
     """('quadlet', path of the generator) or ('plain', None), from the host's podman."""
-    if not info:
+    if not st.podman_version:
         raise OperationError(f"service {name}: podman is not installed")
-    if info.error:
-        raise OperationError(f"service {name}: {info.error}; cannot tell the podman version")
-    generator = host.get_fact(Quadlet)
-    if generator and _version(info.version) >= QUADLET_SINCE:
-        return "quadlet", generator
+    if st.quadlet and _version(st.podman_version) >= QUADLET_SINCE:
+        return "quadlet", st.quadlet
     return "plain", None
 
 
@@ -286,11 +285,60 @@ PULL = (
 )
 
 
+# pull: always: the same, without the "the host has it" shortcut.
+PULL_ALWAYS = PULL.replace('podman image exists "$image" && exit 0; ', "")
+# pull: always, no restart due otherwise: true when the tag now names another image than the
+# service's container runs (or it has none).
+MOVED = (
+    'image=$1; name=$2; new=$(podman image inspect --format "{{.Id}}" "$image") || exit 2; '
+    'old=$(podman container inspect --format "{{.Image}}" "$name" 2>/dev/null); '
+    '[ "$new" != "$old" ] && echo "service $name: $image now names image $new; restarting"'
+)
+
+# The image each service runs, and the one it ran before (the rollback's, and what prune
+# keeps): <service_dir>/IMAGE_RECORD, "current|previous ID DIGEST REFERENCE" lines, rewritten
+# after a start or restart only when the container's image differs from "current".
+IMAGE_RECORD = "image-record"
+RECORD = (
+    "name=$1; file=$2; head=$3; info=$(podman container inspect --format "
+    '"{{.Image}} {{.ImageName}}" "$name") || exit 1; set -- $info; '
+    'digest=$(podman image inspect --format "{{.Digest}}" "$1") || exit 1; now="$1 $digest $2"; '
+    'old=$(sed -n "s/^current //p" "$file" 2>/dev/null); [ "$old" = "$now" ] && exit 0; '
+    'prev=$(sed -n "s/^previous //p" "$file" 2>/dev/null); [ -n "$old" ] && prev=$old; '
+    '{ printf "%s" "$head"; echo "current $now"; [ -z "$prev" ] || echo "previous $prev"; } '
+    '> "$file.new" && mv -f "$file.new" "$file"'
+)
+
+
 def pull_command(svc: Service, scope: _Scope) -> StringCommand:
-    """Pull the spec's image unless the host has it (as the service's user), bounded."""
+    """Pull the spec's image (as the service's user), bounded: with ``pull: missing`` only
+    when the host lacks it."""
+    script = PULL_ALWAYS if svc.pull == PullPolicy.always else PULL
     args = [svc.image, str(PULL_TRIES), str(PULL_BACKOFF), str(PULL_TIMEOUT)]
-    command = shlex.join(["sh", "-c", PULL, "pull", *args])
+    command = shlex.join(["sh", "-c", script, "pull", *args])
     return StringCommand(scope.as_user(command))
+
+
+def record_command(svc: Service, scope: _Scope, service_dir: str) -> StringCommand:
+    """Record the image the service's container runs (``IMAGE_RECORD``), when it changed."""
+    head = header(SOURCE) + f"# the image {svc.name} runs (current) and ran before (previous)\n"
+    args = [svc.name, f"{service_dir}/{IMAGE_RECORD}", head]
+    return StringCommand(scope.as_user(shlex.join(["sh", "-c", RECORD, "record", *args])))
+
+
+def recorded_images(text: str | None) -> dict[str, str]:
+    """``{"current": ID, "previous": ID}`` of an image record (what it has of them)."""
+    ids = {}
+    for line in (text or "").splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("current", "previous"):
+            ids[words[0]] = words[1]
+    return ids
+
+
+def _moved_restart(svc: Service, scope: _Scope) -> StringCommand:
+    moved = scope.as_user(shlex.join(["sh", "-c", MOVED, "moved", svc.image, svc.name]))
+    return StringCommand("if", moved, "; then", scope.start("restart", svc.name), "; fi")
 
 
 def render_unit(
@@ -360,7 +408,7 @@ def _timer_files(svc: Service, scope: _Scope, timer) -> tuple[str, str]:
     return f"{base}.timer", f"{base}.service"
 
 
-def _timers(svc: Service, scope: _Scope):
+def _timers(svc: Service, scope: _Scope, st: ServicesStateValue):
     """The service's timers: files written when they differ, removed for ``present: false``
     (stopped and disabled first). Yields the commands; returns whether a unit file changed
     (then a daemon-reload is due) and the commands to run after it."""
@@ -369,10 +417,10 @@ def _timers(svc: Service, scope: _Scope):
     for timer in svc.timers:
         timer_file, job_file = _timer_files(svc, scope, timer)
         unit = f"{svc.name}-{timer.name}.timer"
-        state = host.get_fact(SystemdUnit, unit=unit, user=svc.user)
+        state = st.unit(unit, svc.user)
         if timer.present and svc.present:
             for path, text in zip((timer_file, job_file), render_timer(svc, timer), strict=True):
-                changed |= yield from _put(text, path, scope, "0644")
+                changed |= yield from _put(text, path, scope, "0644", st)
             if state.unit_file_state != "enabled" or state.active_state != "active":
                 after.append(scope.systemctl("enable", "--now", unit))
             continue
@@ -381,7 +429,7 @@ def _timers(svc: Service, scope: _Scope):
         if state.unit_file_state == "enabled":
             yield scope.systemctl("disable", unit)
         for path in (timer_file, job_file):
-            removed = _collect(files.file._inner(path=path, present=False))[0]
+            removed = _collect(_remove_file(path, st))[0]
             changed |= bool(removed)
             yield from removed
     return changed, after
@@ -408,32 +456,63 @@ def resolve_secrets(svc: Service) -> dict[str, str]:
     return values
 
 
-def _put(content: str, dest: str, scope: _Scope, mode: str):
-    """Upload ``content`` when it differs. Yields the commands; returns whether the content
-    changed (a metadata fix alone is no change)."""
-    changed = host.get_fact(Sha1File, path=dest) != _sha1(content)
-    yield from files.put._inner(
-        src=StringIO(content),
-        dest=dest,
-        user=scope.owner,
-        group=scope.group,
-        mode=mode,
-        create_remote_dir=False,  # made by _ensure_unit_dir
+def _upload(content: str, dest: str) -> FileUploadCommand:
+    temp_dir = (host.current_op_global_arguments or {}).get("_temp_dir")
+    return FileUploadCommand(
+        StringIO(content),
+        dest,
+        remote_temp_filename=host.get_temp_filename(dest, temp_directory=temp_dir),
     )
+
+
+def _put(content: str, dest: str, scope: _Scope, mode: str, st: ServicesStateValue):
+    """Upload ``content`` when it differs (its directory exists: _ensure_unit_dir), then its
+    owner and mode; else fix those alone. Yields the commands; returns whether the content
+    changed (a metadata fix alone is no change)."""
+    current = st.file(dest)
+    if current.kind == "other":
+        raise OperationError(f"{dest} exists and is not a regular file")
+    changed = current.sha1 != _sha1(content)
+    if changed:
+        show_change(dest, content, exists=current.kind != "absent")
+        yield _upload(content, dest)
+    if changed or (current.user, current.group) != (scope.owner, scope.group):
+        yield file_utils.chown(dest, scope.owner, scope.group)
+    if changed or current.mode != str(int(mode)):
+        yield file_utils.chmod(dest, int(mode))
     return changed
 
 
-def _put_secret(content: str, dest: str, scope: _Scope):
+def _remove_file(path: str, st: ServicesStateValue):
+    if st.file(path).kind != "absent":
+        yield StringCommand("rm", "-f", QuoteString(path))
+
+
+def _directory(path: str, st: ServicesStateValue, user: str, group: str, mode: str | None = None):
+    """A directory with this owner (and mode): created, or its owner and mode fixed."""
+    current = st.dir(path)
+    if current.kind == "other":
+        raise OperationError(f"{path} exists and is not a directory")
+    if current.kind == "absent":
+        yield StringCommand("mkdir", "-p", QuoteString(path))
+    if mode and (current.kind == "absent" or current.mode != str(int(mode))):
+        yield file_utils.chmod(path, int(mode))
+    if current.kind == "absent" or (current.user, current.group) != (user, group):
+        yield file_utils.chown(path, user, group)
+
+
+def _put_secret(content: str, dest: str, scope: _Scope, st: ServicesStateValue):
     """Write the secrets file 0600 from its creation on, never printing it (files.put would
     show it with --diff). Returns whether the content changed."""
-    current = host.get_fact(File, path=dest)
-    changed = host.get_fact(Sha1File, path=dest) != _sha1(content)
+    current = st.file(dest)
+    changed = current.sha1 != _sha1(content)
     if changed:
-        yield from upload_private(content, dest, scope.owner, scope.group, "600")
+        exists = current.kind != "absent"
+        yield from upload_private(content, dest, scope.owner, scope.group, "600", exists=exists)
         return True
-    if not current or (current["user"], current["group"]) != (scope.owner, scope.group):
+    if (current.user, current.group) != (scope.owner, scope.group):
         yield file_utils.chown(dest, scope.owner, scope.group)
-    if not current or current["mode"] != 600:
+    if current.mode != "600":
         yield file_utils.chmod(dest, 600)
     return False
 
@@ -478,11 +557,10 @@ def file_paths(svc: Service, service_dir: str) -> dict[str, str]:
     return {f.path: f"{service_dir}/{f.path}" for f in svc.files}
 
 
-def file_states(svc: Service, service_dir: str) -> dict:
-    """What the host has at each managed file's path: ONE ``ServiceFiles`` command for all
-    of them (a host-wide state gathering can pass every service's paths at once)."""
-    paths = list(file_paths(svc, service_dir).values())
-    return host.get_fact(ServiceFiles, paths=paths) if paths else {}
+def file_states(svc: Service, service_dir: str, st: ServicesStateValue) -> dict:
+    """What the host has at each managed file's path, from the services' gathered state
+    (``probe`` lists these paths with the others: no command of their own)."""
+    return {path: st.file(path) for path in file_paths(svc, service_dir).values()}
 
 
 def _files(svc: Service, scope: _Scope, service_dir: str, states: dict, data=None):
@@ -514,9 +592,11 @@ def _files(svc: Service, scope: _Scope, service_dir: str, states: dict, data=Non
         group = file.group or scope.group
         text = rendered[file.path][1]
         if kind == "absent" or have.sha1 != _sha1(text):
+            exists = kind == "file"
             if file.secrets or len(text.encode()) > INLINE_LIMIT:
-                yield from upload_private(text, dest, owner, group, file.mode)
+                yield from upload_private(text, dest, owner, group, file.mode, exists=exists)
             else:
+                show_change(dest, text, exists=exists)
                 yield write_file(text, dest, owner, group, file.mode)
             changed = True
             continue
@@ -564,31 +644,33 @@ def _validate_quadlet(
     return StringCommand(script)
 
 
-def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str):
-    yield from _reachable_by_user(scope, root)
-    yield from files.directory._inner(path=root, user="root", group="root", mode="0755")
-    yield from files.directory._inner(
-        path=service_dir, user=scope.owner, group=scope.group, mode="0750"
-    )
+def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str, st):
+    yield from _reachable_by_user(scope, root, st)
+    yield from _directory(root, st, "root", "root", "0755")
+    yield from _directory(service_dir, st, scope.owner, scope.group, "0750")
     # Bind-mount sources are created once; afterwards they belong to the container (an
     # image such as postgres chowns its data directory to its own uid on first start).
     made = set()
-    # ... and so are the directories the managed files go in.
+    for path in _volume_dirs(svc, service_dir):
+        if path in made or st.dir(path).kind != "absent":
+            continue
+        made.add(path)
+        yield from _directory(path, st, scope.owner, scope.group, "0750")
+
+
+def _volume_dirs(svc: Service, service_dir: str) -> list[str]:
+    """The bind-mount sources under the service's directory and the directories its present
+    managed files go in, each level of each."""
     sources = [v.source for v in svc.volumes if v.source is not None]
     sources += [str(PurePosixPath(f.path).parent) for f in svc.files if f.present and "/" in f.path]
+    paths = []
     for source in dict.fromkeys(sources):
         parts = PurePosixPath(source).parts
-        for depth in range(1, len(parts) + 1):
-            path = f"{service_dir}/{'/'.join(parts[:depth])}"
-            if path in made or host.get_fact(Directory, path=path):
-                continue
-            made.add(path)
-            yield from files.directory._inner(
-                path=path, user=scope.owner, group=scope.group, mode="0750"
-            )
+        paths += [f"{service_dir}/{'/'.join(parts[:d])}" for d in range(1, len(parts) + 1)]
+    return list(dict.fromkeys(paths))
 
 
-def _reachable_by_user(scope: _Scope, root: str):
+def _reachable_by_user(scope: _Scope, root: str, st: ServicesStateValue):
     """A rootless service's user must reach ``<root>/<name>`` (its secrets file, its data):
     podman creates a custom graphroot's missing parents 0700 (measured on Debian 12:
     /space/containers under motoko's /space), which would hide a service root beside the
@@ -596,22 +678,73 @@ def _reachable_by_user(scope: _Scope, root: str):
     only, no listing); nothing else about it changes."""
     if not scope.user:
         return
-    for ancestor in reversed(PurePosixPath(root).parents[:-1]):  # '/' itself excluded
-        info = host.get_fact(Directory, path=str(ancestor))
-        if info and not info["mode"] % 10 & 1:
-            yield StringCommand("chmod o+x --", QuoteString(str(ancestor)))
+    for ancestor in _ancestors(root):
+        info = st.dir(ancestor)
+        if info.kind == "dir" and not int(info.mode) % 10 & 1:
+            yield StringCommand("chmod o+x --", QuoteString(ancestor))
 
 
-def _ensure_unit_dir(scope: _Scope, unit_dir: str):
+def _ancestors(root: str) -> list[str]:
+    return [str(a) for a in reversed(PurePosixPath(root).parents[:-1])]  # '/' excluded
+
+
+def _unit_dir_levels(scope: _Scope, unit_dir: str) -> list[str]:
+    """The directories ``_ensure_unit_dir`` owns: the unit directory, and for a rootless
+    user each level of it under the home."""
+    if not scope.user:
+        return [unit_dir]
+    relative = PurePosixPath(unit_dir).relative_to(scope.home)
+    levels = range(1, len(relative.parts) + 1)
+    return [f"{scope.home}/{'/'.join(relative.parts[:d])}" for d in levels]
+
+
+def _ensure_unit_dir(scope: _Scope, unit_dir: str, st: ServicesStateValue):
     """The directory the unit goes in; for a rootless user each level under the home is the
     user's own (``mkdir -p`` as root would leave ~/.config root-owned)."""
-    if not scope.user:
-        yield from files.directory._inner(path=unit_dir, user="root", group="root")
-        return
-    relative = PurePosixPath(unit_dir).relative_to(scope.home)
-    for depth in range(1, len(relative.parts) + 1):
-        path = f"{scope.home}/{'/'.join(relative.parts[:depth])}"
-        yield from files.directory._inner(path=path, user=scope.owner, group=scope.group)
+    for path in _unit_dir_levels(scope, unit_dir):
+        yield from _directory(path, st, scope.owner, scope.group)
+
+
+def probe(services: list[Service], root: str) -> dict:
+    """The arguments of ``ServicesState`` for ``services`` (sorted, so every operation of a
+    run asks the same): each one's unit files of both renderings, its networks' quadlet files,
+    its timers' files, its secrets file, its managed files; its directories (with those the
+    managed files go in), the unit directories and (rootless)
+    the service root's ancestors; its units, in root's manager or its user's."""
+    files, dirs, units, records = set(), set(), set(), set()
+    user_units: dict[str, set] = {}
+    for svc in services:
+        try:
+            scope = _scope(svc.name, svc.user)
+        except OperationError:
+            continue  # its user is missing: its own operation says so
+        service_dir = f"{root}/{svc.name}"
+        plain, quadlet = scope.unit_dir("plain"), scope.unit_dir("quadlet")
+        names = {f"{svc.name}.service"} | {f"{svc.name}-{t.name}.timer" for t in svc.timers}
+        (user_units.setdefault(svc.user, set()) if svc.user else units).update(names)
+        files |= {f"{plain}/{svc.name}.service", f"{quadlet}/{svc.name}.container"}
+        files |= {f"{service_dir}/{SECRETS_FILE}"}
+        files |= {f"{quadlet}/{n.name}.network" for n in svc.attachments}
+        files |= set(file_paths(svc, service_dir).values())
+        files |= {path for timer in svc.timers for path in _timer_files(svc, scope, timer)}
+        dirs |= {root, service_dir, *_volume_dirs(svc, service_dir)}
+        dirs |= {*_unit_dir_levels(scope, plain), *_unit_dir_levels(scope, quadlet)}
+        dirs |= set(_ancestors(root)) if svc.user else set()
+        records.add(f"{service_dir}/{IMAGE_RECORD}")
+    return {
+        "files": sorted(files),
+        "dirs": sorted(dirs),
+        "records": sorted(records),
+        "units": sorted(units),
+        "user_units": {user: sorted(names) for user, names in sorted(user_units.items())},
+    }
+
+
+def gathered_state(services: list[Service], root: str) -> ServicesStateValue:
+    """The state of ``services`` (``probe``), one command for all of them, shared with the
+    operations that follow while none changes anything (``shared_fact``)."""
+    unique = {svc.name: svc for svc in services}
+    return shared_fact(ServicesState, **probe(list(unique.values()), root))
 
 
 def _spec(service: Service | dict | str) -> Service:
@@ -640,6 +773,7 @@ def service(
     remove_networks: list[str] | None = None,
     secret_values: dict[str, str] | None = None,
     data=None,
+    declared: list[Service | dict | str] | None = None,
 ):
     """
     Run a container as a systemd service, or remove it.
@@ -657,9 +791,13 @@ def service(
       container's environment), written into the same 0600 secrets file as ``secrets``
     + data: what the ``files`` templates see as ``data`` (the deploys: the host's validated
       host data)
+    + declared: every service the host declares (this one among them, same ``root``): their
+      state is read in one command (``facts.services.ServicesState``), which the operations
+      that follow reuse while none changes anything, so a no-op run costs the same commands
+      for one service or many; default: this service alone
 
     Its ``files`` are written under its directory when their content differs (compared by
-    checksum, one command reads them all); a changed one restarts the service, or reloads it
+    checksum, read in that same command); a changed one restarts the service, or reloads it
     (``systemctl reload``: its ``reload`` signal or command) where it declares a reload and
     nothing else changed. A file whose template reads secrets is uploaded through a 0600 file,
     never shown.
@@ -693,7 +831,8 @@ def service(
     # pyinfra also runs operations while planning, before earlier ones (installing podman,
     # enabling linger) have run: what they will provide is only required when this one runs.
     executing = host.state.is_executing
-    state = host.get_fact(SystemdUnit, unit=unit_name, user=svc.user)
+    st = gathered_state([*map(_spec, declared or []), svc], root)
+    state = st.unit(unit_name, svc.user)
     if svc.user and not state.reachable and executing:
         raise OperationError(
             f"service {svc.name}: the systemd user manager of {svc.user} is not running "
@@ -717,16 +856,16 @@ def service(
                 f"service {svc.name}: remove_networks {stray} are not its networks"
             )
         networks = [n.name for n in svc.attachments if n.name in set(remove_networks or ())]
-        yield from _remove(svc, scope, state, service_dir, [quadlet_file, plain_file], networks)
+        unit_files = [quadlet_file, plain_file]
+        yield from _remove(svc, scope, state, service_dir, unit_files, networks, st)
         return
 
-    info = host.get_fact(PodmanInfo)
-    if (not info or info.error) and not executing:
+    if not st.podman_version and not executing:
         # Planned before podman is installed: the service will be set up; its rendering is
         # chosen when the operation runs.
-        yield from _collect(_ensure_dirs(svc, scope, root, service_dir))[0]
+        yield from _collect(_ensure_dirs(svc, scope, root, service_dir, st))[0]
         return
-    rendering, quadlet = _rendering(svc.name, info)
+    rendering, quadlet = _rendering(svc.name, st)
     unit_dir = scope.unit_dir(rendering)
     own_file, other_file = (
         (quadlet_file, plain_file) if rendering == "quadlet" else (plain_file, quadlet_file)
@@ -738,19 +877,19 @@ def service(
         commands.extend(new)
         return value
 
-    add(_ensure_dirs(svc, scope, root, service_dir))
-    add(_ensure_unit_dir(scope, unit_dir))
+    add(_ensure_dirs(svc, scope, root, service_dir, st))
+    add(_ensure_unit_dir(scope, unit_dir, st))
 
     secrets_file = f"{service_dir}/{SECRETS_FILE}"
     if svc.secrets or given:
         content = render_secrets(svc, {**resolve_secrets(svc), **given})
-        secrets_changed = add(_put_secret(content, secrets_file, scope))
+        secrets_changed = add(_put_secret(content, secrets_file, scope, st))
     else:
-        removed, _ = _collect(files.file._inner(path=secrets_file, present=False))
+        removed, _ = _collect(_remove_file(secrets_file, st))
         commands.extend(removed)
         secrets_changed = bool(removed)
 
-    files_changed = add(_files(svc, scope, service_dir, file_states(svc, service_dir), data))
+    files_changed = add(_files(svc, scope, service_dir, file_states(svc, service_dir, st), data))
 
     # The files of this rendering: the networks first, so the container's references resolve.
     wanted = []
@@ -763,34 +902,34 @@ def service(
         service_dir,
         bool(scope.user),
         env_file=bool(given),
-        podman=_version(info.version),
+        podman=_version(st.podman_version),
     )
     wanted.append((own_file, unit))
-    changed_files = [p for p, text in wanted if host.get_fact(Sha1File, path=p) != _sha1(text)]
+    changed_files = [p for p, text in wanted if st.file(p).sha1 != _sha1(text)]
     backups = []
     if rendering == "quadlet":
         for path in changed_files:
-            if host.get_fact(File, path=path):
+            if st.file(path).kind == "file":
                 backups.append(path)
                 commands.append(StringCommand("cp", "-p", path, path + BACKUP_SUFFIX))
     for path, text in wanted:
-        add(_put(text, path, scope, "0644"))
+        add(_put(text, path, scope, "0644", st))
     if rendering == "quadlet" and changed_files:
         units = [f"{n.name}-network.service" for n in svc.attachments] + [unit_name]
         commands.append(_validate_quadlet(quadlet, scope, units, changed_files, backups))
 
     # A unit of the other rendering (podman was upgraded) would shadow or duplicate ours.
     other_removed = False
-    if host.get_fact(File, path=other_file):
+    if st.file(other_file).kind != "absent":
         if other_file.endswith(".service") and state.unit_file_state == "enabled":
             commands.append(scope.systemctl("disable", unit_name))
-        commands.extend(_collect(files.file._inner(path=other_file, present=False))[0])
+        commands.extend(_collect(_remove_file(other_file, st))[0])
         other_removed = True
 
     unit_changed = bool(changed_files) or other_removed
     if rendering == "quadlet" and any(t.present for t in svc.timers):
-        add(_ensure_unit_dir(scope, scope.unit_dir("plain")))  # timers are plain units
-    timers_changed, enable_timers = add(_timers(svc, scope))
+        add(_ensure_unit_dir(scope, scope.unit_dir("plain"), st))  # timers are plain units
+    timers_changed, enable_timers = add(_timers(svc, scope, st))
     if unit_changed or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
@@ -799,21 +938,40 @@ def service(
     # A changed file restarts the service unless it declares a reload and nothing else changed.
     reload = svc.reload is not None and files_changed and not (unit_changed or secrets_changed)
     restart = running and (unit_changed or secrets_changed or (files_changed and not reload))
+    record = None
     if restart or not running:
         # First of all: a failed pull leaves the running container and its unit as they are.
-        commands.insert(0, pull_command(svc, scope))
+        commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
-    elif reload:
-        commands.append(scope.start("reload", svc.name))
+        record = record_command(svc, scope, service_dir)
+    else:
+        if reload:
+            commands.append(scope.start("reload", svc.name))
+        if svc.pull == PullPolicy.always:
+            commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
+            commands.append(_moved_restart(svc, scope))
+            record = record_command(svc, scope, service_dir)
+        else:
+            container = st.container(svc.name, svc.user)
+            recorded = recorded_images(st.records.get(f"{service_dir}/{IMAGE_RECORD}"))
+            if container and recorded.get("current") != container.image_id:
+                record = record_command(svc, scope, service_dir)
+    if record is not None:
+        commands.append(record)
     commands += enable_timers
+    rootless = f", rootless as {svc.user}" if svc.user else ""
+    noop = f"service {svc.name} is up to date ({rendering} unit, running{rootless})"
+    yield from _finish(commands, noop)
 
+
+def _finish(commands: list, noop: str):
+    """Yield the commands, or say why there are none (then the state read for this
+    operation stays valid for the next: ``keep_shared_facts``)."""
     if commands:
         yield from commands
     else:
-        host.noop(
-            f"service {svc.name} is up to date ({rendering} unit, running"
-            f"{', rootless as ' + svc.user if svc.user else ''})"
-        )
+        keep_shared_facts()
+        host.noop(noop)
 
 
 def _remove(
@@ -822,17 +980,18 @@ def _remove(
     state,
     service_dir: str,
     unit_files: list[str],
-    networks: list[str] = (),
+    networks: list[str],
+    st: ServicesStateValue,
 ):
     # Its timers first (the spec lists them): a job must not start on a service going away.
-    commands, (timers_changed, _) = _collect(_timers(svc, scope))
+    commands, (timers_changed, _) = _collect(_timers(svc, scope, st))
     if state.active_state in RUNNING:
         commands.append(scope.systemctl("stop", f"{svc.name}.service"))
     if state.unit_file_state == "enabled":
         commands.append(scope.systemctl("disable", f"{svc.name}.service"))
     for network in networks:
         network_file = f"{scope.unit_dir('quadlet')}/{network}.network"
-        if host.get_fact(File, path=network_file):
+        if st.file(network_file).kind != "absent":
             # The network's generated oneshot unit stays active until stopped.
             unit = f"{network}-network.service"
             stop = scope.systemctl("stop", unit)
@@ -840,7 +999,7 @@ def _remove(
             unit_files = [*unit_files, network_file]
     removed_units = []
     for path in unit_files:
-        removed_units += _collect(files.file._inner(path=path, present=False))[0]
+        removed_units += _collect(_remove_file(path, st))[0]
     commands += removed_units
     if removed_units or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
@@ -855,7 +1014,8 @@ def _remove(
         reset = scope.systemctl("reset-failed", f"{svc.name}.service")
         commands.append(StringCommand(reset, "2>/dev/null", "||", "true"))
     if svc.remove_data:
-        commands += _collect(files.directory._inner(path=service_dir, present=False))[0]
+        if st.dir(service_dir).kind == "dir":
+            commands.append(StringCommand("rm", "-rf", QuoteString(service_dir)))
         named = [v.volume for v in svc.volumes if v.volume is not None]
         if named:
             existing = set(host.get_fact(PodmanVolumes, user=svc.user))
@@ -869,10 +1029,45 @@ def _remove(
         # reads secrets.
         private = [SECRETS_FILE] + [f.path for f in svc.files if f.secrets]
         for path in private:
-            commands += _collect(files.file._inner(path=f"{service_dir}/{path}", present=False))[0]
+            commands += _collect(_remove_file(f"{service_dir}/{path}", st))[0]
+    kept = "" if svc.remove_data else f" ({service_dir} kept: remove_data is false)"
+    yield from _finish(commands, f"service {svc.name} is absent{kept}")
 
-    if commands:
-        yield from commands
-    else:
-        kept = "" if svc.remove_data else f" ({service_dir} kept: remove_data is false)"
-        host.noop(f"service {svc.name} is absent{kept}")
+
+@operation()
+def prune_images(declared: list[Service | dict | str], root: str = "/srv/containers/apps"):
+    """
+    Remove the images that no declared service needs, from root's store and from each
+    service user's: every image no container uses (running or not), that no present service
+    of that store names, and that is neither the current nor the previous image of a
+    service's image record (kept for a rollback). Run after the services converged.
+
+    + declared: every service the host declares (the same list ``service`` got)
+    + root: the service root (where the image records are)
+
+    Destructive by design (hence off unless ``podman_prune_images``): an image pulled by hand
+    and not in use goes too. Untags by name (never ``--force``: no container is touched).
+    Idempotent: nothing to remove, no command.
+    """
+    declared = [_spec(svc) for svc in declared]
+    st = gathered_state(declared, root)
+    commands = []
+    for user in sorted({svc.user or "" for svc in declared}):
+        mine = [svc for svc in declared if (svc.user or "") == user]
+        scope = st.scope(user or None)
+        keep = {c.image_id for c in scope.containers.values()}
+        for svc in mine:
+            recorded = recorded_images(st.records.get(f"{root}/{svc.name}/{IMAGE_RECORD}"))
+            keep |= set(recorded.values())
+        wanted = {svc.image for svc in mine if svc.present and svc.image}
+        doomed = []
+        for image in scope.images:
+            named = wanted & set(image.names)
+            pinned = any(ref.partition("@")[2] == image.digest for ref in wanted if "@" in ref)
+            if image.id in keep or named or pinned:
+                continue
+            doomed += sorted(image.names) or [image.id]
+        if doomed:
+            rmi = shlex.join(["podman", "rmi", "--", *doomed])
+            commands.append(StringCommand(_Scope(user or None, "", "", "").as_user(rmi)))
+    yield from _finish(commands, "no image to prune: each is in use, declared or recorded")

@@ -87,7 +87,8 @@ def configure(
 
     doc = copy.deepcopy(conf.main or conf.vendor or DISTRO_DEFAULTS)
     doc.setdefault("storage", {}).update(wanted)
-    yield from put_file(render_toml(doc, SOURCE), path, "root", "root", "0644")
+    exists = True if conf.main_path == path else None  # None: --diff reads it
+    yield from put_file(render_toml(doc, SOURCE), path, "root", "root", "0644", exists=exists)
 
 
 def _ere_escape(text: str) -> str:

@@ -144,25 +144,32 @@ def busybox_rootfs(busybox: bytes, applets: list[str]) -> list[tuple[str, str, b
     return entries
 
 
-def testbed_images(busybox_path: Path = BUSYBOX) -> dict[str, Image]:
-    """The images the testbed serves, by ``repository:tag``. alpine and busybox share one
-    base layer; nginx:alpine adds a web root and runs busybox httpd in the foreground."""
+def _base_layer(busybox_path: Path = BUSYBOX) -> tuple[bytes, bytes]:
     applets = subprocess.run(
         [str(busybox_path), "--list-full"], capture_output=True, text=True, check=True
     ).stdout.split()
-    base = layer(busybox_rootfs(busybox_path.read_bytes(), applets))
-    www = layer([("www", "dir", None, 0o755), ("www/index.html", "file", INDEX_HTML, 0o644)])
+    return layer(busybox_rootfs(busybox_path.read_bytes(), applets))
+
+
+def web_image(index_html: bytes, base: tuple[bytes, bytes] | None = None) -> Image:
+    """busybox httpd in the foreground on port 80, serving ``index_html`` from /www."""
+    www = layer([("www", "dir", None, 0o755), ("www/index.html", "file", index_html, 0o644)])
+    config = {
+        "Env": [PATH_ENV],
+        "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
+        "ExposedPorts": {"80/tcp": {}},
+    }
+    return image([base or _base_layer(), www], config)
+
+
+def testbed_images(busybox_path: Path = BUSYBOX) -> dict[str, Image]:
+    """The images the testbed serves, by ``repository:tag``. alpine and busybox share one
+    base layer; nginx:alpine adds a web root and runs busybox httpd in the foreground."""
+    base = _base_layer(busybox_path)
     return {
         "library/alpine:latest": image([base], {"Env": [PATH_ENV], "Cmd": ["/bin/sh"]}),
         "library/busybox:latest": image([base], {"Env": [PATH_ENV], "Cmd": ["sh"]}),
-        "library/nginx:alpine": image(
-            [base, www],
-            {
-                "Env": [PATH_ENV],
-                "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
-                "ExposedPorts": {"80/tcp": {}},
-            },
-        ),
+        "library/nginx:alpine": web_image(INDEX_HTML, base),
     }
 
 

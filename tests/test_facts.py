@@ -18,11 +18,21 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra_testing.facts import make_fact_tests
 
-from facts import compose, docker, files, gpu, podman, registries, rootless, services, storage
+from facts import (
+    compose,
+    docker,
+    files,
+    gpu,
+    podman,
+    registries,
+    rootless,
+    selinux,
+    services,
+    storage,
+)
 
 TESTS_BASE = Path(__file__).parent / "facts"
 FIXTURES = Path(__file__).parent / "fixtures" / "facts"
-
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +57,11 @@ FACTS = [
     (podman.PodmanInfo, []),
     (gpu.NvidiaGpus, []),
     (gpu.NvidiaPresence, []),
+    (
+        gpu.PackageSources,
+        ["https://nvidia.github.io/libnvidia-container", "/etc/apt/keyrings/a b.asc"],
+    ),
+    (selinux.SELinux, [["/space/containers/engine/podman", "/srv/a b"]]),
     (storage.StorageConf, []),
     (storage.PathMount, ["/var/lib/containers/storage"]),
     (storage.BlockDevice, ["/dev/vda"]),
@@ -64,11 +79,20 @@ FACTS = [
     (services.PodmanVolumes, ["svc-litellm"]),
     (services.PodmanNetworks, []),
     (services.PodmanNetworks, ["vagrant"]),
-    (services.ServiceFiles, [["/srv/containers/apps/a b/x.conf", "/srv/it's"]]),
+    (
+        services.ServicesState,
+        [
+            ["/etc/systemd/system/web.service", "/srv/a b/it's"],
+            ["/srv/containers/apps", "/no such dir"],
+            ["/srv/containers/apps/web/image-record", "/etc/hostname"],
+            ["web.service", "web-cron.timer"],
+            {"vagrant": ["uweb.service"]},
+        ],
+    ),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack"]),
     (compose.ComposeProject, ["devstack", "/srv/containers/compose/devstack", "vagrant"]),
-    (registries.AuthFile, [None, ["quay.io/it's", "10.0.2.2:5001"], "a salt"]),
-    (registries.AuthFile, ["nobody", ["10.0.2.2:5001"], "a salt"]),
+    (registries.AuthFile, [None]),
+    (registries.AuthFile, ["nobody"]),
 ]
 
 
@@ -120,7 +144,10 @@ def test_command_runs_under_sh(fact, args):
     tool = instance.requires_command(*args)
     if tool:
         raw = f"if command -v {tool} >/dev/null 2>&1; then ( {raw} ); else echo NOCMD; fi"
-    result = subprocess.run(["sh", "-c", raw], capture_output=True, text=True, timeout=120)
+    # An empty stdin (a pipe, not /dev/null: a fact may read its stdin, AuthFile does).
+    result = subprocess.run(
+        ["sh", "-c", raw], input="", capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     if lines and lines != ["NOCMD"]:
@@ -161,3 +188,43 @@ def test_fstab_entries_match_the_mount_point_field_only():
     ]
     assert storage.fstab_entries(fstab, "/space") == [fstab[2], fstab[5]]
     assert storage.fstab_entries(fstab, "/srv") == []
+
+
+def test_secret_stdin_reaches_the_command_and_never_pyinfra_s_logs():
+    """pyinfra logs a fact's arguments, ``_stdin`` included, with ``str()`` ("Loaded fact …
+    (_stdin=…)" under --debug); the wanted auth values must reach only the command's stdin."""
+    import io
+
+    from pyinfra.api.util import get_kwargs_str
+    from pyinfra.connectors.util import write_stdin
+
+    secret = registries.SecretStdin('{"10.0.2.2:5001": "cHVsbC1ib3Q6aHVudGVyMg=="}')
+    assert "cHVsbC1ib3Q6" not in get_kwargs_str({"_stdin": secret, "user": None})
+    assert "cHVsbC1ib3Q6" not in f"{secret!r} {secret}"
+    buffer = io.BytesIO()
+    buffer.close = lambda: None
+    write_stdin(secret, buffer)
+    assert buffer.getvalue() == b'{"10.0.2.2:5001": "cHVsbC1ib3Q6aHVudGVyMg=="}\n'
+
+
+def test_fcontext_local_listings_from_public_sources():
+    # RHEL 8's "Considerations in adopting RHEL 8" (SELinux policy changes): an equivalence.
+    rhel8 = (FIXTURES / "upstream/semanage-fcontext-l-C.rhel8-equivalence.txt").read_text()
+    assert selinux.parse_fcontext_local(rhel8.splitlines()) == ({"/my/apps": "/"}, [])
+    # A type rule as `semanage fcontext -lC` prints it (columns narrower than semanage's own).
+    blog = (FIXTURES / "upstream/semanage-fcontext-lC.type-rule-blog.txt").read_text()
+    assert selinux.parse_fcontext_local(blog.splitlines()) == (
+        {},
+        [
+            selinux.FileContextRule(
+                "/var/test_www(/.*)?", "all files", "system_u:object_r:httpd_sys_content_t:s0"
+            )
+        ],
+    )
+
+
+def test_label_differs_by_type_only():
+    varlib = "system_u:object_r:container_var_lib_t:s0"
+    assert selinux.label_differs("system_u:object_r:default_t:s0", varlib)
+    assert not selinux.label_differs("unconfined_u:object_r:container_var_lib_t:s0", varlib)
+    assert not selinux.label_differs(None, varlib) and not selinux.label_differs(varlib, None)

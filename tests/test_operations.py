@@ -8,6 +8,7 @@ from pyinfra_testing import util
 from pyinfra_testing.operations import make_operation_tests
 
 import facts.registries
+from facts.services import ServicesState, ServicesStateValue
 
 TESTS_BASE = Path(__file__).parent / "operations"
 
@@ -26,6 +27,19 @@ util.FakeFact.__iter__ = lambda self: iter(util._wrap_fact_value(self.data))
 util.FakeFact.__len__ = lambda self: len(self.data)
 # A fact that is None (tool missing) must be falsy, as the real value is.
 util.FakeFact.__bool__ = lambda self: self.data is not None and bool(self.data)
+
+_fake_get_fact = util.FakeHost.get_fact
+
+
+def _get_fact(self, fact_cls, *args, **kwargs):
+    # ServicesState's value is a tree of dataclasses: the cases write its to_json form.
+    value = _fake_get_fact(self, fact_cls, *args, **kwargs)
+    if fact_cls is ServicesState:
+        return ServicesStateValue.from_json(dict(value))
+    return value
+
+
+util.FakeHost.get_fact = _get_fact
 
 # The controller-side secret the services.service cases read ({"env": ...}); the cases that
 # need an unset one use PODMAN_STANDARD_TEST_UNSET.

@@ -1,13 +1,17 @@
 """The benchmark's pure parts (bench/run.py): parsing pyinfra's and ansible's own records of real
 runs, the A/B order, min/median/max and the table. Times are never asserted."""
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bench import run
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "bench"
 
 
 def _read(name: str) -> str:
@@ -109,3 +113,72 @@ def test_figures_and_goals_of_an_all_result():
     assert lines[3].split()[-1] == "met" and " 10 " in lines[3]
     assert "1.24x" in lines[4] and "NOT" not in lines[4]
     assert "1.67x" in lines[5] and lines[5].endswith("NOT met")
+
+
+def test_a_host_ansible_cannot_serve_is_left_out_with_its_reason():
+    hosts = [
+        {"name": n, "ssh_host": "127.0.0.1", "ssh_port": p, "ssh_user": "vagrant", "ssh_key": "/k"}
+        for n, p in (("bookworm-server", 2222), ("trixie-workstation", 2223))
+    ]
+    inv = run.ansible_inventory(hosts, {"bookworm-server": {}, "trixie-workstation": {}})
+    reason = "could not install python3-apt for ansible's modules (rc 2): E: no mirror"
+    kept = run.measured(inv, {"trixie-workstation": reason})
+    assert list(kept["all"]["hosts"]) == ["bookworm-server"]
+    assert list(inv["all"]["hosts"]) == ["bookworm-server", "trixie-workstation"]  # untouched
+
+    saved = json.loads((REPO / "bench/results/noop-20261129T064845Z.json").read_text())
+    saved["skipped"] = {"trixie-workstation": reason}
+    report = run.noop_report(saved)
+    assert report.splitlines()[0].startswith("No-op run on bookworm-server ")
+    assert report.splitlines()[-1] == f"not measured: trixie-workstation: {reason}"
+
+
+def _prepare(tmp_path, installed: str, install_fails_until_update: bool):
+    """Run the prepare command against stand-ins for dpkg-query and apt-get that log calls."""
+    log = tmp_path / "calls"
+    (tmp_path / "dpkg-query").write_text(
+        f'#!/bin/sh\ncase " {installed} " in *" $3 "*) printf installed;; *) exit 1;; esac\n'
+    )
+    fails = "[ -e updated ] || exit 100" if install_fails_until_update else ":"
+    (tmp_path / "apt-get").write_text(
+        f'#!/bin/sh\necho "apt-get $*" >> {log}\n'
+        f'case "$*" in update*) touch updated;; *install*) {fails};; esac\n'
+    )
+    for tool in ("dpkg-query", "apt-get"):
+        (tmp_path / tool).chmod(0o755)
+    command = run.ansible_prepare_command(("python3-apt", "bash"))
+    out = subprocess.run(
+        ["sh", "-c", command],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+    )
+    return out, (log.read_text().splitlines() if log.exists() else [])
+
+
+def test_what_ansible_needs_is_installed_only_when_missing(tmp_path):
+    out, calls = _prepare(tmp_path, "python3-apt bash", False)
+    assert (out.returncode, out.stdout, calls) == (0, "present: all\n", [])
+
+    out, calls = _prepare(tmp_path, "bash", False)
+    assert (out.returncode, out.stdout) == (0, "installed: python3-apt\n")
+    assert calls == ["apt-get install -y -q --no-install-recommends python3-apt"]
+
+
+def test_the_index_is_refreshed_only_when_the_install_fails_without(tmp_path):
+    out, calls = _prepare(tmp_path, "bash", True)
+    assert (out.returncode, out.stdout) == (0, "installed: python3-apt\n")
+    assert [c.split()[1] for c in calls] == ["install", "update", "install"]
+
+
+@pytest.mark.parametrize("count", [3, 6])
+def test_motoko_like_services_are_valid_host_data(count):
+    from model.host_data import HostData
+
+    services = run.motoko_like(count)
+    data = HostData.model_validate({"services": services})
+    assert [s.name for s in data.services] == [s["name"] for s in services]
+    # motoko's shapes: a secret, a health check, a dependency, a port and a timer among them
+    assert any(s.secrets for s in data.services) and any(s.healthcheck for s in data.services)
+    assert any(s.requires and s.ports and s.timers for s in data.services)

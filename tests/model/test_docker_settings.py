@@ -313,8 +313,8 @@ def test_a_current_dockers_container_is_refused_only_for_its_own_settings():
     ]
 
 
-def test_the_readme_table_is_the_decisions_table():
-    assert markdown() in (ROOT / "README.md").read_text()
+def test_the_migration_readme_table_is_the_decisions_table():
+    assert markdown() in (ROOT / "deploys" / "README.md").read_text()
 
 
 def daemon(name: str) -> DockerDaemonConfigState:

@@ -1,5 +1,9 @@
 """The data model: what group_data may say, and the messages a bad value gets."""
 
+import enum
+import json
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 from pyinfra.api import Config, Inventory, State
@@ -190,3 +194,41 @@ def test_a_wildcard_prefix_is_written_without_a_location():
         {"prefix": "*.example.com", "mirror": [{"location": "m.example.com:5000"}]},
         {"prefix": "quay.io/org", "location": "quay.io/org", "insecure": True},
     ]
+
+
+# --- the README's host-data reference is the model's -----------------------------------------
+
+
+def _reference_rows() -> list[tuple[str, str]]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Host data reference", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `podman_")]
+    return [(row[0].removeprefix("| ").strip("`"), row[1]) for row in rows]
+
+
+def _shown(value) -> str:
+    """A default as the reference writes it: JSON-ish, in backticks."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        return "none"
+    return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+
+
+def test_the_readme_reference_lists_every_key_in_the_models_order():
+    keys = [key for key, _ in _reference_rows()]
+    assert keys == [f"podman_{name}" for name in HostData.model_fields], keys
+
+
+def test_the_readme_reference_shows_each_models_default():
+    model = HostData()
+    for key, shown in _reference_rows():
+        default = getattr(model, key.removeprefix("podman_"))
+        if key == "podman_registries":  # the search list stands for the whole default
+            assert shown == ", ".join(model.registries.search), key
+        elif key == "podman_phases":
+            assert set(default) == set(Phase) and shown == "all", key
+        else:
+            value = default.model_dump(mode="json") if hasattr(default, "model_dump") else default
+            # a default may be followed by what a host class or group sets instead
+            assert shown.split(" (", 1)[0] == _shown(value), (key, shown, _shown(value))

@@ -140,12 +140,29 @@ def test_auth_json_that_is_not_a_document_is_never_rewritten(tmp_path, text, sta
     assert _read(str(tmp_path / "absent.json")) == ("absent", {})
 
 
-def test_probe_output_never_holds_the_auth_value(tmp_path, monkeypatch):
+def test_probe_compares_on_the_host_and_answers_only_same_or_differs(tmp_path, monkeypatch):
     from facts import auth_json
 
     monkeypatch.setattr(auth_json, "auth_path", lambda home: str(tmp_path / "auth.json"))
     secret = "cHVsbC1ib3Q6aHVudGVyMg=="
-    (tmp_path / "auth.json").write_text(json.dumps({"auths": {MIRROR: {"auth": secret}}}))
-    out = json.dumps(auth_json.probe("salt", [MIRROR]))
-    assert secret not in out and "hunter2" not in out
-    assert json.loads(out)["digests"][MIRROR] == auth_json.digest(secret, "salt")
+    stored = {MIRROR: {"auth": secret}, "quay.io": {"auth": "b3RoZXI6b25l"}, "x.io": "odd"}
+    (tmp_path / "auth.json").write_text(json.dumps({"auths": stored}))
+    wanted = {MIRROR: secret, "quay.io": "bmV3Om9uZQ==", "x.io": "eDp5", "absent.io": "YTpi"}
+    found = auth_json.probe(wanted)
+    # An entry that is not an object is not compared (so rewritten); an absent key neither.
+    assert found["compare"] == {MIRROR: "same", "quay.io": "differs"}
+    assert found["entries"] == sorted(stored)
+    out = json.dumps(found)
+    for value in [*wanted.values(), secret, "hunter2", "b3RoZXI6b25l"]:
+        assert value not in out
+    # Nothing else in it is a secret or computed from one: the file's metadata and keys.
+    assert set(found) == {
+        "path",
+        "state",
+        "owner",
+        "group",
+        "mode",
+        "user_group",
+        "entries",
+        "compare",
+    }

@@ -578,3 +578,15 @@ def test_a_rendering_error_names_the_file_and_never_a_secret(monkeypatch):
     monkeypatch.setenv("APP_DB_PASSWORD", "pw")
     with pytest.raises(OperationError, match=r"conf/pgpass: .*UndefinedError: .*'user'"):
         render_files(svc)
+
+
+def test_bind_mount_selinux_label_private_or_shared():
+    from model.host_data import Volume
+
+    assert Volume(source="data", target="/data").spec("/srv/a") == "/srv/a/data:/data:Z"
+    shared = Volume(source="data", target="/data", label="shared", read_only=True)
+    assert shared.spec("/srv/a") == "/srv/a/data:/data:ro,z"
+    with pytest.raises(ValidationError, match="label applies to a bind mount"):
+        Volume(volume="pgdata", target="/data", label="private")
+    with pytest.raises(ValidationError):
+        Volume(source="data", target="/data", label="none")

@@ -5,29 +5,35 @@ testbed's images), becomes pullable for root and for the rootless user vagrant o
 deploy. Before it, a pull fails on TLS (verification is on); a wrong password fails the run
 naming the registry and the user and leaves vagrant's auth.json as it was; no secret appears
 in any output, ``--debug`` included; auth.json modes and owners are exact; an entry added by
-hand survives; a second run changes nothing; a removed credential removes its entry only."""
+hand survives; a service of root's and one of vagrant's, and vagrant's compose project, pull
+with the deployed logins; a second run changes nothing (its AuthFile facts, printed with
+``-vvv``, answer only same/differs: no digest of a secret leaves the guest); a removed
+credential removes its entry only; a CA no longer declared goes, one placed by hand stays."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from facts.compose import as_user
+from facts.compose import PROJECT_LABEL, as_user
 from facts.qa import Probe
-from testbed.fleet import GuestSpec, Testbed
+from testbed.fleet import REPO, GuestSpec, Testbed
 from testbed.registry import AuthRegistry
 from tests.realhost.conftest import _TIMINGS
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 1  # one guest: runs beside another one-guest module (tier.py)
-MINUTES = 2.1  # last measured wall time (1.5 and 2.1 min, 2026-12-01); balances the lanes
+MINUTES = 3.6  # last measured wall time (3.6 min, 2026-12-01, beside other guests); balances lanes
 
 SPEC = GuestSpec("trixie", "workstation", "podman")
 DEPLOY = "deploys/podman_standard.py"
@@ -36,6 +42,8 @@ ROOT_AUTH = "/root/.config/containers/auth.json"
 USER_AUTH = "/home/vagrant/.config/containers/auth.json"
 ENV = "PODMAN_STANDARD_TEST_REGISTRY_PASSWORD"
 CAPTURE_ENV = "PODMAN_STANDARD_CAPTURE_DIR"
+HAND_CA = "/etc/containers/certs.d/hand.example:5000/ca.crt"
+COMPOSE_PORT = 8087
 
 
 def sudo(guest, command: str) -> str:
@@ -77,21 +85,26 @@ def deploy(
     root_present: bool = True,
     debug: bool = False,
     services: list | None = None,
+    compose: list | None = None,
+    ca: bool = True,
+    dry: bool = False,
 ):
-    """The config phase with the private registry declared (CA from a controller file, root's
-    password from a file, vagrant's from the environment), or with ``services`` the services
-    deploy; (returncode, changed ops, output)."""
+    """The config phase with the private registry declared (CA from a controller file unless
+    not ``ca``, root's password from a file, vagrant's from the environment), or with
+    ``services`` the services deploy, with ``compose`` the compose deploy; (returncode,
+    changed ops, output). ``debug``: ``--debug -vvv`` (facts' input and output printed too)."""
     loc = bed.location
     bed.data_overrides[SPEC.name] = {
-        "podman_phases": ["config", "services"] if services else ["config"],
+        "podman_phases": ["config", "services"] if services or compose else ["config"],
         "podman_services": services or [],
+        "podman_compose_projects": compose or [],
         "podman_registries": {
             "registries": [
                 {
                     "prefix": "docker.io",
                     "mirrors": [{"location": bed.registry.guest_address, "insecure": True}],
                 },
-                {"prefix": loc, "ca": {"file": str(bed.server.ca)}},
+                {"prefix": loc, **({"ca": {"file": str(bed.server.ca)}} if ca else {})},
             ],
             "credentials": [
                 {"registry": loc, "present": False}
@@ -111,9 +124,13 @@ def deploy(
         },
     }
     bed.write_state()
-    args = ("--debug",) if debug else ()
-    deploy_file = "deploys/services.py" if services else DEPLOY
+    args = ("--debug", "-vvv") if debug else ()
+    deploy_file = "deploys/services.py" if services else "deploys/compose.py" if compose else DEPLOY
+    if dry:
+        return dry_run(bed, args, vagrant_password)
     returncode, result, stderr = bed.pyinfra(*args, deploy=deploy_file, env={ENV: vagrant_password})
+    # A run that succeeds prints its JSON (a failed one may print none): else it broke.
+    assert result is not None or returncode != 0, stderr[-4000:]
     output = json.dumps(result) + stderr
     bed.outputs.append(output)
     changed = [
@@ -124,6 +141,25 @@ def deploy(
     return returncode, changed, output
 
 
+def dry_run(bed, args: tuple, vagrant_password: str):
+    """``pyinfra --dry --diff`` of the config phase as a user runs it: without ``-y`` (with
+    it pyinfra skips change detection, so no fact would run); (returncode, [], output)."""
+    command = [sys.executable, "-m", "pyinfra", "--dry", "--diff", *args]
+    with _TIMINGS.stage("pyinfra --dry --diff"):
+        result = subprocess.run(
+            [*command, str(bed.inventory_path), DEPLOY],
+            cwd=REPO,
+            env={**bed.pyinfra_env(), ENV: vagrant_password},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    output = result.stdout + result.stderr
+    bed.outputs.append(output)
+    return result.returncode, [], output
+
+
 def pull(guest, location: str, as_root: bool, image: str = "library/busybox:latest"):
     command = f"podman pull -q {location}/{image}"
     return guest.run(f"sudo {command}" if as_root else command, timeout=300)
@@ -131,9 +167,10 @@ def pull(guest, location: str, as_root: bool, image: str = "library/busybox:late
 
 def test_without_the_ca_a_pull_fails_on_tls(private):
     guest = private.guests[SPEC.name]
-    result = pull(guest, private.location, as_root=True)
-    assert result.returncode != 0
-    assert "certificate" in (result.stderr + result.stdout).lower(), result.stderr
+    for as_root in (True, False):
+        result = pull(guest, private.location, as_root=as_root)
+        assert result.returncode != 0
+        assert "certificate" in (result.stderr + result.stdout).lower(), result.stderr
 
 
 def test_a_wrong_password_fails_naming_registry_and_user(private):
@@ -156,6 +193,8 @@ def test_a_wrong_password_fails_naming_registry_and_user(private):
 
 def test_after_the_deploy_root_and_vagrant_pull(private):
     guest = private.guests[SPEC.name]
+    # pyinfra connects as vagrant: root's upload of the secret is handed over with sudo.
+    assert guest.run("id -un", check=True).stdout.strip() == "vagrant"
     returncode, changed, output = deploy(private, private.passwords["vagrant-puller"], debug=True)
     assert returncode == 0, output[-4000:]
     assert "Registry credentials of vagrant" in changed
@@ -252,23 +291,93 @@ def test_services_pull_with_the_deployed_logins(private):
     assert f"{loc}/library/alpine:latest" in images["vagrant"]
 
 
-def test_second_run_changes_nothing(private):
-    returncode, changed, output = deploy(private, private.passwords["vagrant-puller"])
-    assert returncode == 0, output[-4000:]
-    assert changed == []
-
-
-def test_a_removed_credential_removes_its_entry_only(private):
-    guest = private.guests[SPEC.name]
+def test_a_rootless_compose_project_pulls_with_the_user_s_login(private):
+    """vagrant's compose project on an image of the private registry that vagrant has not
+    pulled (root's service pulled it into root's store): podman-compose pulls it with
+    vagrant's deployed login."""
+    guest, loc = private.guests[SPEC.name], private.location
+    image = f"{loc}/library/nginx:alpine"
+    listed = "podman images --format '{{.Repository}}:{{.Tag}}'"
+    assert image not in guest.run(listed, check=True).stdout.split()
+    projects = [
+        {
+            "name": "privstack",
+            "template": "web-stack.yaml.j2",
+            "user": "vagrant",
+            "vars": {"web_image": image, "port": COMPOSE_PORT},
+        }
+    ]
     returncode, changed, output = deploy(
-        private, private.passwords["vagrant-puller"], root_present=False
+        private, private.passwords["vagrant-puller"], compose=projects
     )
     assert returncode == 0, output[-4000:]
-    assert changed == ["Registry credentials of root"]
+    assert changed == ["Compose project privstack"]
+    assert image in guest.run(listed, check=True).stdout.split()
+    running = guest.run(
+        f"podman ps --filter label={PROJECT_LABEL}=privstack --filter status=running "
+        "--format '{{.Image}}'",
+        check=True,
+    ).stdout.split()
+    assert running == [image, image], running
+
+
+def test_second_run_changes_nothing(private):
+    returncode, changed, output = deploy(private, private.passwords["vagrant-puller"], debug=True)
+    assert returncode == 0, output[-4000:]
+    assert changed == []
+    # With -vvv pyinfra prints each fact's output: the AuthFile facts of root and vagrant
+    # answer "same" for the registry, and hold nothing else about the entries but their keys.
+    answers = [
+        json.loads(line[line.index("{") :])
+        for line in output.splitlines()
+        if '"compare": {' in line and '"entries": [' in line
+    ]
+    assert len(answers) >= 2, output[-4000:]
+    for answer in answers:
+        assert answer["compare"] == {private.location: "same"}, answer
+        assert set(answer) == {
+            *("compare", "entries", "group", "mode", "owner", "path", "state", "user_group")
+        }
+    assert "Loaded fact facts.registries.AuthFile (_stdin=(secret, not shown)" in output
+
+
+def test_a_dry_diff_run_with_a_new_password_shows_no_secret(private):
+    """``--dry --diff`` with another password for vagrant: the change is detected (the
+    on-host comparison answers "differs") and nothing is written or shown."""
+    guest = private.guests[SPEC.name]
+    before = sudo(guest, f"cat {USER_AUTH}")
+    private.dry = "dry-" + secrets.token_urlsafe(12)
+    returncode, _, output = deploy(private, private.dry, debug=True, dry=True)
+    assert returncode == 0, output[-4000:]
+    assert "Detected changes" in output, output[-4000:]
+    assert f'"compare": {{"{private.location}": "differs"}}' in output
+    assert sudo(guest, f"cat {USER_AUTH}") == before
+
+
+def test_a_removed_credential_and_ca_remove_only_what_the_package_wrote(private):
+    """root's credential and the registry's CA no longer declared: root's entry and the CA
+    this package placed go; vagrant's entries and a CA placed by hand stay."""
+    guest = private.guests[SPEC.name]
+    ours = f"/etc/containers/certs.d/{private.location}"
+    sudo(guest, f"mkdir -p {HAND_CA.rsplit('/', 1)[0]} && cp {ours}/ca.crt {HAND_CA}.tmp")
+    sudo(guest, f"sed 1d {HAND_CA}.tmp > {HAND_CA} && rm {HAND_CA}.tmp")  # no header: by hand
+    hand_ca = sudo(guest, f"cat {HAND_CA}")
+    assert "managed by" not in hand_ca and "BEGIN CERTIFICATE" in hand_ca
+    returncode, changed, output = deploy(
+        private, private.passwords["vagrant-puller"], root_present=False, ca=False
+    )
+    assert returncode == 0, output[-4000:]
+    assert changed == ["Registry CA certificates", "Registry credentials of root"]
     assert json.loads(sudo(guest, f"cat {ROOT_AUTH}"))["auths"] == {}
     assert sorted(json.loads(sudo(guest, f"cat {USER_AUTH}"))["auths"]) == sorted(
         [*HAND, private.location]
     )
+    assert guest.run(f"test -e {ours}").returncode == 1  # the file and its empty directory
+    assert sudo(guest, f"cat {HAND_CA}") == hand_ca
+    returncode, changed, output = deploy(
+        private, private.passwords["vagrant-puller"], root_present=False, ca=False
+    )
+    assert (returncode, changed) == (0, []), output[-4000:]
 
 
 def test_no_secret_in_any_output(private):
@@ -279,10 +388,19 @@ def test_no_secret_in_any_output(private):
 
 
 def _secret_forms(bed) -> list[str]:
-    """Each password as it is, and as auth.json and a Basic header carry it."""
-    pairs = [*bed.passwords.items(), ("vagrant-puller", getattr(bed, "wrong", ""))]
+    """Each password as it is, as auth.json and a Basic header carry it, and the common
+    digests of both."""
+    pairs = [
+        *bed.passwords.items(),
+        ("vagrant-puller", getattr(bed, "wrong", "")),
+        ("vagrant-puller", getattr(bed, "dry", "")),
+    ]
     forms = []
     for user, password in pairs:
         if password:
-            forms += [password, base64.b64encode(f"{user}:{password}".encode()).decode()]
+            auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+            forms += [password, auth]
+            for value in (password, auth):
+                for algorithm in ("md5", "sha1", "sha256", "sha512"):
+                    forms.append(hashlib.new(algorithm, value.encode()).hexdigest())
     return forms

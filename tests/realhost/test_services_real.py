@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from facts.services import ServiceFiles
+from facts.files import ManagedFiles
 from testbed.app_images import PG_BIN, PGDATA, TAG, app_images
 from testbed.fleet import GuestSpec, Testbed
 from testbed.registry import push
@@ -329,14 +329,14 @@ def test_the_app_reads_its_managed_files_and_the_secret_is_shown_nowhere(converg
         assert "s3cr" not in text
 
 
-def test_the_service_files_fact_reads_them_all_in_one_command(converged, bed):
+def test_the_managed_files_fact_reads_them_all_in_one_command(converged, bed):
     paths = [
         f"{ROOT}/bench-app/conf/app.conf",
         f"{ROOT}/bench-app/conf/pgpass",
         f"{ROOT}/bench-app/conf",  # a directory
         f"{ROOT}/bench-app/conf/missing.conf",
     ]
-    fact = ServiceFiles()
+    fact = ManagedFiles()
     output = sudo(converged, fact.command(paths=paths).get_raw_value())
     found = fact.process(output.splitlines())
     assert [found[p].kind for p in paths] == ["file", "file", "other", "absent"], found
@@ -344,7 +344,7 @@ def test_the_service_files_fact_reads_them_all_in_one_command(converged, bed):
     # For the fast tier's fixture (tests/fixtures/facts/): PODMAN_STANDARD_CAPTURE_DIR when set.
     capture = Path(os.environ.get("PODMAN_STANDARD_CAPTURE_DIR") or bed.workdir) / "services"
     capture.mkdir(parents=True, exist_ok=True)
-    (capture / f"ServiceFiles.{bed.spec.release}.txt").write_text(output)
+    (capture / f"ManagedFiles.service-files.{bed.spec.release}.txt").write_text(output)
 
 
 def test_a_service_joins_two_networks_with_their_aliases(converged):
