@@ -42,8 +42,9 @@ def services(cfg: HostData):
         service_ops.service(
             name=f"Service {svc.name}" if svc.present else f"Remove service {svc.name}",
             service=svc,
-            remove_network=svc.name in removes_network,
+            remove_networks=removes_network.get(svc.name, []),
             root=cfg.service_root,
+            data=cfg,
             declared=cfg.services,  # their state in one command, reused while nothing changes
         )
     if cfg.prune_images:

@@ -780,6 +780,7 @@ _HOSTNAME_RE = re.compile(
 _ID_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _MODE_RE = re.compile(r"^[0-7]{3,4}$")
+_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.j2$")
 # podman's --log-opt max-size (go-units: b, k/kb, m/mb, g/gb).
 _LOG_SIZE_RE = re.compile(r"^[0-9]{1,15}(?:[kmg]b?|b)?$")
 ContainerId = Annotated[str, AfterValidator(_pattern(_ID_RE, "uid/gid or user/group name"))]
@@ -830,6 +831,257 @@ class Timer(Strict):
         if ";" in self.command:
             raise ValueError("command: a lone ';' separates commands in systemd units")
         return self
+
+
+# --- managed files, reload, networks, pass-through keys (issue 18, items 1 and 2) -----------
+
+SERVICE_TEMPLATES_DIR = TEMPLATES / "services"
+# Read once at import (the package's own files): name -> source.
+SERVICE_TEMPLATES = {
+    p.name: p.read_text(encoding="utf-8") for p in sorted(SERVICE_TEMPLATES_DIR.glob("*.j2"))
+}
+
+
+def template_secrets(name: str) -> set[str]:
+    """The secret names a service-file template reads (``{{ secrets.NAME }}`` or
+    ``{{ secrets["NAME"] }}``); any other use of ``secrets`` (a loop, a computed name) is a
+    ValueError: which secrets reach a file must be known before it is rendered."""
+    from jinja2 import Environment, nodes
+
+    tree = Environment().parse(SERVICE_TEMPLATES[name])
+    named: set[str] = set()
+    covered: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if isinstance(target, nodes.Name) and target.name == "secrets":
+            if isinstance(node, nodes.Getattr):
+                named.add(node.attr)
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                named.add(node.arg.value)
+            else:
+                continue
+            covered.add(id(target))
+    loose = [n for n in tree.find_all(nodes.Name) if n.name == "secrets" and id(n) not in covered]
+    if loose:
+        raise ValueError(
+            f"template {name}: secrets are read by name only ({{{{ secrets.NAME }}}}), "
+            f"line {loose[0].lineno}"
+        )
+    return named
+
+
+TemplateName = Annotated[
+    str, AfterValidator(_pattern(_TEMPLATE_RE, "template file name under templates/services/"))
+]
+
+
+class ServiceFile(Strict):
+    """A file under the service's directory, written by the operation: ``content`` as it is,
+    or ``template`` (a file of templates/services/) rendered with jinja2."""
+
+    path: str
+    content: str | None = None
+    template: (
+        Annotated[
+            str,
+            AfterValidator(_pattern(_TEMPLATE_RE, "template file name under templates/services/")),
+        ]
+        | None
+    ) = None
+    vars: dict[EnvName, object] = Field(default_factory=dict)  # the template's ``vars``
+    owner: ContainerId | None = None  # default: the service's owner (root, or its user)
+    group: ContainerId | None = None
+    mode: Annotated[str, AfterValidator(_pattern(_MODE_RE, "octal mode (0640)"))] = "0644"
+    present: bool = True  # false: the file is removed
+
+    @model_validator(mode="after")
+    def _valid(self):
+        parts = self.path.split("/")
+        if not _RELATIVE_RE.match(self.path) or ".." in parts:
+            _refuse(
+                "path",
+                f"{self.path!r} must be a relative path under the service directory (letters, "
+                "digits, '_', '.', '-'; no '..', no leading '/')",
+                self.path,
+            )
+        if parts[0] == SECRETS_FILE:
+            _refuse("path", f"{self.path!r} is the service's secrets file", self.path)
+        if int(self.mode, 8) > 0o777:
+            _refuse("mode", f"{self.mode!r}: no setuid, setgid or sticky bit on a file", self.mode)
+        if self.present and (self.content is None) == (self.template is None):
+            raise ValueError(f"file {self.path}: exactly one of 'content' or 'template'")
+        if self.content is not None and self.vars:
+            _refuse("vars", "vars are for a template; content is written as it is", {})
+        if self.template is not None:
+            if self.template not in SERVICE_TEMPLATES:
+                _refuse(
+                    "template",
+                    f"{self.template!r} is not in templates/services/ (there: "
+                    f"{', '.join(SERVICE_TEMPLATES) or 'nothing'})",
+                    self.template,
+                )
+            if self.secrets and int(self.mode, 8) & 0o007:
+                _refuse(
+                    "mode",
+                    f"{self.mode!r} lets every user of the host read the secrets "
+                    f"{', '.join(sorted(self.secrets))} it holds (0600 or 0640)",
+                    self.mode,
+                )
+        return self
+
+    @property
+    def secrets(self) -> set[str]:
+        """The service secrets this file's template reads."""
+        return template_secrets(self.template) if self.template else set()
+
+
+# podman kill --signal: the signals a server reloads on (HUP for most, USR1/USR2 for some).
+RELOAD_SIGNALS = ("HUP", "USR1", "USR2", "WINCH", "QUIT", "INT", "TERM")
+
+
+class Reload(Strict):
+    """How the service re-reads its managed files without a restart: a ``signal`` sent to
+    its main process (``podman kill --signal``), or a ``command`` run in its container
+    (``podman exec``). Exactly one."""
+
+    signal: Literal[RELOAD_SIGNALS] | None = None  # type: ignore[valid-type]
+    command: list[UnitText] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.signal is None) == (not self.command):
+            raise ValueError("reload has exactly one of 'signal' (HUP, USR1, ...) or 'command'")
+        if ";" in self.command:
+            raise ValueError("command: a lone ';' separates commands in systemd units")
+        return self
+
+
+_ALIAS_RE = _HOSTNAME_RE
+
+
+class NetworkAttachment(Strict):
+    """A podman network the container joins, with names it answers to there (DNS aliases)."""
+
+    name: ServiceName
+    aliases: list[
+        Annotated[str, AfterValidator(_pattern(_ALIAS_RE, "network alias (a host name)"))]
+    ] = Field(default_factory=list)
+
+    @property
+    def options(self) -> str:
+        """``:alias=a,alias=b`` (or nothing): what follows the network's name in podman's
+        ``--network`` and quadlet's ``Network=`` (quadlet 4.4 keeps it after ``x.network``)."""
+        return (":" + ",".join(f"alias={a}" for a in self.aliases)) if self.aliases else ""
+
+    @property
+    def spec(self) -> str:
+        """podman run's ``--network`` value."""
+        return self.name + self.options
+
+
+# Quadlet [Container] keys passed through as they are (``quadlet_keys``): key -> (podman run's
+# flag, the podman release whose quadlet has the key, read from pkg/systemd/quadlet/quadlet.go
+# at each tag v4.4.0 to v5.8.0). Every flag is in podman 4.3's podman-run(1). An older quadlet
+# gets PodmanArgs=--flag=value; the plain unit, --flag=value. "bool" keys take true/false.
+PASSTHROUGH_KEYS: dict[str, tuple[str, tuple[int, ...], str]] = {
+    "AddHost": ("--add-host", (5, 3), "value"),
+    "Annotation": ("--annotation", (4, 4), "word"),  # quadlet splits it into words
+    "DNS": ("--dns", (4, 7), "value"),
+    "DNSOption": ("--dns-option", (4, 7), "value"),
+    "DNSSearch": ("--dns-search", (4, 7), "value"),
+    "Entrypoint": ("--entrypoint", (5, 0), "value"),
+    "EnvironmentHost": ("--env-host", (4, 4), "bool"),
+    "ExposeHostPort": ("--expose", (4, 4), "value"),
+    "GIDMap": ("--gidmap", (4, 8), "value"),
+    "GroupAdd": ("--group-add", (5, 1), "value"),
+    "HealthOnFailure": ("--health-on-failure", (4, 5), "value"),
+    "IP": ("--ip", (4, 5), "value"),
+    "IP6": ("--ip6", (4, 5), "value"),
+    "Mount": ("--mount", (4, 5), "value"),
+    "Pull": ("--pull", (4, 6), "value"),
+    "StopSignal": ("--stop-signal", (5, 2), "value"),
+    "SubGIDMap": ("--subgidname", (4, 8), "value"),
+    "SubUIDMap": ("--subuidname", (4, 8), "value"),
+    "Timezone": ("--tz", (4, 4), "value"),
+    "UIDMap": ("--uidmap", (4, 8), "value"),
+}
+# Keys with a field of their own (the field is validated and rendered for both units).
+_KEYS_WITH_A_FIELD = {
+    "ContainerName": "name",
+    "Image": "image",
+    "Exec": "command",
+    "Environment": "env",
+    "EnvironmentFile": "secrets",
+    "PublishPort": "ports",
+    "Volume": "volumes",
+    "AddDevice": "devices",
+    "Network": "network / networks",
+    "NetworkAlias": "networks[].aliases",
+    "ShmSize": "shm_size",
+    "Memory": "memory",
+    "PidsLimit": "pids_limit",
+    "AddCapability": "cap_add",
+    "DropCapability": "cap_drop",
+    "User": "container_user",
+    "Group": "container_group",
+    "WorkingDir": "working_dir",
+    "HostName": "hostname",
+    "StopTimeout": "stop_timeout",
+    "RunInit": "init",
+    "ReadOnly": "read_only",
+    "Tmpfs": "tmpfs",
+    "Label": "labels",
+    "Ulimit": "ulimits",
+    "Sysctl": "sysctls",
+    "UserNS": "userns",
+    "LogDriver": "log_driver",
+    "LogOpt": "log_opts",
+    "HealthCmd": "healthcheck",
+    "HealthInterval": "healthcheck",
+    "HealthTimeout": "healthcheck",
+    "HealthRetries": "healthcheck",
+    "HealthStartPeriod": "healthcheck",
+    "Notify": "healthcheck",
+}
+
+
+def _passthrough(value: dict) -> dict[str, list[str]]:
+    """``quadlet_keys``: each key one of PASSTHROUGH_KEYS, its value a string (or a list of
+    them for a key given several times; a bool key true or false), each writable into a unit
+    by the one quoting function (``operations._common.unit_value``)."""
+    from operations._common import unit_value  # the one place values meet unit syntax
+
+    if not isinstance(value, dict):
+        raise ValueError("quadlet_keys is a table {Key: value or [values]}")
+    result: dict[str, list[str]] = {}
+    for key in sorted(value):
+        given = value[key]
+        if key not in PASSTHROUGH_KEYS:
+            field = _KEYS_WITH_A_FIELD.get(key)
+            hint = (
+                f"it has a field of its own: {field}"
+                if field
+                else f"allowed: {', '.join(PASSTHROUGH_KEYS)}"
+            )
+            _refuse(key, f"{key!r} is not passed through ({hint})", given)
+        _flag, _since, kind = PASSTHROUGH_KEYS[key]
+        items = given if isinstance(given, list) else [given]
+        values = []
+        for item in items:
+            if kind == "bool":
+                if not isinstance(item, bool) or isinstance(given, list):
+                    _refuse(key, f"{key} is true or false", given)
+                values.append("true" if item else "false")
+                continue
+            if not isinstance(item, str) or not item:
+                _refuse(key, f"{key} takes text (or a list of texts)", given)
+            try:
+                unit_value(item, word=kind == "word")
+            except ValueError as error:
+                _refuse(key, str(error), item)
+            values.append(item)
+        result[key] = values
+    return result
 
 
 class Restart(StrEnum):
@@ -902,6 +1154,21 @@ class Service(Strict):
     log_driver: Literal["journald", "k8s-file", "none", "passthrough"] | None = None
     log_opts: dict[Literal["max-size", "path", "tag"], UnitText] = Field(default_factory=dict)
     timers: list[Timer] = Field(default_factory=list)
+    files: list[ServiceFile] = Field(default_factory=list)
+    reload: Reload | None = None
+    networks: list[NetworkAttachment] = Field(default_factory=list)
+    quadlet_keys: Annotated[dict[str, list[str]], BeforeValidator(_passthrough)] = Field(
+        default_factory=dict
+    )
+
+    @property
+    def attachments(self) -> list[NetworkAttachment]:
+        """Every network the container joins: ``network`` (no aliases), then ``networks``."""
+        # Not validated again: the renderer's quoting refuses what skipped validation.
+        first = [NetworkAttachment.model_construct(name=self.network, aliases=[])] * bool(
+            self.network
+        )
+        return first + list(self.networks)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -1000,6 +1267,46 @@ class Service(Strict):
                 _refuse(
                     f"tmpfs[{i}].target", f"{tmpfs.target} is a volume's target too", tmpfs.target
                 )
+        self._check_files()
+        self._check_networks()
+
+    def _check_files(self) -> None:
+        dupes = _repeated(f.path for f in self.files)
+        if dupes:
+            _refuse("files", f"paths repeated: {', '.join(dupes)}", dupes[0])
+        paths = {f.path for f in self.files}
+        sources = {v.source for v in self.volumes if v.source is not None}
+        for i, file in enumerate(self.files):
+            if file.path in sources:
+                _refuse(
+                    f"files[{i}].path", f"{file.path} is a volume's source directory", file.path
+                )
+            parents = {
+                "/".join(file.path.split("/")[:d]) for d in range(1, file.path.count("/") + 1)
+            }
+            inside = sorted(parents & paths)
+            if inside:
+                _refuse(f"files[{i}].path", f"{inside[0]} is a file, not a directory", file.path)
+            unknown = sorted(file.secrets - set(self.secrets)) if file.present else []
+            if unknown:
+                _refuse(
+                    f"files[{i}].template",
+                    f"{file.template} reads secrets.{unknown[0]}, which is not one of the "
+                    f"service's secrets ({', '.join(sorted(self.secrets)) or 'none'})",
+                    file.template,
+                )
+
+    def _check_networks(self) -> None:
+        names = [n.name for n in self.attachments]
+        dupes = _repeated(names)
+        if dupes:
+            _refuse("networks", f"networks repeated: {', '.join(dupes)}", dupes[0])
+        if self.host_network and self.networks:
+            _refuse("networks", "host_network is set: the host's, not another", names[0])
+        for i, attachment in enumerate(self.networks):
+            dupes = _repeated(attachment.aliases)
+            if dupes:
+                _refuse(f"networks[{i}].aliases", f"repeated: {', '.join(dupes)}", dupes[0])
 
     def _check_image(self) -> None:
         if not self.image:
@@ -1020,7 +1327,6 @@ class Service(Strict):
             raise ValueError(f"image {self.image!r} needs an explicit tag or digest")
 
 
-_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.j2$")
 # Read once at import (the package's own files).
 COMPOSE_TEMPLATES = frozenset(p.name for p in (TEMPLATES / "compose").glob("*.j2"))
 # What each compose template reads from vars: templates/compose/<name without .j2>.vars.json,
@@ -1356,8 +1662,8 @@ def _check_services(services: list[Service], rootless: set[str] | None) -> None:
                 )
             if svc.present and not other.present:
                 raise ValueError(f"service {svc.name} requires {dep}, which is present: false")
-        if svc.network:
-            networks.setdefault(svc.network, set()).add(svc.user)
+        for attachment in svc.attachments:
+            networks.setdefault(attachment.name, set()).add(svc.user)
     for network, users in sorted(networks.items()):
         if len(users) > 1:
             raise ValueError(f"network {network} is shared by services of different users")
@@ -1389,10 +1695,14 @@ def order_services(services: list[Service]) -> list[Service]:
     return ordered
 
 
-def network_removers(removed: list[Service], services: list[Service]) -> set[str]:
-    """Of the services being removed, in ``removed``'s order, the names of those that remove
-    their network: the last one naming each network, unless a present service (of the same
-    user) still uses it."""
-    kept = {(s.user, s.network) for s in services if s.present and s.network}
-    last = {(s.user, s.network): s.name for s in removed if s.network}
-    return {name for key, name in last.items() if key not in kept}
+def network_removers(removed: list[Service], services: list[Service]) -> dict[str, list[str]]:
+    """Of the services being removed, in ``removed``'s order: which networks each removes,
+    the last one naming each network, unless a present service (of the same user) still
+    uses it."""
+    kept = {(s.user, n.name) for s in services if s.present for n in s.attachments}
+    last = {(s.user, n.name): s.name for s in removed for n in s.attachments}
+    removers: dict[str, list[str]] = {}
+    for (user, network), name in last.items():
+        if (user, network) not in kept:
+            removers.setdefault(name, []).append(network)
+    return {name: sorted(networks) for name, networks in removers.items()}

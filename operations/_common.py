@@ -17,7 +17,6 @@ from pyinfra.api.output import format_text
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
-from pyinfra.operations.util import files as file_utils
 from pyinfra.operations.util.files import generate_color_diff
 
 from facts.files import ManagedFiles
@@ -208,6 +207,21 @@ def compose_yaml(value) -> str:
 _ENV.filters["yaml"] = compose_yaml
 
 
+def pgpass_field(value) -> str:
+    """One field of libpq's password file: ``\\`` and ``:`` escaped with a backslash; a line
+    break would end the entry, so none may stand in it."""
+    text = str(value)
+    if control_characters(text):
+        raise ValueError("a pgpass field holds no line break or other control character")
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+# Service files (templates/services/): JSON is valid YAML, and a JSON scalar keeps any text
+# one value; libpq's password file has its own escaping.
+_ENV.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
+_ENV.filters["pgpass"] = pgpass_field
+
+
 def render_template(template: str, /, **context) -> StringIO:
     return StringIO(_ENV.get_template(template).render(managed_by=MANAGED_BY, **context))
 
@@ -268,7 +282,7 @@ def write_file(content: str, dest: str, user: str, group: str, mode: str) -> Str
     filesystem), gets its owner and mode, then is renamed over ``dest``: a reader sees the old
     file or the new one, never a part, and never the wrong mode. A failed step removes the
     temporary file. The content is in the command line (logged by ``--debug``, visible to ps
-    for the moment it runs): only for configuration, never for secrets (``put_secret_file``).
+    for the moment it runs): only for configuration, never for secrets (``upload_private``).
     """
     return StringCommand(
         StringCommand("d=", QuoteString(dest), _separator=""),
@@ -302,24 +316,6 @@ def put_file(
     else:
         content.seek(0)
         yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
-
-
-def put_secret_file(content: str, dest: str, user: str, group: str):
-    """Upload ``content`` to ``dest``, ``user:group`` 0600 from its creation on: the file is
-    made empty 0600 first (the upload truncates an existing file and keeps its mode), the
-    content travels by upload (never in a command line), and ``--diff`` shows only that the
-    file is written, never its content (``files.put`` would print it). Writes every time it
-    is called: for steps that run once (the migration's bundle)."""
-    show_change(dest, None)
-    yield StringCommand("install", "-m", "600", "-o", user, "-g", group, "/dev/null", dest)
-    temp_dir = (host.current_op_global_arguments or {}).get("_temp_dir")
-    yield FileUploadCommand(
-        StringIO(content),
-        dest,
-        remote_temp_filename=host.get_temp_filename(dest, temp_directory=temp_dir),
-    )
-    yield file_utils.chown(dest, user, group)
-    yield file_utils.chmod(dest, 600)
 
 
 def put_files(managed: list[tuple[StringIO, str, str, str, str]], written: list | None = None):
@@ -372,6 +368,52 @@ def put_files(managed: list[tuple[StringIO, str, str, str, str]], written: list 
             content.seek(0)
             yield from files.put._inner(src=content, dest=dest, user=user, group=group, mode=mode)
     return in_place
+
+
+def upload_private(
+    content: str, dest: str, user: str, group: str, mode: str, exists: bool | None = None
+):
+    """Write ``content`` (a secret) to ``dest`` with exactly ``user:group`` and ``mode``,
+    never in a command line and never readable by others on the way: the upload goes into a
+    file beside ``dest`` created 0600 (and, under sudo, through pyinfra's temporary file,
+    created 0600 for the connecting user beforehand: SFTP truncates an existing file and
+    keeps its mode), gets its owner and mode, and is renamed over ``dest``. ``--diff`` shows
+    only that the file is written, never its content (``show_change``; ``exists``: what a
+    fact said). The one way this package writes a secret; writes every time it is called."""
+    show_change(dest, None, exists=exists)
+    staged = f"{dest}.podman-standard-new"
+    temp_dir = (host.current_op_global_arguments or {}).get("_temp_dir")
+    via = host.get_temp_filename(dest, temp_directory=temp_dir)
+    yield StringCommand(
+        "( umask 077 && rm -f --",
+        QuoteString(staged),
+        QuoteString(via),
+        "&& : >",
+        QuoteString(staged),
+        "&& : >",
+        QuoteString(via),
+        '&& chown "${SUDO_UID:-0}" --',
+        QuoteString(via),
+        ")",
+    )
+    yield FileUploadCommand(StringIO(content), staged, remote_temp_filename=via)
+    yield StringCommand(
+        "{ chown",
+        QuoteString(f"{user}:{group}"),
+        "--",
+        QuoteString(staged),
+        "&& chmod",
+        QuoteString(mode),
+        "--",
+        QuoteString(staged),
+        "&& mv -f --",
+        QuoteString(staged),
+        QuoteString(dest),
+        "; }; rc=$?; rm -f --",
+        QuoteString(staged),
+        QuoteString(via),
+        "; exit $rc",
+    )
 
 
 # Where a step's start time waits for its end, per host and run.

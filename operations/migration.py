@@ -18,7 +18,7 @@ from pyinfra.operations import apt, dnf, files
 from facts.docker import DockerEngine
 from model.host_data import TEMPLATES
 from model.migration import ROOT, bundle_files, services, shown
-from operations._common import distro_family, put_secret_file, timed
+from operations._common import distro_family, timed, upload_private
 from operations.services import SYSTEM_DIRS, USER_DIRS
 
 SOURCE = "operations/migration.py"
@@ -104,7 +104,8 @@ def export(bundle: str, plan: dict):
         raise OperationError("the plan has problems: " + "; ".join(map(shown, plan["problems"])))
     yield from files.directory._inner(path=bundle, user="root", group="root", mode="0700")
     for path, content in bundle_files(with_unit_files(plan)).items():
-        yield from put_secret_file(content, f"{bundle}/{path}", "root", "root")  # Docker's env
+        # Docker's environment (secrets): 0600 from its creation on.
+        yield from upload_private(content, f"{bundle}/{path}", "root", "root", "600")
     yield from files.put._inner(
         src=StringIO(SCRIPT_TEXT),
         dest=f"{bundle}/{SCRIPT}",

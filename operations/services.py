@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from io import StringIO
 from pathlib import PurePosixPath
 
+from jinja2 import TemplateError
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
@@ -21,15 +22,27 @@ from pyinfra.facts.server import Users
 from pyinfra.operations.util import files as file_utils
 
 from facts.services import PodmanNetworks, PodmanVolumes, ServicesState, ServicesStateValue
-from model.host_data import SECRETS_FILE, EnvName, PullPolicy, Service, ServiceRoot, UnitText
+from model.host_data import (
+    PASSTHROUGH_KEYS,
+    SECRETS_FILE,
+    EnvName,
+    PullPolicy,
+    Service,
+    ServiceFile,
+    ServiceRoot,
+    UnitText,
+)
 from operations._common import (
+    INLINE_LIMIT,
     header,
     keep_shared_facts,
     render_template,
     shared_fact,
     show_change,
     timed,
+    upload_private,
     validation_problems,
+    write_file,
 )
 
 SOURCE = "operations/services.py"
@@ -158,9 +171,13 @@ QUADLET_KEYS = {
     "--health-timeout": ("HealthTimeout", (4, 5)),
     "--health-retries": ("HealthRetries", (4, 5)),
     "--health-start-period": ("HealthStartPeriod", (4, 5)),
+    # The pass-through keys (quadlet_keys): each key's own flag.
+    **{flag: (key, since) for key, (flag, since, _kind) in PASSTHROUGH_KEYS.items()},
 }
 # Keys whose values quadlet splits into words (so a value is written as one quoted word).
-_QUADLET_WORD_KEYS = {"Label", "PodmanArgs"}
+_QUADLET_WORD_KEYS = {"Label", "PodmanArgs"} | {
+    key for key, (_flag, _since, kind) in PASSTHROUGH_KEYS.items() if kind == "word"
+}
 
 
 def podman_options(svc: Service) -> list[tuple[str, str | None]]:
@@ -195,12 +212,23 @@ def podman_options(svc: Service) -> list[tuple[str, str | None]]:
         ("--log-driver", svc.log_driver),
         *(("--log-opt", f"{k}={v}") for k, v in sorted(svc.log_opts.items())),
         *((f"--health-{key.replace('_', '-')}", getattr(check, key)) for key in health),
+        *_passthrough_options(svc),
     ]
     return [
         (flag, None if value is True else str(value))
         for flag, value in wanted
         if value is not None and value is not False
     ]
+
+
+def _passthrough_options(svc: Service) -> list[tuple[str, str | bool]]:
+    """``quadlet_keys`` as podman run's options: a bool key's flag alone when true."""
+    options: list[tuple[str, str | bool]] = []
+    for key, values in sorted(svc.quadlet_keys.items()):
+        flag, _since, kind = PASSTHROUGH_KEYS[key]
+        for value in values:
+            options.append((flag, value == "true") if kind == "bool" else (flag, value))
+    return options
 
 
 def quadlet_options(svc: Service, podman: tuple[int, ...]) -> list[tuple[str, str, bool]]:
@@ -349,9 +377,20 @@ def render_unit(
             str(int(check.budget + check.timeout_s) + HEALTH_START_ALLOWANCE) if check else "900"
         ),
         env_file=f"{service_dir}/{SECRETS_FILE}" if svc.secrets or env_file else None,
+        reload=reload_args(svc),
         user_mode=rootless,
         wanted_by="default.target" if rootless else "multi-user.target",
     ).getvalue()
+
+
+def reload_args(svc: Service) -> list[str] | None:
+    """podman's arguments for the unit's ``ExecReload=`` (``systemctl reload``): the signal
+    sent to the container's main process, or the command run in it."""
+    if svc.reload is None:
+        return None
+    if svc.reload.signal:
+        return ["kill", "--signal", svc.reload.signal, svc.name]
+    return ["exec", svc.name, *svc.reload.command]
 
 
 def render_timer(svc: Service, timer) -> tuple[str, str]:
@@ -468,17 +507,104 @@ def _put_secret(content: str, dest: str, scope: _Scope, st: ServicesStateValue):
     current = st.file(dest)
     changed = current.sha1 != _sha1(content)
     if changed:
-        show_change(dest, None, exists=current.kind != "absent")  # --diff: that it changes
-        if current.kind == "absent":
-            # `cp` onto an existing file keeps its mode: the upload never widens it.
-            yield StringCommand(
-                "install", "-m", "600", "-o", scope.owner, "-g", scope.group, "/dev/null", dest
-            )
-        yield _upload(content, dest)
-    if changed or (current.user, current.group) != (scope.owner, scope.group):
+        exists = current.kind != "absent"
+        yield from upload_private(content, dest, scope.owner, scope.group, "600", exists=exists)
+        return True
+    if (current.user, current.group) != (scope.owner, scope.group):
         yield file_utils.chown(dest, scope.owner, scope.group)
-    if changed or current.mode != "600":
+    if current.mode != "600":
         yield file_utils.chmod(dest, 600)
+    return False
+
+
+def render_files(svc: Service, data=None) -> dict[str, tuple[ServiceFile, str]]:
+    """The content of each present managed file of ``svc``, by its path under the service
+    directory: ``content`` as it is, or its template rendered with ``svc``, the file's
+    ``vars``, the host data ``data`` and ``secrets`` (only the secrets the template reads,
+    read on the controller now). Rendering errors name the file, never a value."""
+    wanted = set().union(*(f.secrets for f in svc.files if f.present))
+    secrets = {k: v for k, v in resolve_secrets(svc).items() if k in wanted} if wanted else {}
+    rendered = {}
+    for file in svc.files:
+        if not file.present:
+            continue
+        if file.template is None:
+            rendered[file.path] = (file, file.content)
+            continue
+        try:
+            text = render_template(
+                f"services/{file.template}",
+                source=SOURCE,
+                svc=svc,
+                vars=file.vars,
+                data=data,
+                secrets=secrets,
+            ).getvalue()
+        except Exception as error:
+            # jinja2's own errors name the template's variable, never a value; any other
+            # (a filter's) may quote one: only its kind is told.
+            told = f": {error}" if isinstance(error, TemplateError) else ""
+            raise OperationError(
+                f"service {svc.name}: file {file.path}: template {file.template}: "
+                f"{type(error).__name__}{told}"
+            ) from None
+        rendered[file.path] = (file, text)
+    return rendered
+
+
+def file_paths(svc: Service, service_dir: str) -> dict[str, str]:
+    """Each managed file's path under the service directory -> its path on the host."""
+    return {f.path: f"{service_dir}/{f.path}" for f in svc.files}
+
+
+def file_states(svc: Service, service_dir: str, st: ServicesStateValue) -> dict:
+    """What the host has at each managed file's path, from the services' gathered state
+    (``probe`` lists these paths with the others: no command of their own)."""
+    return {path: st.file(path) for path in file_paths(svc, service_dir).values()}
+
+
+def _files(svc: Service, scope: _Scope, service_dir: str, states: dict, data=None):
+    """The service's managed files, given what the host has (``file_states``), written where
+    their content differs; owner, group and mode fixed where only they differ (no change);
+    ``present: false`` ones removed. A file holding secrets goes through ``upload_private``,
+    the others inline (one command each). Yields the commands; returns whether a file's
+    content changed (then the service restarts or reloads)."""
+    if not svc.files:
+        return False
+    paths = file_paths(svc, service_dir)
+    rendered = render_files(svc, data)
+    changed = False
+    for file in svc.files:
+        dest = paths[file.path]
+        have = states.get(dest)
+        kind = have.kind if have is not None else "absent"
+        if kind == "other":
+            raise OperationError(
+                f"service {svc.name}: file {file.path}: {dest} is not a regular file "
+                "(a directory or a link); not replaced"
+            )
+        if not file.present:
+            if kind == "file":
+                yield StringCommand("rm", "-f", "--", QuoteString(dest))
+                changed = True
+            continue
+        owner = file.owner or scope.owner
+        group = file.group or scope.group
+        text = rendered[file.path][1]
+        if kind == "absent" or have.sha1 != _sha1(text):
+            exists = kind == "file"
+            if file.secrets or len(text.encode()) > INLINE_LIMIT:
+                yield from upload_private(text, dest, owner, group, file.mode, exists=exists)
+            else:
+                show_change(dest, text, exists=exists)
+                yield write_file(text, dest, owner, group, file.mode)
+            changed = True
+            continue
+        # Each given as a name or a numeric id: either matches.
+        if owner not in (have.uid, have.user) or group not in (have.gid, have.group):
+            yield StringCommand("chown", QuoteString(f"{owner}:{group}"), "--", QuoteString(dest))
+        if int(have.mode, 8) != int(file.mode, 8):
+            yield StringCommand("chmod", QuoteString(file.mode), "--", QuoteString(dest))
     return changed
 
 
@@ -533,14 +659,15 @@ def _ensure_dirs(svc: Service, scope: _Scope, root: str, service_dir: str, st):
 
 
 def _volume_dirs(svc: Service, service_dir: str) -> list[str]:
-    """The bind-mount sources under the service's directory, each level of each."""
+    """The bind-mount sources under the service's directory and the directories its present
+    managed files go in, each level of each."""
+    sources = [v.source for v in svc.volumes if v.source is not None]
+    sources += [str(PurePosixPath(f.path).parent) for f in svc.files if f.present and "/" in f.path]
     paths = []
-    for volume in svc.volumes:
-        if volume.source is None:
-            continue
-        parts = PurePosixPath(volume.source).parts
+    for source in dict.fromkeys(sources):
+        parts = PurePosixPath(source).parts
         paths += [f"{service_dir}/{'/'.join(parts[:d])}" for d in range(1, len(parts) + 1)]
-    return paths
+    return list(dict.fromkeys(paths))
 
 
 def _reachable_by_user(scope: _Scope, root: str, st: ServicesStateValue):
@@ -580,8 +707,9 @@ def _ensure_unit_dir(scope: _Scope, unit_dir: str, st: ServicesStateValue):
 
 def probe(services: list[Service], root: str) -> dict:
     """The arguments of ``ServicesState`` for ``services`` (sorted, so every operation of a
-    run asks the same): each one's unit files of both renderings, its network's quadlet file,
-    its timers' files, its secrets file; its directories, the unit directories and (rootless)
+    run asks the same): each one's unit files of both renderings, its networks' quadlet files,
+    its timers' files, its secrets file, its managed files; its directories (with those the
+    managed files go in), the unit directories and (rootless)
     the service root's ancestors; its units, in root's manager or its user's."""
     files, dirs, units, records = set(), set(), set(), set()
     user_units: dict[str, set] = {}
@@ -596,7 +724,8 @@ def probe(services: list[Service], root: str) -> dict:
         (user_units.setdefault(svc.user, set()) if svc.user else units).update(names)
         files |= {f"{plain}/{svc.name}.service", f"{quadlet}/{svc.name}.container"}
         files |= {f"{service_dir}/{SECRETS_FILE}"}
-        files |= {f"{quadlet}/{svc.network}.network"} if svc.network else set()
+        files |= {f"{quadlet}/{n.name}.network" for n in svc.attachments}
+        files |= set(file_paths(svc, service_dir).values())
         files |= {path for timer in svc.timers for path in _timer_files(svc, scope, timer)}
         dirs |= {root, service_dir, *_volume_dirs(svc, service_dir)}
         dirs |= {*_unit_dir_levels(scope, plain), *_unit_dir_levels(scope, quadlet)}
@@ -641,8 +770,9 @@ def _spec(service: Service | dict | str) -> Service:
 def service(
     service: Service | dict | str,
     root: str = "/srv/containers/apps",
-    remove_network: bool = False,
+    remove_networks: list[str] | None = None,
     secret_values: dict[str, str] | None = None,
+    data=None,
     declared: list[Service | dict | str] | None = None,
 ):
     """
@@ -654,15 +784,23 @@ def service(
       and their meaning are the README's Services table
     + root: the service root (``podman_service_root``); the service's directory is
       ``<root>/<name>/``
-    + remove_network: with present=False, also remove the service's ``network`` (its quadlet
-      file and the podman network): for the last service that used it (deploys/services.py
-      decides)
+    + remove_networks: with present=False, also remove these of the service's networks (their
+      quadlet files and the podman networks): those it is the last service to use
+      (deploys/services.py decides)
     + secret_values: ``{VAR: value}`` the caller holds already (the migration: a Docker
       container's environment), written into the same 0600 secrets file as ``secrets``
+    + data: what the ``files`` templates see as ``data`` (the deploys: the host's validated
+      host data)
     + declared: every service the host declares (this one among them, same ``root``): their
       state is read in one command (``facts.services.ServicesState``), which the operations
       that follow reuse while none changes anything, so a no-op run costs the same commands
       for one service or many; default: this service alone
+
+    Its ``files`` are written under its directory when their content differs (compared by
+    checksum, read in that same command); a changed one restarts the service, or reloads it
+    (``systemctl reload``: its ``reload`` signal or command) where it declares a reload and
+    nothing else changed. A file whose template reads secrets is uploaded through a 0600 file,
+    never shown.
 
     Its ``timers`` are plain systemd ``.timer`` + ``.service`` units beside either rendering,
     enabled; removed ones (``present: false``, or all of a removed service's) go first.
@@ -711,8 +849,15 @@ def service(
         )
 
     if not svc.present:
-        network = svc.network if remove_network else None
-        yield from _remove(svc, scope, state, service_dir, [quadlet_file, plain_file], network, st)
+        mine = {n.name for n in svc.attachments}
+        stray = sorted(set(remove_networks or ()) - mine)
+        if stray:
+            raise OperationError(
+                f"service {svc.name}: remove_networks {stray} are not its networks"
+            )
+        networks = [n.name for n in svc.attachments if n.name in set(remove_networks or ())]
+        unit_files = [quadlet_file, plain_file]
+        yield from _remove(svc, scope, state, service_dir, unit_files, networks, st)
         return
 
     if not st.podman_version and not executing:
@@ -744,10 +889,13 @@ def service(
         commands.extend(removed)
         secrets_changed = bool(removed)
 
-    # The files of this rendering: the network first, so the container's reference resolves.
+    files_changed = add(_files(svc, scope, service_dir, file_states(svc, service_dir, st), data))
+
+    # The files of this rendering: the networks first, so the container's references resolve.
     wanted = []
-    if rendering == "quadlet" and svc.network:
-        wanted.append((f"{unit_dir}/{svc.network}.network", render_network(svc.network)))
+    if rendering == "quadlet":
+        for net in svc.attachments:
+            wanted.append((f"{unit_dir}/{net.name}.network", render_network(net.name)))
     unit = render_unit(
         svc,
         rendering,
@@ -767,7 +915,7 @@ def service(
     for path, text in wanted:
         add(_put(text, path, scope, "0644", st))
     if rendering == "quadlet" and changed_files:
-        units = ([f"{svc.network}-network.service"] if svc.network else []) + [unit_name]
+        units = [f"{n.name}-network.service" for n in svc.attachments] + [unit_name]
         commands.append(_validate_quadlet(quadlet, scope, units, changed_files, backups))
 
     # A unit of the other rendering (podman was upgraded) would shadow or duplicate ours.
@@ -786,22 +934,28 @@ def service(
         commands.append(scope.systemctl("daemon-reload"))
     if rendering == "plain" and (state.unit_file_state != "enabled" or other_removed):
         commands.append(scope.systemctl("enable", unit_name))
-    restart = state.active_state in RUNNING and (unit_changed or secrets_changed)
+    running = state.active_state in RUNNING
+    # A changed file restarts the service unless it declares a reload and nothing else changed.
+    reload = svc.reload is not None and files_changed and not (unit_changed or secrets_changed)
+    restart = running and (unit_changed or secrets_changed or (files_changed and not reload))
     record = None
-    if restart or state.active_state not in RUNNING:
+    if restart or not running:
         # First of all: a failed pull leaves the running container and its unit as they are.
         commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
         commands.append(scope.start("restart" if restart else "start", svc.name))
         record = record_command(svc, scope, service_dir)
-    elif svc.pull == PullPolicy.always:
-        commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
-        commands.append(_moved_restart(svc, scope))
-        record = record_command(svc, scope, service_dir)
     else:
-        container = st.container(svc.name, svc.user)
-        recorded = recorded_images(st.records.get(f"{service_dir}/{IMAGE_RECORD}"))
-        if container and recorded.get("current") != container.image_id:
+        if reload:
+            commands.append(scope.start("reload", svc.name))
+        if svc.pull == PullPolicy.always:
+            commands[0:0] = timed(f"pull {svc.image}", pull_command(svc, scope))
+            commands.append(_moved_restart(svc, scope))
             record = record_command(svc, scope, service_dir)
+        else:
+            container = st.container(svc.name, svc.user)
+            recorded = recorded_images(st.records.get(f"{service_dir}/{IMAGE_RECORD}"))
+            if container and recorded.get("current") != container.image_id:
+                record = record_command(svc, scope, service_dir)
     if record is not None:
         commands.append(record)
     commands += enable_timers
@@ -826,7 +980,7 @@ def _remove(
     state,
     service_dir: str,
     unit_files: list[str],
-    network: str | None,
+    networks: list[str],
     st: ServicesStateValue,
 ):
     # Its timers first (the spec lists them): a job must not start on a service going away.
@@ -835,20 +989,25 @@ def _remove(
         commands.append(scope.systemctl("stop", f"{svc.name}.service"))
     if state.unit_file_state == "enabled":
         commands.append(scope.systemctl("disable", f"{svc.name}.service"))
-    network_file = f"{scope.unit_dir('quadlet')}/{network}.network" if network else None
-    if network_file and st.file(network_file).kind != "absent":
-        # The network's generated oneshot unit stays active until stopped.
-        unit = f"{network}-network.service"
-        commands.append(StringCommand(scope.systemctl("stop", unit), "2>/dev/null", "||", "true"))
-        unit_files = [*unit_files, network_file]
+    for network in networks:
+        network_file = f"{scope.unit_dir('quadlet')}/{network}.network"
+        if st.file(network_file).kind != "absent":
+            # The network's generated oneshot unit stays active until stopped.
+            unit = f"{network}-network.service"
+            stop = scope.systemctl("stop", unit)
+            commands.append(StringCommand(stop, "2>/dev/null", "||", "true"))
+            unit_files = [*unit_files, network_file]
     removed_units = []
     for path in unit_files:
         removed_units += _collect(_remove_file(path, st))[0]
     commands += removed_units
     if removed_units or timers_changed:
         commands.append(scope.systemctl("daemon-reload"))
-    if network and network in host.get_fact(PodmanNetworks, user=svc.user):
-        commands.append(StringCommand(scope.as_user(f"podman network rm {shlex.quote(network)}")))
+    existing = host.get_fact(PodmanNetworks, user=svc.user) if networks else []
+    for network in networks:
+        if network in existing:
+            remove = f"podman network rm {shlex.quote(network)}"
+            commands.append(StringCommand(scope.as_user(remove)))
     if state.load_state != "not-found" or state.active_state == "failed":
         # A container stopped by SIGKILL leaves its unit "failed", listed after its file is
         # gone; nothing to reset is fine.
@@ -866,7 +1025,11 @@ def _remove(
                         StringCommand(scope.as_user(f"podman volume rm {shlex.quote(volume)}"))
                     )
     else:
-        commands += _collect(_remove_file(f"{service_dir}/{SECRETS_FILE}", st))[0]
+        # The data stays; what holds secrets goes: the secrets file, files whose template
+        # reads secrets.
+        private = [SECRETS_FILE] + [f.path for f in svc.files if f.secrets]
+        for path in private:
+            commands += _collect(_remove_file(f"{service_dir}/{path}", st))[0]
     kept = "" if svc.remove_data else f" ({service_dir} kept: remove_data is false)"
     yield from _finish(commands, f"service {svc.name} is absent{kept}")
 

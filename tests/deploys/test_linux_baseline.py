@@ -73,6 +73,7 @@ def test_dispatch_by_group(tmp_path, monkeypatch):
     # motoko's services read their secrets from the controller's environment.
     monkeypatch.setenv("NEXTCLOUD_DB_PASSWORD", "test-only")
     monkeypatch.setenv("LITELLM_MASTER_KEY", "test-only")
+    monkeypatch.setenv("NEXTCLOUD_ADMIN_PASSWORD", "test-only")
     state, hosts = _plan(
         tmp_path,
         monkeypatch,
@@ -110,6 +111,7 @@ def test_dispatch_by_group(tmp_path, monkeypatch):
 def test_missing_secrets_stop_before_any_change(tmp_path, monkeypatch):
     monkeypatch.delenv("NEXTCLOUD_DB_PASSWORD", raising=False)
     monkeypatch.setenv("LITELLM_MASTER_KEY", "test-only")
+    monkeypatch.setenv("NEXTCLOUD_ADMIN_PASSWORD", "test-only")
     state, hosts = _plan(
         tmp_path,
         monkeypatch,

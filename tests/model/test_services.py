@@ -207,7 +207,7 @@ def test_the_last_removed_service_of_a_network_removes_it():
     ]
     cfg = _services(*services)
     removed = [s for s in cfg.services if not s.present]
-    assert network_removers(removed, cfg.services) == {"db"}
+    assert network_removers(removed, cfg.services) == {"db": ["web"]}
 
 
 def test_the_readme_services_table_lists_exactly_the_models_fields():
@@ -388,6 +388,196 @@ def test_timer_names_are_unique_and_their_units_are_no_services_units():
     )
     with pytest.raises(ValidationError, match="timer cron would be app-cron.service, the unit"):
         _services(_svc("app", timers=[CRON]), _svc("app-cron"))
+
+
+# --- managed files, reload, networks, quadlet pass-through (issue 18, items 1 and 2) ---------
+
+PG_SECRET = {"POSTGRES_PASSWORD": {"env": "APP_DB_PASSWORD"}}
+PGPASS = {"path": "conf/pgpass", "template": "pgpass.j2", "vars": {"user": "app"}, "mode": "0600"}
+
+
+def test_files_reload_networks_and_quadlet_keys_are_accepted():
+    svc = _services(
+        _svc(
+            secrets=PG_SECRET,
+            files=[
+                {"path": "conf/app.conf", "content": "a = 1\n", "owner": "999", "group": "999"},
+                PGPASS,
+                {"path": "old.conf", "present": False},
+            ],
+            reload={"signal": "HUP"},
+            network="front",
+            networks=[{"name": "back", "aliases": ["db", "db.internal"]}],
+            quadlet_keys={
+                "DNS": ["1.1.1.1", "9.9.9.9"],
+                "EnvironmentHost": True,
+                "Timezone": "UTC",
+            },
+        )
+    ).services[0]
+    assert [f.mode for f in svc.files] == ["0644", "0600", "0644"]
+    assert svc.files[1].secrets == {"POSTGRES_PASSWORD"} and svc.files[0].secrets == set()
+    assert [(n.name, n.spec) for n in svc.attachments] == [
+        ("front", "front"),
+        ("back", "back:alias=db,alias=db.internal"),
+    ]
+    assert svc.quadlet_keys == {
+        "DNS": ["1.1.1.1", "9.9.9.9"],
+        "EnvironmentHost": ["true"],
+        "Timezone": ["UTC"],
+    }
+    assert _services(_svc(reload={"command": ["nginx", "-s", "reload"]})).services[0].reload
+
+
+def test_motoko_litellm_config_is_a_managed_template_listing_the_embeddings_model():
+    from operations.services import render_files
+
+    data = runpy.run_path(str(ROOT / "group_data/motoko.py"))
+    cfg = HostData.model_validate(
+        {k.removeprefix("podman_"): v for k, v in data.items() if k.startswith("podman_")}
+    )
+    litellm = next(s for s in cfg.services if s.name == "litellm")
+    vllm = next(s for s in cfg.services if s.name == "vllm-embeddings")
+    text = render_files(litellm, cfg)["config/config.yaml"][1]
+    served = vllm.command[vllm.command.index("--served-model-name") + 1]
+    assert text.startswith("# managed by podman-standard")
+    assert f'model: "openai/{served}"' in text
+    assert 'api_base: "http://vllm-embeddings:8000/v1"' in text
+    assert "master_key: os.environ/LITELLM_MASTER_KEY" in text
+    # The volume LiteLLM reads it from, and its --config.
+    assert "/app/config/config.yaml" in litellm.command
+    assert [v.source for v in litellm.volumes] == ["config"]
+    app = next(s for s in cfg.services if s.name == "nextcloud-app")
+    assert app.env["NEXTCLOUD_ADMIN_USER"] and "NEXTCLOUD_ADMIN_PASSWORD" in app.secrets
+    assert {"POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER"} <= set(app.env)
+    assert "POSTGRES_PASSWORD" in app.secrets and app.env["NEXTCLOUD_TRUSTED_DOMAINS"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "needle"),
+    [
+        ({"files": [{"path": "../etc/passwd", "content": "x"}]}, "files[0].path", "no '..'"),
+        ({"files": [{"path": "/etc/passwd", "content": "x"}]}, "files[0].path", "relative path"),
+        ({"files": [{"path": "a b", "content": "x"}]}, "files[0].path", "relative path"),
+        ({"files": [{"path": "secrets.env", "content": "x"}]}, "files[0].path", "secrets file"),
+        ({"files": [{"path": "a", "content": "x", "mode": "0o644"}]}, "files[0].mode", "octal"),
+        ({"files": [{"path": "a", "content": "x", "mode": "4755"}]}, "files[0].mode", "setuid"),
+        ({"files": [{"path": "a", "content": "x", "owner": "a;b"}]}, "files[0].owner", "uid/gid"),
+        ({"files": [{"path": "a"}]}, "files[0]", "exactly one of 'content' or 'template'"),
+        (
+            {"files": [{"path": "a", "content": "x", "template": "pgpass.j2"}]},
+            "files[0]",
+            "exactly one of",
+        ),
+        (
+            {"files": [{"path": "a", "template": "nginx.conf.j2"}]},
+            "files[0].template",
+            "'nginx.conf.j2' is not in templates/services/",
+        ),
+        (
+            {"files": [{"path": "a", "template": "../service.container.j2"}]},
+            "files[0].template",
+            "template file name",
+        ),
+        ({"files": [PGPASS]}, "files[0].template", "reads secrets.POSTGRES_PASSWORD, which is not"),
+        (
+            {"files": [{**PGPASS, "mode": "0644"}], "secrets": PG_SECRET},
+            "files[0].mode",
+            "lets every user of the host read the secrets POSTGRES_PASSWORD",
+        ),
+        ({"files": [{"path": "a", "content": "x", "vars": {"A": 1}}]}, "files[0].vars", "template"),
+        (
+            {"files": [{"path": "a", "content": "x"}, {"path": "a", "content": "y"}]},
+            "files",
+            "paths repeated: a",
+        ),
+        (
+            {"files": [{"path": "a", "content": "x"}, {"path": "a/b", "content": "y"}]},
+            "files[1].path",
+            "a is a file, not a directory",
+        ),
+        (
+            {
+                "files": [{"path": "data", "content": "x"}],
+                "volumes": [{"source": "data", "target": "/d"}],
+            },
+            "files[0].path",
+            "a volume's source",
+        ),
+        ({"reload": {}}, "reload", "exactly one of 'signal'"),
+        ({"reload": {"signal": "HUP", "command": ["x"]}}, "reload", "exactly one of 'signal'"),
+        ({"reload": {"signal": "KILL"}}, "reload.signal", "'HUP'"),
+        ({"reload": {"command": ["a", ";", "b"]}}, "reload", "lone ';'"),
+        ({"networks": [{"name": "Bad Net"}]}, "networks[0].name", "not a valid name"),
+        ({"networks": [{"name": "b", "aliases": ["a_b"]}]}, "networks[0].aliases[0]", "alias"),
+        ({"network": "b", "networks": [{"name": "b"}]}, "networks", "networks repeated: b"),
+        ({"networks": [{"name": "b", "aliases": ["x", "x"]}]}, "networks[0].aliases", "repeated"),
+        ({"host_network": True, "networks": [{"name": "b"}]}, "networks", "host_network is set"),
+        ({"quadlet_keys": {"Foo": "1"}}, "quadlet_keys.Foo", "'Foo' is not passed through"),
+        (
+            {"quadlet_keys": {"ShmSize": "1g"}},
+            "quadlet_keys.ShmSize",
+            "a field of its own: shm_size",
+        ),
+        ({"quadlet_keys": {"DNS": "1.1.1.1 8.8.8.8"}}, "quadlet_keys.DNS", "cannot be written"),
+        ({"quadlet_keys": {"DNS": "-x"}}, "quadlet_keys.DNS", "cannot be written"),
+        ({"quadlet_keys": {"Mount": "a\nb"}}, "quadlet_keys.Mount", "control characters"),
+        ({"quadlet_keys": {"EnvironmentHost": "yes"}}, "quadlet_keys.EnvironmentHost", "true or"),
+        ({"quadlet_keys": {"DNS": 1}}, "quadlet_keys.DNS", "takes text"),
+    ],
+)
+def test_bad_files_reload_networks_and_keys_are_refused_by_host_and_key(fields, key, needle):
+    inventory = Inventory(([("motoko", {"podman_services": [_svc("litellm", **fields)]})], {}))
+    State(inventory, Config())
+    errors = host_errors(inventory.get_host("motoko"))
+    assert len(errors) == 1, errors
+    where = "podman_services[0](litellm)" + (f".{key}" if key else "")
+    assert errors[0].startswith(f"motoko: {where} (host data in the inventory): "), errors[0]
+    assert needle in errors[0], errors[0]
+
+
+def test_a_template_reading_secrets_by_a_computed_name_is_refused(monkeypatch):
+    import model.host_data as host_data
+
+    monkeypatch.setitem(host_data.SERVICE_TEMPLATES, "loop.j2", "{{ secrets[vars.name] }}")
+    with pytest.raises(ValueError, match=r"read by name only .*line 1"):
+        host_data.template_secrets("loop.j2")
+    monkeypatch.setitem(host_data.SERVICE_TEMPLATES, "all.j2", "{% for k in secrets %}{% endfor %}")
+    with pytest.raises(ValueError, match="read by name only"):
+        host_data.template_secrets("all.j2")
+    monkeypatch.setitem(host_data.SERVICE_TEMPLATES, "two.j2", '{{ secrets.A }}{{ secrets["B"] }}')
+    assert host_data.template_secrets("two.j2") == {"A", "B"}
+
+
+def test_removing_the_last_service_of_each_of_its_networks_removes_them():
+    services = [
+        _svc("app", present=False, networks=[{"name": "a"}, {"name": "b"}]),
+        _svc("web", networks=[{"name": "b", "aliases": ["www"]}]),
+    ]
+    cfg = _services(*services)
+    removed = [s for s in cfg.services if not s.present]
+    assert network_removers(removed, cfg.services) == {"app": ["a"]}
+
+
+def test_a_rendering_error_names_the_file_and_never_a_secret(monkeypatch):
+    from pyinfra.api import OperationError
+
+    from model.host_data import Service
+    from operations.services import render_files
+
+    # A control character cannot stand in pgpass: refused without quoting the value.
+    monkeypatch.setenv("APP_DB_PASSWORD", "first\asecond-secret")
+    svc = Service.model_validate(_svc(secrets=PG_SECRET, files=[PGPASS]))
+    with pytest.raises(OperationError) as info:
+        render_files(svc)
+    message = str(info.value)
+    assert message == "service app: file conf/pgpass: template pgpass.j2: ValueError"
+    assert "secret" not in message
+    # A variable the template needs and the entry lacks: jinja2's message names it.
+    svc = Service.model_validate(_svc(secrets=PG_SECRET, files=[{**PGPASS, "vars": {}}]))
+    monkeypatch.setenv("APP_DB_PASSWORD", "pw")
+    with pytest.raises(OperationError, match=r"conf/pgpass: .*UndefinedError: .*'user'"):
+        render_files(svc)
 
 
 def test_bind_mount_selinux_label_private_or_shared():
