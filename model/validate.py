@@ -108,6 +108,9 @@ def current_host_data() -> HostData:
     """Validate the whole inventory (once per run), then return this host's data."""
     from pyinfra import host, state
 
+    from operations._run_status import count_failures
+
+    count_failures(state)  # a failed host exits 1 under --no-wait too
     # A mark on the state itself: an id() of a state is reused once that state is gone.
     if not getattr(state, _VALIDATED, False):
         validate_inventory(state.inventory)

@@ -21,8 +21,12 @@ printing its last log lines.
 from .env or the environment), the files its env_file names, and the file's top-level keys other
 than ``services`` (networks, volumes). podman-compose's own ``up`` re-creates every container
 of the project (>= 1.1: when its config-hash label differs) or none (1.0), so the changed
-services' containers are removed first and ``up -d`` is given those services. The record is
-written only when the project is up: a failed bring-up is tried again by the next run.
+services' containers are removed first and ``up -d`` is given those services. A changed service
+takes along every service linked to it by ``depends_on``, ``links`` or ``extends``, either way:
+podman-compose >= 1.1 creates a dependent with ``--requires`` on its dependency's container
+(which podman then refuses to remove alone) and takes a named service's dependencies down
+with it. The linked containers are removed dependents first. The record is written only when
+the project is up: a failed bring-up is tried again by the next run.
 """
 
 import argparse
@@ -121,12 +125,70 @@ def file_digest(path):
         return None
 
 
-def service_digests(compose_file):
-    """Service name -> sha256 of everything that service's container is made from."""
+def load(compose_file):
     import yaml  # podman-compose's own dependency
 
     with open(compose_file, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+        return yaml.safe_load(f) or {}
+
+
+def dependencies(data):
+    """Service name -> the services it depends on (``depends_on`` as a list or a mapping,
+    ``links`` as NAME or NAME:ALIAS, ``extends.service``), only those the file defines."""
+    services = data.get("services") or {}
+    found = {}
+    for name, service in services.items():
+        service = service or {}
+        named = service.get("depends_on") or []
+        named = list(named) if isinstance(named, (list, dict)) else [named]
+        links = service.get("links") or []
+        named += [
+            str(link).split(":", 1)[0] for link in (links if isinstance(links, list) else [links])
+        ]
+        extends = service.get("extends")
+        if isinstance(extends, dict) and extends.get("service"):
+            named.append(extends["service"])
+        found[name] = {str(n) for n in named if str(n) in services and str(n) != name}
+    return found
+
+
+def linked(services, depends):
+    """``services`` and every service reachable from them by a dependency, either way."""
+    neighbours = {name: set(deps) for name, deps in depends.items()}
+    for name, deps in depends.items():
+        for dep in deps:
+            neighbours.setdefault(dep, set()).add(name)
+    seen, todo = set(), list(services)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(neighbours.get(name, ()))
+    return seen
+
+
+def dependents_first(services, depends):
+    """``services`` ordered so that a service comes before the ones it depends on."""
+    order, done = [], set()
+
+    def visit(name, path):
+        if name in done or name in path:  # a cycle: podman-compose refuses it itself
+            return
+        for other in sorted(services):
+            if name in depends.get(other, ()):
+                visit(other, path | {name})
+        done.add(name)
+        order.append(name)
+
+    for name in sorted(services):
+        visit(name, frozenset())
+    return order
+
+
+def service_digests(compose_file, data=None):
+    """Service name -> sha256 of everything that service's container is made from."""
+    if data is None:
+        data = load(compose_file)
     env = {**dotenv(".env")}
     shared = {k: v for k, v in data.items() if k != "services"}
     digests = {}
@@ -176,7 +238,9 @@ def compose(args, *words):
 
 
 def up(args, deadline):
-    wanted = service_digests(args.file)
+    data = load(args.file)
+    wanted = service_digests(args.file, data)
+    depends = dependencies(data)
     try:
         with open(args.record, encoding="utf-8") as f:
             recorded = json.load(f).get("services", {})
@@ -184,19 +248,31 @@ def up(args, deadline):
         recorded = {}
     found = containers(args.project)
     orphans = [c["name"] for c in found if c["service"] not in wanted]
-    changed = sorted(
-        {c["service"] for c in found if c["service"] in wanted}
-        - {s for s in wanted if recorded.get(s) == wanted[s]}
-    )
-    stale = [c["name"] for c in found if c["service"] in changed]
+    changed = {c["service"] for c in found if c["service"] in wanted} - {
+        s for s in wanted if recorded.get(s) == wanted[s]
+    }
+    along = linked(changed, depends) - changed
+    recreate = changed | along
+    stale = [
+        c["name"]
+        for service in dependents_first(recreate, depends)
+        for c in found
+        if c["service"] == service
+    ]
     if orphans or stale:
+        words = ", ".join(sorted(changed)) or "-"
+        if along:
+            words += f" (and, linked to it, {', '.join(sorted(along))})"
         print(
-            f"compose project {args.project}: re-creating {', '.join(changed) or '-'}; "
+            f"compose project {args.project}: re-creating {words}; "
             f"removing {', '.join(orphans) or '-'}",
             file=sys.stderr,
         )
-        if run(["podman", "rm", "-f", *orphans, *stale], deadline, "podman rm") != 0:
-            raise Failed(f"podman rm -f {' '.join(orphans + stale)} failed")
+        # One container at a time, dependents first: podman refuses to remove a container
+        # another one requires.
+        for name in orphans + stale:
+            if run(["podman", "rm", "-f", name], deadline, "podman rm") != 0:
+                raise Failed(f"podman rm -f {name} failed")
     if not found:
         targets = []  # the whole project
     else:

@@ -141,6 +141,47 @@ def test_a_changed_env_recreates_only_the_service_that_reads_it(project):
     assert "re-creating web" in result.stderr
 
 
+LINKED_FILE = """\
+services:
+  web:
+    image: docker.io/library/nginx:alpine
+    environment:
+      GREETING: ${GREETING}
+  worker:
+    image: docker.io/library/alpine:latest
+    depends_on:
+      web:
+        condition: service_started
+  reporter:
+    image: docker.io/library/alpine:latest
+    links: ["worker:w"]
+  cache:
+    image: docker.io/library/alpine:latest
+"""
+
+
+def test_a_changed_service_takes_its_linked_services_along_dependents_first(project):
+    # podman-compose >= 1.1 creates worker with --requires on web's container: podman will not
+    # remove web while worker exists, so worker (and reporter, linked to worker) go too.
+    (project[0] / "compose.yaml").write_text(LINKED_FILE)
+    env = {"FAKE_SERVICES": "web,worker,reporter,cache"}
+    assert up(project, **env).returncode == 0
+    calls(project)
+    (project[0] / ".env").write_text("GREETING=two\n")
+    result = up(project, **env)
+    assert result.returncode == 0, result.stderr
+    assert calls(project) == [
+        "podman rm -f dev_reporter_1",
+        "podman rm -f dev_worker_1",
+        "podman rm -f dev_web_1",
+        "podman-compose up -d reporter web worker",
+    ]
+    assert "re-creating web (and, linked to it, reporter, worker)" in result.stderr
+    # cache, linked to nothing, kept its container; the next run changes nothing.
+    assert up(project, **env).returncode == 0
+    assert calls(project) == []
+
+
 def test_a_stopped_container_is_started_not_recreated(project):
     assert up(project).returncode == 0
     state_file = project[2] / "state.json"

@@ -137,6 +137,15 @@ def vagrant(guest, command: str, timeout: float = 300) -> str:
     return result.stdout
 
 
+def user_unit_log(guest, name: str) -> str:
+    """vagrant's unit NAME: its status and this boot's journal lines (the failure's reason)."""
+    status = guest.run(f"sudo {USER_CTL} status --no-pager -l {name}").stdout
+    journal = guest.run(
+        "sudo journalctl -b --no-pager -o short-monotonic _UID=1000 | tail -n 80"
+    ).stdout
+    return f"{status}\n--- journal (uid 1000, this boot) ---\n{journal}"
+
+
 def podman_untouched(guest) -> bool:
     """Podman (installed with the image) holds no volume, container or image of root's, no
     volume of vagrant's, and no service unit of the migration exists: what a refused or dry
@@ -476,7 +485,7 @@ def test_reboot_brings_the_restart_always_container_back(migrated):
     sudo(guest, "systemctl is-active web.service")
     # worker: vagrant's unit, started by its user manager at boot (vagrant lingers).
     while "worker" not in guest.run("podman ps --format '{{.Names}}'").stdout.split():
-        assert time.monotonic() < deadline, guest.run(f"sudo {USER_CTL} status worker").stdout
+        assert time.monotonic() < deadline, user_unit_log(guest, "worker")
         time.sleep(5)
     sudo(guest, f"{USER_CTL} is-active worker.service")
 

@@ -303,10 +303,6 @@ def test_projects_survive_a_reboot_without_a_run(bed, first_run):
         assert unit(guest, "podman-compose-userstack.service", user=True)["ActiveState"] == "active"
 
 
-@pytest.mark.skip(
-    reason="open: on Debian 12 (podman-compose 1.0.3) the re-created `web` was gone from the "
-    "user's `podman ps -a` after a successful run; cause not found yet (issue 14)"
-)
 def test_a_changed_env_recreates_only_what_reads_it(bed, first_run):
     before = {
         n: (ids(bed.guests[n], "userstack"), ids(bed.guests[n], "rootstack", True)) for n in NAMES
@@ -334,10 +330,6 @@ def test_a_changed_env_recreates_only_what_reads_it(bed, first_run):
         assert "COLOUR=blue" in env[0]["Config"]["Env"]
 
 
-@pytest.mark.skip(
-    reason="open: failed in its first real-host run (CI rehearsal at d2a3c67, Debian 12 + 13); "
-    "its failure text is to be read and the case mended (issue 14)"
-)
 def test_a_project_whose_container_exits_fails_the_run_in_time(bed, first_run):
     started = time.monotonic()
     returncode, _, stderr = deploy(bed, projects(bed, colour="blue", broken=True), "failing run")
