@@ -96,6 +96,13 @@ def _ere_escape(text: str) -> str:
     return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
 
 
+# nofail: a missing disk does not stop the boot (no emergency shell on a remote server).
+# nofail alone also drops the mount's order before local-fs.target, so services, and the
+# rootless users' managers (lingering users start early), could start before the disk is
+# mounted and find their files missing; x-systemd.before= puts that order back (systemd.mount).
+FSTAB_OPTIONS = "defaults,nofail,x-systemd.before=local-fs.target"
+
+
 @operation()
 def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank: bool = False):
     """
@@ -160,7 +167,7 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
             f"{device} is mounted at {', '.join(dev.mountpoints)}, not {mount_point}"
         )
 
-    fstab_line = f"UUID={fs_uuid} {mount_point} {fstype} defaults,nofail 0 2"
+    fstab_line = f"UUID={fs_uuid} {mount_point} {fstype} {FSTAB_OPTIONS} 0 2"
     directory_ok = tuple(current.directory or ()) == ("directory", "root", "root", "0755")
     entries = fstab_entries(list(current.fstab), mount_point)
     if directory_ok and entries == [fstab_line] and mounted:
@@ -193,5 +200,7 @@ def device(device: str, mount_point: str, fstype: str = "ext4", format_if_blank:
             replace=fstab_line,
             extended_regex=True,
         )
+        if mounted:  # systemd's mount unit is generated from /etc/fstab
+            yield StringCommand("systemctl daemon-reload")
     if not mounted:
         yield StringCommand("systemctl daemon-reload && mount", QuoteString(mount_point))

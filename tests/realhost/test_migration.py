@@ -141,9 +141,15 @@ def user_unit_log(guest, name: str) -> str:
     """vagrant's unit NAME: its status and this boot's journal lines (the failure's reason)."""
     status = guest.run(f"sudo {USER_CTL} status --no-pager -l {name}").stdout
     journal = guest.run(
-        "sudo journalctl -b --no-pager -o short-monotonic _UID=1000 | tail -n 80"
+        "sudo journalctl -b --no-pager -o short-monotonic"
+        f" _SYSTEMD_USER_UNIT={name}.service | tail -n 40"
     ).stdout
-    return f"{status}\n--- journal (uid 1000, this boot) ---\n{journal}"
+    # When the user's manager started, against when /space was mounted.
+    order = guest.run(
+        "systemctl show -p ActiveEnterTimestampMonotonic user@1000.service space.mount;"
+        " findmnt -n /space; grep /space /etc/fstab"
+    ).stdout
+    return f"{status}\n--- journal of {name} ---\n{journal}\n--- boot order ---\n{order}"
 
 
 def podman_untouched(guest) -> bool:
