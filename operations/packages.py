@@ -14,7 +14,9 @@ from operations._common import distro_family, distro_label, timed
 # in criu, a C preprocessor and more, minutes under emulation); instead the table names
 # what podman needs from them: newuidmap (uidmap), rootless networks (passt is podman 5's
 # default, slirp4netns podman 4's), nft for netavark's firewall rules (Debian 13: without
-# it no rootful container starts), a user D-Bus, an init for --init, and CA roots.
+# it no rootful container starts), aardvark-dns for container names on netavark's networks
+# (Debian 13: without it a compose service cannot reach another by name, and removing a
+# container from such a network fails), a user D-Bus, an init for --init, and CA roots.
 PODMAN_PACKAGES = {
     "fedora": ["podman", "podman-compose", "buildah", "skopeo"],
     "debian": [
@@ -26,6 +28,7 @@ PODMAN_PACKAGES = {
         "passt",
         "slirp4netns",
         "nftables",
+        "aardvark-dns",
         "dbus-user-session",
         "catatonit",
         "ca-certificates",
