@@ -24,10 +24,12 @@ from facts.compose import as_user
 from facts.services import Quadlet
 from model.host_data import SECRETS_FILE, HostClass, HostData, Port, Service
 from operations.services import (
+    IMAGE_RECORD,
     QUADLET_SINCE,
     SYSTEM_DIRS,
     USER_DIRS,
     _version,
+    recorded_images,
     render_network,
     render_timer,
     render_unit,
@@ -514,8 +516,13 @@ def _drift_commands(cfg: HostData) -> dict[str, str]:
         commands[f"ps {_label(user)}"] = _ps(user)
         dirs = list((USER_DIRS if user else SYSTEM_DIRS).values())
         secrets = [f"{cfg.service_root}/{s.name}/{SECRETS_FILE}" for s in _owned(cfg, user)]
-        commands[f"files {_label(user)}"] = running.dump_command(user, dirs, secrets)
+        records = [_image_record(cfg, s) for s in _owned(cfg, user)]
+        commands[f"files {_label(user)}"] = running.dump_command(user, dirs, secrets, records)
     return commands
+
+
+def _image_record(cfg: HostData, svc: Service) -> str:
+    return f"{cfg.service_root}/{svc.name}/{IMAGE_RECORD}"
 
 
 def _podman_version(r: Results) -> tuple[int, ...]:
@@ -625,6 +632,77 @@ def _judge_drift_containers(r: Results, cfg: HostData):
                 )
     found = "; ".join(f.split(" (", 1)[0].split(" runs ")[0] for f in findings)
     return "only declared containers", found or "only declared containers", not findings, findings
+
+
+def _judge_drift_images(r: Results, cfg: HostData):
+    """Each declared service's running container runs the image its last converge recorded
+    (``<service_dir>/image-record``, "current"): another one means the container was
+    re-created outside a converge (a pull and restart by hand, podman auto-update)."""
+    findings, total = [], 0
+    for user in _owners(cfg):
+        services = _owned(cfg, user)
+        if not services:
+            continue
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
+            continue
+        records = running.parse_dump(r[f"files {_label(user)}"].output).records
+        owner = f"{user}'s" if user else "root's"
+        for svc in services:
+            container = containers.get(svc.name)
+            if container is None or not container.image_id:
+                continue  # no container: services-running says so
+            total += 1
+            path = _image_record(cfg, svc)
+            if path not in records:
+                findings.append(
+                    f"{owner} {svc.name}: no image record ({path}): converge "
+                    "(deploys/services.py) records the image it runs"
+                )
+                continue
+            current = recorded_images(records[path]).get("current", "")
+            if current != container.image_id:
+                findings.append(
+                    f"{owner} {svc.name} runs image {container.image_id[:12]}, the last converge "
+                    f"recorded {current[:12] or 'none'}: it was re-created outside a converge "
+                    "(a pull and restart by hand, podman auto-update): converge "
+                    "(deploys/services.py) to record it, or set the service's pull policy "
+                    "(pull: always re-pulls on each converge)"
+                )
+    found = "; ".join(f.split(" runs ")[0].split(": ")[0] for f in findings)
+    expected = f"{total} containers on their recorded image"
+    return expected, found or "as recorded", not findings, findings
+
+
+def _judge_drift_volumes(r: Results, cfg: HostData):
+    """Each declared volume (bind mount or named volume) of a running declared service is
+    mounted at its target. Mounts the data does not name are not findings: podman gives an
+    image's own VOLUME an anonymous volume (``podman ps`` lists only the targets)."""
+    findings = []
+    for user in _owners(cfg):
+        services = [s for s in _owned(cfg, user) if s.volumes]
+        if not services:
+            continue
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
+            continue
+        owner = f"{user}'s" if user else "root's"
+        for svc in services:
+            container = containers.get(svc.name)
+            if container is None or container.state != "running":
+                continue  # services-running says so
+            missing = [v.target for v in svc.volumes if v.target not in container.mounts]
+            if missing:
+                mounted = ", ".join(container.mounts) or "nothing"
+                findings.append(
+                    f"{owner} {svc.name}: declared mount(s) {', '.join(missing)} not mounted "
+                    f"(it mounts {mounted}): converge (deploys/services.py) re-creates it "
+                    "from the data"
+                )
+    found = "; ".join(f.split(": declared")[0] for f in findings)
+    return "declared volumes mounted", found or "as declared", not findings, findings
 
 
 def _socket_commands(user: str | None) -> str:
@@ -881,6 +959,31 @@ CRITERIA: tuple[Criterion, ...] = (
         _judge_drift_files,
         "A file edited on the host is overwritten by the next converge: put the change into the "
         "host data instead.",
+        commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-images",
+        "Services run the image their last converge recorded",
+        LINUX,
+        {},
+        _judge_drift_images,
+        "A container re-created outside a converge runs another image than the data's last "
+        "converge recorded (its rollback keeps the recorded one): converge to record it, or "
+        "pin the image by digest.",
+        applies=lambda cfg: bool(_present_services(cfg)),
+        commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-volumes",
+        "Declared volumes mounted",
+        LINUX,
+        {},
+        _judge_drift_volumes,
+        "A container created by hand or from an edited unit lacks the data's mounts: converge "
+        "(deploys/services.py) re-creates it from the data.",
+        applies=lambda cfg: any(s.volumes for s in _present_services(cfg)),
         commands_for=_drift_commands,
         drift=True,
     ),
