@@ -29,6 +29,7 @@ _FILE = "@@file "
 _HOME = "@@home "
 _EXISTS = "@@exists "
 _RECORD = "@@record "
+_SHA256 = "@@sha256 "
 
 
 @dataclass(frozen=True)
@@ -140,14 +141,20 @@ def parse_units(text: str) -> dict[str, dict[str, str]]:
 
 
 def dump_command(
-    user: str | None, dirs: list[str], exists: list[str] = (), records: list[str] = ()
+    user: str | None,
+    dirs: list[str],
+    exists: list[str] = (),
+    records: list[str] = (),
+    digests: list[str] = (),
 ) -> str:
     """Every file carrying this package's header in ``dirs`` (relative to the owner's home for
     a rootless ``user``, else absolute), each as a ``@@file PATH`` line and its content in
     base64 on the next (byte-exact, one line); which of the absolute paths ``exists`` exist
     (``@@exists PATH``, never their content: secrets files); and the content of each of the
     absolute paths ``records`` that is a file, the same way under ``@@record PATH`` (the
-    package's own records, e.g. a service's image record)."""
+    package's own records, e.g. a service's image record); and the sha256 of each of the
+    absolute paths ``digests`` that is a file (``@@sha256 DIGEST PATH``: compose projects'
+    files, which may hold secrets: never their content)."""
     home = '"$h"/' if user else ""
     script = ""
     if user:
@@ -162,6 +169,11 @@ def dump_command(
     for path in records:
         quoted = shlex.quote(path)
         script += f'[ -f {quoted} ] && echo "{_RECORD}"{quoted} && base64 -w0 {quoted} && echo; '
+    for path in digests:
+        quoted = shlex.quote(path)
+        script += (
+            f'[ -f {quoted} ] && echo "{_SHA256}$(sha256sum < {quoted} | cut -c1-64) "{quoted}; '
+        )
     return script + "true"
 
 
@@ -171,11 +183,12 @@ class Dump:
     files: dict[str, str]  # path -> content
     exists: frozenset[str]  # absolute paths
     records: dict[str, str] = field(default_factory=dict)  # absolute path -> content
+    sha256: dict[str, str] = field(default_factory=dict)  # absolute path -> its sha256
 
 
 def parse_dump(text: str) -> Dump:
     """A dump (``dump_command``) back into its files and the paths that exist."""
-    home, files, exists, records = "", {}, set(), {}
+    home, files, exists, records, sha256 = "", {}, set(), {}, {}
     lines = text.splitlines()
 
     def relative(path: str) -> str:
@@ -186,6 +199,9 @@ def parse_dump(text: str) -> Dump:
             home = line[len(_HOME) :].strip()
         elif line.startswith(_EXISTS):
             exists.add(line[len(_EXISTS) :])
+        elif line.startswith(_SHA256):
+            digest, _, path = line[len(_SHA256) :].partition(" ")
+            sha256[path] = digest
         elif line.startswith((_FILE, _RECORD)):
             record = line.startswith(_RECORD)
             path = line[len(_RECORD if record else _FILE) :]
@@ -198,7 +214,7 @@ def parse_dump(text: str) -> Dump:
                 records[path] = content
             else:
                 files[relative(path)] = content
-    return Dump(home, files, frozenset(exists), records)
+    return Dump(home, files, frozenset(exists), records, sha256)
 
 
 # GET /_ping on a Docker API socket (what docker compose v2 asks first): curl where the host

@@ -1,5 +1,6 @@
 """The QA criteria (facts/qa.py) on real captured probe output, and the verify reports."""
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -122,8 +123,9 @@ def test_evaluate_clears_the_hint_when_passing():
 
 GUESTS = sorted(p.parent.name for p in FIXTURES.glob("*/host.json"))
 # What a criterion reads from a command several criteria share, where a capture made before it
-# lacks that part: drift-images reads the files dump's image records.
-READS = {"drift-images": "@@record "}
+# lacks that part: drift-images and drift-compose read the files dump's records (image records,
+# compose projects' applied records).
+READS = {"drift-images": "@@record ", "drift-compose": "@@record "}
 
 
 def _has_captured(criterion, results) -> bool:
@@ -553,3 +555,140 @@ def test_declared_volumes_are_mounted(monkeypatch):
         "root's app0: declared mount(s) /www/html not mounted (it mounts /www/data): converge "
         "(deploys/services.py) re-creates it from the data",
     )
+
+
+# ---- compose projects against their files and the helper's record --------------------------
+HELPER = Path(__file__).resolve().parent.parent / "templates" / "podman-standard-compose.py"
+
+
+def _helper_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compose_helper", HELPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compose_case(tmp_path, monkeypatch, guest: str, **changes):
+    """The guest's data and its vagrant's real `podman ps` (the devstack project's two
+    containers), the project's directory under ``tmp_path`` holding the compose file the data
+    renders and the record the helper writes after bringing it up from it (its own
+    ``service_digests``; the inputs digest as the operation computes it)."""
+    from operations.compose import input_paths, inputs_digest, render_compose
+
+    meta = json.loads((FIXTURES / guest / "host.json").read_text())
+    cfg = HostData.model_validate(meta["data"] | {"compose_root": str(tmp_path)} | changes)
+    (project,) = cfg.compose_projects
+    directory = tmp_path / project.name
+    directory.mkdir(exist_ok=True)
+    compose = directory / "compose.yaml"
+    compose.write_text(render_compose(project))
+    monkeypatch.chdir(directory)  # the helper reads .env from the project's directory
+    digests = {str(compose): hashlib.sha256(compose.read_bytes()).hexdigest()}
+    assert input_paths(project, str(directory)) == [str(compose)]
+    record = {
+        "inputs": inputs_digest(digests),
+        "services": _helper_module().service_digests(compose),
+    }
+    (directory / ".podman-standard-applied").write_text(json.dumps(record, sort_keys=True) + "\n")
+    ps = _probe(FIXTURES / guest / "docker-ps-users.ps@vagrant.txt")
+    return cfg, directory, ps
+
+
+def _compose_check(cfg, ps, directory, criterion_id="drift-compose"):
+    from facts.running import dump_command
+
+    criterion = _criterion(cfg, criterion_id)
+    assert criterion.drift and "files vagrant" in criterion.commands
+    command = dump_command(
+        None,
+        [str(directory / "no-units")],
+        [],
+        [str(directory / ".podman-standard-applied")],
+        [str(directory / "compose.yaml")],
+    )
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    results = {"ps vagrant": ps, "files vagrant": ProbeResult(0, done.stdout)}
+    return evaluate(criterion, {k: results[k] for k in criterion.commands if k in results}, cfg)
+
+
+@pytest.mark.parametrize("guest", ["bookworm-services", "trixie-services"])
+def test_a_compose_project_as_brought_up_has_no_drift(tmp_path, monkeypatch, guest):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, guest)
+    check = _compose_check(cfg, ps, directory)
+    assert check.passed, check.details
+    assert (check.expected, check.found) == ("1 projects as their files", "as their files")
+
+
+def test_a_compose_file_edited_on_the_host_is_named(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "trixie-services")
+    with open(directory / "compose.yaml", "a") as f:
+        f.write("# a line added by hand\n")
+    check = _compose_check(cfg, ps, directory)
+    assert not check.passed and not check.failed
+    assert check.found == "compose project devstack (vagrant's)"
+    assert check.details == (
+        f"compose project devstack (vagrant's): {directory}/compose.yaml differs from what the "
+        "data renders (edited on the host, or the data changed): the next converge overwrites "
+        "it and re-creates the services it changes: put the change into the data",
+        "compose project devstack (vagrant's): its files on the host are not those it was last "
+        "brought up from: converge (deploys/compose.py) brings it up from them",
+    )
+
+
+def test_compose_data_changed_since_the_bring_up(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "trixie-services")
+    data = cfg.model_dump(mode="json")
+    data["compose_projects"][0]["vars"]["greeting"] = "hello"
+    (finding,) = _compose_check(HostData.model_validate(data), ps, directory).details
+    assert finding.startswith(
+        f"compose project devstack (vagrant's): {directory}/compose.yaml differs from what the "
+        "data renders"
+    )
+
+
+def test_compose_containers_that_are_not_the_files_services(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "bookworm-services")
+    # The real listing without devstack_worker_1, as after `podman rm -f devstack_worker_1`.
+    listed = json.loads(ps.output)
+    without_worker = ProbeResult(
+        0, json.dumps([c for c in listed if c["Names"] != ["devstack_worker_1"]])
+    )
+    check = _compose_check(cfg, without_worker, directory)
+    assert check.details == (
+        "compose project devstack (vagrant's): its file's service worker has no container: "
+        "converge (deploys/compose.py) creates it",
+    )
+    # Brought up last from a file without the worker (the record of that file), the worker's
+    # container is one its file no longer has.
+    record = directory / ".podman-standard-applied"
+    data = json.loads(record.read_text())
+    del data["services"]["worker"]
+    record.write_text(json.dumps(data, sort_keys=True) + "\n")
+    check = _compose_check(cfg, ps, directory)
+    assert check.details == (
+        "compose project devstack (vagrant's): container devstack_worker_1 is of service "
+        "worker, not in its file: converge (deploys/compose.py) removes it",
+    )
+    record.unlink()
+    (finding,) = _compose_check(cfg, ps, directory).details
+    assert finding == (
+        f"compose project devstack (vagrant's): no record of its last bring-up "
+        f"({directory}/.podman-standard-applied): converge (deploys/compose.py) brings it up "
+        "and records it"
+    )
+
+
+def test_new_drift_findings_reach_the_table_json_and_junit(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "trixie-services")
+    (directory / ".podman-standard-applied").unlink()
+    check = _compose_check(cfg, ps, directory)
+    (finding,) = check.details
+    results = {"ws": [check]}
+    assert f"  drift-compose: {finding}" in render_table("ws", results["ws"])
+    data = json.loads(report_json(results))
+    assert data["passed"] is True and data["warnings"] == 1
+    assert data["hosts"]["ws"][0]["result"] == "warn"
+    case = ET.fromstring(report_junit(results)).find("testsuite/testcase[@name='drift-compose']")
+    assert finding in case.find("system-out").text

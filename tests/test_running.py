@@ -1,5 +1,6 @@
 """facts/running.py's parsers on real captured output, and the files dump run here by sh."""
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -39,3 +40,14 @@ def test_the_dump_carries_records_byte_exact_and_only_those_that_exist(tmp_path)
     dump = parse_dump(out)
     assert dump.records == {str(record): text}
     assert dump.exists == {str(secrets)} and dump.files == {}
+
+
+def test_the_dump_carries_digests_never_content(tmp_path):
+    env = tmp_path / "my project" / ".env"
+    env.parent.mkdir()
+    env.write_text("TOKEN=not-in-the-dump\n")
+    command = dump_command(None, [], [], [], [str(env), str(tmp_path / "absent.yaml")])
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert "not-in-the-dump" not in out
+    digest = hashlib.sha256(env.read_bytes()).hexdigest()
+    assert parse_dump(out).sha256 == {str(env): digest}
