@@ -453,12 +453,8 @@ def _state_sections(name: str) -> dict[str, str]:
     return {k: (v.split("\n", 1)[1] if k.startswith("record ") else v) for k, v in sections.items()}
 
 
-def _records_dump(tmp_path: Path, records: dict[str, str]) -> ProbeResult:
-    """The files dump (facts.running.dump_command, run here by sh) of the records placed under
-    ``tmp_path``: {service: record text}; a service without text has no record file."""
-    from facts.running import dump_command
-
-    paths = []
+def _place_records(tmp_path: Path, records: dict[str, str | None]) -> None:
+    """The image records {service: text} under ``tmp_path`` (a service root); None: none."""
     for name, text in records.items():
         path = tmp_path / name / "image-record"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -466,10 +462,18 @@ def _records_dump(tmp_path: Path, records: dict[str, str]) -> ProbeResult:
             path.unlink(missing_ok=True)
         else:
             path.write_text(text)
-        paths.append(str(path))
-    command = dump_command(None, [str(tmp_path / "no-units")], [], paths)
-    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
-    return ProbeResult(0, done.stdout)
+
+
+def _run_here(criterion, keys=("files root", "files vagrant")) -> dict[str, ProbeResult]:
+    """The criterion's own files dumps, run here by sh as the Probe fact sends them (read
+    only; the paths it reads under the service and compose roots are the test's)."""
+    results = {}
+    for key in keys:
+        if key in criterion.commands:
+            command = Probe().command(criterion.commands[key])
+            done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+            results[key] = Probe().process(done.stdout.splitlines())
+    return results
 
 
 def _ps(text: str) -> ProbeResult:
@@ -488,12 +492,12 @@ def test_services_on_the_image_their_converge_recorded(tmp_path, monkeypatch):
     state = _state_sections("motoko-like-6")
     cfg = HostData(service_root=str(tmp_path), services=motoko_like(6))
     names = [s.name for s in cfg.services]
-    files = _records_dump(
+    _place_records(
         tmp_path, {n: state[f"record /space/containers/apps/{n}/image-record"] for n in names}
     )
     images = _criterion(cfg, "drift-images")
     assert images.drift and "files root" in images.commands
-    check = evaluate(images, {"ps root": _ps(state["containers -"]), "files root": files}, cfg)
+    check = evaluate(images, {"ps root": _ps(state["containers -"])} | _run_here(images), cfg)
     assert check.passed, check.details
     assert (check.expected, check.found) == ("6 containers on their recorded image", "as recorded")
 
@@ -515,8 +519,8 @@ def test_a_container_on_another_image_than_recorded_is_named_with_both_ids(tmp_p
     )
     images = _criterion(cfg, "drift-images")
     ps = {"ps root": _ps(state["containers -"]), "ps vagrant": _ps(state["containers vagrant"])}
-    swapped = _records_dump(tmp_path, {"web": uweb, "uweb": web})
-    check = evaluate(images, ps | {"files root": swapped, "files vagrant": swapped}, cfg)
+    _place_records(tmp_path, {"web": uweb, "uweb": web})
+    check = evaluate(images, ps | _run_here(images), cfg)
     assert not check.passed and not check.failed  # drift: a warning unless strict
     assert check.found == "root's web; vagrant's uweb"
     assert check.details[0] == (
@@ -526,14 +530,14 @@ def test_a_container_on_another_image_than_recorded_is_named_with_both_ids(tmp_p
         "(pull: always re-pulls on each converge)"
     )
     assert check.details[1].startswith("vagrant's uweb runs image 30485221bc53, the last ")
-    missing = _records_dump(tmp_path, {"web": web, "uweb": None})
-    check = evaluate(images, ps | {"files root": missing, "files vagrant": missing}, cfg)
+    _place_records(tmp_path, {"web": web, "uweb": None})
+    check = evaluate(images, ps | _run_here(images), cfg)
     assert check.details == (
         f"vagrant's uweb: no image record ({tmp_path}/uweb/image-record): converge "
         "(deploys/services.py) records the image it runs",
     )
     strict = cfg.model_copy(update={"verify_strict": True})
-    assert evaluate(images, ps | {"files root": missing, "files vagrant": missing}, strict).failed
+    assert evaluate(images, ps | _run_here(images), strict).failed
 
 
 def test_declared_volumes_are_mounted(monkeypatch):
@@ -596,21 +600,10 @@ def _compose_case(tmp_path, monkeypatch, guest: str, **changes):
     return cfg, directory, ps
 
 
-def _compose_check(cfg, ps, directory, criterion_id="drift-compose"):
-    from facts.running import dump_command
-
-    criterion = _criterion(cfg, criterion_id)
+def _compose_check(cfg, ps, directory):
+    criterion = _criterion(cfg, "drift-compose")
     assert criterion.drift and "files vagrant" in criterion.commands
-    command = dump_command(
-        None,
-        [str(directory / "no-units")],
-        [],
-        [str(directory / ".podman-standard-applied")],
-        [str(directory / "compose.yaml")],
-    )
-    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
-    results = {"ps vagrant": ps, "files vagrant": ProbeResult(0, done.stdout)}
-    return evaluate(criterion, {k: results[k] for k in criterion.commands if k in results}, cfg)
+    return evaluate(criterion, {"ps vagrant": ps} | _run_here(criterion, ["files vagrant"]), cfg)
 
 
 @pytest.mark.parametrize("guest", ["bookworm-services", "trixie-services"])
