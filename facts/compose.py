@@ -13,10 +13,25 @@ from . import FactValue, section, split_sections
 
 # podman-compose labels every container it creates with its project's name.
 PROJECT_LABEL = "io.podman.compose.project"
+# ... and with its service's name in the compose file.
+SERVICE_LABEL = "com.docker.compose.service"
 # Beside the compose file: what the project was last brought up from (written by the on-host
 # helper after a successful `up`, so a failed one is retried on the next run): JSON with
 # "inputs" (the sha256 over the project's files) and "services" (each service's own digest).
 APPLIED_FILE = ".podman-standard-applied"
+
+
+def parse_applied(text: str | None) -> tuple[str, dict[str, str] | None]:
+    """(inputs digest, {service: digest} or None) of a project's applied record: the helper's
+    JSON, or the digest alone that an earlier version wrote; ("", None) without a record."""
+    text = (text or "").strip()
+    if not text.startswith("{"):
+        return text.split("\n", 1)[0].strip(), None
+    try:
+        data = json.loads(text)
+        return str(data.get("inputs", "")), dict(data.get("services") or {})
+    except (ValueError, AttributeError, TypeError):
+        return "", None
 
 
 def as_user(user: str | None, command: str) -> str:
@@ -84,10 +99,5 @@ class ComposeProject(FactBase[ComposeProjectState]):
             names = item.get("Names") or [item.get("Id", "?")[:12]]
             name = names[0] if isinstance(names, list) else str(names)
             containers[name] = str(item.get("State", "")).lower()
-        applied = next((line.strip() for line in parts.get("applied", []) if line.strip()), "")
-        if applied.startswith("{"):
-            try:
-                applied = str(json.loads(applied).get("inputs", ""))
-            except (ValueError, AttributeError):
-                applied = ""
+        applied, _ = parse_applied("\n".join(parts.get("applied", [])))
         return ComposeProjectState(containers=containers, applied=applied)

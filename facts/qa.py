@@ -12,22 +12,27 @@ data says ``verify_strict``.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, OperationError
 
 from facts import FactValue, running
-from facts.compose import as_user
+from facts.compose import APPLIED_FILE, SERVICE_LABEL, as_user, parse_applied
 from facts.services import Quadlet
 from model.host_data import SECRETS_FILE, HostClass, HostData, Port, Service
+from model.host_data import ComposeProject as ProjectModel
+from operations.compose import _copies, input_paths, inputs_digest
 from operations.services import (
+    IMAGE_RECORD,
     QUADLET_SINCE,
     SYSTEM_DIRS,
     USER_DIRS,
     _version,
+    recorded_images,
     render_network,
     render_timer,
     render_unit,
@@ -514,8 +519,25 @@ def _drift_commands(cfg: HostData) -> dict[str, str]:
         commands[f"ps {_label(user)}"] = _ps(user)
         dirs = list((USER_DIRS if user else SYSTEM_DIRS).values())
         secrets = [f"{cfg.service_root}/{s.name}/{SECRETS_FILE}" for s in _owned(cfg, user)]
-        commands[f"files {_label(user)}"] = running.dump_command(user, dirs, secrets)
+        records = [_image_record(cfg, s) for s in _owned(cfg, user)]
+        digests = []
+        for project in _projects(cfg, user):
+            directory = project.project_directory(cfg.compose_root)
+            records.append(f"{directory}/{APPLIED_FILE}")
+            digests += input_paths(project, directory)
+        commands[f"files {_label(user)}"] = running.dump_command(
+            user, dirs, secrets, records, digests
+        )
     return commands
+
+
+def _image_record(cfg: HostData, svc: Service) -> str:
+    return f"{cfg.service_root}/{svc.name}/{IMAGE_RECORD}"
+
+
+def _projects(cfg: HostData, user: str | None) -> list[ProjectModel]:
+    """The present compose projects of ``user`` (None: root's)."""
+    return [p for p in cfg.compose_projects if p.present and p.user == user]
 
 
 def _podman_version(r: Results) -> tuple[int, ...]:
@@ -625,6 +647,154 @@ def _judge_drift_containers(r: Results, cfg: HostData):
                 )
     found = "; ".join(f.split(" (", 1)[0].split(" runs ")[0] for f in findings)
     return "only declared containers", found or "only declared containers", not findings, findings
+
+
+def _judge_drift_images(r: Results, cfg: HostData):
+    """Each declared service's running container runs the image its last converge recorded
+    (``<service_dir>/image-record``, "current"): another one means the container was
+    re-created outside a converge (a pull and restart by hand, podman auto-update)."""
+    findings, total = [], 0
+    for user in _owners(cfg):
+        services = _owned(cfg, user)
+        if not services:
+            continue
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
+            continue
+        records = running.parse_dump(r[f"files {_label(user)}"].output).records
+        owner = f"{user}'s" if user else "root's"
+        for svc in services:
+            container = containers.get(svc.name)
+            if container is None or not container.image_id:
+                continue  # no container: services-running says so
+            total += 1
+            path = _image_record(cfg, svc)
+            if path not in records:
+                findings.append(
+                    f"{owner} {svc.name}: no image record ({path}): converge "
+                    "(deploys/services.py) records the image it runs"
+                )
+                continue
+            current = recorded_images(records[path]).get("current", "")
+            if current != container.image_id:
+                findings.append(
+                    f"{owner} {svc.name} runs image {container.image_id[:12]}, the last converge "
+                    f"recorded {current[:12] or 'none'}: it was re-created outside a converge "
+                    "(a pull and restart by hand, podman auto-update): converge "
+                    "(deploys/services.py) to record it, or set the service's pull policy "
+                    "(pull: always re-pulls on each converge)"
+                )
+    found = "; ".join(f.split(" runs ")[0].split(": ")[0] for f in findings)
+    expected = f"{total} containers on their recorded image"
+    return expected, found or "as recorded", not findings, findings
+
+
+def _rendered(project: ProjectModel, directory: str) -> dict[str, str]:
+    """{path: sha256} of the files this package writes for ``project`` from the data (a
+    template rendered, the controller's own files); {} when the controller's files cannot be
+    read (then only the host's files are compared with the record)."""
+    try:
+        copies = _copies(project, directory)
+    except OperationError:  # naming the controller's file: converge says it too
+        return {}
+    return {path: hashlib.sha256(text.encode()).hexdigest() for path, (text, _) in copies.items()}
+
+
+def _project_drift(project: ProjectModel, cfg: HostData, dump, containers) -> list[str]:
+    directory = project.project_directory(cfg.compose_root)
+    who = f" ({project.user}'s)" if project.user else ""
+    name = f"compose project {project.name}{who}"
+    inputs, services = parse_applied(dump.records.get(f"{directory}/{APPLIED_FILE}"))
+    if not inputs:
+        return [
+            f"{name}: no record of its last bring-up ({directory}/{APPLIED_FILE}): converge "
+            "(deploys/compose.py) brings it up and records it"
+        ]
+    findings = []
+    paths = input_paths(project, directory)
+    missing = [p for p in paths if p not in dump.sha256]
+    for path in missing:
+        findings.append(f"{name}: {path} is missing on the host: converge (deploys/compose.py)")
+    for path, digest in sorted(_rendered(project, directory).items()):
+        if path in dump.sha256 and dump.sha256[path] != digest:
+            findings.append(
+                f"{name}: {path} differs from what the data renders (edited on the host, or "
+                "the data changed): the next converge overwrites it and re-creates the "
+                "services it changes: put the change into the data"
+            )
+    if not missing and inputs_digest({p: dump.sha256[p] for p in paths}) != inputs:
+        findings.append(
+            f"{name}: its files on the host are not those it was last brought up from: "
+            "converge (deploys/compose.py) brings it up from them"
+        )
+    own = {n: c for n, c in containers.items() if c.project == project.name}
+    if services is not None and own:  # no containers: compose-projects says so
+        running_services = {c.labels.get(SERVICE_LABEL, "") for c in own.values()}
+        for service in sorted(set(services) - running_services):
+            findings.append(
+                f"{name}: its file's service {service} has no container: converge "
+                "(deploys/compose.py) creates it"
+            )
+        for cname, c in sorted(own.items()):
+            if c.labels.get(SERVICE_LABEL, "") not in services:
+                findings.append(
+                    f"{name}: container {cname} is of service "
+                    f"{c.labels.get(SERVICE_LABEL) or '(none)'}, not in its file: converge "
+                    "(deploys/compose.py) removes it"
+                )
+    return findings
+
+
+def _judge_drift_compose(r: Results, cfg: HostData):
+    """Each declared compose project runs from its files as the data writes them, and as it
+    was last brought up (the helper's record beside its compose file): the inputs digest the
+    operation computes, over the host's files; its containers are its file's services."""
+    findings, total = [], 0
+    for user in _owners(cfg):
+        projects = _projects(cfg, user)
+        if not projects:
+            continue
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
+            continue
+        dump = running.parse_dump(r[f"files {_label(user)}"].output)
+        for project in projects:
+            total += 1
+            findings += _project_drift(project, cfg, dump, containers)
+    found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
+    return f"{total} projects as their files", found or "as their files", not findings, findings
+
+
+def _judge_drift_volumes(r: Results, cfg: HostData):
+    """Each declared volume (bind mount or named volume) of a running declared service is
+    mounted at its target. Mounts the data does not name are not findings: podman gives an
+    image's own VOLUME an anonymous volume (``podman ps`` lists only the targets)."""
+    findings = []
+    for user in _owners(cfg):
+        services = [s for s in _owned(cfg, user) if s.volumes]
+        if not services:
+            continue
+        containers = _containers(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
+            continue
+        owner = f"{user}'s" if user else "root's"
+        for svc in services:
+            container = containers.get(svc.name)
+            if container is None or container.state != "running":
+                continue  # services-running says so
+            missing = [v.target for v in svc.volumes if v.target not in container.mounts]
+            if missing:
+                mounted = ", ".join(container.mounts) or "nothing"
+                findings.append(
+                    f"{owner} {svc.name}: declared mount(s) {', '.join(missing)} not mounted "
+                    f"(it mounts {mounted}): converge (deploys/services.py) re-creates it "
+                    "from the data"
+                )
+    found = "; ".join(f.split(": declared")[0] for f in findings)
+    return "declared volumes mounted", found or "as declared", not findings, findings
 
 
 def _socket_commands(user: str | None) -> str:
@@ -881,6 +1051,43 @@ CRITERIA: tuple[Criterion, ...] = (
         _judge_drift_files,
         "A file edited on the host is overwritten by the next converge: put the change into the "
         "host data instead.",
+        commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-images",
+        "Services run the image their last converge recorded",
+        LINUX,
+        {},
+        _judge_drift_images,
+        "A container re-created outside a converge runs another image than the data's last "
+        "converge recorded (its rollback keeps the recorded one): converge to record it, or "
+        "pin the image by digest.",
+        applies=lambda cfg: bool(_present_services(cfg)),
+        commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-compose",
+        "Compose projects run from their files as last brought up",
+        LINUX,
+        {},
+        _judge_drift_compose,
+        "A compose file edited on the host, or containers made or removed by hand: converge "
+        "(deploys/compose.py) brings the project up from the data's files.",
+        applies=lambda cfg: any(p.present for p in cfg.compose_projects),
+        commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-volumes",
+        "Declared volumes mounted",
+        LINUX,
+        {},
+        _judge_drift_volumes,
+        "A container created by hand or from an edited unit lacks the data's mounts: converge "
+        "(deploys/services.py) re-creates it from the data.",
+        applies=lambda cfg: any(s.volumes for s in _present_services(cfg)),
         commands_for=_drift_commands,
         drift=True,
     ),

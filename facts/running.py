@@ -28,6 +28,8 @@ UNIT_PROPERTIES = (
 _FILE = "@@file "
 _HOME = "@@home "
 _EXISTS = "@@exists "
+_RECORD = "@@record "
+_SHA256 = "@@sha256 "
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Container:
     labels: dict[str, str] = field(default_factory=dict)
     ports: tuple[Published, ...] = ()
     infra: bool = False  # a pod's infra container
+    image_id: str = ""  # the full ID of the image it runs
+    mounts: tuple[str, ...] = ()  # where its volumes and bind mounts are, in the container
 
     @property
     def project(self) -> str:
@@ -112,6 +116,8 @@ def parse_ps(text: str) -> list[Container]:
                 labels=dict(item.get("Labels") or {}),
                 ports=ports,
                 infra=bool(item.get("IsInfra")),
+                image_id=str(item.get("ImageID") or ""),
+                mounts=tuple(str(m) for m in item.get("Mounts") or []),
             )
         )
     return containers
@@ -134,11 +140,21 @@ def parse_units(text: str) -> dict[str, dict[str, str]]:
     return units
 
 
-def dump_command(user: str | None, dirs: list[str], exists: list[str] = ()) -> str:
+def dump_command(
+    user: str | None,
+    dirs: list[str],
+    exists: list[str] = (),
+    records: list[str] = (),
+    digests: list[str] = (),
+) -> str:
     """Every file carrying this package's header in ``dirs`` (relative to the owner's home for
     a rootless ``user``, else absolute), each as a ``@@file PATH`` line and its content in
-    base64 on the next (byte-exact, one line); and which of the absolute paths ``exists``
-    exist (``@@exists PATH``, never their content: secrets files)."""
+    base64 on the next (byte-exact, one line); which of the absolute paths ``exists`` exist
+    (``@@exists PATH``, never their content: secrets files); and the content of each of the
+    absolute paths ``records`` that is a file, the same way under ``@@record PATH`` (the
+    package's own records, e.g. a service's image record); and the sha256 of each of the
+    absolute paths ``digests`` that is a file (``@@sha256 DIGEST PATH``: compose projects'
+    files, which may hold secrets: never their content)."""
     home = '"$h"/' if user else ""
     script = ""
     if user:
@@ -150,6 +166,14 @@ def dump_command(user: str | None, dirs: list[str], exists: list[str] = ()) -> s
     )
     for path in exists:
         script += f'[ -e {shlex.quote(path)} ] && echo "{_EXISTS}"{shlex.quote(path)}; '
+    for path in records:
+        quoted = shlex.quote(path)
+        script += f'[ -f {quoted} ] && echo "{_RECORD}"{quoted} && base64 -w0 {quoted} && echo; '
+    for path in digests:
+        quoted = shlex.quote(path)
+        script += (
+            f'[ -f {quoted} ] && echo "{_SHA256}$(sha256sum < {quoted} | cut -c1-64) "{quoted}; '
+        )
     return script + "true"
 
 
@@ -158,11 +182,13 @@ class Dump:
     home: str  # the owner's home ("" for root); the files' paths are relative to it
     files: dict[str, str]  # path -> content
     exists: frozenset[str]  # absolute paths
+    records: dict[str, str] = field(default_factory=dict)  # absolute path -> content
+    sha256: dict[str, str] = field(default_factory=dict)  # absolute path -> its sha256
 
 
 def parse_dump(text: str) -> Dump:
     """A dump (``dump_command``) back into its files and the paths that exist."""
-    home, files, exists = "", {}, set()
+    home, files, exists, records, sha256 = "", {}, set(), {}, {}
     lines = text.splitlines()
 
     def relative(path: str) -> str:
@@ -173,15 +199,22 @@ def parse_dump(text: str) -> Dump:
             home = line[len(_HOME) :].strip()
         elif line.startswith(_EXISTS):
             exists.add(line[len(_EXISTS) :])
-        elif line.startswith(_FILE):
-            path = line[len(_FILE) :]
+        elif line.startswith(_SHA256):
+            digest, _, path = line[len(_SHA256) :].partition(" ")
+            sha256[path] = digest
+        elif line.startswith((_FILE, _RECORD)):
+            record = line.startswith(_RECORD)
+            path = line[len(_RECORD if record else _FILE) :]
             data = lines[i + 1] if i + 1 < len(lines) else ""
             try:
                 content = base64.b64decode(data, validate=True).decode("utf-8", "replace")
             except ValueError:
                 continue
-            files[relative(path)] = content
-    return Dump(home, files, frozenset(exists))
+            if record:
+                records[path] = content
+            else:
+                files[relative(path)] = content
+    return Dump(home, files, frozenset(exists), records, sha256)
 
 
 # GET /_ping on a Docker API socket (what docker compose v2 asks first): curl where the host

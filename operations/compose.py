@@ -126,7 +126,7 @@ def project(
         return
 
     copies = _copies(model, directory)
-    inputs = _inputs(model, copies, compose_file)
+    inputs = _inputs(model, copies, directory)
     unit_text = render_template(
         "compose-project.service.j2",
         source=SOURCE,
@@ -194,15 +194,35 @@ def _read(model: ProjectModel, path: str) -> str:
         ) from None
 
 
-def _inputs(model: ProjectModel, copies: dict[str, tuple[str, str]], compose_file: str) -> str:
-    """The sha256 over every file of the project (name and content digest): what the project
-    is brought up from. Files on the host are read by their checksum."""
-    digests = {
-        path: hashlib.sha256(text.encode()).hexdigest() for path, (text, _) in copies.items()
-    }
-    watched = [model.file.host_path] if model.file and model.file.host_path else []
-    watched += [s.host_path for _, s in sorted(model.files.items()) if s.host_path]
-    for path in watched:
+def input_paths(model: ProjectModel, directory: str) -> list[str]:
+    """Every file ``model`` is brought up from: the copies this package writes into
+    ``directory`` (the compose file and the extra files from the controller) and the host's
+    own files (``host_path``)."""
+    paths = []
+    if model.template or (model.file and model.file.src):
+        paths.append(f"{directory}/{COMPOSE_FILE}")
+    paths += [f"{directory}/{name}" for name, s in sorted(model.files.items()) if s.src]
+    if model.file and model.file.host_path:
+        paths.append(model.file.host_path)
+    paths += [s.host_path for _, s in sorted(model.files.items()) if s.host_path]
+    return paths
+
+
+def inputs_digest(digests: dict[str, str]) -> str:
+    """The sha256 over every file of a project ({path: its sha256}): what the project is
+    brought up from (the helper records it after a successful ``up``)."""
+    lines = "".join(f"{path} {digest}\n" for path, digest in sorted(digests.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _inputs(model: ProjectModel, copies: dict[str, tuple[str, str]], directory: str) -> str:
+    """The inputs digest of ``model``: the copies by the digest of their text, the files on
+    the host by their checksum."""
+    digests = {}
+    for path in input_paths(model, directory):
+        if path in copies:
+            digests[path] = hashlib.sha256(copies[path][0].encode()).hexdigest()
+            continue
         digest = host.get_fact(Sha256File, path=path)
         if not digest:
             raise OperationError(
@@ -210,8 +230,7 @@ def _inputs(model: ProjectModel, copies: dict[str, tuple[str, str]], compose_fil
                 "file is the host's own: it must be there before the run)"
             )
         digests[path] = digest
-    lines = "".join(f"{path} {digest}\n" for path, digest in sorted(digests.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return inputs_digest(digests)
 
 
 def _start_unit(model: ProjectModel, scope: _Scope) -> StringCommand:

@@ -1,6 +1,8 @@
 """The QA criteria (facts/qa.py) on real captured probe output, and the verify reports."""
 
+import hashlib
 import json
+import subprocess
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -120,6 +122,18 @@ def test_evaluate_clears_the_hint_when_passing():
 
 
 GUESTS = sorted(p.parent.name for p in FIXTURES.glob("*/host.json"))
+# What a criterion reads from a command several criteria share, where a capture made before it
+# lacks that part: drift-images and drift-compose read the files dump's records (image records,
+# compose projects' applied records).
+READS = {"drift-images": "@@record ", "drift-compose": "@@record "}
+
+
+def _has_captured(criterion, results) -> bool:
+    outputs = [results.get(command) for command in criterion.commands.values()]
+    if any(output is None for output in outputs):
+        return False
+    marker = READS.get(criterion.id)
+    return marker is None or any(marker in output.output for output in outputs)
 
 
 @pytest.mark.parametrize("guest", GUESTS)
@@ -130,8 +144,7 @@ def test_captured_guest_output_gives_the_expected_checks(guest):
     # Criteria newer than a capture: named in its host.json, and truly without their output.
     later = set(meta.get("not_captured", []))
     for criterion in criteria_for(cfg):
-        captured = all(command in results for command in criterion.commands.values())
-        assert captured != (criterion.id in later), criterion.id
+        assert _has_captured(criterion, results) != (criterion.id in later), criterion.id
     checks = [
         evaluate(c, {k: results[v] for k, v in c.commands.items()}, cfg)
         for c in criteria_for(cfg)
@@ -419,3 +432,256 @@ def test_the_testinfra_suite_warns_for_drift_and_fails_for_failures():
     strict = cfg.model_copy(update={"verify_strict": True})
     with pytest.raises(AssertionError, match="root's extra"):
         test_criterion(host, (None, strict, True, by_id["drift-containers"]))
+
+
+# ---- drift against the image record and the declared mounts -------------------------------
+# A bench guest's real ServicesState output (tests/fixtures/facts/README.md, guest-debian12):
+# its image records (operations/services.py writes them) and `podman ps -a --format json` of
+# root's and vagrant's stores (podman 4.3.1), in one capture.
+SERVICES_STATE = Path(__file__).parent / "fixtures" / "facts" / "guest-debian12"
+
+
+def _state_sections(name: str) -> dict[str, str]:
+    """{"record <path>": text, "containers <owner>": JSON} of a ServicesState capture."""
+    sections, key = {}, None
+    for line in (SERVICES_STATE / f"ServicesState.{name}.txt").read_text().splitlines():
+        if line.startswith("@@"):
+            key = line[2:]
+            sections[key] = ""
+        elif key:
+            sections[key] += line + "\n"
+    return {k: (v.split("\n", 1)[1] if k.startswith("record ") else v) for k, v in sections.items()}
+
+
+def _place_records(tmp_path: Path, records: dict[str, str | None]) -> None:
+    """The image records {service: text} under ``tmp_path`` (a service root); None: none."""
+    for name, text in records.items():
+        path = tmp_path / name / "image-record"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(text)
+
+
+def _run_here(criterion, keys=("files root", "files vagrant")) -> dict[str, ProbeResult]:
+    """The criterion's own files dumps, run here by sh as the Probe fact sends them (read
+    only; the paths it reads under the service and compose roots are the test's)."""
+    results = {}
+    for key in keys:
+        if key in criterion.commands:
+            command = Probe().command(criterion.commands[key])
+            done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+            results[key] = Probe().process(done.stdout.splitlines())
+    return results
+
+
+def _ps(text: str) -> ProbeResult:
+    return ProbeResult(0, text)
+
+
+def _criterion(cfg: HostData, criterion_id: str):
+    (criterion,) = [c for c in criteria_for(cfg) if c.id == criterion_id]
+    return criterion
+
+
+def test_services_on_the_image_their_converge_recorded(tmp_path, monkeypatch):
+    from bench.run import SECRET_ENV, motoko_like
+
+    monkeypatch.setenv(SECRET_ENV, "bench-only-not-a-secret")
+    state = _state_sections("motoko-like-6")
+    cfg = HostData(service_root=str(tmp_path), services=motoko_like(6))
+    names = [s.name for s in cfg.services]
+    _place_records(
+        tmp_path, {n: state[f"record /space/containers/apps/{n}/image-record"] for n in names}
+    )
+    images = _criterion(cfg, "drift-images")
+    assert images.drift and "files root" in images.commands
+    check = evaluate(images, {"ps root": _ps(state["containers -"])} | _run_here(images), cfg)
+    assert check.passed, check.details
+    assert (check.expected, check.found) == ("6 containers on their recorded image", "as recorded")
+
+
+def test_a_container_on_another_image_than_recorded_is_named_with_both_ids(tmp_path):
+    """The real records of web (nginx:alpine) and uweb (busybox) swapped: each service's
+    container runs another image than its record says, as after a pull and restart by hand;
+    then one record missing."""
+    state = _state_sections("root-and-rootless")
+    web = state["record /space/containers/apps/web/image-record"]
+    uweb = state["record /space/containers/apps/uweb/image-record"]
+    cfg = HostData(
+        service_root=str(tmp_path),
+        rootless_users=[{"name": "vagrant"}],
+        services=[
+            {"name": "web", "image": "docker.io/library/nginx:alpine"},
+            {"name": "uweb", "image": "docker.io/library/busybox:latest", "user": "vagrant"},
+        ],
+    )
+    images = _criterion(cfg, "drift-images")
+    ps = {"ps root": _ps(state["containers -"]), "ps vagrant": _ps(state["containers vagrant"])}
+    _place_records(tmp_path, {"web": uweb, "uweb": web})
+    check = evaluate(images, ps | _run_here(images), cfg)
+    assert not check.passed and not check.failed  # drift: a warning unless strict
+    assert check.found == "root's web; vagrant's uweb"
+    assert check.details[0] == (
+        "root's web runs image 7dec26ce8666, the last converge recorded 30485221bc53: it was "
+        "re-created outside a converge (a pull and restart by hand, podman auto-update): "
+        "converge (deploys/services.py) to record it, or set the service's pull policy "
+        "(pull: always re-pulls on each converge)"
+    )
+    assert check.details[1].startswith("vagrant's uweb runs image 30485221bc53, the last ")
+    _place_records(tmp_path, {"web": web, "uweb": None})
+    check = evaluate(images, ps | _run_here(images), cfg)
+    assert check.details == (
+        f"vagrant's uweb: no image record ({tmp_path}/uweb/image-record): converge "
+        "(deploys/services.py) records the image it runs",
+    )
+    strict = cfg.model_copy(update={"verify_strict": True})
+    assert evaluate(images, ps | _run_here(images), strict).failed
+
+
+def test_declared_volumes_are_mounted(monkeypatch):
+    from bench.run import SECRET_ENV, motoko_like
+
+    monkeypatch.setenv(SECRET_ENV, "bench-only-not-a-secret")
+    ps = {"ps root": _ps(_state_sections("motoko-like-6")["containers -"])}
+    services = motoko_like(6)
+    cfg = HostData(services=services)
+    volumes = _criterion(cfg, "drift-volumes")
+    assert volumes.drift and "ps root" in volumes.commands
+    check = evaluate(volumes, ps, cfg)
+    assert check.passed and check.found == "as declared"
+    # The data changed since the converge: app0 should mount its html at /www/html.
+    services[2]["volumes"] = [{"source": "html", "target": "/www/html", "read_only": True}]
+    check = evaluate(volumes, ps, HostData(services=services))
+    assert not check.passed and check.found == "root's app0"
+    assert check.details == (
+        "root's app0: declared mount(s) /www/html not mounted (it mounts /www/data): converge "
+        "(deploys/services.py) re-creates it from the data",
+    )
+
+
+# ---- compose projects against their files and the helper's record --------------------------
+HELPER = Path(__file__).resolve().parent.parent / "templates" / "podman-standard-compose.py"
+
+
+def _helper_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compose_helper", HELPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compose_case(tmp_path, monkeypatch, guest: str, **changes):
+    """The guest's data and its vagrant's real `podman ps` (the devstack project's two
+    containers), the project's directory under ``tmp_path`` holding the compose file the data
+    renders and the record the helper writes after bringing it up from it (its own
+    ``service_digests``; the inputs digest as the operation computes it)."""
+    from operations.compose import input_paths, inputs_digest, render_compose
+
+    meta = json.loads((FIXTURES / guest / "host.json").read_text())
+    cfg = HostData.model_validate(meta["data"] | {"compose_root": str(tmp_path)} | changes)
+    (project,) = cfg.compose_projects
+    directory = tmp_path / project.name
+    directory.mkdir(exist_ok=True)
+    compose = directory / "compose.yaml"
+    compose.write_text(render_compose(project))
+    monkeypatch.chdir(directory)  # the helper reads .env from the project's directory
+    digests = {str(compose): hashlib.sha256(compose.read_bytes()).hexdigest()}
+    assert input_paths(project, str(directory)) == [str(compose)]
+    record = {
+        "inputs": inputs_digest(digests),
+        "services": _helper_module().service_digests(compose),
+    }
+    (directory / ".podman-standard-applied").write_text(json.dumps(record, sort_keys=True) + "\n")
+    ps = _probe(FIXTURES / guest / "docker-ps-users.ps@vagrant.txt")
+    return cfg, directory, ps
+
+
+def _compose_check(cfg, ps, directory):
+    criterion = _criterion(cfg, "drift-compose")
+    assert criterion.drift and "files vagrant" in criterion.commands
+    return evaluate(criterion, {"ps vagrant": ps} | _run_here(criterion, ["files vagrant"]), cfg)
+
+
+@pytest.mark.parametrize("guest", ["bookworm-services", "trixie-services"])
+def test_a_compose_project_as_brought_up_has_no_drift(tmp_path, monkeypatch, guest):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, guest)
+    check = _compose_check(cfg, ps, directory)
+    assert check.passed, check.details
+    assert (check.expected, check.found) == ("1 projects as their files", "as their files")
+
+
+def test_a_compose_file_edited_on_the_host_is_named(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "trixie-services")
+    with open(directory / "compose.yaml", "a") as f:
+        f.write("# a line added by hand\n")
+    check = _compose_check(cfg, ps, directory)
+    assert not check.passed and not check.failed
+    assert check.found == "compose project devstack (vagrant's)"
+    assert check.details == (
+        f"compose project devstack (vagrant's): {directory}/compose.yaml differs from what the "
+        "data renders (edited on the host, or the data changed): the next converge overwrites "
+        "it and re-creates the services it changes: put the change into the data",
+        "compose project devstack (vagrant's): its files on the host are not those it was last "
+        "brought up from: converge (deploys/compose.py) brings it up from them",
+    )
+
+
+def test_compose_data_changed_since_the_bring_up(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "trixie-services")
+    data = cfg.model_dump(mode="json")
+    data["compose_projects"][0]["vars"]["greeting"] = "hello"
+    (finding,) = _compose_check(HostData.model_validate(data), ps, directory).details
+    assert finding.startswith(
+        f"compose project devstack (vagrant's): {directory}/compose.yaml differs from what the "
+        "data renders"
+    )
+
+
+def test_compose_containers_that_are_not_the_files_services(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "bookworm-services")
+    # The real listing without devstack_worker_1, as after `podman rm -f devstack_worker_1`.
+    listed = json.loads(ps.output)
+    without_worker = ProbeResult(
+        0, json.dumps([c for c in listed if c["Names"] != ["devstack_worker_1"]])
+    )
+    check = _compose_check(cfg, without_worker, directory)
+    assert check.details == (
+        "compose project devstack (vagrant's): its file's service worker has no container: "
+        "converge (deploys/compose.py) creates it",
+    )
+    # Brought up last from a file without the worker (the record of that file), the worker's
+    # container is one its file no longer has.
+    record = directory / ".podman-standard-applied"
+    data = json.loads(record.read_text())
+    del data["services"]["worker"]
+    record.write_text(json.dumps(data, sort_keys=True) + "\n")
+    check = _compose_check(cfg, ps, directory)
+    assert check.details == (
+        "compose project devstack (vagrant's): container devstack_worker_1 is of service "
+        "worker, not in its file: converge (deploys/compose.py) removes it",
+    )
+    record.unlink()
+    (finding,) = _compose_check(cfg, ps, directory).details
+    assert finding == (
+        f"compose project devstack (vagrant's): no record of its last bring-up "
+        f"({directory}/.podman-standard-applied): converge (deploys/compose.py) brings it up "
+        "and records it"
+    )
+
+
+def test_new_drift_findings_reach_the_table_json_and_junit(tmp_path, monkeypatch):
+    cfg, directory, ps = _compose_case(tmp_path, monkeypatch, "trixie-services")
+    (directory / ".podman-standard-applied").unlink()
+    check = _compose_check(cfg, ps, directory)
+    (finding,) = check.details
+    results = {"ws": [check]}
+    assert f"  drift-compose: {finding}" in render_table("ws", results["ws"])
+    data = json.loads(report_json(results))
+    assert data["passed"] is True and data["warnings"] == 1
+    assert data["hosts"]["ws"][0]["result"] == "warn"
+    case = ET.fromstring(report_junit(results)).find("testsuite/testcase[@name='drift-compose']")
+    assert finding in case.find("system-out").text
