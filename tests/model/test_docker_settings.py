@@ -832,3 +832,35 @@ def test_the_rollback_re_creates_carried_settings_under_docker():
         "--health-interval",
         "10s",
     ]
+
+
+def test_a_real_tuned_container_is_carried_whole():
+    # tests/realhost/test_migration.py's `tuned`, as Docker 20.10 on Debian 12 inspected it
+    # (DockerInventory.migration-tuned.txt): every flag it was created with becomes a field.
+    capture = (GUEST / "DockerInventory.migration-tuned.txt").read_text().splitlines()
+    plan = _plan(DockerInventory().process(capture))
+    assert plan["problems"] == []
+    [tuned] = [s for s in services(plan) if s["name"] == "tuned"]
+    assert {k: v for k, v in tuned.items() if k not in ("image", "command")} == {
+        "name": "tuned",
+        "env": {},
+        "ports": [],
+        "volumes": [],
+        "restart": "no",
+        "hostname": "tuned-host",
+        "container_user": "1000",
+        "container_group": "1000",
+        "working_dir": "/tmp",
+        "labels": {"org.example.team": "infra"},
+        "stop_timeout": 5,
+        "cap_add": ["NET_ADMIN"],
+        "read_only": True,
+        "tmpfs": [{"target": "/scratch", "size": "8m"}],
+        "shm_size": "96m",
+        "sysctls": {"net.core.somaxconn": "512"},
+        "memory": "128m",
+        "cpus": 0.5,
+        "pids_limit": 200,
+        "ulimits": {"nofile": "1024:2048"},
+    }
+    Service.model_validate(tuned)  # and the services model takes it as it is
