@@ -287,12 +287,16 @@ PULL = (
 
 # pull: always: the same, without the "the host has it" shortcut.
 PULL_ALWAYS = PULL.replace('podman image exists "$image" && exit 0; ', "")
-# pull: always, no restart due otherwise: true when the tag now names another image than the
-# service's container runs (or it has none).
+# pull: always, no restart due otherwise: exit 0 when the tag now names another image than
+# the service's container runs (or it has none), 1 when the same, 2 (naming the image) when the
+# pulled image cannot be read: the run fails rather than skip a restart it cannot decide.
 MOVED = (
-    'image=$1; name=$2; new=$(podman image inspect --format "{{.Id}}" "$image") || exit 2; '
+    'image=$1; name=$2; new=$(podman image inspect --format "{{.Id}}" "$image") || '
+    '{ echo "service $name: podman image inspect $image failed after its pull; not restarted" '
+    ">&2; exit 2; }; "
     'old=$(podman container inspect --format "{{.Image}}" "$name" 2>/dev/null); '
-    '[ "$new" != "$old" ] && echo "service $name: $image now names image $new; restarting"'
+    '[ "$new" != "$old" ] || exit 1; '
+    'echo "service $name: $image now names image $new; restarting"'
 )
 
 # The image each service runs, and the one it ran before (the rollback's, and what prune
@@ -338,7 +342,12 @@ def recorded_images(text: str | None) -> dict[str, str]:
 
 def _moved_restart(svc: Service, scope: _Scope) -> StringCommand:
     moved = scope.as_user(shlex.join(["sh", "-c", MOVED, "moved", svc.image, svc.name]))
-    return StringCommand("if", moved, "; then", scope.start("restart", svc.name), "; fi")
+    return StringCommand(
+        moved,
+        "; rc=$?; if [ $rc -eq 0 ]; then",
+        scope.start("restart", svc.name),
+        "; elif [ $rc -ne 1 ]; then exit $rc; fi",
+    )
 
 
 def render_unit(

@@ -110,3 +110,46 @@ def test_a_pull_that_keeps_failing_stops_naming_the_image(tmp_path):
         "image docker.io/library/postgres:16.6: pull failed 2 times; the running container, "
         "if any, is left as it is"
     )
+
+
+# pull: always: the restart decision after the pull (_moved_restart), run as the operation
+# sends it, with `systemctl` a stand-in that records the restart.
+def _moved(tmp_path, image_id: str | None, container_image: str) -> subprocess.CompletedProcess:
+    from model.host_data import Service
+    from operations.services import _moved_restart, _Scope
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    inspect_image = f"echo {image_id}" if image_id else "echo 'Error: no such image' >&2; exit 125"
+    env = _stand_in(
+        bin_dir,
+        f'if [ "$1 $2" = "image inspect" ]; then {inspect_image}; fi\n'
+        f'if [ "$1 $2" = "container inspect" ]; then echo {container_image}; fi\n',
+    )
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/restarted\n")
+    (bin_dir / "systemctl").chmod(0o755)
+    svc = Service(name="web", image="docker.io/library/nginx:1.27.3", pull="always")
+    command = _moved_restart(svc, _Scope(None, "root", "root", "/root")).get_raw_value()
+    return subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True)
+
+
+def test_pull_always_restarts_when_the_tag_moved(tmp_path):
+    result = _moved(tmp_path, "bbb", "aaa")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "restarted").read_text() == "restart web.service\n"
+    assert "now names image bbb; restarting" in result.stdout
+
+
+def test_pull_always_leaves_the_service_when_the_tag_did_not_move(tmp_path):
+    result = _moved(tmp_path, "aaa", "aaa")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "restarted").exists()
+
+
+def test_pull_always_fails_when_the_pulled_image_cannot_be_read(tmp_path):
+    result = _moved(tmp_path, None, "aaa")
+    assert result.returncode == 2
+    assert not (tmp_path / "restarted").exists()
+    assert "service web: podman image inspect docker.io/library/nginx:1.27.3 failed" in (
+        result.stderr
+    )
