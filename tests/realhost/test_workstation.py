@@ -30,7 +30,7 @@ from tests.realhost.conftest import _TIMINGS
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 2  # both releases at once: runs alone (tests/realhost/tier.py)
-MINUTES = 10.6  # last measured wall time (634 s, both releases at once, 2026-12-01); balances the lanes
+MINUTES = 10.6  # last measured wall time (634 s, both releases at once, 2026-12-01)
 
 SPECS = [
     GuestSpec("bookworm", "workstation", "podman"),
