@@ -649,19 +649,26 @@ def _judge_drift_containers(r: Results, cfg: HostData):
     return "only declared containers", found or "only declared containers", not findings, findings
 
 
-def _judge_drift_images(r: Results, cfg: HostData):
-    """Each declared service's running container runs the image its last converge recorded
-    (``<service_dir>/image-record``, "current"): another one means the container was
-    re-created outside a converge (a pull and restart by hand, podman auto-update)."""
-    findings, total = [], 0
+def _owners_with(r: Results, cfg: HostData, declared, findings: list[str]):
+    """(owner, what ``declared(cfg, owner)`` lists, the owner's containers by name) for each
+    owner that has something declared; an owner whose ``podman ps`` failed is a finding."""
     for user in _owners(cfg):
-        services = _owned(cfg, user)
-        if not services:
+        items = declared(cfg, user)
+        if not items:
             continue
         containers = _containers(r, user)
         if isinstance(containers, str):
             findings.append(containers)
             continue
+        yield user, items, containers
+
+
+def _judge_drift_images(r: Results, cfg: HostData):
+    """Each declared service's running container runs the image its last converge recorded
+    (``<service_dir>/image-record``, "current"): another one means the container was
+    re-created outside a converge (a pull and restart by hand, podman auto-update)."""
+    findings, total = [], 0
+    for user, services, containers in _owners_with(r, cfg, _owned, findings):
         records = running.parse_dump(r[f"files {_label(user)}"].output).records
         owner = f"{user}'s" if user else "root's"
         for svc in services:
@@ -751,14 +758,7 @@ def _judge_drift_compose(r: Results, cfg: HostData):
     was last brought up (the helper's record beside its compose file): the inputs digest the
     operation computes, over the host's files; its containers are its file's services."""
     findings, total = [], 0
-    for user in _owners(cfg):
-        projects = _projects(cfg, user)
-        if not projects:
-            continue
-        containers = _containers(r, user)
-        if isinstance(containers, str):
-            findings.append(containers)
-            continue
+    for user, projects, containers in _owners_with(r, cfg, _projects, findings):
         dump = running.parse_dump(r[f"files {_label(user)}"].output)
         for project in projects:
             total += 1
@@ -772,14 +772,11 @@ def _judge_drift_volumes(r: Results, cfg: HostData):
     mounted at its target. Mounts the data does not name are not findings: podman gives an
     image's own VOLUME an anonymous volume (``podman ps`` lists only the targets)."""
     findings = []
-    for user in _owners(cfg):
-        services = [s for s in _owned(cfg, user) if s.volumes]
-        if not services:
-            continue
-        containers = _containers(r, user)
-        if isinstance(containers, str):
-            findings.append(containers)
-            continue
+
+    def with_volumes(cfg, user):
+        return [s for s in _owned(cfg, user) if s.volumes]
+
+    for user, services, containers in _owners_with(r, cfg, with_volumes, findings):
         owner = f"{user}'s" if user else "root's"
         for svc in services:
             container = containers.get(svc.name)
