@@ -280,7 +280,18 @@ def _brief(run: dict) -> dict:
 
 
 def _fail(what: str, run: dict) -> None:
-    sys.exit(f"{what} failed (rc {run['rc']}):\n{run['output'][-4000:]}")
+    sys.exit(f"{what} failed (rc {run['rc']}):\n{_fatal(run['output'])}{run['output'][-4000:]}")
+
+
+def _fatal(output: str) -> str:
+    """ansible's first failures, each with its task's name and the lines of its message: under
+    -vvv they lie far above the output's tail."""
+    lines, found = output.splitlines(), []
+    for i, line in enumerate(lines):
+        if "fatal:" in line and len(found) < 3:
+            task = next((t for t in reversed(lines[:i]) if t.startswith("TASK [")), "")
+            found.append("\n".join([task, *lines[i : i + 12]]))
+    return "".join(f"{text}\n...\n" for text in found)
 
 
 def _keep(what: str, label: str, run: dict, samples: list[dict]) -> None:
