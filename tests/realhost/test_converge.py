@@ -149,7 +149,7 @@ def _service(greeting: str, present: bool = True) -> list[dict]:
         {
             "name": DIFF_SERVICE,
             "image": ALPINE,
-            "command": ["sh", "-c", "while :; do sleep 3600; done"],
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
             "env": {"GREETING": greeting},
             "secrets": {"TOKEN": {"env": TOKEN_ENV}},
         }

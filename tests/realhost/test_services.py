@@ -45,7 +45,7 @@ def stack(marker: str = "one", present: bool = True) -> list[dict]:
         {
             "name": "stack-cache",
             "image": "docker.io/library/alpine:latest",
-            "command": ["sh", "-c", "while :; do sleep 3600; done"],
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
             "env": {"MARKER": marker},
             "network": "stack",
         },
@@ -252,7 +252,7 @@ def test_compose_project_comes_up_and_rerun_changes_nothing(bed):
 def test_docker_compose_commands_run_podman_compose(bed):
     compose = (
         "services:\n  hello:\n    image: docker.io/library/alpine:latest\n"
-        "    command: [sh, -c, 'while :; do sleep 3600; done']\n"
+        "    command: [sh, -c, \"trap 'exit 0' TERM; while :; do sleep 1; done\"]\n"
     )
     for name in GUESTS:
         guest = bed.guests[name]

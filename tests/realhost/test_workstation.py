@@ -54,7 +54,7 @@ services:
       GREETING: ${{GREETING}}
   worker:
     image: docker.io/library/alpine:latest
-    command: ["sh", "-c", "while :; do sleep 3600; done"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 """
 ROOT_COMPOSE = f"""\
 services:
@@ -66,7 +66,7 @@ services:
       COLOUR: ${{COLOUR}}
   cache:
     image: docker.io/library/alpine:latest
-    command: ["sh", "-c", "while :; do sleep 3600; done"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 """
 # `dead` exits at once; `waiter` depends on it: podman-compose 1.3.0's `up -d` waits for `dead`
 # to run (podman wait --condition=running), without end.
@@ -77,7 +77,7 @@ services:
     command: ["sh", "-c", "echo 'dead: exiting now'; exit 3"]
   waiter:
     image: docker.io/library/alpine:latest
-    command: ["sh", "-c", "while :; do sleep 3600; done"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
     depends_on:
       - dead
 """
