@@ -7,6 +7,10 @@ inventory, validated by the data model; the host name in ``--hosts`` is looked u
 Without ``--hosts`` the suite is not collected (it has nothing to check).
 """
 
+import re
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,8 +63,30 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("qa_case", cases, ids=ids)
 
 
+@pytest.fixture(scope="session")
+def ssh_control_dir():
+    """Where each ssh:// host's master connection listens: every criterion's commands go over
+    one SSH connection per host (testinfra sets ControlMaster, but without a ControlPath ssh
+    makes a new connection, a full handshake, for each command). The masters are closed at
+    the end."""
+    directory = Path(tempfile.mkdtemp(prefix="qa-ssh-"))
+    yield directory
+    for path in directory.iterdir():
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={path}", "-O", "exit", "qa-host"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
-def qa_host(qa_case, request):
+def qa_host(qa_case, request, ssh_control_dir):
     spec, cfg, sudo, criterion = qa_case
     ssh_config = request.config.getoption("ssh_config", default=None)
-    return testinfra.get_host(spec, ssh_config=ssh_config, sudo=sudo)
+    extra = {}
+    if spec.startswith("ssh://"):
+        # testinfra puts the path into a %-format string: a plain name, no ssh % tokens.
+        extra["controlpath"] = str(ssh_control_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", spec[6:]))
+    return testinfra.get_host(spec, ssh_config=ssh_config, sudo=sudo, **extra)

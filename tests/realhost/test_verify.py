@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.realhost.conftest import qa_suite
+from tests.realhost.conftest import _TIMINGS, qa_suite
 from tests.realhost.test_converge import SERVER, WORKSTATION
 
 pytestmark = pytest.mark.realhost
@@ -139,17 +139,27 @@ def test_verify_passes_on_converged_guests(testbed, services, tmp_path):
     )
 
 
+def _qa(testbed, ssh_config, *extra: str) -> dict[str, subprocess.CompletedProcess]:
+    """The testinfra suite against each guest, both at once (one pytest per host: a suite
+    runs its hosts one after another)."""
+
+    def run(name):
+        command = qa_suite([name], testbed.inventory_path, ssh_config, *extra)
+        env = testbed.pyinfra_env()
+        return subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+        )
+
+    with _TIMINGS.stage(f"testinfra suite {' '.join(extra)} (both guests at once)".strip()):
+        with ThreadPoolExecutor(len(GUESTS)) as pool:
+            return dict(zip(GUESTS, pool.map(run, GUESTS), strict=True))
+
+
 def test_testinfra_suite_passes_on_converged_guests(testbed, services, ssh_config):
-    result = subprocess.run(
-        qa_suite([SERVER, WORKSTATION], testbed.inventory_path, ssh_config),
-        cwd=REPO,
-        env=testbed.pyinfra_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert " passed" in result.stdout.splitlines()[-1]
-    assert "failed" not in result.stdout.splitlines()[-1]
+    for name, result in _qa(testbed, ssh_config).items():
+        assert result.returncode == 0, (name, result.stdout[-3000:])
+        assert " passed" in result.stdout.splitlines()[-1], name
+        assert "failed" not in result.stdout.splitlines()[-1], name
 
 
 def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_config, tmp_path):
@@ -200,23 +210,19 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
     assert _on_both(testbed, _host_state) == before
 
     # The testinfra suite, from the same definitions: the same failures; drift warns.
-    result = subprocess.run(
-        qa_suite(GUESTS, testbed.inventory_path, ssh_config, "-k", "drift or services", "-rf"),
-        cwd=REPO,
-        env=testbed.pyinfra_env(),
-        capture_output=True,
-        text=True,
-    )
+    results = _qa(testbed, ssh_config, "-k", "drift or services", "-rf")
     failed = sorted(
         line.split("[", 1)[1].split("]", 1)[0]
+        for result in results.values()
         for line in result.stdout.splitlines()
         if line.startswith("FAILED ")
     )
+    output = "\n".join(result.stdout[-3000:] for result in results.values())
     assert failed == sorted(
         [f"{SERVER}-{c}" for c in DRIFT + ["services-running"]]
         + [f"{WORKSTATION}-services-running"]
-    ), result.stdout[-3000:]
-    assert "DriftWarning" in result.stdout, result.stdout[-3000:]
+    ), output
+    assert "DriftWarning" in results[WORKSTATION].stdout, output
     assert _on_both(testbed, _host_state) == before
 
 
