@@ -109,6 +109,10 @@ LISTING = (
     "cd {dir} && find . -printf '%y %m %U:%G %p -> %l\\n' | LC_ALL=C sort && "
     "find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum"
 )
+# What worker and tuned run: a shell that exits on SIGTERM (a shell looping on sleep as PID 1
+# ignores it, and every stop would wait the engine's timeout before SIGKILL). Carried as
+# written: quotes and ';' go through the migrated unit.
+IDLE = "sh -c " + shlex.quote("trap 'exit 0' TERM; while :; do sleep 1; done")
 # The session's stage timings: printed with the others at the end of the run.
 TIMINGS = _TIMINGS
 # A folder holding bookworm-server.qcow2 and bookworm-server-extra.qcow2 of an earlier run's
@@ -255,7 +259,7 @@ def docker_host(registry, tmp_path_factory, no_shared_guests):
             sudo(
                 guest,
                 f"docker run -d --name worker -e 'GREETING=hello world' "
-                f"-v {WORK_VOLUME}:/srv/data {mirror}/library/busybox:latest sleep 999999",
+                f"-v {WORK_VOLUME}:/srv/data {mirror}/library/busybox:latest {IDLE}",
             )
         capture(guest, workdir, "docker-populated")
         before = docker_listings(guest)
@@ -306,7 +310,7 @@ def migrated(docker_host, registry, tmp_path_factory):
         # A paused container counts as running: carried, and stopped (unpaused) for the copy.
         sudo(guest, "docker pause worker")
         image = sudo(guest, "docker inspect --format '{{.Config.Image}}' worker").strip()
-        sudo(guest, f"docker run -d --name tuned {TUNED_FLAGS} {image} sleep 999999")
+        sudo(guest, f"docker run -d --name tuned {TUNED_FLAGS} {image} {IDLE}")
         capture(guest, bed.workdir, "tuned")
         with stage("migration --dry"):
             dry = bed.pyinfra("--dry", deploy=DEPLOY)

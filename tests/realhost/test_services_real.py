@@ -347,12 +347,18 @@ def test_the_managed_files_fact_reads_them_all_in_one_command(converged, bed):
     (capture / f"ManagedFiles.service-files.{bed.spec.release}.txt").write_text(output)
 
 
-def test_a_service_joins_two_networks_with_their_aliases(converged):
+def test_a_service_joins_two_networks_with_their_aliases(converged, bed):
     networks = json.loads(sudo(converged, "podman inspect bench-net"))[0]["NetworkSettings"]
     aliases = {name: set(n.get("Aliases") or []) for name, n in networks["Networks"].items()}
     assert set(aliases) == {"bench-a", "bench-b"}, aliases
     assert {"alpha"} <= aliases["bench-a"] and {"beta", "gamma"} <= aliases["bench-b"]
     assert "alpha" not in aliases["bench-b"]
+    if bed.spec.release == "bookworm":
+        return  # Debian 12's CNI networks have no DNS (Debian ships no dnsname plugin)
+    # netavark's aardvark-dns answers each alias with the address on its own network.
+    for alias, network in (("alpha", "bench-a"), ("gamma", "bench-b")):
+        found = sudo(converged, f"podman exec bench-net getent hosts {alias}").split()
+        assert found[:1] == [networks["Networks"][network]["IPAddress"]], (alias, found)
 
 
 def test_a_second_run_changes_nothing(converged, bed):
