@@ -4,8 +4,9 @@ the guest); the image record names the new image and the previous one; prune kee
 removes an unused image; a second run changes nothing; ``present: false`` leaves no unit and
 no container.
 
-One Debian 12 guest from the ``podman`` image variant (plain units, podman 4.3); the run
-configures the registries (the local registry as docker.io's mirror) and the services only.
+One guest per release from the ``podman`` image variant, one after the other: Debian 12
+(plain units, podman 4.3) and Debian 13 (quadlet, podman 5.4); the run configures the
+registries (the local registry as docker.io's mirror) and the services only.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from tests.realhost.conftest import _TIMINGS
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 1  # one guest at a time: runs beside another one-guest module (tier.py)
-MINUTES = 2.3  # last measured wall time (2026-12-01: 2.1 min); balances the lanes (tier.py)
+MINUTES = 4.6  # Debian 12 measured 2.1 min (2026-12-01), Debian 13 estimated alike; balances lanes
 
-SPEC = GuestSpec("bookworm", "server", "podman")
+SPECS = {release: GuestSpec(release, "server", "podman") for release in ("bookworm", "trixie")}
 DEPLOYS = ("deploys/podman_standard.py", "deploys/services.py")
 ROOT = "/srv/containers/apps"
 REPO = "library/lifecycle-web"
@@ -60,14 +61,16 @@ def web(image: str, present: bool = True) -> list[dict]:
     ]
 
 
-@pytest.fixture(scope="module")
-def bed(registry, no_shared_guests, tmp_path_factory):
+@pytest.fixture(scope="module", params=list(SPECS))
+def bed(request, registry, no_shared_guests, tmp_path_factory):
     with _TIMINGS.stage("two tags of one web image, pushed"):
         for tag in ("v1", "v2"):
             push(f"http://{registry.address}", f"{REPO}:{tag}", web_image(f"{tag}\n".encode()))
-    workdir = tmp_path_factory.mktemp("services-lifecycle")
-    testbed = Testbed([SPEC], workdir, workdir / "hosts.json", registry=registry)
+    spec = SPECS[request.param]
+    workdir = tmp_path_factory.mktemp(f"services-lifecycle-{spec.release}")
+    testbed = Testbed([spec], workdir, workdir / "hosts.json", registry=registry)
     testbed.timings = _TIMINGS
+    testbed.spec = spec
     testbed.up()
     try:
         yield testbed
@@ -76,7 +79,7 @@ def bed(registry, no_shared_guests, tmp_path_factory):
 
 
 def deploy(bed, stack: list[dict], prune: bool = False) -> tuple[int, dict | None, str]:
-    bed.data_overrides[SPEC.name] = {
+    bed.data_overrides[bed.spec.name] = {
         "podman_phases": ["config", "services"],
         "podman_service_root": ROOT,
         "podman_socket_enabled": False,
@@ -111,8 +114,8 @@ def image_id(guest, reference: str) -> str:
 
 @pytest.fixture(scope="module")
 def on_v1(bed):
-    guest = bed.guests[SPEC.name]
-    with _TIMINGS.stage("first run: registries + web on v1"):
+    guest = bed.guests[bed.spec.name]
+    with _TIMINGS.stage(f"{bed.spec.release}: first run: registries + web on v1"):
         returncode, _, stderr = deploy(bed, web(V1))
     assert returncode == 0, stderr[-6000:]
     sudo(guest, f"podman pull -q {UNUSED} >/dev/null")
@@ -127,7 +130,7 @@ def test_a_tag_change_is_pulled_while_the_old_container_serves(on_v1, bed):
     sudo(guest, f"{poll} echo $! > /tmp/poll.pid")
     time.sleep(2)
     started = float(sudo(guest, "python3 -c 'import time; print(time.monotonic())'"))
-    with _TIMINGS.stage("tag change run (v1 -> v2, prune on)"):
+    with _TIMINGS.stage(f"{bed.spec.release}: tag change run (v1 -> v2, prune on)"):
         returncode, result, stderr = deploy(bed, web(V2), prune=True)
     time.sleep(2)
     sudo(guest, "kill $(cat /tmp/poll.pid)")
@@ -149,8 +152,9 @@ def test_a_tag_change_is_pulled_while_the_old_container_serves(on_v1, bed):
     gap = first_v2 - last_v1
     down = [t for t, a in answers if a == "down"]
     print(
-        f"\ntag change: v1 answered until {last_v1 - started:.1f}s into the run, v2 from "
-        f"{first_v2 - started:.1f}s: gap {gap:.1f}s ({len(down)} failed polls, 0.2 s apart)"
+        f"\n{bed.spec.release}: tag change: v1 answered until {last_v1 - started:.1f}s into "
+        f"the run, v2 from {first_v2 - started:.1f}s: gap {gap:.1f}s ({len(down)} failed "
+        "polls, 0.2 s apart)"
     )
     # v1 kept answering through the pull; the swap is one restart, not a pull.
     assert all(a in ("v1", "down") for t, a in answers if t < last_v1)
@@ -168,7 +172,7 @@ def test_a_tag_change_is_pulled_while_the_old_container_serves(on_v1, bed):
 
 
 def test_a_second_run_with_prune_changes_nothing(on_v1, bed):
-    with _TIMINGS.stage("second run (no change, prune on)"):
+    with _TIMINGS.stage(f"{bed.spec.release}: second run (no change, prune on)"):
         returncode, result, stderr = deploy(bed, web(V2), prune=True)
     assert returncode == 0, stderr[-6000:]
     assert changed(result) == []
@@ -176,11 +180,12 @@ def test_a_second_run_with_prune_changes_nothing(on_v1, bed):
 
 def test_removal_leaves_no_unit_and_no_container(on_v1, bed):
     guest = on_v1
-    with _TIMINGS.stage("removal run (present: false)"):
+    with _TIMINGS.stage(f"{bed.spec.release}: removal run (present: false)"):
         returncode, _, stderr = deploy(bed, web(V2, present=False))
     assert returncode == 0, stderr[-6000:]
     assert sudo(guest, "systemctl show -p LoadState --value lifecycle-web.service").strip() == (
         "not-found"
     )
-    assert sudo(guest, "ls /etc/systemd/system/ | grep -c lifecycle-web || true").strip() == "0"
+    units = "ls /etc/systemd/system/ /etc/containers/systemd/ 2>/dev/null"
+    assert sudo(guest, f"{units} | grep -c lifecycle-web || true").strip() == "0"
     assert "lifecycle-web" not in sudo(guest, "podman ps -a --format '{{.Names}}'").split()

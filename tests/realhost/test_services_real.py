@@ -37,10 +37,9 @@ from tests.realhost.conftest import _TIMINGS
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 1  # one guest at a time: runs beside another one-guest module (tier.py)
-# Estimate (2026-12-01): Debian 12's part measured 6.9 min up to the config change run beside
-# another one-guest module (first run 180 s, no-change 39 s, change 76 s); Debian 13's
-# estimated from it. Balances the lanes (tier.py).
-MINUTES = 14
+# Measured 1261 s beside the migration in a full tier run (2026-12-01), before a reboot per
+# release joined (about 1.5 min each, estimated). Balances the lanes (tier.py).
+MINUTES = 24
 
 SPECS = {release: GuestSpec(release, "server", "podman") for release in ("bookworm", "trixie")}
 DEPLOYS = ("deploys/podman_standard.py", "deploys/services.py")
@@ -235,8 +234,8 @@ def wait_active(guest, timeout: float = 120) -> list[dict[str, str]]:
         time.sleep(2)
 
 
-def _started_after_healthy(guest):
-    db, cache, app = wait_active(guest)
+def _started_after_healthy(guest, timeout: float = 120):
+    db, cache, app = wait_active(guest, timeout)
     # db is "active" only once its health gate passed; the app left "inactive" after that.
     assert int(app["InactiveExitTimestampMonotonic"]) >= int(db["ActiveEnterTimestampMonotonic"])
     assert int(app["InactiveExitTimestampMonotonic"]) >= int(cache["ActiveEnterTimestampMonotonic"])
@@ -279,7 +278,7 @@ def test_the_apps_timer_fires_in_its_container(converged):
     assert sudo(guest, "systemctl is-enabled bench-app-tick.timer").strip() == "enabled"
 
 
-def test_runtime_options_reach_podman_inspect(converged):
+def test_runtime_options_reach_podman_inspect(converged, bed):
     guest = converged
     fmt = (
         "{{.HostConfig.ShmSize}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} "
@@ -301,6 +300,13 @@ def test_runtime_options_reach_podman_inspect(converged):
     assert cache["EffectiveCaps"] in (None, [])
     app = json.loads(sudo(guest, "podman inspect bench-app"))[0]
     assert app["HostConfig"]["Init"] is True
+    # For the fast tier's fixtures (env, mounts: tests/fixtures/facts/): every service's
+    # container as `podman container inspect` prints it, into PODMAN_STANDARD_CAPTURE_DIR.
+    output = sudo(guest, f"podman container inspect {' '.join((*NAMES, 'bench-net'))}")
+    assert [c["Name"] for c in json.loads(output)] == [*NAMES, "bench-net"]
+    capture = Path(os.environ.get("PODMAN_STANDARD_CAPTURE_DIR") or bed.workdir) / "services"
+    capture.mkdir(parents=True, exist_ok=True)
+    (capture / f"ContainerInspect.services-real.{bed.spec.release}.json").write_text(output)
 
 
 def test_the_app_reads_its_managed_files_and_the_secret_is_shown_nowhere(converged, first_run):
@@ -366,6 +372,19 @@ def test_a_second_run_changes_nothing(converged, bed):
         returncode, result, stderr = deploy(bed, services())
     assert returncode == 0, stderr[-6000:]
     assert changed(result) == []
+
+
+def test_a_reboot_brings_the_stack_back_in_order(converged, bed):
+    """systemd alone starts the stack at boot: the app once PostgreSQL and Redis are healthy
+    (its first try connects: no restart), its timer scheduled again."""
+    guest = converged
+    with _TIMINGS.stage(f"{bed.spec.release}: reboot, the stack back healthy"):
+        guest.reboot(timeout=600)
+        # initdb again (the container went with --rm) inside the db's gate after the boot.
+        db, app = _started_after_healthy(guest, timeout=300)
+    assert app["NRestarts"] == "0", app
+    assert "app: PostgreSQL and Redis answer" in sudo(guest, "podman logs bench-app")
+    assert sudo(guest, "systemctl is-active bench-app-tick.timer").strip() == "active"
 
 
 def test_a_changed_file_reloads_the_app_restarts_a_service_without_reload_only(converged, bed):
