@@ -416,6 +416,9 @@ def test_a_health_gate_that_never_passes_fails_the_run_in_bounded_time(converged
     with _TIMINGS.stage(f"{bed.spec.release}: failing health gate run"):
         returncode, _, stderr = deploy(bed, services(broken=True))
     took = time.monotonic() - started
+    # Where the time went, for the tier's log: the run's output and the unit's journal.
+    journal = sudo(converged, "journalctl -u bench-broken.service -o short-monotonic --no-pager")
+    (bed.workdir / "failing-health-gate.log").write_text(f"{stderr}\n--- journal\n{journal}")
     assert returncode != 0
     assert "service bench-broken: systemctl start failed" in stderr, stderr[-4000:]
     if bed.spec.release == "bookworm":
