@@ -531,6 +531,20 @@ def _drift_commands(cfg: HostData) -> dict[str, str]:
     return commands
 
 
+def _with_env(cfg: HostData, user: str | None) -> list[Service]:
+    return [s for s in _owned(cfg, user) if s.env or s.secrets]
+
+
+def _env_commands(cfg: HostData) -> dict[str, str]:
+    """``podman container inspect`` of every container of each owner with a service that
+    declares an environment (env or secrets)."""
+    return {
+        f"inspect {_label(user)}": as_user(user, running.INSPECT)
+        for user in _owners(cfg)
+        if _with_env(cfg, user)
+    }
+
+
 def _image_record(cfg: HostData, svc: Service) -> str:
     return f"{cfg.service_root}/{svc.name}/{IMAGE_RECORD}"
 
@@ -765,6 +779,48 @@ def _judge_drift_compose(r: Results, cfg: HostData):
             findings += _project_drift(project, cfg, dump, containers)
     found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
     return f"{total} projects as their files", found or "as their files", not findings, findings
+
+
+def _judge_drift_env(r: Results, cfg: HostData):
+    """Each running declared service's container has each declared env variable with its
+    value, and each secret's variable (its value is not read: only that it is set). Variables
+    the data does not name are not findings: the image sets its own (PATH, …)."""
+    findings, total = [], 0
+    for user in _owners(cfg):
+        services = _with_env(cfg, user)
+        if not services:
+            continue
+        result = r[f"inspect {_label(user)}"]
+        try:
+            if result.rc != 0:
+                raise ValueError(_first_line(result))
+            containers = running.parse_inspect(result.output)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            findings.append(f"{_label(user)}: podman container inspect: {error}")
+            continue
+        owner = f"{user}'s" if user else "root's"
+        for svc in services:
+            container = containers.get(svc.name)
+            if container is None or not container.running:
+                continue  # services-running says so
+            total += 1
+            # Values are not printed: what a container was given by hand may be a secret.
+            wrong = [k for k, v in sorted(svc.env.items()) if container.env.get(k) != v]
+            unset = [k for k in sorted(svc.secrets) if k not in container.env]
+            if wrong:
+                findings.append(
+                    f"{owner} {svc.name}: env {', '.join(wrong)} not as the data declares "
+                    "(missing or another value): converge (deploys/services.py) re-creates it "
+                    "from the data"
+                )
+            if unset:
+                findings.append(
+                    f"{owner} {svc.name}: secret variable(s) {', '.join(unset)} not set: "
+                    "converge (deploys/services.py) re-creates it from the data"
+                )
+    found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
+    expected = f"{total} containers with their declared environment"
+    return expected, found or "as declared", not findings, findings
 
 
 def _judge_drift_volumes(r: Results, cfg: HostData):
@@ -1074,6 +1130,18 @@ CRITERIA: tuple[Criterion, ...] = (
         "(deploys/compose.py) brings the project up from the data's files.",
         applies=lambda cfg: any(p.present for p in cfg.compose_projects),
         commands_for=_drift_commands,
+        drift=True,
+    ),
+    Criterion(
+        "drift-env",
+        "Declared environment set",
+        LINUX,
+        {},
+        _judge_drift_env,
+        "A container re-created by hand or from an edited unit lacks the data's environment: "
+        "converge (deploys/services.py) re-creates it from the data.",
+        applies=lambda cfg: any(s.env or s.secrets for s in _present_services(cfg)),
+        commands_for=_env_commands,
         drift=True,
     ),
     Criterion(

@@ -15,6 +15,8 @@ from .compose import PROJECT_LABEL
 # podman ps --format json: every container of the owner, running or not, one command.
 PS = "podman ps -a --format json"
 DOCKER_PS = "docker ps -a --format '{{.ID}}'"
+# podman container inspect of every container of the owner (env, mounts, state): one command.
+INSPECT = "podman ps -aq --no-trunc | xargs -r podman container inspect"
 # The unit properties verify reads (timers: when they fire next).
 UNIT_PROPERTIES = (
     "Id",
@@ -121,6 +123,49 @@ def parse_ps(text: str) -> list[Container]:
             )
         )
     return containers
+
+
+@dataclass(frozen=True)
+class Mount:
+    destination: str  # where, in the container
+    source: str  # the host path (a named volume's: its _data directory)
+    name: str  # a named volume's name, "" for a bind mount
+    rw: bool
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """One container as ``podman container inspect`` shows it (podman 4.3 and 5)."""
+
+    name: str
+    running: bool
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
+
+
+def parse_inspect(text: str) -> dict[str, Inspected]:
+    """``INSPECT``'s output by container name: nothing when the owner has no container."""
+    if not text.strip():
+        return {}
+    found = {}
+    for item in _json_after_noise(text) or []:
+        env = {}
+        for entry in (item.get("Config") or {}).get("Env") or []:
+            key, _, value = str(entry).partition("=")
+            env[key] = value
+        mounts = tuple(
+            Mount(
+                destination=str(m.get("Destination", "")),
+                source=str(m.get("Source", "")),
+                name=str(m.get("Name") or "") if m.get("Type") == "volume" else "",
+                rw=bool(m.get("RW")),
+            )
+            for m in item.get("Mounts") or []
+        )
+        name = str(item.get("Name", "")).lstrip("/")
+        running = bool((item.get("State") or {}).get("Running"))
+        found[name] = Inspected(name=name, running=running, env=env, mounts=mounts)
+    return found
 
 
 def units_command(user: str | None, units: list[str]) -> str:

@@ -126,7 +126,7 @@ def _moved(tmp_path, image_id: str | None, container_image: str) -> subprocess.C
         f'if [ "$1 $2" = "image inspect" ]; then {inspect_image}; fi\n'
         f'if [ "$1 $2" = "container inspect" ]; then echo {container_image}; fi\n',
     )
-    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/restarted\n")
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/restarted\n')
     (bin_dir / "systemctl").chmod(0o755)
     svc = Service(name="web", image="docker.io/library/nginx:1.27.3", pull="always")
     command = _moved_restart(svc, _Scope(None, "root", "root", "/root")).get_raw_value()

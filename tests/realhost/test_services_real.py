@@ -414,7 +414,7 @@ def test_a_changed_file_reloads_the_app_restarts_a_service_without_reload_only(c
 def test_a_health_gate_that_never_passes_fails_the_run_in_bounded_time(converged, bed):
     started = time.monotonic()
     with _TIMINGS.stage(f"{bed.spec.release}: failing health gate run"):
-        returncode, _, stderr = deploy(bed, services(broken=True))
+        returncode, _, stderr = deploy(bed, services(broken=True, greeting="changed"))
     took = time.monotonic() - started
     # Where the time went, for the tier's log: the run's output and the unit's journal.
     journal = sudo(converged, "journalctl -u bench-broken.service -o short-monotonic --no-pager")
@@ -434,7 +434,7 @@ def test_a_failed_pull_names_the_image_and_leaves_the_app_serving(converged, bed
     before = show(converged, "bench-app")
     started = time.monotonic()
     with _TIMINGS.stage(f"{bed.spec.release}: failing pull run"):
-        returncode, _, stderr = deploy(bed, services(app_image=MISSING))
+        returncode, _, stderr = deploy(bed, services(app_image=MISSING, greeting="changed"))
     took = time.monotonic() - started
     assert returncode != 0
     assert f"image {MISSING}: pull failed 3 times" in stderr, stderr[-4000:]
