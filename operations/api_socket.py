@@ -16,6 +16,9 @@ from operations._common import header, put_files
 SOURCE = "operations/api_socket.py"
 
 UNIT = "podman.socket"
+# The API service the socket starts. Debian's package enables it (WantedBy=default.target) and
+# it Requires= the socket: left enabled, it starts the socket again at every boot.
+SERVICE = "podman.service"
 # UnitFileState values under which systemd starts the unit at boot.
 _ENABLED = ("enabled", "enabled-runtime")
 
@@ -24,22 +27,38 @@ _ENABLED = ("enabled", "enabled-runtime")
 def podman_socket(enabled: bool = True):
     """
     Enable and start (or stop and disable) rootful ``podman.socket``, the Docker-compatible
-    API at /run/podman/podman.sock. Idempotent: reads the unit's state first, in one command
+    API at /run/podman/podman.sock. Disabling also disables and stops ``podman.service``, which
+    would start the socket again at boot. Idempotent: reads the units' state first
     (``systemctl show``), and only starts, stops, enables or disables what differs.
     """
     unit = host.get_fact(SystemdUnit, unit=UNIT)
+    if enabled:
+        wanted = _verbs(unit, start=True)
+        if not wanted:
+            host.noop(f"{UNIT} is enabled and active")
+            return
+        for verb in wanted:
+            yield StringCommand("systemctl", verb, UNIT)
+        return
+    service = host.get_fact(SystemdUnit, unit=SERVICE)
+    commands = [(verb, SERVICE) for verb in _verbs(service, start=False)]
+    commands += [(verb, UNIT) for verb in _verbs(unit, start=False)]
+    if not commands:
+        host.noop(f"{UNIT} is disabled and stopped ({SERVICE} too)")
+        return
+    for verb, name in commands:
+        yield StringCommand("systemctl", verb, name)
+
+
+def _verbs(unit, start: bool) -> list[str]:
+    """What makes ``unit`` active and enabled (``start``) or stopped and disabled."""
     active = unit.active_state in ("active", "activating", "reloading")
     on_at_boot = unit.unit_file_state in _ENABLED
-    if enabled:
-        commands = [("start", not active), ("enable", not on_at_boot)]
-    else:
-        commands = [("stop", active), ("disable", on_at_boot)]
-    wanted = [verb for verb, needed in commands if needed]
-    if not wanted:
-        host.noop(f"{UNIT} is {'enabled and active' if enabled else 'disabled and stopped'}")
-        return
-    for verb in wanted:
-        yield StringCommand("systemctl", verb, UNIT)
+    if start:
+        return [
+            verb for verb, needed in (("start", not active), ("enable", not on_at_boot)) if needed
+        ]
+    return [verb for verb, needed in (("stop", active), ("disable", on_at_boot)) if needed]
 
 
 # Where a rootless user's podman.socket listens (podman-system-service(1): $XDG_RUNTIME_DIR/
