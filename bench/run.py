@@ -488,7 +488,8 @@ SECRET_ENV = "PODMAN_STANDARD_BENCH_SECRET"
 def motoko_like(count: int) -> list[dict]:
     """``count`` services shaped like motoko's (group_data/motoko.py), on the testbed's
     images: a database with a secret, a data volume and a health check on a network; a cache;
-    an app requiring both, with a port, a volume and a timer; then more of the same three."""
+    an app requiring both, with a port, a volume, a timer and a managed file; then more of the
+    same three."""
     shapes = [
         lambda n: {
             "name": f"db{n}",
@@ -517,6 +518,9 @@ def motoko_like(count: int) -> list[dict]:
             "ports": [{"host": 8080 + n, "container": 80}],
             "volumes": [{"source": "html", "target": "/www/data", "read_only": True}],
             "timers": [{"name": "cron", "on_calendar": "hourly", "command": ["true"]}],
+            # A managed config file (LiteLLM's shape), reloaded with a signal on change.
+            "files": [{"path": "conf/app.conf", "content": f"listen={8080 + n}\n"}],
+            "reload": {"signal": "HUP"},
         },
     ]
     return [shapes[i % 3](i // 3) for i in range(count)]
