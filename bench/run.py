@@ -485,11 +485,12 @@ WEB_IMAGE = "docker.io/library/nginx:alpine"
 SECRET_ENV = "PODMAN_STANDARD_BENCH_SECRET"
 
 
-def motoko_like(count: int) -> list[dict]:
+def motoko_like(count: int, managed_files: bool = True) -> list[dict]:
     """``count`` services shaped like motoko's (group_data/motoko.py), on the testbed's
     images: a database with a secret, a data volume and a health check on a network; a cache;
     an app requiring both, with a port, a volume, a timer and a managed file; then more of the
-    same three."""
+    same three. ``managed_files=False``: the apps without their file (the shape measured before
+    it, which tests/fixtures/facts/guest-debian12/ServicesState.motoko-like-6.txt shows)."""
     shapes = [
         lambda n: {
             "name": f"db{n}",
@@ -523,7 +524,12 @@ def motoko_like(count: int) -> list[dict]:
             "reload": {"signal": "HUP"},
         },
     ]
-    return [shapes[i % 3](i // 3) for i in range(count)]
+    services = [shapes[i % 3](i // 3) for i in range(count)]
+    if not managed_files:
+        for svc in services:
+            svc.pop("files", None)
+            svc.pop("reload", None)
+    return services
 
 
 def services_noop(counts: list[int], runs: int, then=None) -> dict:

@@ -1,7 +1,8 @@
 """deploys/services.py end to end against pyinfra's @fake connector, answering the services'
 state command with what a real converged Debian 12 guest printed for it (six motoko-like
-services, bench/run.py ``motoko_like``; tests/fixtures/facts/README.md): a no-op run sends
-that one command and nothing else; a change makes the next service read the state again."""
+services, bench/run.py ``motoko_like`` without managed files; tests/fixtures/facts/README.md):
+a no-op run sends that one command and nothing else; a change makes the next service read the
+state again."""
 
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _gathers(commands: list[str]) -> list[str]:
 
 def test_a_no_op_run_of_six_services_sends_one_command(tmp_path, monkeypatch):
     monkeypatch.setenv(SECRET_ENV, BENCH_SECRET)
-    commands, changed = _run(tmp_path, monkeypatch, motoko_like(6))
+    commands, changed = _run(tmp_path, monkeypatch, motoko_like(6, managed_files=False))
     assert changed == 0
     assert len(commands) == 1, commands
     # The very command whose output the guest gave (the fixture is its answer).
@@ -64,7 +65,7 @@ def test_a_no_op_run_of_six_services_sends_one_command(tmp_path, monkeypatch):
 
 def test_a_changed_service_makes_the_next_one_read_the_state_again(tmp_path, monkeypatch):
     monkeypatch.setenv(SECRET_ENV, "another value")  # db0's and db1's secrets files differ
-    commands, changed = _run(tmp_path, monkeypatch, motoko_like(6))
+    commands, changed = _run(tmp_path, monkeypatch, motoko_like(6, managed_files=False))
     assert changed == 2
     # Read once, then again after db0's change (cache0 and app0 reuse that) and after db1's.
     assert len(_gathers(commands)) == 3, [c[:80] for c in commands]
