@@ -520,16 +520,17 @@ def motoko_like(count: int, managed_files: bool = True) -> list[dict]:
             "volumes": [{"source": "html", "target": "/www/data", "read_only": True}],
             "timers": [{"name": "cron", "on_calendar": "hourly", "command": ["true"]}],
             # A managed config file (LiteLLM's shape), reloaded with a signal on change.
-            "files": [{"path": "conf/app.conf", "content": f"listen={8080 + n}\n"}],
-            "reload": {"signal": "HUP"},
+            **(
+                {
+                    "files": [{"path": "conf/app.conf", "content": f"listen={8080 + n}\n"}],
+                    "reload": {"signal": "HUP"},
+                }
+                if managed_files
+                else {}
+            ),
         },
     ]
-    services = [shapes[i % 3](i // 3) for i in range(count)]
-    if not managed_files:
-        for svc in services:
-            svc.pop("files", None)
-            svc.pop("reload", None)
-    return services
+    return [shapes[i % 3](i // 3) for i in range(count)]
 
 
 def services_noop(counts: list[int], runs: int, then=None) -> dict:

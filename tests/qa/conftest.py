@@ -88,5 +88,7 @@ def qa_host(qa_case, request, ssh_control_dir):
     extra = {}
     if spec.startswith("ssh://"):
         # testinfra puts the path into a %-format string: a plain name, no ssh % tokens.
-        extra["controlpath"] = str(ssh_control_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", spec[6:]))
+        extra["controlpath"] = str(
+            ssh_control_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", spec.removeprefix("ssh://"))
+        )
     return testinfra.get_host(spec, ssh_config=ssh_config, sudo=sudo, **extra)

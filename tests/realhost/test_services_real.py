@@ -202,6 +202,14 @@ def show(guest, name: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def _capture(bed, name: str, text: str) -> None:
+    """A guest's output for the fast tier's fixtures (tests/fixtures/facts/), into
+    ``services/`` of PODMAN_STANDARD_CAPTURE_DIR when set, else of the module's workdir."""
+    capture = Path(os.environ.get("PODMAN_STANDARD_CAPTURE_DIR") or bed.workdir) / "services"
+    capture.mkdir(parents=True, exist_ok=True)
+    (capture / name).write_text(text)
+
+
 def sudo(guest, command: str) -> str:
     result = guest.run(f"sudo sh -c {shlex.quote(command)}")
     assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
@@ -304,9 +312,7 @@ def test_runtime_options_reach_podman_inspect(converged, bed):
     # container as `podman container inspect` prints it, into PODMAN_STANDARD_CAPTURE_DIR.
     output = sudo(guest, f"podman container inspect {' '.join((*NAMES, 'bench-net'))}")
     assert [c["Name"] for c in json.loads(output)] == [*NAMES, "bench-net"]
-    capture = Path(os.environ.get("PODMAN_STANDARD_CAPTURE_DIR") or bed.workdir) / "services"
-    capture.mkdir(parents=True, exist_ok=True)
-    (capture / f"ContainerInspect.services-real.{bed.spec.release}.json").write_text(output)
+    _capture(bed, f"ContainerInspect.services-real.{bed.spec.release}.json", output)
 
 
 def test_the_app_reads_its_managed_files_and_the_secret_is_shown_nowhere(converged, first_run):
@@ -347,10 +353,7 @@ def test_the_managed_files_fact_reads_them_all_in_one_command(converged, bed):
     found = fact.process(output.splitlines())
     assert [found[p].kind for p in paths] == ["file", "file", "other", "absent"], found
     assert (found[paths[1]].uid, found[paths[1]].user, found[paths[1]].mode) == ("0", "root", "600")
-    # For the fast tier's fixture (tests/fixtures/facts/): PODMAN_STANDARD_CAPTURE_DIR when set.
-    capture = Path(os.environ.get("PODMAN_STANDARD_CAPTURE_DIR") or bed.workdir) / "services"
-    capture.mkdir(parents=True, exist_ok=True)
-    (capture / f"ManagedFiles.service-files.{bed.spec.release}.txt").write_text(output)
+    _capture(bed, f"ManagedFiles.service-files.{bed.spec.release}.txt", output)
 
 
 def test_a_service_joins_two_networks_with_their_aliases(converged, bed):

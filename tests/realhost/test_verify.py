@@ -143,16 +143,15 @@ def _qa(testbed, ssh_config, *extra: str) -> dict[str, subprocess.CompletedProce
     """The testinfra suite against each guest, both at once (one pytest per host: a suite
     runs its hosts one after another)."""
 
-    def run(name):
-        command = qa_suite([name], testbed.inventory_path, ssh_config, *extra)
+    def run(guest):
+        command = qa_suite([guest.name], testbed.inventory_path, ssh_config, *extra)
         env = testbed.pyinfra_env()
         return subprocess.run(
             command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900
         )
 
-    with _TIMINGS.stage(f"testinfra suite {' '.join(extra)} (both guests at once)".strip()):
-        with ThreadPoolExecutor(len(GUESTS)) as pool:
-            return dict(zip(GUESTS, pool.map(run, GUESTS), strict=True))
+    with _TIMINGS.stage(" ".join(["testinfra suite", *extra, "(both guests at once)"])):
+        return _on_both(testbed, run)
 
 
 def test_testinfra_suite_passes_on_converged_guests(testbed, services, ssh_config):
