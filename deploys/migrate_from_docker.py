@@ -42,6 +42,7 @@ undoes the migration from the bundle.
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Home, Sysctl
 
 from deploys.container_storage import container_storage
@@ -57,6 +58,7 @@ from model.migration import (
     MANIFEST_FORMAT,
     ROOT,
     build_plan,
+    compose_files_to_read,
     describe,
     id_problems,
     mapped_ids,
@@ -201,6 +203,11 @@ def _audit(cfg: HostData) -> dict:
             f"{host.name}: a Docker engine is installed but its daemon does not answer; start "
             "docker.service so its containers, volumes and images can be audited (nothing changed)"
         )
+    # Compose 1.x records no depends_on on its containers: the project's files say it.
+    compose_files = {}
+    for path in compose_files_to_read(inventory):
+        lines = host.get_fact(FileContents, path=path)
+        compose_files[path] = None if lines is None else "\n".join(lines)
     plan = build_plan(
         inventory,
         cfg.migration_bundle,
@@ -208,6 +215,7 @@ def _audit(cfg: HostData) -> dict:
         service_root=cfg.service_root,
         daemon=host.get_fact(DockerDaemonConfig),
         cdi_devices=host.get_fact(NvidiaPresence).cdi_devices,
+        compose_files=compose_files,
     )
     if not plan["problems"]:
         plan["problems"] += _host_problems(plan, cfg)

@@ -231,6 +231,9 @@ class DockerContainer(FactValue):
     # values): the migration decides each one (model.docker_settings).
     config: dict[str, Any] = field(default_factory=dict)
     host_config: dict[str, Any] = field(default_factory=dict)
+    # Per network, the names the container answers to there (NetworkSettings.Networks.*.Aliases:
+    # a compose service's name, --network-alias; Docker before 26 adds the short id).
+    network_aliases: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,7 @@ def _container(data: dict[str, Any]) -> DockerContainer:
     config = data.get("Config") or {}
     host = data.get("HostConfig") or {}
     restart = host.get("RestartPolicy") or {}
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
     ports = []
     for spec, bindings in (host.get("PortBindings") or {}).items():
         port, _, proto = spec.partition("/")
@@ -378,9 +382,14 @@ def _container(data: dict[str, Any]) -> DockerContainer:
         mounts=mounts,
         restart_policy=restart.get("Name") or "no",
         restart_max_retries=int(restart.get("MaximumRetryCount") or 0),
-        networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+        networks=sorted(networks.keys()),
         config=dict(config),
         host_config=dict(host),
+        network_aliases={
+            name: list(value["Aliases"])
+            for name, value in sorted(networks.items())
+            if (value or {}).get("Aliases")
+        },
     )
 
 

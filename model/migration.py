@@ -8,6 +8,7 @@ operations and the rollback read the same thing. Nothing here touches a host.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import shlex
 
@@ -233,7 +234,13 @@ def _service(
         "restart": restart or "no",
     }
     if len(networks) == 1 and networks[0] not in ("host", "none"):
-        entry["network"] = networks[0]
+        # The names it answers to there (a compose service's own name, --network-alias):
+        # the other containers of its project reach it by them.
+        aliases = _aliases(c, networks[0])
+        if aliases:
+            entry["networks"] = [{"name": networks[0], "aliases": aliases}]
+        else:
+            entry["network"] = networks[0]
     # Devices, GPUs, healthcheck, limits, capabilities, user, labels, … (model.docker_settings).
     entry.update(docker_settings.carried(c, image))
     if user:
@@ -255,13 +262,16 @@ def build_plan(
     service_root: str = DEFAULT_SERVICE_ROOT,
     daemon: DockerDaemonConfigState | None = None,
     cdi_devices: list[str] | None = None,
+    compose_files: dict[str, str | None] | None = None,
 ) -> dict:
     """The manifest of a migration of ``inventory`` into ``bundle``. ``rootless`` moves
     containers (by Docker name, or ``"*"`` for all) to a rootless user's podman; their volumes
     and images follow them. A bind mount's host directory is copied into the service's
     directory under ``service_root`` (the original stays). ``daemon``: the daemon's
     daemon.json (its ``daemon`` entry: :func:`model.docker_settings.daemon_plan`);
-    ``cdi_devices``: the host's CDI device names, which ``--gpus`` becomes. Its
+    ``cdi_devices``: the host's CDI device names, which ``--gpus`` becomes;
+    ``compose_files``: the text of each file :func:`compose_files_to_read` names (None when
+    not on the host), where compose 1.x projects' ``depends_on`` is read from. Its
     ``problems`` list what cannot be carried over; the deploy refuses to start while there are
     any."""
     rootless = dict(rootless or {})
@@ -312,7 +322,7 @@ def build_plan(
         containers.append(entry)
     by_name = {c.name: c for c in inventory.containers}
     recreated = [(entry, by_name[entry["name"]]) for entry in containers if entry["recreate"]]
-    compose_projects = _compose_projects(inventory, containers, problems)
+    compose_projects = _compose_projects(inventory, containers, problems, compose_files or {})
 
     images = []
     for image in inventory.images:
@@ -428,24 +438,116 @@ def build_plan(
     return plan
 
 
-def _compose_projects(
-    inventory: DockerInventoryState, containers: list[dict], problems: list[str]
-) -> list[dict]:
-    """Containers docker compose made (its ``com.docker.compose.project`` label) move as one
-    unit: as services of one owner whose ``requires`` follow the project's ``depends_on``
-    (``com.docker.compose.depends_on``: ``service:condition:restart``, comma-separated, as
-    compose v2 writes it), on the project's own network (carried as each container's). A
-    dependency that would not come back as a running service, or that must first be healthy
-    or have completed, is a problem: a service's ``requires`` only orders starts."""
-    entries = {e["name"]: e for e in containers}
+def _aliases(c: DockerContainer, network: str) -> list[str]:
+    """The names ``c`` answers to on ``network`` beyond its own name (Docker before 26 lists
+    the short id too: podman gives every container that one itself)."""
+    own = {c.name, c.id[:12]}
+    aliases = [a for a in c.network_aliases.get(network, []) if a not in own]
+    return list(dict.fromkeys(aliases))
+
+
+def _projects(inventory: DockerInventoryState) -> dict[str, list[DockerContainer]]:
+    """The containers docker compose made (not its one-off ``run`` ones), by project."""
     projects: dict[str, list] = {}
     for c in inventory.containers:
         project = c.labels.get(COMPOSE_PROJECT)
         if project is not None and c.labels.get(COMPOSE_ONEOFF, "False") != "True":
             projects.setdefault(project, []).append(c)
+    return dict(sorted(projects.items()))
+
+
+def _config_paths(labels: dict[str, str]) -> list[str]:
+    """A compose container's project files, absolute: compose 1.x writes them relative to
+    the project's working directory, compose v2 absolute."""
+    working_dir = labels.get(COMPOSE_WORKING_DIR) or ""
+    paths = filter(None, labels.get(COMPOSE_CONFIG_FILES, "").split(","))
     out = []
-    for project, members in sorted(projects.items()):
+    for path in paths:
+        if not path.startswith("/") and working_dir.startswith("/"):
+            path = posixpath.normpath(posixpath.join(working_dir, path))
+        out.append(path)
+    return out
+
+
+def compose_files_to_read(inventory: DockerInventoryState) -> list[str]:
+    """The compose files whose ``depends_on`` a plan needs: those of projects made by compose
+    1.x, whose containers carry no ``com.docker.compose.depends_on`` label (compose v2 always
+    writes it, empty when there are none)."""
+    paths: list[str] = []
+    for members in _projects(inventory).values():
+        if not any(COMPOSE_DEPENDS_ON in c.labels for c in members):
+            paths += [p for p in _config_paths(members[0].labels) if _HOST_PATH_RE.match(p)]
+    return list(dict.fromkeys(paths))
+
+
+def _file_dependencies(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each service's ``depends_on`` (dependency, condition) in a project's compose files,
+    a later file adding to the earlier ones, as compose merges them. Both of its forms: a
+    list of names (started), a mapping with a ``condition``. Raises ValueError when a file
+    is no compose file."""
+    out: dict[str, dict[str, str]] = {}
+    for text in texts:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"not YAML ({str(error).splitlines()[0]})") from None
+        if not isinstance(document, dict):
+            raise ValueError("not a compose file (no mapping at its top)")
+        # The 1.x file format without ``version`` has its services at the top.
+        found = document.get("services", {} if "version" in document else document)
+        for name, service in (found or {}).items():
+            if not isinstance(service, dict):
+                continue
+            depends = service.get("depends_on") or []
+            if isinstance(depends, dict):
+                pairs = [
+                    (str(dep), str((spec or {}).get("condition", "service_started")))
+                    for dep, spec in depends.items()
+                ]
+            elif isinstance(depends, list):
+                pairs = [(str(dep), "service_started") for dep in depends]
+            else:
+                raise ValueError(f"service {name}: depends_on is neither a list nor a mapping")
+            out.setdefault(str(name), {}).update(pairs)
+    return {name: list(deps.items()) for name, deps in out.items()}
+
+
+def _compose_projects(
+    inventory: DockerInventoryState,
+    containers: list[dict],
+    problems: list[str],
+    compose_files: dict[str, str | None],
+) -> list[dict]:
+    """Containers docker compose made (its ``com.docker.compose.project`` label) move as one
+    unit: as services of one owner whose ``requires`` follow the project's ``depends_on``, on
+    the project's own network (carried as each container's, with the service's name as an
+    alias there). ``depends_on`` is read from the ``com.docker.compose.depends_on`` label
+    (``service:condition:restart``, comma-separated, as compose v2 writes it) or, for a
+    project compose 1.x made (no such label), from its compose files (``compose_files``:
+    path -> text, None when not on the host). A dependency that would not come back as a
+    running service, or that must first be healthy or have completed, is a problem: a
+    service's ``requires`` only orders starts."""
+    entries = {e["name"]: e for e in containers}
+    out = []
+    for project, members in _projects(inventory).items():
         where = f"compose project {project}"
+        paths = _config_paths(members[0].labels)
+        order = "its containers' depends_on labels"
+        from_files: dict[str, list[tuple[str, str]]] | None = None
+        if not any(COMPOSE_DEPENDS_ON in c.labels for c in members):
+            missing = [p for p in paths if compose_files.get(p) is None]
+            if not paths or missing:
+                order = (
+                    "unknown: compose 1.x labels no depends_on and "
+                    + (f"{', '.join(missing)} is not on this host" if paths else "no file is named")
+                    + " (its services start in any order)"
+                )
+            else:
+                try:
+                    from_files = _file_dependencies([compose_files[p] for p in paths])
+                    order = f"depends_on of {', '.join(paths)}"
+                except ValueError as error:
+                    problems.append(f"{where}: {', '.join(paths)}: {error}")
         running = [c for c in members if entries[c.name]["recreate"]]
         owners = {entries[c.name]["user"] or ROOT for c in running}
         if len(owners) > 1:
@@ -457,9 +559,14 @@ def _compose_projects(
         by_service = {c.labels.get(COMPOSE_SERVICE, ""): c for c in members}
         for c in running:
             service = entries[c.name]["service"]
-            for item in filter(None, c.labels.get(COMPOSE_DEPENDS_ON, "").split(",")):
-                name, _, rest = item.partition(":")
-                condition = rest.partition(":")[0] or "service_started"
+            if from_files is not None:
+                depends = from_files.get(c.labels.get(COMPOSE_SERVICE, ""), [])
+            else:
+                depends = []
+                for item in filter(None, c.labels.get(COMPOSE_DEPENDS_ON, "").split(",")):
+                    name, _, rest = item.partition(":")
+                    depends.append((name, rest.partition(":")[0] or "service_started"))
+            for name, condition in depends:
                 dep = by_service.get(name)
                 if dep is None or not entries[dep.name]["recreate"]:
                     problems.append(
@@ -475,7 +582,6 @@ def _compose_projects(
                     service["requires"].append(dep.name)
         # The project's own compose files, kept in the bundle when they are on the host (the
         # export copies them; a path plan.txt cannot hold is listed, not kept).
-        paths = filter(None, members[0].labels.get(COMPOSE_CONFIG_FILES, "").split(","))
         files = [
             {"path": path, "archive": f"compose/{project}/{i}-{path.rsplit('/', 1)[-1]}"}
             for i, path in enumerate(paths)
@@ -485,6 +591,7 @@ def _compose_projects(
                 "name": project,
                 "containers": sorted(c.name for c in members),
                 "working_dir": members[0].labels.get(COMPOSE_WORKING_DIR),
+                "order": order,
                 "files": [f for f in files if _HOST_PATH_RE.match(f["path"])],
                 "files_not_kept": [f["path"] for f in files if not _HOST_PATH_RE.match(f["path"])],
             }
@@ -684,6 +791,7 @@ def _docker_definition(c: DockerContainer, image: DockerImage | None) -> dict:
         "restart": c.restart_policy,
         "restart_max_retries": c.restart_max_retries,
         "networks": list(c.networks),
+        "network_aliases": {n: _aliases(c, n) for n in c.networks if _aliases(c, n)},
         # What else the services carry (devices, GPUs, healthcheck, limits, user, …), as
         # `docker create` flags and as compose keys.
         "run_flags": docker_settings.docker_run_flags(c, image),
@@ -747,7 +855,11 @@ def render_compose(plan: dict) -> str:
         svc["restart"] = restart
         svc.update(d.get("compose", {}))  # (a bundle written before they were recorded)
         own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS | {"host"}]
-        if own:
+        aliases = d.get("network_aliases", {})
+        if any(n in aliases for n in own):
+            svc["networks"] = {n: {"aliases": aliases[n]} if n in aliases else {} for n in own}
+            networks.update(own)
+        elif own:
             svc["networks"] = own
             networks.update(own)
         compose_services[c["name"]] = svc
@@ -844,6 +956,8 @@ def render_docker_restore(plan: dict) -> str:
         own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS | {"host"}]
         if own:  # (the host network is one of the run flags)
             args += ["--network", own[0]]
+            for alias in d.get("network_aliases", {}).get(own[0], []):
+                args += ["--network-alias", alias]
         args += d.get("run_flags", [])  # (a bundle written before they were recorded)
         command = list(d["cmd"] or [])
         if d["entrypoint"]:
@@ -924,6 +1038,8 @@ def describe(plan: dict, host: str) -> str:
             f" {', '.join(project['containers'])} move as one unit (services; depends_on as "
             "requires)"
         )
+        if project.get("order"):
+            out.append(f"    start order: {project['order']}")
         for f in project.get("files", []):
             out.append(f"    compose file {f['path']} -> {f['archive']} (when on this host)")
         for path in project.get("files_not_kept", []):

@@ -9,8 +9,8 @@ Each release has variants (``VARIANTS``), each cached under
 - ``podman``: ``bare`` plus the Podman toolset exactly as ``operations.packages.install`` installs
   it on the Debian family (the same table, ``PODMAN_PACKAGES``), installed natively in the build
   chroot: seconds here, minutes of apt under emulation in a guest.
-- ``docker``: ``podman`` plus Debian's docker.io, for the Docker -> Podman migration: only the
-  migration itself then runs under emulation.
+- ``docker``: ``podman`` plus Debian's docker.io and docker-compose, for the Docker -> Podman
+  migration: only the migration itself then runs under emulation.
 
 A variant is built from a copy of its base's root tree (kept in the base's cache entry), so
 debootstrap runs once per release. The hash covers everything that decides the image's content
@@ -56,10 +56,12 @@ KERNEL_PACKAGE = "linux-image-cloud-amd64"
 
 # variant -> (base variant, packages installed on top). apparmor: a Recommends of docker.io;
 # the guest kernel has AppArmor on, and dockerd starts no container without apparmor_parser.
+# docker-compose: Debian's own (1.29 on Debian 12, Python), whose containers carry compose v1's
+# labels (no depends_on label): the migration's compose-stack case.
 VARIANTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "bare": (None, ()),
     "podman": ("bare", tuple(PODMAN_PACKAGES["debian"])),
-    "docker": ("podman", ("docker.io", "apparmor")),
+    "docker": ("podman", ("docker.io", "apparmor", "docker-compose")),
 }
 
 # The start of every build script: strict bash, a chroot helper, /proc and /sys unmounted on exit.

@@ -136,11 +136,11 @@ def test_recipe_key_changes_with_the_recipe(monkeypatch):
 
 def test_variants_install_the_package_tables_toolset_on_their_base(monkeypatch):
     # One definition: the podman variant is what operations.packages.install installs on
-    # the Debian family, and docker adds Docker's engine to it.
+    # the Debian family, and docker adds Docker's engine and Debian's docker-compose to it.
     from operations.packages import PODMAN_PACKAGES
 
     assert images.VARIANTS["podman"] == ("bare", tuple(PODMAN_PACKAGES["debian"]))
-    assert images.VARIANTS["docker"] == ("podman", ("docker.io", "apparmor"))
+    assert images.VARIANTS["docker"] == ("podman", ("docker.io", "apparmor", "docker-compose"))
     podman = images.recipe("bookworm", "podman")
     assert podman["base"] == images.recipe_key("bookworm")
     assert podman["packages"] == PODMAN_PACKAGES["debian"]

@@ -676,6 +676,7 @@ def test_a_compose_stack_moves_as_one_unit_in_its_order():
             "name": "stack",
             "containers": ["web", "worker"],
             "working_dir": "/srv/stack",
+            "order": "its containers' depends_on labels",
             # The project's own file (its config_files label), kept when it is on the host.
             "files": [
                 {"path": "/srv/stack/compose.yaml", "archive": "compose/stack/0-compose.yaml"}

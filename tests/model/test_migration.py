@@ -18,6 +18,7 @@ from model.migration import (
     FILES,
     build_plan,
     bundle_files,
+    compose_files_to_read,
     describe,
     id_problems,
     mapped_ids,
@@ -647,3 +648,115 @@ def test_docker_env_that_a_secrets_file_cannot_hold_is_refused_by_name():
         "container web: env.a-b.[key]: Value error, 'a-b' is not a valid environment variable name",
     ]
     assert "ExecStartPre" not in "".join(problems)  # the value itself is never printed
+
+
+# --- a stack docker-compose 1.x made (Debian 12's docker-compose), on its real capture ------
+
+COMPOSE_V1 = "DockerInventory.migration-compose-v1.txt"
+COMPOSE_V1_FILE = "/srv/stack/docker-compose.yml"
+
+
+def _v1_plan(files=None):
+    inventory = _inventory(COMPOSE_V1)
+    if files is None:
+        files = {COMPOSE_V1_FILE: (FIXTURES / "compose-v1-stack.docker-compose.yml").read_text()}
+    return build_plan(inventory, BUNDLE, service_root="/srv/containers/apps", compose_files=files)
+
+
+def test_a_compose_v1_stack_takes_its_order_from_its_file():
+    inventory = _inventory(COMPOSE_V1)
+    # Compose 1.x writes no depends_on label and its config_files relative to the working dir.
+    [app] = [c for c in inventory.containers if c.name == "stack_app_1"]
+    assert "com.docker.compose.depends_on" not in app.labels
+    assert app.labels["com.docker.compose.project.config_files"] == "docker-compose.yml"
+    assert compose_files_to_read(inventory) == [COMPOSE_V1_FILE]
+    plan = _v1_plan()
+    assert plan["problems"] == []
+    [project] = plan["compose_projects"]
+    assert project["order"] == f"depends_on of {COMPOSE_V1_FILE}"
+    # The file is kept in the bundle (its path made absolute).
+    assert project["files"] == [
+        {"path": COMPOSE_V1_FILE, "archive": "compose/stack/0-docker-compose.yml"}
+    ]
+    order = [(s["name"], s.get("requires")) for s in services(plan)]
+    assert order[-2:] == [("stack_db_1", None), ("stack_app_1", ["stack_db_1"])]
+    # Each keeps its service's name on the project's network (Docker's short id dropped):
+    # app reaches db as "db".
+    by_name = {s["name"]: s for s in services(plan)}
+    assert by_name["stack_db_1"]["networks"] == [{"name": "stack_default", "aliases": ["db"]}]
+    assert by_name["stack_app_1"]["networks"] == [{"name": "stack_default", "aliases": ["app"]}]
+    assert "network" not in by_name["stack_db_1"]
+    for entry in by_name.values():
+        Service.model_validate(entry)
+    text = describe(plan, "h")
+    assert f"\n    start order: depends_on of {COMPOSE_V1_FILE}\n" in text
+    assert "\n    starts after stack_db_1\n" in text
+
+
+def test_a_compose_v1_stack_without_its_file_moves_in_any_order():
+    plan = _v1_plan({COMPOSE_V1_FILE: None})
+    assert plan["problems"] == []
+    [project] = plan["compose_projects"]
+    assert project["order"] == (
+        f"unknown: compose 1.x labels no depends_on and {COMPOSE_V1_FILE} is not on this host "
+        "(its services start in any order)"
+    )
+    assert all(not s.get("requires") for s in services(plan))
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        # The mapping form, with a condition a service's requires does not wait for.
+        (
+            "services:\n  app:\n    depends_on:\n      db:\n        condition: service_healthy\n",
+            "compose project stack: stack_app_1 depends on db with condition service_healthy",
+        ),
+        # A dependency that is not one of the project's running containers.
+        (
+            "services:\n  app:\n    depends_on: [cache]\n",
+            "compose project stack: stack_app_1 depends on cache, which is not a running "
+            "container of the project",
+        ),
+        ("services: [unclosed\n", f"compose project stack: {COMPOSE_V1_FILE}: not YAML ("),
+        ("- a list\n", f"compose project stack: {COMPOSE_V1_FILE}: not a compose file"),
+        (
+            "services:\n  app:\n    depends_on: db\n",
+            f"compose project stack: {COMPOSE_V1_FILE}: service app: depends_on is neither",
+        ),
+    ],
+)
+def test_a_compose_v1_file_that_cannot_be_carried_is_refused(text, problem):
+    plan = _v1_plan({COMPOSE_V1_FILE: text})
+    assert any(p.startswith(problem) for p in plan["problems"]), plan["problems"]
+
+
+def test_a_compose_v1_file_of_the_old_format_has_its_services_at_the_top():
+    plan = _v1_plan({COMPOSE_V1_FILE: "db:\n  image: busybox\napp:\n  depends_on: [db]\n"})
+    assert plan["problems"] == []
+    assert services(plan)[-1] == {**services(plan)[-1], "requires": ["stack_db_1"]}
+
+
+def test_network_aliases_go_back_to_docker_in_the_rollback_files():
+    plan = _v1_plan()
+    restore = render_docker_restore(plan)
+    [line] = [x for x in restore.splitlines() if "docker create --name stack_db_1 " in x]
+    assert "--network stack_default --network-alias db " in line
+    compose = yaml.safe_load(render_compose(plan))
+    assert compose["services"]["stack_app_1"]["networks"] == {
+        "stack_default": {"aliases": ["app"]}
+    }
+    # A container on Docker's default network keeps its plain list (none here has aliases).
+    assert "networks" not in compose["services"]["fused"]
+
+
+def test_device_healthcheck_and_host_network_of_the_v1_capture_are_carried():
+    by_name = {s["name"]: s for s in services(_v1_plan())}
+    assert by_name["fused"]["devices"] == ["/dev/fuse"]
+    assert by_name["fused"]["healthcheck"] == {
+        "command": "test -c /dev/fuse",
+        "interval": "10s",
+        "retries": 2,
+    }
+    assert by_name["hostnet"]["host_network"] is True
+    assert by_name["hostnet"]["restart"] == "always"  # unless-stopped
