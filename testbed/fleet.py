@@ -277,19 +277,9 @@ class Testbed:
         printed none). ``deploy`` may also be an ad-hoc command, e.g. ``("fact", "server.Os")``.
         """
         operations = (deploy,) if isinstance(deploy, str) else tuple(deploy)
-        command = [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "--json",
-            *args,
-            str(self.inventory_path),
-            *operations,
-        ]
         with self.timings.stage(f"pyinfra {' '.join(args + operations)}"):
             result = subprocess.run(
-                command,
+                self.pyinfra_argv(*args, deploy=operations),
                 cwd=REPO,
                 env={**self.pyinfra_env(), **(env or {})},
                 capture_output=True,
@@ -300,6 +290,21 @@ class Testbed:
         except ValueError:
             parsed = None
         return result.returncode, parsed, result.stderr
+
+    def pyinfra_argv(self, *args: str, deploy: str | tuple[str, ...] = DEFAULT_DEPLOY) -> list:
+        """The command line :meth:`pyinfra` runs (run it from the repo root, with
+        :meth:`pyinfra_env`): for a run started in the background."""
+        operations = (deploy,) if isinstance(deploy, str) else tuple(deploy)
+        return [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "--json",
+            *args,
+            str(self.inventory_path),
+            *operations,
+        ]
 
     def pyinfra_env(self) -> dict:
         return dict(os.environ, **{STATE_ENV: str(self.state_path), "PYINFRA_PROGRESS": "off"})

@@ -19,8 +19,15 @@ time:
   ``docker ps`` answered by podman for each, a reboot that brings both back, and a second run
   that changes nothing; a third container, ``tuned`` (root's, created on this copy only), with
   the runtime settings the services carry (TUNED_FLAGS), each shown by ``podman inspect``
-  after the migration and kept in the bundle's docker-compose.yml and docker-restore.sh; the
-  long steps ran as transient units, their logs in the bundle;
+  after the migration and kept in the bundle's docker-compose.yml and docker-restore.sh;
+  ``fused`` (a device, a healthcheck) and ``hostnet`` (the host's network) likewise; a stack
+  Debian's docker-compose 1.x brought up (``stack_db_1`` serving its named volume, ``stack_app_1``
+  depending on it and fetching from it by the name ``db``), which comes back as services in
+  its order (read from its compose file: compose 1.x labels no depends_on), on its network
+  with its names, its volume identical; the first run is killed (pyinfra and its SSH
+  connections) while the volume move runs, which goes on as its transient unit, and the next
+  run resumes from the bundle and completes; the long steps ran as transient units, their
+  logs in the bundle;
 - rollback: a bundle that does not verify is refused with nothing changed; then, with files
   written under podman since the migration, the rollback deploy brings Docker back with its
   containers and podman's data as it is now, and a second rollback changes nothing;
@@ -39,6 +46,8 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,7 +56,7 @@ import pytest
 
 from facts.docker import DataDir, DockerEngine, DockerInventory
 from facts.migration import MigrationBundle
-from testbed.fleet import GuestSpec, Testbed
+from testbed.fleet import REPO, GuestSpec, Testbed
 from testbed.guests import launch
 from testbed.images import build_image
 from tests.realhost.conftest import _TIMINGS
@@ -78,6 +87,45 @@ TUNED_FLAGS = (
     "--read-only --tmpfs /scratch:size=8m --stop-timeout 5 --label org.example.team=infra "
     "--sysctl net.core.somaxconn=512"
 )
+# A stack Debian's docker-compose (1.x) brings up, on the success path's copy: db serves its
+# volume's state file over HTTP, app fetches it by db's name on the project network.
+# Compose 1.x labels no depends_on: the plan reads it from this file.
+STACK_DIR = "/srv/stack"
+STACK_VOLUME = "stack_stackdata"
+STACK_CONTAINERS = ["stack_app_1", "stack_db_1"]
+STACK = """version: "3.8"
+services:
+  db:
+    image: {image}
+    command:
+      - sh
+      - -c
+      - trap 'exit 0' TERM; echo ready > /data/state; httpd -f -p 8000 -h /data & wait
+    volumes:
+      - stackdata:/data
+    restart: always
+  app:
+    image: {image}
+    command:
+      - sh
+      - -c
+      - trap 'exit 0' TERM; while :; do wget -q -O /tmp/seen http://db:8000/state; sleep 5; done
+    depends_on:
+      - db
+    restart: always
+volumes:
+  stackdata:
+"""
+# Two more of root's containers with what tuned does not hold: a device and a healthcheck;
+# the host's network.
+FUSED_FLAGS = (
+    "--device /dev/fuse --health-cmd 'test -c /dev/fuse' --health-interval 10s --health-retries 2"
+)
+HOSTNET_FLAGS = "--restart unless-stopped --network host"
+# What root's podman runs after the migration.
+ROOT_SERVICES = sorted(["tuned", "web", "fused", "hostnet", *STACK_CONTAINERS])
+# The move's transient unit (migrate.sh ``detached``): the first run is killed while it runs.
+MOVE_UNIT = "podman-standard-migration-move.service"
 # vagrant's systemd user manager, reached as root (as the services operation does).
 USER_CTL = "systemctl --user --machine=vagrant@.host"
 BIG_MIB = 48
@@ -302,6 +350,62 @@ def boot_copy(docker_host, registry, workdir, data: dict | None = None) -> Testb
     return bed
 
 
+def stack_listing(guest, engine: str = "docker") -> str:
+    mountpoint = sudo(
+        guest, f"{engine} volume inspect --format '{{{{.Mountpoint}}}}' {STACK_VOLUME}"
+    )
+    return sudo(guest, LISTING.format(dir=mountpoint.strip()))
+
+
+def stack_answers(guest, engine: str) -> str:
+    """What app fetches from db by db's name on the project network, under ``engine``."""
+    fetch = "wget -q -O- http://db:8000/state"
+    deadline = time.monotonic() + 120
+    while True:
+        result = guest.run(f"sudo {engine} exec stack_app_1 {fetch}")
+        if result.returncode == 0 or time.monotonic() > deadline:
+            return result.stdout + result.stderr
+        time.sleep(3)
+
+
+def killed_in_the_move(bed, guest) -> dict:
+    """Start the migration and kill pyinfra (its SSH connections with it) while the volume
+    move runs as its transient unit; what the guest shows right after."""
+    log = bed.workdir / "killed-run.stderr"
+    with log.open("w") as err:
+        run = subprocess.Popen(
+            bed.pyinfra_argv(deploy=DEPLOY),
+            cwd=REPO,
+            env=bed.pyinfra_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 900
+    try:
+        while guest.run(f"systemctl is-active --quiet {MOVE_UNIT}").returncode != 0:
+            assert run.poll() is None, (
+                f"pyinfra exited {run.returncode} before the move ran:\n"
+                + (log.read_text()[-4000:])
+            )
+            missed = guest.run(f"sudo test -e {BUNDLE}/logs/move.exit").returncode == 0
+            assert not missed, (
+                "the move ended before it was seen running\n" + log.read_text()[-4000:]
+            )
+            assert time.monotonic() < deadline, "no move within 900 s\n" + log.read_text()[-4000:]
+            time.sleep(0.5)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+    return {
+        "move": guest.run(f"systemctl is-active {MOVE_UNIT}").stdout.strip(),
+        "state": guest.run(f"sudo cat {BUNDLE}/state").stdout.strip(),
+        "docker_installed": guest.run("dpkg-query -W docker.io").returncode == 0,
+        "services": guest.run("ls /etc/systemd/system/web.service").returncode == 0,
+        "stderr": log.read_text(),
+    }
+
+
 @pytest.fixture(scope="module")
 def migrated(docker_host, registry, tmp_path_factory):
     bed = boot_copy(docker_host, registry, tmp_path_factory.mktemp("migration-ok"), ROOTLESS)
@@ -311,6 +415,19 @@ def migrated(docker_host, registry, tmp_path_factory):
         sudo(guest, "docker pause worker")
         image = sudo(guest, "docker inspect --format '{{.Config.Image}}' worker").strip()
         sudo(guest, f"docker run -d --name tuned {TUNED_FLAGS} {image} {IDLE}")
+        with stage("docker-compose up (compose 1.x stack); fused, hostnet"):
+            bed.stack_file = STACK.format(image=image)
+            compose = shlex.quote(bed.stack_file)
+            sudo(
+                guest,
+                f"mkdir -p {STACK_DIR} && printf '%s' {compose} > {STACK_DIR}/docker-compose.yml"
+                f" && cd {STACK_DIR} && docker-compose up -d",
+                timeout=600,
+            )
+            sudo(guest, f"docker run -d --name fused {FUSED_FLAGS} {image} {IDLE}")
+            sudo(guest, f"docker run -d --name hostnet {HOSTNET_FLAGS} {image} {IDLE}")
+            assert stack_answers(guest, "docker") == "ready\n"
+        bed.stack_before = stack_listing(guest)
         capture(guest, bed.workdir, "tuned")
         with stage("migration --dry"):
             dry = bed.pyinfra("--dry", deploy=DEPLOY)
@@ -320,7 +437,9 @@ def migrated(docker_host, registry, tmp_path_factory):
             guest.run(f"sudo test -e {BUNDLE}").returncode,
         )
         started = time.monotonic()
-        with stage("migration (first run)"):
+        with stage("migration (first run, pyinfra killed in the volume move)"):
+            bed.killed = killed_in_the_move(bed, guest)
+        with stage("migration (the run after the lost connection)"):
             returncode, result, stderr = bed.pyinfra(deploy=DEPLOY)
         elapsed = time.monotonic() - started
         bundle_bytes = guest.run(f"sudo du -sb {BUNDLE}").stdout.split("\t")[0]
@@ -358,9 +477,31 @@ def test_dry_run_prints_the_plan_and_changes_nothing(migrated):
     # Docker 20.10 keeps CapAdd as given (NET_ADMIN, no CAP_ prefix): carried as it is.
     for part in ('"cap_add": ["NET_ADMIN"]', '"cpus": 0.5', '"memory": "128m"'):
         assert carried and part in carried[0], stderr[-4000:]
+    # The compose 1.x stack: its order read from its file, its names kept on its network.
+    assert "    start order: depends_on of /srv/stack/docker-compose.yml\n" in stderr
+    assert "    starts after stack_db_1\n" in stderr
     # Docker's containers still ran, podman holds nothing, no bundle was written.
-    assert sorted(running) == ["tuned", "web", "worker"]
+    assert sorted(running) == sorted([*ROOT_SERVICES, "worker"])
     assert podman and bundle != 0
+
+
+def test_a_lost_connection_in_the_move_loses_nothing(migrated):
+    """The first run was killed (pyinfra and its SSH connections) while the volume move ran:
+    the move went on as its transient unit, Docker was still installed and no service was
+    made yet; the next run read the bundle instead of auditing Docker again (whose containers
+    the export had stopped), waited for or found the move, and completed the migration."""
+    bed, guest, returncode, _, stderr = migrated
+    killed = bed.killed
+    assert killed["docker_installed"] and not killed["services"], killed
+    assert killed["state"].startswith("export") or killed["state"].startswith("mov"), killed
+    assert returncode == 0, stderr[-6000:]
+    assert "resuming the migration recorded in /var/lib/podman-standard/docker-migration" in stderr
+    # The move was not cut short by the lost session: it ran to its end, once.
+    ran = sudo(guest, f"cat {BUNDLE}/logs/move.exit; grep -c '^== ' {BUNDLE}/logs/move.log || true")
+    assert ran.split()[0] == "0", ran
+    assert "step move is running already" in stderr or "step move finished earlier" in stderr, (
+        stderr[-6000:]
+    )
 
 
 def test_migration_succeeds(migrated):
@@ -395,7 +536,7 @@ def test_volume_content_identical_in_podman(migrated):
 def test_containers_run_under_podman(migrated):
     _, guest, returncode, _, _ = migrated
     assert returncode == 0
-    assert sorted(sudo(guest, "podman ps --format '{{.Names}}'").split()) == ["tuned", "web"]
+    assert sorted(sudo(guest, "podman ps --format '{{.Names}}'").split()) == ROOT_SERVICES
     assert vagrant(guest, "podman ps --format '{{.Names}}'").split() == ["worker"]
     sudo(guest, "systemctl is-active web.service && systemctl is-enabled web.service")
     sudo(guest, f"{USER_CTL} is-active worker.service && {USER_CTL} is-enabled worker.service")
@@ -412,6 +553,21 @@ def test_containers_run_under_podman(migrated):
     assert "migrated web" in sudo(guest, f'python3 -c "{page}"')
 
 
+def test_the_compose_stack_runs_under_podman_in_its_order(migrated):
+    """The compose 1.x stack: app's unit starts after db's (depends_on, read from the
+    project's file), app reaches db by db's name on the project's network, db's volume holds
+    what Docker's held, and the project's file is kept in the bundle."""
+    bed, guest, returncode, _, _ = migrated
+    assert returncode == 0
+    order = sudo(guest, "systemctl show -p Requires -p After stack_app_1.service")
+    assert all("stack_db_1.service" in line for line in order.splitlines()), (
+        order
+    )  # Requires= and After=
+    assert stack_answers(guest, "podman") == "ready\n"
+    assert stack_listing(guest, "podman") == bed.stack_before
+    assert sudo(guest, f"cat {BUNDLE}/compose/stack/0-docker-compose.yml") == bed.stack_file
+
+
 def test_docker_gone_and_docker_ps_is_podman(migrated):
     _, guest, returncode, _, _ = migrated
     assert returncode == 0
@@ -421,7 +577,7 @@ def test_docker_gone_and_docker_ps_is_podman(migrated):
     assert guest.run("systemctl is-active docker.service docker.socket containerd").returncode != 0
     assert sudo(guest, "docker --version").startswith("podman version")
     # Each owner's `docker` lists its own containers.
-    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ["tuned", "web"]
+    assert sorted(sudo(guest, "docker ps --format '{{.Names}}'").split()) == ROOT_SERVICES
     assert vagrant(guest, "docker ps --format '{{.Names}}'").split() == ["worker"]
     assert guest.run("test -e /var/run/docker.sock").returncode != 0
 
@@ -458,6 +614,14 @@ def test_runtime_settings_show_in_podman_inspect(migrated):
     )
     seen = sudo(guest, f"podman exec tuned sh -c {shlex.quote(inside)}").split()
     assert seen == ["1000", "/tmp", "tuned-host", "512", *"Max open files 1024 2048 files".split()]
+    # fused: the device and the healthcheck; hostnet: the host's network.
+    [fused] = json.loads(sudo(guest, "podman container inspect fused"))
+    devices = [d["PathOnHost"] for d in fused["HostConfig"]["Devices"] or []]
+    assert devices == ["/dev/fuse"], fused["HostConfig"]
+    assert "test -c /dev/fuse" in " ".join(fused["Config"]["Healthcheck"]["Test"]), fused["Config"]
+    sudo(guest, "podman exec fused test -c /dev/fuse")
+    [hostnet] = json.loads(sudo(guest, "podman container inspect hostnet"))
+    assert hostnet["HostConfig"]["NetworkMode"] == "host", hostnet["HostConfig"]
 
 
 def test_bundle_holds_everything(migrated):
@@ -466,7 +630,7 @@ def test_bundle_holds_everything(migrated):
     assert sudo(guest, f"stat -c '%a %U' {BUNDLE}").strip() == "700 root"
     sudo(guest, f"cd {BUNDLE} && sha256sum --quiet -c SHA256SUMS")
     manifest = json.loads(sudo(guest, f"cat {BUNDLE}/manifest.json"))
-    assert [c["name"] for c in manifest["containers"]] == ["tuned", "web", "worker"]
+    assert [c["name"] for c in manifest["containers"]] == sorted([*ROOT_SERVICES, "worker"])
     local = [i for i in manifest["images"] if i["local_only"]]
     assert [i["refs"] for i in local] == [["localhost/local/web:1"]]
     # The long steps ran as transient units, their logs in the bundle, their exits recorded.
@@ -489,8 +653,9 @@ def test_reboot_brings_the_restart_always_container_back(migrated):
     with stage("reboot the migrated guest"):
         guest.reboot()
     deadline = time.monotonic() + 300
-    while "web" not in guest.run("sudo podman ps --format '{{.Names}}'").stdout.split():
-        assert time.monotonic() < deadline, guest.run("sudo systemctl status web").stdout
+    while sorted(guest.run("sudo podman ps --format '{{.Names}}'").stdout.split()) != ROOT_SERVICES:
+        units = " ".join(f"{name}.service" for name in ROOT_SERVICES)
+        assert time.monotonic() < deadline, guest.run(f"sudo systemctl status {units}").stdout
         time.sleep(5)
     sudo(guest, "systemctl is-active web.service")
     # worker: vagrant's unit, started by its user manager at boot (vagrant lingers).
@@ -538,8 +703,10 @@ def test_rollback_brings_docker_back_from_the_bundle(migrated):
     assert returncode == 0, stderr[-6000:]
     sudo(guest, "systemctl is-active docker.service && systemctl is-enabled docker.service")
     running = sorted(sudo(guest, "docker ps --format '{{.Names}}'").split())
-    assert running == ["tuned", "web", "worker"]
+    assert running == sorted([*ROOT_SERVICES, "worker"])
     assert guest.run("command -v docker").stdout.strip() == "/usr/bin/docker"
+    # The stack's names went back with it: app reaches db by its name under Docker again.
+    assert stack_answers(guest, "docker") == "ready\n"
     assert guest.run("systemctl cat web.service").returncode != 0
     assert guest.run(f"sudo {USER_CTL} cat worker.service").returncode != 0
     # Docker's volumes hold podman's data as it was at the rollback, owners as Docker's
