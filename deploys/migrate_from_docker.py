@@ -269,14 +269,17 @@ def migrate_from_docker(cfg: HostData):
     )
     migration.move(name="Move images and volumes into podman", bundle=bundle)
     secret_env = {c["name"]: c["secret_env"] for c in plan["containers"]}
-    for svc in services(plan):
+    # The plan's entries, checked against the model when the plan was made; their state is
+    # read in one command for all of them (services.service's declared).
+    recreated = [Service.model_validate(svc) for svc in services(plan)]
+    for svc in recreated:
         # A failure here is caught by the verify step, which then puts Docker back.
         service_ops.service(
-            name=f"Re-create {svc['name']} as a podman service",
-            # The plan's entry, checked against the model when the plan was made.
-            service=Service.model_validate(svc),
-            secret_values=secret_env[svc["name"]],
+            name=f"Re-create {svc.name} as a podman service",
+            service=svc,
+            secret_values=secret_env[svc.name],
             root=cfg.service_root,
+            declared=recreated,
             _ignore_errors=True,
         )
     migration.verify(name="Verify the podman services run", bundle=bundle)

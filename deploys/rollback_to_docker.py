@@ -66,11 +66,13 @@ def rollback_to_docker(cfg: HostData):
         raise DeployError(f"{host.name}: no Docker package known for this distribution")
 
     migration.check_bundle(name=f"Check the bundle {bundle} against its SHA256SUMS", bundle=bundle)
-    for svc in services(plan):
+    removed = [Service(name=s["name"], user=s.get("user"), present=False) for s in services(plan)]
+    for svc in removed:
         service_ops.service(
-            name=f"Remove podman service {svc['name']}",
-            service=Service(name=svc["name"], user=svc.get("user"), present=False),
+            name=f"Remove podman service {svc.name}",
+            service=svc,
             root=cfg.service_root,
+            declared=removed,  # their state read in one command
         )
     if host.get_fact(DockerEngine).cli == "wrapper":
         # Ours (its header says so); the compose wrapper was written beside it.

@@ -475,3 +475,35 @@ def test_a_finished_or_failed_migration_is_not_resumed(tmp_path, monkeypatch):
         _load(state)
     assert "its daemon does not answer" in str(info.value)
     assert _ops(state, hosts["@fake/h"]) == []
+
+
+@pytest.mark.parametrize("on_host", [True, False])
+def test_a_compose_v1_stack_takes_its_order_from_its_file_on_the_host(
+    tmp_path, monkeypatch, caplog, on_host
+):
+    """The captured compose 1.x stack (no depends_on label): the deploy reads the project's
+    file (its relative config_files label made absolute) and hands app's service the
+    requires on db; without the file the plan says the order is unknown. Every re-created
+    service is given all of them as ``declared`` (their state read in one command)."""
+    fake, data = _host(
+        "h", "DockerEngine.docker-io-running.txt", "DockerInventory.migration-compose-v1.txt"
+    )
+    path = "/srv/stack/docker-compose.yml"
+    text = (FIXTURES / "compose-v1-stack.docker-compose.yml").read_text().splitlines()
+    answer = text if on_host else [f"{MISSING}{path}"]
+    data["fake_responses"] = {f"test -e {path}": answer, **data["fake_responses"]}
+    calls = {}
+    monkeypatch.setattr(
+        service_ops, "service", lambda **kw: calls.setdefault(kw["service"].name, kw)
+    )
+    state, _ = _plan(tmp_path, monkeypatch, f"linux_servers = [{(fake, data)!r}]\n")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        _load(state)
+    assert calls["stack_app_1"]["service"].requires == (["stack_db_1"] if on_host else [])
+    order = f"depends_on of {path}" if on_host else "unknown: compose 1.x labels no depends_on"
+    assert f"    start order: {order}" in caplog.text
+    # In the plan's order: a dependency first; without one, by name.
+    stack = ["stack_db_1", "stack_app_1"]
+    names = ["fused", "hostnet", *(stack if on_host else sorted(stack))]
+    assert list(calls) == names
+    assert all([s.name for s in kw["declared"]] == names for kw in calls.values())
