@@ -881,7 +881,9 @@ def render_services(plan: dict) -> str:
     for c in plan["containers"]:
         if c["recreate"] and c["service"]:
             secrets = {k: {"env": k} for k in sorted(c["secret_env"])}
-            entries.append({**c["service"], **({"secrets": secrets} if secrets else {})})
+            entry = {**c["service"], **({"secrets": secrets} if secrets else {})}
+            # In the model's field order (name and image first), whatever the plan's.
+            entries.append({**{k: entry[k] for k in Service.model_fields if k in entry}, **entry})
     return json.dumps(entries, indent=2) + "\n"
 
 
@@ -970,8 +972,11 @@ def render_docker_restore(plan: dict) -> str:
 
 
 def bundle_files(plan: dict) -> dict[str, str]:
-    """The rendered files of the bundle, by path relative to it."""
+    """The rendered files of the bundle, by path relative to it. Rendered from the plan as
+    manifest.json holds it (keys sorted), so that a run resuming from the manifest renders
+    the very files the SHA256SUMS of the first run's export recorded."""
     manifest = json.dumps(plan, indent=2, sort_keys=True) + "\n"
+    plan = json.loads(manifest)
     return {
         FILES["manifest"]: manifest,
         FILES["plan"]: render_plan_text(plan),

@@ -760,3 +760,23 @@ def test_device_healthcheck_and_host_network_of_the_v1_capture_are_carried():
     }
     assert by_name["hostnet"]["host_network"] is True
     assert by_name["hostnet"]["restart"] == "always"  # unless-stopped
+
+
+@pytest.mark.parametrize(
+    "fixture, rootless",
+    [(COMPOSE_V1, {}), ("DockerInventory.migration-tuned.txt", {"worker": "vagrant"})],
+)
+def test_a_run_resuming_from_the_manifest_renders_the_same_bundle(fixture, rootless):
+    """A run that lost its connection is resumed from manifest.json (its keys sorted): the
+    files it renders again must be the ones the first export's SHA256SUMS recorded, or the
+    rollback would refuse the bundle (seen on a guest: the compose file and the services'
+    JSON came out in another key order)."""
+    files = {COMPOSE_V1_FILE: (FIXTURES / "compose-v1-stack.docker-compose.yml").read_text()}
+    plan = build_plan(_inventory(fixture), BUNDLE, rootless, compose_files=files)
+    assert plan["problems"] == []
+    first = bundle_files(migration.with_unit_files(plan))
+    resumed = json.loads(first[FILES["manifest"]])
+    assert bundle_files(migration.with_unit_files(resumed)) == first
+    # Still readable: each service's name and image first.
+    entries = json.loads(first[FILES["services"]])
+    assert all(list(entry)[:2] == ["name", "image"] for entry in entries)
