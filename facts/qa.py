@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,9 @@ from operations.services import (
     SYSTEM_DIRS,
     USER_DIRS,
     _version,
+    file_paths,
     recorded_images,
+    render_files,
     render_network,
     render_timer,
     render_unit,
@@ -521,6 +524,13 @@ def _drift_commands(cfg: HostData) -> dict[str, str]:
         secrets = [f"{cfg.service_root}/{s.name}/{SECRETS_FILE}" for s in _owned(cfg, user)]
         records = [_image_record(cfg, s) for s in _owned(cfg, user)]
         digests = []
+        for svc in _owned(cfg, user):
+            # A managed file holding secrets is compared by digest: its content never leaves
+            # the host. One declared absent: whether it is there, by digest too.
+            paths = file_paths(svc, f"{cfg.service_root}/{svc.name}")
+            for file in svc.files:
+                private = file.secrets or not file.present
+                (digests if private else records).append(paths[file.path])
         for project in _projects(cfg, user):
             directory = project.project_directory(cfg.compose_root)
             records.append(f"{directory}/{APPLIED_FILE}")
@@ -588,10 +598,24 @@ def managed_files(cfg: HostData, user: str | None, r: Results) -> dict[str, str]
     return wanted
 
 
+# An environment variable's value in a unit file's line: podman's ``--env NAME=value``
+# (plain units), quadlet's ``Environment=NAME=value``, quoted or not.
+_ENV_VALUE = re.compile(
+    r"^([+-]?\s*(?:--env\s+|Environment=)[\"']?[A-Za-z_][A-Za-z0-9_]*=).*?([\"']?(?:\s+\\)?)$"
+)
+
+
+def _masked(line: str) -> str:
+    """A unit file's line with any environment value replaced by ``***``: a value set by
+    hand may be a secret (drift-env names variables only, for the same reason)."""
+    return _ENV_VALUE.sub(r"\1***\2", line)
+
+
 def _first_difference(found: str, wanted: str) -> str:
-    """The first changed lines of a unified diff (the table shows one line per finding)."""
+    """The first changed lines of a unified diff (the table shows one line per finding),
+    environment values masked."""
     diff = [
-        line
+        _masked(line)
         for line in difflib.unified_diff(wanted.splitlines(), found.splitlines(), lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
@@ -625,8 +649,52 @@ def _judge_drift_files(r: Results, cfg: HostData):
                     f"{_first_difference(on_host[path], wanted[path])}; the next converge "
                     "overwrites it: put the change into the data"
                 )
+        findings += _service_file_drift(cfg, user, r)
     found = "; ".join(f.split(":", 1)[0] for f in findings) or "as the data says"
-    return "unit files as the data renders them", found, not findings, findings
+    return "managed files as the data renders them", found, not findings, findings
+
+
+def _service_file_drift(cfg: HostData, user: str | None, r: Results) -> list[str]:
+    """The owner's services' managed files (``files``) against what the data renders: a
+    file holding secrets by its digest only (no diff: its content never leaves the host), the
+    others with their first changed lines. Rendered on the controller as converge does (the
+    secrets a template reads, from the controller's environment or files)."""
+    dump = running.parse_dump(r[f"files {_label(user)}"].output)
+    findings = []
+    for svc in _owned(cfg, user):
+        if not svc.files:
+            continue
+        paths = file_paths(svc, f"{cfg.service_root}/{svc.name}")
+        try:
+            rendered = render_files(svc, cfg)
+        except OperationError as error:  # names the file and the secret, never a value
+            findings.append(f"{paths[svc.files[0].path]}: not compared: {error}")
+            continue
+        for file in svc.files:
+            path = paths[file.path]
+            on_host = dump.sha256.get(path) if file.secrets else dump.records.get(path)
+            if not file.present:
+                if path in dump.sha256:
+                    findings.append(
+                        f"{path}: declared present: false, still on the host: converge "
+                        "(deploys/services.py) removes it"
+                    )
+                continue
+            text = rendered[file.path][1]
+            if on_host is None:
+                findings.append(f"{path}: missing: converge (deploys/services.py) to write it")
+            elif file.secrets:
+                if on_host != hashlib.sha256(text.encode()).hexdigest():
+                    findings.append(
+                        f"{path}: changed on the host (it holds secrets: no diff shown); the "
+                        "next converge overwrites it: put the change into the data"
+                    )
+            elif on_host != text:
+                findings.append(
+                    f"{path}: changed on the host: {_first_difference(on_host, text)}; the "
+                    "next converge overwrites it: put the change into the data"
+                )
+    return findings
 
 
 def _judge_drift_containers(r: Results, cfg: HostData):
