@@ -668,7 +668,9 @@ def _service_file_drift(cfg: HostData, user: str | None, r: Results) -> list[str
         try:
             rendered = render_files(svc, cfg)
         except OperationError as error:  # names the file and the secret, never a value
-            findings.append(f"{paths[svc.files[0].path]}: not compared: {error}")
+            findings.append(
+                f"{cfg.service_root}/{svc.name}: its managed files not compared: {error}"
+            )
             continue
         for file in svc.files:
             path = paths[file.path]
