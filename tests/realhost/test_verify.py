@@ -1,11 +1,12 @@
 """deploys/verify.py and the testinfra QA suite on converged guests running services
 (Debian 12 plain units, Debian 13 quadlet; root's and a rootless user's): everything passes, no
 drift; then what is changed by hand (an extra container, a container publishing a port on all
-interfaces, a unit file edited to another env value and its service restarted, a managed config
-file edited, a stopped service) is named exactly, as warnings unless the host's data is strict,
-with nothing changed on the hosts and no environment value printed; then a guest broken on
-purpose (Docker daemon installed and running, graphRoot changed, socket stopped) reports exactly
-those failures. Runs last among the modules using the converged guests: it breaks one."""
+interfaces, a unit file edited to another env value and a writable mount and its service
+restarted, a managed config file edited, a stopped service) is named exactly, as warnings unless
+the host's data is strict, with nothing changed on the hosts and no environment value printed;
+then a guest broken on purpose (Docker daemon installed and running, graphRoot changed, socket
+stopped) reports exactly those failures. Runs last among the modules using the converged
+guests: it breaks one."""
 
 import json
 import subprocess
@@ -22,7 +23,8 @@ MINUTES = 11  # last measured wall time without the converge (640 s on a busy ma
 GUESTS = (SERVER, WORKSTATION)
 ROOT = "/srv/containers/apps"
 # Root's web (a health check, a port on loopback, a timer, an env variable, a managed config
-# file); vagrant's userweb (a port without host_ip: all interfaces, as declared).
+# file in a directory it mounts read-only); vagrant's userweb (a port without host_ip: all
+# interfaces, as declared).
 SERVICES = [
     {
         "name": "web",
@@ -32,6 +34,7 @@ SERVICES = [
         "timers": [{"name": "tick", "on_calendar": "*:0/5", "command": ["true"]}],
         "env": {"GREETING": "hello"},
         "files": [{"path": "conf/site.conf", "content": "# the site's settings\nlisten 80;\n"}],
+        "volumes": [{"source": "conf", "target": "/etc/site", "read_only": True}],
     },
     {
         "name": "userweb",
@@ -48,7 +51,7 @@ UNIT_FILE = {
 SITE_CONF = f"{ROOT}/web/conf/site.conf"
 # The value web's unit is edited to by hand: drift-env names GREETING, never this.
 HAND_VALUE = "set-by-hand-4711"
-DRIFT = ["drift-containers", "drift-env", "drift-files", "drift-ports"]
+DRIFT = ["drift-containers", "drift-env", "drift-files", "drift-ports", "drift-volumes"]
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -134,6 +137,9 @@ def test_verify_passes_on_converged_guests(testbed, services, tmp_path):
             "1 containers with their declared environment"
         )
         assert _check(report, name, "drift-files")["found"] == "as the data says"
+        assert _check(report, name, "drift-volumes")["expected"] == (
+            "1 containers with their declared mounts"
+        )
         assert _check(report, name, "docker-ps-users")["passed"]
         exposure = _check(report, name, "exposure")["details"]
         assert "root's web 127.0.0.1:8091->80/tcp: one address, declared (host_ip 127.0.0.1)" in (
@@ -179,9 +185,10 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
             "podman run -d --name exposed -p 8090:80 docker.io/library/nginx:alpine",
             # systemd re-creates web's container from the edited unit (the restart returns
             # once its health check passes: the unit's health gate).
-            f"sudo sed -i 's/GREETING=hello/GREETING={HAND_VALUE}/' {unit} && "
-            f"sudo grep -q GREETING={HAND_VALUE} {unit} && sudo systemctl daemon-reload && "
-            "sudo systemctl restart web.service",
+            f"sudo sed -i -e 's/GREETING=hello/GREETING={HAND_VALUE}/' "
+            f"-e 's#:/etc/site:ro,Z#:/etc/site:Z#' {unit} && "
+            f"sudo grep -q GREETING={HAND_VALUE} {unit} && sudo grep -q /etc/site:Z {unit} && "
+            "sudo systemctl daemon-reload && sudo systemctl restart web.service",
             f"echo '# edited by hand' | sudo tee -a {unit}",
             f"echo 'worker_connections 1;' | sudo tee -a {SITE_CONF}",
         ):
@@ -203,9 +210,9 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
         ]
         assert found == ["root's extra", "vagrant's exposed"]
         edited, conf = _check(report, name, "drift-files")["details"]
-        # The unit's first changed lines: the env line, its value masked both sides.
+        # The unit's first changed lines (the volume's and the env's), the value masked.
         assert edited.startswith(f"{UNIT_FILE[name]}: changed on the host: '-"), edited
-        assert edited.count("GREETING=***") == 2 and "(+1 more changed lines)" in edited, edited
+        assert "GREETING=***" in edited and "(+3 more changed lines)" in edited, edited
         assert conf == (
             f"{SITE_CONF}: changed on the host: '+worker_connections 1;'; the next converge "
             "overwrites it: put the change into the data"
@@ -213,6 +220,10 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
         assert _check(report, name, "drift-env")["details"] == [
             "root's web: env GREETING not as the data declares (missing or another value): "
             "converge (deploys/services.py) re-creates it from the data"
+        ]
+        assert _check(report, name, "drift-volumes")["details"] == [
+            "root's web: mounted /etc/site read-write, declared read-only: converge "
+            "(deploys/services.py) re-creates it from the data"
         ]
         assert _check(report, name, "drift-ports")["details"] == [
             "vagrant's exposed publishes 0.0.0.0:8090->80/tcp (all interfaces) that the data "
