@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,9 @@ from operations.services import (
     SYSTEM_DIRS,
     USER_DIRS,
     _version,
+    file_paths,
     recorded_images,
+    render_files,
     render_network,
     render_timer,
     render_unit,
@@ -521,6 +524,13 @@ def _drift_commands(cfg: HostData) -> dict[str, str]:
         secrets = [f"{cfg.service_root}/{s.name}/{SECRETS_FILE}" for s in _owned(cfg, user)]
         records = [_image_record(cfg, s) for s in _owned(cfg, user)]
         digests = []
+        for svc in _owned(cfg, user):
+            # A managed file holding secrets is compared by digest: its content never leaves
+            # the host. One declared absent: whether it is there, by digest too.
+            paths = file_paths(svc, f"{cfg.service_root}/{svc.name}")
+            for file in svc.files:
+                private = file.secrets or not file.present
+                (digests if private else records).append(paths[file.path])
         for project in _projects(cfg, user):
             directory = project.project_directory(cfg.compose_root)
             records.append(f"{directory}/{APPLIED_FILE}")
@@ -535,14 +545,40 @@ def _with_env(cfg: HostData, user: str | None) -> list[Service]:
     return [s for s in _owned(cfg, user) if s.env or s.secrets]
 
 
-def _env_commands(cfg: HostData) -> dict[str, str]:
+def _with_volumes(cfg: HostData, user: str | None) -> list[Service]:
+    return [s for s in _owned(cfg, user) if s.volumes]
+
+
+def _inspect_commands(cfg: HostData, declared) -> dict[str, str]:
     """``podman container inspect`` of every container of each owner with a service that
-    declares an environment (env or secrets)."""
+    ``declared(cfg, owner)`` lists: one command per owner, the same for every criterion that
+    reads it (the host runs it once)."""
     return {
         f"inspect {_label(user)}": as_user(user, running.INSPECT)
         for user in _owners(cfg)
-        if _with_env(cfg, user)
+        if declared(cfg, user)
     }
+
+
+def _env_commands(cfg: HostData) -> dict[str, str]:
+    """The inspect of each owner with a service that declares an environment (env, secrets)."""
+    return _inspect_commands(cfg, _with_env)
+
+
+def _volume_commands(cfg: HostData) -> dict[str, str]:
+    """The inspect of each owner with a service that declares volumes."""
+    return _inspect_commands(cfg, _with_volumes)
+
+
+def _inspected(r: Results, user: str | None) -> dict[str, running.Inspected] | str:
+    """The owner's containers as inspected, by name, or what went wrong asking podman."""
+    result = r[f"inspect {_label(user)}"]
+    try:
+        if result.rc != 0:
+            raise ValueError(_first_line(result))
+        return running.parse_inspect(result.output)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return f"{_label(user)}: podman container inspect: {error}"
 
 
 def _image_record(cfg: HostData, svc: Service) -> str:
@@ -588,10 +624,24 @@ def managed_files(cfg: HostData, user: str | None, r: Results) -> dict[str, str]
     return wanted
 
 
+# An environment variable's value in a unit file's line: podman's ``--env NAME=value``
+# (plain units), quadlet's ``Environment=NAME=value``, quoted or not.
+_ENV_VALUE = re.compile(
+    r"^([+-]?\s*(?:--env\s+|Environment=)[\"']?[A-Za-z_][A-Za-z0-9_]*=).*?([\"']?(?:\s+\\)?)$"
+)
+
+
+def _masked(line: str) -> str:
+    """A unit file's line with any environment value replaced by ``***``: a value set by
+    hand may be a secret (drift-env names variables only, for the same reason)."""
+    return _ENV_VALUE.sub(r"\1***\2", line)
+
+
 def _first_difference(found: str, wanted: str) -> str:
-    """The first changed lines of a unified diff (the table shows one line per finding)."""
+    """The first changed lines of a unified diff (the table shows one line per finding),
+    environment values masked."""
     diff = [
-        line
+        _masked(line)
         for line in difflib.unified_diff(wanted.splitlines(), found.splitlines(), lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
@@ -625,8 +675,54 @@ def _judge_drift_files(r: Results, cfg: HostData):
                     f"{_first_difference(on_host[path], wanted[path])}; the next converge "
                     "overwrites it: put the change into the data"
                 )
+        findings += _service_file_drift(cfg, user, r)
     found = "; ".join(f.split(":", 1)[0] for f in findings) or "as the data says"
-    return "unit files as the data renders them", found, not findings, findings
+    return "managed files as the data renders them", found, not findings, findings
+
+
+def _service_file_drift(cfg: HostData, user: str | None, r: Results) -> list[str]:
+    """The owner's services' managed files (``files``) against what the data renders: a
+    file holding secrets by its digest only (no diff: its content never leaves the host), the
+    others with their first changed lines. Rendered on the controller as converge does (the
+    secrets a template reads, from the controller's environment or files)."""
+    dump = running.parse_dump(r[f"files {_label(user)}"].output)
+    findings = []
+    for svc in _owned(cfg, user):
+        if not svc.files:
+            continue
+        paths = file_paths(svc, f"{cfg.service_root}/{svc.name}")
+        try:
+            rendered = render_files(svc, cfg)
+        except OperationError as error:  # names the file and the secret, never a value
+            findings.append(
+                f"{cfg.service_root}/{svc.name}: its managed files not compared: {error}"
+            )
+            continue
+        for file in svc.files:
+            path = paths[file.path]
+            on_host = dump.sha256.get(path) if file.secrets else dump.records.get(path)
+            if not file.present:
+                if path in dump.sha256:
+                    findings.append(
+                        f"{path}: declared present: false, still on the host: converge "
+                        "(deploys/services.py) removes it"
+                    )
+                continue
+            text = rendered[file.path][1]
+            if on_host is None:
+                findings.append(f"{path}: missing: converge (deploys/services.py) to write it")
+            elif file.secrets:
+                if on_host != hashlib.sha256(text.encode()).hexdigest():
+                    findings.append(
+                        f"{path}: changed on the host (it holds secrets: no diff shown); the "
+                        "next converge overwrites it: put the change into the data"
+                    )
+            elif on_host != text:
+                findings.append(
+                    f"{path}: changed on the host: {_first_difference(on_host, text)}; the "
+                    "next converge overwrites it: put the change into the data"
+                )
+    return findings
 
 
 def _judge_drift_containers(r: Results, cfg: HostData):
@@ -790,13 +886,9 @@ def _judge_drift_env(r: Results, cfg: HostData):
         services = _with_env(cfg, user)
         if not services:
             continue
-        result = r[f"inspect {_label(user)}"]
-        try:
-            if result.rc != 0:
-                raise ValueError(_first_line(result))
-            containers = running.parse_inspect(result.output)
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            findings.append(f"{_label(user)}: podman container inspect: {error}")
+        containers = _inspected(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
             continue
         owner = f"{user}'s" if user else "root's"
         for svc in services:
@@ -823,31 +915,70 @@ def _judge_drift_env(r: Results, cfg: HostData):
     return expected, found or "as declared", not findings, findings
 
 
+def _mount_source(mount: running.Mount) -> str:
+    return f"volume {mount.name}" if mount.name else mount.source
+
+
+def _mount_drift(volume, mount: running.Mount, service_dir: str) -> list[str]:
+    """How ``mount`` differs from the declared ``volume``: its source (the bind directory
+    under the service directory, or the named volume), its read-only flag."""
+    wrong = []
+    if volume.source is not None:
+        wanted = f"{service_dir}/{volume.source}"
+    else:
+        wanted = f"volume {volume.volume}"
+    if _mount_source(mount) != wanted:
+        wrong.append(f"{volume.target} from {_mount_source(mount)}, declared {wanted}")
+    if mount.rw == volume.read_only:
+        found, declared = ("read-write", "read-only") if mount.rw else ("read-only", "read-write")
+        wrong.append(f"{volume.target} {found}, declared {declared}")
+    return wrong
+
+
 def _judge_drift_volumes(r: Results, cfg: HostData):
     """Each declared volume (bind mount or named volume) of a running declared service is
-    mounted at its target. Mounts the data does not name are not findings: podman gives an
-    image's own VOLUME an anonymous volume (``podman ps`` lists only the targets)."""
-    findings = []
-
-    def with_volumes(cfg, user):
-        return [s for s in _owned(cfg, user) if s.volumes]
-
-    for user, services, containers in _owners_with(r, cfg, with_volumes, findings):
+    mounted at its target, from its source (the bind directory, or the named volume), read-only
+    as declared (``podman container inspect``). Mounts the data does not name are not findings:
+    podman gives an image's own VOLUME an anonymous volume."""
+    findings, total = [], 0
+    for user in _owners(cfg):
+        services = _with_volumes(cfg, user)
+        if not services:
+            continue
+        containers = _inspected(r, user)
+        if isinstance(containers, str):
+            findings.append(containers)
+            continue
         owner = f"{user}'s" if user else "root's"
         for svc in services:
             container = containers.get(svc.name)
-            if container is None or container.state != "running":
+            if container is None or not container.running:
                 continue  # services-running says so
-            missing = [v.target for v in svc.volumes if v.target not in container.mounts]
+            total += 1
+            mounts = {m.destination: m for m in container.mounts}
+            missing = [v.target for v in svc.volumes if v.target not in mounts]
             if missing:
-                mounted = ", ".join(container.mounts) or "nothing"
+                mounted = ", ".join(sorted(mounts)) or "nothing"
                 findings.append(
                     f"{owner} {svc.name}: declared mount(s) {', '.join(missing)} not mounted "
                     f"(it mounts {mounted}): converge (deploys/services.py) re-creates it "
                     "from the data"
                 )
-    found = "; ".join(f.split(": declared")[0] for f in findings)
-    return "declared volumes mounted", found or "as declared", not findings, findings
+            service_dir = f"{cfg.service_root}/{svc.name}"
+            wrong = [
+                difference
+                for v in svc.volumes
+                if v.target in mounts
+                for difference in _mount_drift(v, mounts[v.target], service_dir)
+            ]
+            if wrong:
+                findings.append(
+                    f"{owner} {svc.name}: mounted {'; '.join(wrong)}: converge "
+                    "(deploys/services.py) re-creates it from the data"
+                )
+    found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
+    expected = f"{total} containers with their declared mounts"
+    return expected, found or "as declared", not findings, findings
 
 
 def _socket_commands(user: str | None) -> str:
@@ -1153,7 +1284,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "A container created by hand or from an edited unit lacks the data's mounts: converge "
         "(deploys/services.py) re-creates it from the data.",
         applies=lambda cfg: any(s.volumes for s in _present_services(cfg)),
-        commands_for=_drift_commands,
+        commands_for=_volume_commands,
         drift=True,
     ),
     Criterion(

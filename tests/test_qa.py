@@ -540,27 +540,6 @@ def test_a_container_on_another_image_than_recorded_is_named_with_both_ids(tmp_p
     assert evaluate(images, ps | _run_here(images), strict).failed
 
 
-def test_declared_volumes_are_mounted(monkeypatch):
-    from bench.run import SECRET_ENV, motoko_like
-
-    monkeypatch.setenv(SECRET_ENV, "bench-only-not-a-secret")
-    ps = {"ps root": _ps(_state_sections("motoko-like-6")["containers -"])}
-    services = motoko_like(6)
-    cfg = HostData(services=services)
-    volumes = _criterion(cfg, "drift-volumes")
-    assert volumes.drift and "ps root" in volumes.commands
-    check = evaluate(volumes, ps, cfg)
-    assert check.passed and check.found == "as declared"
-    # The data changed since the converge: app0 should mount its html at /www/html.
-    services[2]["volumes"] = [{"source": "html", "target": "/www/html", "read_only": True}]
-    check = evaluate(volumes, ps, HostData(services=services))
-    assert not check.passed and check.found == "root's app0"
-    assert check.details == (
-        "root's app0: declared mount(s) /www/html not mounted (it mounts /www/data): converge "
-        "(deploys/services.py) re-creates it from the data",
-    )
-
-
 # ---- compose projects against their files and the helper's record --------------------------
 HELPER = Path(__file__).resolve().parent.parent / "templates" / "podman-standard-compose.py"
 

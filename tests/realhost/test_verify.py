@@ -1,10 +1,12 @@
 """deploys/verify.py and the testinfra QA suite on converged guests running services
 (Debian 12 plain units, Debian 13 quadlet; root's and a rootless user's): everything passes, no
 drift; then what is changed by hand (an extra container, a container publishing a port on all
-interfaces, an edited unit file, a stopped service) is named exactly, as warnings unless the
-host's data is strict, with nothing changed on the hosts; then a guest broken on purpose (Docker
-daemon installed and running, graphRoot changed, socket stopped) reports exactly those
-failures. Runs last among the modules using the converged guests: it breaks one."""
+interfaces, a unit file edited to another env value and a writable mount and its service
+restarted, a managed config file edited, a stopped service) is named exactly, as warnings unless
+the host's data is strict, with nothing changed on the hosts and no environment value printed;
+then a guest broken on purpose (Docker daemon installed and running, graphRoot changed, socket
+stopped) reports exactly those failures. Runs last among the modules using the converged
+guests: it breaks one."""
 
 import json
 import subprocess
@@ -17,11 +19,14 @@ from tests.realhost.test_converge import SERVER, WORKSTATION
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
-MINUTES = 11  # last measured wall time without the converge (640 s on a busy machine, 2026-12-01)
+# Last measured wall time without the converge: 488 s and 452 s (2026-12-02; 640 s on a busy
+# machine on 2026-12-01, before the changes by hand restarted web: about 25 s more).
+MINUTES = 8.1
 GUESTS = (SERVER, WORKSTATION)
 ROOT = "/srv/containers/apps"
-# Root's web (a health check, a port on loopback, a timer); vagrant's userweb (a port without
-# host_ip: all interfaces, as declared).
+# Root's web (a health check, a port on loopback, a timer, an env variable, a managed config
+# file in a directory it mounts read-only); vagrant's userweb (a port without host_ip: all
+# interfaces, as declared).
 SERVICES = [
     {
         "name": "web",
@@ -29,6 +34,9 @@ SERVICES = [
         "ports": [{"host": 8091, "container": 80, "host_ip": "127.0.0.1"}],
         "healthcheck": {"command": "test -d /www", "interval": "5s"},
         "timers": [{"name": "tick", "on_calendar": "*:0/5", "command": ["true"]}],
+        "env": {"GREETING": "hello"},
+        "files": [{"path": "conf/site.conf", "content": "# the site's settings\nlisten 80;\n"}],
+        "volumes": [{"source": "conf", "target": "/etc/site", "read_only": True}],
     },
     {
         "name": "userweb",
@@ -42,7 +50,10 @@ UNIT_FILE = {
     SERVER: "/etc/systemd/system/web.service",
     WORKSTATION: "/etc/containers/systemd/web.container",
 }
-DRIFT = ["drift-containers", "drift-files", "drift-ports"]
+SITE_CONF = f"{ROOT}/web/conf/site.conf"
+# The value web's unit is edited to by hand: drift-env names GREETING, never this.
+HAND_VALUE = "set-by-hand-4711"
+DRIFT = ["drift-containers", "drift-env", "drift-files", "drift-ports", "drift-volumes"]
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -93,7 +104,7 @@ def _host_state(guest) -> str:
         "podman ps --format '{{.Names}} {{.ID}}' | sort; "
         "systemctl show -p Id,InvocationID,ActiveState web.service web-tick.timer; "
         "systemctl --user show -p Id,InvocationID,ActiveState userweb.service; "
-        "sudo sha256sum /etc/systemd/system/web* /etc/containers/systemd/* "
+        f"sudo sha256sum /etc/systemd/system/web* /etc/containers/systemd/* {ROOT}/web/conf/* "
         "~/.config/containers/systemd/* ~/.config/systemd/user/* 2>/dev/null; true"
     )
     return guest.run(command, check=True).stdout
@@ -124,6 +135,13 @@ def test_verify_passes_on_converged_guests(testbed, services, tmp_path):
         assert _check(report, name, "services-running")["found"] == "2/2 active and running"
         assert _check(report, name, "services-health")["found"] == "1/1 healthy"
         assert _check(report, name, "timers-scheduled")["found"] == "1/1 scheduled"
+        assert _check(report, name, "drift-env")["expected"] == (
+            "1 containers with their declared environment"
+        )
+        assert _check(report, name, "drift-files")["found"] == "as the data says"
+        assert _check(report, name, "drift-volumes")["expected"] == (
+            "1 containers with their declared mounts"
+        )
         assert _check(report, name, "docker-ps-users")["passed"]
         exposure = _check(report, name, "exposure")["details"]
         assert "root's web 127.0.0.1:8091->80/tcp: one address, declared (host_ip 127.0.0.1)" in (
@@ -163,15 +181,24 @@ def test_testinfra_suite_passes_on_converged_guests(testbed, services, ssh_confi
 
 def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_config, tmp_path):
     def change(guest):
+        unit = UNIT_FILE[guest.name]
         for command in (
             "sudo podman run -d --name extra docker.io/library/alpine:latest sleep 86400",
             "podman run -d --name exposed -p 8090:80 docker.io/library/nginx:alpine",
-            f"echo '# edited by hand' | sudo tee -a {UNIT_FILE[guest.name]}",
+            # systemd re-creates web's container from the edited unit (the restart returns
+            # once its health check passes: the unit's health gate).
+            f"sudo sed -i -e 's/GREETING=hello/GREETING={HAND_VALUE}/' "
+            f"-e 's#:/etc/site:ro,Z#:/etc/site:Z#' {unit} && "
+            f"sudo grep -q GREETING={HAND_VALUE} {unit} && sudo grep -q /etc/site:Z {unit} && "
+            "sudo systemctl daemon-reload && sudo systemctl restart web.service",
+            f"echo '# edited by hand' | sudo tee -a {unit}",
+            f"echo 'worker_connections 1;' | sudo tee -a {SITE_CONF}",
         ):
             result = guest.run(command, timeout=300)
             assert result.returncode == 0, (guest.name, command, result.stderr)
 
-    _on_both(testbed, change)
+    with _TIMINGS.stage("changes by hand (both guests at once)"):
+        _on_both(testbed, change)
     before = _on_both(testbed, _host_state)
 
     # Not strict: the drift warns, the run passes.
@@ -184,13 +211,30 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
             line.split(" (")[0] for line in _check(report, name, "drift-containers")["details"]
         ]
         assert found == ["root's extra", "vagrant's exposed"]
-        (edited,) = _check(report, name, "drift-files")["details"]
-        assert edited.startswith(f"{UNIT_FILE[name]}: changed on the host: '+# edited by hand'")
+        edited, conf = _check(report, name, "drift-files")["details"]
+        # The unit's first changed lines (the volume's and the env's), the value masked.
+        assert edited.startswith(f"{UNIT_FILE[name]}: changed on the host: '-"), edited
+        assert "GREETING=***" in edited and "(+3 more changed lines)" in edited, edited
+        assert conf == (
+            f"{SITE_CONF}: changed on the host: '+worker_connections 1;'; the next converge "
+            "overwrites it: put the change into the data"
+        )
+        assert _check(report, name, "drift-env")["details"] == [
+            "root's web: env GREETING not as the data declares (missing or another value): "
+            "converge (deploys/services.py) re-creates it from the data"
+        ]
+        assert _check(report, name, "drift-volumes")["details"] == [
+            "root's web: mounted /etc/site read-write, declared read-only: converge "
+            "(deploys/services.py) re-creates it from the data"
+        ]
         assert _check(report, name, "drift-ports")["details"] == [
             "vagrant's exposed publishes 0.0.0.0:8090->80/tcp (all interfaces) that the data "
             "does not declare: declare it (with host_ip) or stop publishing it"
         ]
-    assert "warn" in stderr and "drift-files: " in stderr
+    assert "warn" in stderr and "drift-files: " in stderr and "drift-env: " in stderr
+    report_text = (tmp_path / "warn" / "verify.json").read_text()
+    report_text += (tmp_path / "warn" / "verify.xml").read_text()
+    assert HAND_VALUE not in stderr + report_text
     assert _on_both(testbed, _host_state) == before
 
     # The server's data strict, vagrant's service stopped on both: exactly those fail.
@@ -222,6 +266,7 @@ def test_verify_names_exactly_what_was_changed_by_hand(testbed, services, ssh_co
         + [f"{WORKSTATION}-services-running"]
     ), output
     assert "DriftWarning" in results[WORKSTATION].stdout, output
+    assert HAND_VALUE not in output
     assert _on_both(testbed, _host_state) == before
 
 
