@@ -63,7 +63,9 @@ from tests.realhost.conftest import _TIMINGS
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 1  # one guest at a time: runs beside another one-guest module (tier.py)
-MINUTES = 22  # measured 1340 s alone with the compose stack and the lost connection (2026-12-02): balances
+# Measured 1340 s alone with the compose stack and the lost connection (2026-12-02); lanes
+# are balanced by it (tier.py).
+MINUTES = 22
 
 DEPLOY = "deploys/migrate_from_docker.py"
 ROLLBACK = "deploys/rollback_to_docker.py"
