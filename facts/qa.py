@@ -877,13 +877,12 @@ def _judge_drift_compose(r: Results, cfg: HostData):
     return f"{total} projects as their files", found or "as their files", not findings, findings
 
 
-def _judge_drift_env(r: Results, cfg: HostData):
-    """Each running declared service's container has each declared env variable with its
-    value, and each secret's variable (its value is not read: only that it is set). Variables
-    the data does not name are not findings: the image sets its own (PATH, …)."""
-    findings, total = [], 0
+def _running_declared(r: Results, cfg: HostData, declared, findings: list[str]):
+    """Each running container of a service ``declared(cfg, owner)`` lists, as (the owner's
+    name, the service, its container as inspected); an owner whose inspect failed is a
+    finding. A service without a running container is skipped: services-running says so."""
     for user in _owners(cfg):
-        services = _with_env(cfg, user)
+        services = declared(cfg, user)
         if not services:
             continue
         containers = _inspected(r, user)
@@ -893,23 +892,31 @@ def _judge_drift_env(r: Results, cfg: HostData):
         owner = f"{user}'s" if user else "root's"
         for svc in services:
             container = containers.get(svc.name)
-            if container is None or not container.running:
-                continue  # services-running says so
-            total += 1
-            # Values are not printed: what a container was given by hand may be a secret.
-            wrong = [k for k, v in sorted(svc.env.items()) if container.env.get(k) != v]
-            unset = [k for k in sorted(svc.secrets) if k not in container.env]
-            if wrong:
-                findings.append(
-                    f"{owner} {svc.name}: env {', '.join(wrong)} not as the data declares "
-                    "(missing or another value): converge (deploys/services.py) re-creates it "
-                    "from the data"
-                )
-            if unset:
-                findings.append(
-                    f"{owner} {svc.name}: secret variable(s) {', '.join(unset)} not set: "
-                    "converge (deploys/services.py) re-creates it from the data"
-                )
+            if container is not None and container.running:
+                yield owner, svc, container
+
+
+def _judge_drift_env(r: Results, cfg: HostData):
+    """Each running declared service's container has each declared env variable with its
+    value, and each secret's variable (its value is not read: only that it is set). Variables
+    the data does not name are not findings: the image sets its own (PATH, …)."""
+    findings, total = [], 0
+    for owner, svc, container in _running_declared(r, cfg, _with_env, findings):
+        total += 1
+        # Values are not printed: what a container was given by hand may be a secret.
+        wrong = [k for k, v in sorted(svc.env.items()) if container.env.get(k) != v]
+        unset = [k for k in sorted(svc.secrets) if k not in container.env]
+        if wrong:
+            findings.append(
+                f"{owner} {svc.name}: env {', '.join(wrong)} not as the data declares "
+                "(missing or another value): converge (deploys/services.py) re-creates it "
+                "from the data"
+            )
+        if unset:
+            findings.append(
+                f"{owner} {svc.name}: secret variable(s) {', '.join(unset)} not set: "
+                "converge (deploys/services.py) re-creates it from the data"
+            )
     found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
     expected = f"{total} containers with their declared environment"
     return expected, found or "as declared", not findings, findings
@@ -941,41 +948,29 @@ def _judge_drift_volumes(r: Results, cfg: HostData):
     as declared (``podman container inspect``). Mounts the data does not name are not findings:
     podman gives an image's own VOLUME an anonymous volume."""
     findings, total = [], 0
-    for user in _owners(cfg):
-        services = _with_volumes(cfg, user)
-        if not services:
-            continue
-        containers = _inspected(r, user)
-        if isinstance(containers, str):
-            findings.append(containers)
-            continue
-        owner = f"{user}'s" if user else "root's"
-        for svc in services:
-            container = containers.get(svc.name)
-            if container is None or not container.running:
-                continue  # services-running says so
-            total += 1
-            mounts = {m.destination: m for m in container.mounts}
-            missing = [v.target for v in svc.volumes if v.target not in mounts]
-            if missing:
-                mounted = ", ".join(sorted(mounts)) or "nothing"
-                findings.append(
-                    f"{owner} {svc.name}: declared mount(s) {', '.join(missing)} not mounted "
-                    f"(it mounts {mounted}): converge (deploys/services.py) re-creates it "
-                    "from the data"
-                )
-            service_dir = f"{cfg.service_root}/{svc.name}"
-            wrong = [
-                difference
-                for v in svc.volumes
-                if v.target in mounts
-                for difference in _mount_drift(v, mounts[v.target], service_dir)
-            ]
-            if wrong:
-                findings.append(
-                    f"{owner} {svc.name}: mounted {'; '.join(wrong)}: converge "
-                    "(deploys/services.py) re-creates it from the data"
-                )
+    for owner, svc, container in _running_declared(r, cfg, _with_volumes, findings):
+        total += 1
+        mounts = {m.destination: m for m in container.mounts}
+        missing = [v.target for v in svc.volumes if v.target not in mounts]
+        if missing:
+            mounted = ", ".join(sorted(mounts)) or "nothing"
+            findings.append(
+                f"{owner} {svc.name}: declared mount(s) {', '.join(missing)} not mounted "
+                f"(it mounts {mounted}): converge (deploys/services.py) re-creates it "
+                "from the data"
+            )
+        service_dir = f"{cfg.service_root}/{svc.name}"
+        wrong = [
+            difference
+            for v in svc.volumes
+            if v.target in mounts
+            for difference in _mount_drift(v, mounts[v.target], service_dir)
+        ]
+        if wrong:
+            findings.append(
+                f"{owner} {svc.name}: mounted {'; '.join(wrong)}: converge "
+                "(deploys/services.py) re-creates it from the data"
+            )
     found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
     expected = f"{total} containers with their declared mounts"
     return expected, found or "as declared", not findings, findings
