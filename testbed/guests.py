@@ -35,6 +35,16 @@ SSH_OPTIONS = (
     "ConnectTimeout=5",
 )
 
+# How long Guest.run keeps trying a connection ssh could not set up.
+CONNECT_RETRY_S = 90
+# ssh's own messages for a connection that never reached the command (OpenSSH's sshconnect.c).
+_NOT_CONNECTED = ("ssh: connect to host ", "during banner exchange", "kex_exchange_identification")
+
+
+def _not_connected(result: subprocess.CompletedProcess) -> bool:
+    return result.returncode == 255 and any(m in (result.stderr or "") for m in _NOT_CONNECTED)
+
+
 _live: set[Guest] = set()
 _live_lock = threading.Lock()
 _atexit_installed = False
@@ -218,7 +228,7 @@ class Guest:
                 raise GuestError(f"{self.name}: qemu exited with {self.process.returncode}")
             if "Kernel panic" in self.console_tail(100):
                 raise GuestError(f"{self.name}: guest kernel panicked")
-            if self.run("true", timeout=20).returncode == 0:
+            if self.run("true", timeout=20, reconnect=False).returncode == 0:
                 return
             now = time.monotonic()
             if now - started > timeout:
@@ -243,7 +253,7 @@ class Guest:
         log(f"[{self.name}] rebooted in {time.monotonic() - started:.0f}s")
 
     def boot_id(self) -> str | None:
-        result = self.run("cat /proc/sys/kernel/random/boot_id", timeout=20)
+        result = self.run("cat /proc/sys/kernel/random/boot_id", timeout=20, reconnect=False)
         return result.stdout.strip() if result.returncode == 0 else None
 
     def snapshot(self, timeout: float = 180) -> ImagePaths:
@@ -310,17 +320,25 @@ class Guest:
         ]
 
     def run(
-        self, command: str, timeout: float = 600, check: bool = False
+        self, command: str, timeout: float = 600, check: bool = False, reconnect: bool = True
     ) -> subprocess.CompletedProcess:
-        """Run a shell command in the guest as ``vagrant``; a timeout counts as exit 255."""
-        try:
-            result = subprocess.run(
-                self.ssh_command(command), capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired as error:
-            result = subprocess.CompletedProcess(
-                error.cmd, 255, error.stdout or "", f"timed out after {timeout}s"
-            )
+        """Run a shell command in the guest as ``vagrant``; a timeout counts as exit 255. A
+        connection that ssh could not set up (the command never started: a guest busy after
+        a boot may not send its banner within ConnectTimeout) is tried again, for at most
+        CONNECT_RETRY_S seconds (not with ``reconnect=False``: the polls that wait for SSH)."""
+        deadline = time.monotonic() + (CONNECT_RETRY_S if reconnect else 0)
+        while True:
+            try:
+                result = subprocess.run(
+                    self.ssh_command(command), capture_output=True, text=True, timeout=timeout
+                )
+            except subprocess.TimeoutExpired as error:
+                result = subprocess.CompletedProcess(
+                    error.cmd, 255, error.stdout or "", f"timed out after {timeout}s"
+                )
+            if not _not_connected(result) or time.monotonic() > deadline:
+                break
+            time.sleep(3)
         if check and result.returncode:
             raise GuestError(
                 f"{self.name}: {command!r} exited {result.returncode}: {result.stderr.strip()}"

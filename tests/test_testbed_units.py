@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 import runpy
+import shlex
 import shutil
 import tarfile
 import urllib.request
@@ -245,3 +246,48 @@ def test_a_cache_entry_is_built_once_and_a_failed_build_leaves_nothing(tmp_path,
     with pytest.raises(RuntimeError, match="build failed"):
         cached("things", "k2", ready, broken, log=lambda _: None)
     assert sorted(p.name for p in (tmp_path / "things").iterdir()) == ["k1", "k1.lock", "k2.lock"]
+
+
+def _counting_guest(monkeypatch, tmp_path, failures: int, message: str):
+    """A Guest whose ssh is a local script: it fails ``failures`` times as ssh does (exit
+    255, ``message`` on stderr), then runs; the tries are counted in a file."""
+    from testbed import guests
+
+    count = tmp_path / "tries"
+    script = (
+        f'n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > {count}; '
+        f'if [ "$n" -le {failures} ]; then echo {shlex.quote(message)} >&2; exit 255; fi; '
+        "echo ran"
+    )
+    monkeypatch.setattr(guests.Guest, "ssh_command", lambda self, command: ["sh", "-c", script])
+    monkeypatch.setattr(guests.time, "sleep", lambda s: None)
+    guest = object.__new__(guests.Guest)
+    guest.name = "g"
+    return guest, count
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Connection timed out during banner exchange",  # seen after a reboot under load
+        "ssh: connect to host 127.0.0.1 port 2222: Connection refused",
+        "kex_exchange_identification: read: Connection reset by peer",
+    ],
+)
+def test_a_connection_ssh_could_not_set_up_is_tried_again(monkeypatch, tmp_path, message):
+    guest, count = _counting_guest(monkeypatch, tmp_path, 2, message)
+    result = guest.run("true", check=True)
+    assert (result.stdout, count.read_text()) == ("ran\n", "3\n")
+
+
+def test_a_command_that_failed_or_a_poll_is_not_run_again(monkeypatch, tmp_path):
+    # A command's own exit 255 (it ran) is not retried; the polls that wait for SSH ask once.
+    guest, count = _counting_guest(
+        monkeypatch, tmp_path, 1, "Connection to x closed by remote host."
+    )
+    assert guest.run("true").returncode == 255 and count.read_text() == "1\n"
+    guest, count = _counting_guest(
+        monkeypatch, tmp_path, 1, "Connection timed out during banner exchange"
+    )
+    count.unlink()
+    assert guest.run("true", reconnect=False).returncode == 255 and count.read_text() == "1\n"
