@@ -759,14 +759,15 @@ def _judge_drift_containers(r: Results, cfg: HostData):
     return "only declared containers", found or "only declared containers", not findings, findings
 
 
-def _owners_with(r: Results, cfg: HostData, declared, findings: list[str]):
+def _owners_with(r: Results, cfg: HostData, declared, findings: list[str], read=_containers):
     """(owner, what ``declared(cfg, owner)`` lists, the owner's containers by name) for each
-    owner that has something declared; an owner whose ``podman ps`` failed is a finding."""
+    owner that has something declared; ``read``: how they are read (``podman ps``, or
+    ``_inspected``); an owner whose podman failed is a finding."""
     for user in _owners(cfg):
         items = declared(cfg, user)
         if not items:
             continue
-        containers = _containers(r, user)
+        containers = read(r, user)
         if isinstance(containers, str):
             findings.append(containers)
             continue
@@ -873,22 +874,20 @@ def _judge_drift_compose(r: Results, cfg: HostData):
         for project in projects:
             total += 1
             findings += _project_drift(project, cfg, dump, containers)
-    found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
+    found = _subjects(findings)
     return f"{total} projects as their files", found or "as their files", not findings, findings
+
+
+def _subjects(findings: list[str]) -> str:
+    """What the findings are about (each one's text before its first ": "), once each."""
+    return "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
 
 
 def _running_declared(r: Results, cfg: HostData, declared, findings: list[str]):
     """Each running container of a service ``declared(cfg, owner)`` lists, as (the owner's
     name, the service, its container as inspected); an owner whose inspect failed is a
     finding. A service without a running container is skipped: services-running says so."""
-    for user in _owners(cfg):
-        services = declared(cfg, user)
-        if not services:
-            continue
-        containers = _inspected(r, user)
-        if isinstance(containers, str):
-            findings.append(containers)
-            continue
+    for user, services, containers in _owners_with(r, cfg, declared, findings, _inspected):
         owner = f"{user}'s" if user else "root's"
         for svc in services:
             container = containers.get(svc.name)
@@ -917,7 +916,7 @@ def _judge_drift_env(r: Results, cfg: HostData):
                 f"{owner} {svc.name}: secret variable(s) {', '.join(unset)} not set: "
                 "converge (deploys/services.py) re-creates it from the data"
             )
-    found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
+    found = _subjects(findings)
     expected = f"{total} containers with their declared environment"
     return expected, found or "as declared", not findings, findings
 
@@ -971,7 +970,7 @@ def _judge_drift_volumes(r: Results, cfg: HostData):
                 f"{owner} {svc.name}: mounted {'; '.join(wrong)}: converge "
                 "(deploys/services.py) re-creates it from the data"
             )
-    found = "; ".join(dict.fromkeys(f.split(": ", 1)[0] for f in findings))
+    found = _subjects(findings)
     expected = f"{total} containers with their declared mounts"
     return expected, found or "as declared", not findings, findings
 

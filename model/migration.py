@@ -791,7 +791,7 @@ def _docker_definition(c: DockerContainer, image: DockerImage | None) -> dict:
         "restart": c.restart_policy,
         "restart_max_retries": c.restart_max_retries,
         "networks": list(c.networks),
-        "network_aliases": {n: _aliases(c, n) for n in c.networks if _aliases(c, n)},
+        "network_aliases": {n: aliases for n in c.networks if (aliases := _aliases(c, n))},
         # What else the services carry (devices, GPUs, healthcheck, limits, user, …), as
         # `docker create` flags and as compose keys.
         "run_flags": docker_settings.docker_run_flags(c, image),
@@ -855,12 +855,11 @@ def render_compose(plan: dict) -> str:
         svc["restart"] = restart
         svc.update(d.get("compose", {}))  # (a bundle written before they were recorded)
         own = [n for n in d["networks"] if n not in DEFAULT_NETWORKS | {"host"}]
-        aliases = d.get("network_aliases", {})
-        if any(n in aliases for n in own):
-            svc["networks"] = {n: {"aliases": aliases[n]} if n in aliases else {} for n in own}
-            networks.update(own)
-        elif own:
+        if own:
+            aliases = d.get("network_aliases", {})
             svc["networks"] = own
+            if any(n in aliases for n in own):
+                svc["networks"] = {n: {"aliases": aliases[n]} if n in aliases else {} for n in own}
             networks.update(own)
         compose_services[c["name"]] = svc
     document = {"services": compose_services}
