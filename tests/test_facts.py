@@ -177,6 +177,11 @@ def test_engine_present():
     assert "containerd" in purged.packages and not purged.engine_present
     # Installed but stopped and disabled still counts: the package must go (§6.1 step 4).
     assert _processed("docker.DockerEngine/docker_io_stopped_disabled.json").engine_present
+    # rpm hosts (public Fedora/EL outputs): Fedora's moby-engine is an engine, podman-docker is
+    # not, and rpm's "package runc is not installed" line (on stdout) lists nothing.
+    assert _processed("docker.DockerEngine/fedora33_moby_engine_running.json").engine_present
+    assert not _processed("docker.DockerEngine/cs10_podman_docker.json").engine_present
+    assert _processed("docker.DockerEngine/rpm_not_installed_line_ignored.json").packages == {}
 
 
 def test_has_gpu():
