@@ -184,6 +184,34 @@ def test_engine_present():
     assert _processed("docker.DockerEngine/rpm_not_installed_line_ignored.json").packages == {}
 
 
+def test_rpm_lines_derived_from_public_fedora_outputs():
+    # DockerEngine's rpm format is NAME<TAB>installed<TAB>VERSION-RELEASE. Fedora 34's
+    # `dnf info podman-docker` names the three fields (the epoch, 3, is printed by neither).
+    info = {}
+    for line in (
+        (FIXTURES / "upstream/dnf-info.podman-docker.fedora34.txt").read_text().splitlines()
+    ):
+        key, sep, value = line.partition(" : ")
+        if sep and key.strip():
+            info[key.strip()] = value
+    derived = (FIXTURES / "upstream/rpm-q-qf.podman-docker.fedora34.DERIVED.txt").read_text()
+    assert derived == f"{info['Name']}\tinstalled\t{info['Version']}-{info['Release']}\n"
+    # Fedora 33's `rpm -q` NAME-VERSION-RELEASE.ARCH lines, split at the last two dashes.
+    nevra = (FIXTURES / "upstream/rpm-q.podman-moby-engine.fedora33.txt").read_text().splitlines()
+    rebuilt = []
+    for line in nevra:
+        name, version, release_arch = line.rsplit("-", 2)
+        rebuilt.append(f"{name}\tinstalled\t{version}-{release_arch.rsplit('.', 1)[0]}")
+    qf = (FIXTURES / "upstream/rpm-q-qf.podman-moby-engine.fedora33.DERIVED.txt").read_text()
+    assert qf.splitlines() == rebuilt
+    state = docker.DockerEngine().process(["@@packages", *derived.splitlines(), *rebuilt])
+    assert state.packages == {
+        "podman-docker": "3.3.1-1.fc34",
+        "podman": "3.1.2-1.fc33",
+        "moby-engine": "19.03.13-1.ce.git4484c46.fc33",
+    }
+
+
 def test_has_gpu():
     assert _processed("gpu.NvidiaPresence/gpu_host_with_cdi.json").has_gpu
     assert not _processed("gpu.NvidiaPresence/qemu_vga_is_not_nvidia.json").has_gpu
