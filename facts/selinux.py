@@ -11,6 +11,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 from . import FactValue, section, split_sections
 
 _LABEL = "label "
+_PARENT = "parent "
 # semanage-fcontext(8) -f: how `semanage fcontext -l` names each file type.
 FILE_TYPES = (
     "all files",
@@ -67,6 +68,9 @@ class SELinuxState(FactValue):
     rules: list[FileContextRule] = field(default_factory=list)
     # For each root asked for and each directory right under it: its label.
     labels: dict[str, Label] = field(default_factory=dict)
+    # For each directory above a root (``/`` excluded): its label. A confined engine
+    # (refpolicy's podman_t) must be allowed to search each of them to reach the store.
+    parents: dict[str, Label] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
@@ -98,7 +102,8 @@ def parse_fcontext_local(lines: list[str]) -> tuple[dict[str, str], list[FileCon
 class SELinux(FactBase[SELinuxState]):
     """
     The SELinux mode, the local file-context rules, and the labels (on disk and expected) of
-    each of ``roots`` and of the directories right under it, in one command. Without SELinux
+    each of ``roots``, of the directories right under it and of those above it (``/``
+    excluded), in one command. Without SELinux
     tools the value says so (``mode`` None), it is not an error.
     """
 
@@ -122,6 +127,10 @@ class SELinux(FactBase[SELinuxState]):
                 f'echo "@@{_LABEL}$p";',
                 'echo "actual $(stat -c %C -- "$p" 2>/dev/null)";',
                 'echo "expected $(matchpathcon -n -- "$p" 2>/dev/null)"; done;',
+                'p=$r; while p=${p%/*}; [ -n "$p" ]; do',
+                f'echo "@@{_PARENT}$p";',
+                'echo "actual $(stat -c %C -- "$p" 2>/dev/null)";',
+                'echo "expected $(matchpathcon -n -- "$p" 2>/dev/null)"; done;',
             ]
         return StringCommand(*parts, "true")
 
@@ -130,20 +139,26 @@ class SELinux(FactBase[SELinuxState]):
         mode_lines = [line.strip().lower() for line in sections.get("mode", []) if line.strip()]
         mode = mode_lines[0] if mode_lines else None
         equivalences, rules = parse_fcontext_local(sections.get("local", []))
-        labels = {}
+        labels: dict[str, Label] = {}
+        parents: dict[str, Label] = {}
         for key, lines in sections.items():
-            if not key.startswith(_LABEL):
-                continue
-            values = {}
-            for line in lines:
-                name, _, value = line.partition(" ")
-                # stat prints "?" for a file without a label (SELinux off).
-                values[name] = value.strip() if value.strip() not in ("", "?") else None
-            labels[key[len(_LABEL) :]] = Label(values.get("actual"), values.get("expected"))
+            for prefix, found in ((_LABEL, labels), (_PARENT, parents)):
+                if key.startswith(prefix):
+                    found[key[len(prefix) :]] = _label(lines)
         return SELinuxState(
             mode=mode if mode in ("enforcing", "permissive", "disabled") else None,
             semanage="local" in sections,
             equivalences=equivalences,
             rules=rules,
             labels=labels,
+            parents=parents,
         )
+
+
+def _label(lines: list[str]) -> Label:
+    values = {}
+    for line in lines:
+        name, _, value = line.partition(" ")
+        # stat prints "?" for a file without a label (SELinux off).
+        values[name] = value.strip() if value.strip() not in ("", "?") else None
+    return Label(values.get("actual"), values.get("expected"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
@@ -9,20 +11,34 @@ from facts.selinux import ENABLED_MODES, SELinux, label_differs
 from operations import packages
 
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
+# The policy's label for a path no rule names (a new top-level directory such as /space, a
+# fresh file system's mount point). A confined container engine may not search it: Debian's
+# refpolicy denies podman_t ``search`` on default_t (and on unlabeled_t, the label of a fresh
+# ext4), so podman in a systemd unit cannot reach a store below it.
+UNNAMED_TYPE = "default_t"
+# What such a directory on the way to the store gets: the type of /var, which system domains
+# may search (refpolicy and Fedora's targeted policy alike); nothing below it changes.
+PASSAGE_TYPE = "var_t"
 # semanage comes with the policy tools' Python part, same package name in both families.
 SEMANAGE_PACKAGE = "policycoreutils-python-utils"
 
 
 @operation()
-def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT):
+def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT, passages: bool = True):
     """
     Give a graphroot outside ``default`` the labels of ``default`` on an SELinux host: the
     file-context equivalence rule ``semanage fcontext -a -e DEFAULT GRAPHROOT`` (what
     container-selinux documents for a moved store), then ``restorecon -R`` on it, which
     runs only when the rule was just written or a label on disk differs from the policy's.
+    Each directory above the graphroot that the policy leaves ``default_t`` (``/space``, a
+    new mount point) gets a local rule for that one directory, type ``var_t``, so that
+    a confined engine can reach the store; a directory above it whose label on disk differs
+    from the policy's (``unlabeled_t`` on a fresh file system) is restored, that directory
+    alone.
 
     + graphroot: the store podman is configured to use
     + default: the store whose labels it gets (the distributions' default graphroot)
+    + passages: also make the directories above the graphroot searchable (above)
 
     Nothing on a host without SELinux or with it disabled, nor for the default graphroot.
     Creates the graphroot (0700, as containers/storage does) so it is labelled before podman
@@ -67,13 +83,45 @@ def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT):
         yield StringCommand("semanage fcontext -m -e", QuoteString(default), QuoteString(graphroot))
 
     label = state.labels.get(graphroot.rstrip("/") or "/")
-    if label is None or label.actual is None:
+    created = label is None or label.actual is None
+    if created:
         yield StringCommand("mkdir -p -m 0700 --", QuoteString(graphroot))
         relabel = True
+    changed = (yield from _passages(state)) if passages else 0
     differing = sorted(
         p for p, lbl in state.labels.items() if label_differs(lbl.actual, lbl.expected)
     )
     if not relabel and not differing:
-        host.noop(f"{graphroot} has the labels of {default} (equivalence rule in place)")
+        if not changed:
+            host.noop(f"{graphroot} has the labels of {default} (equivalence rule in place)")
         return
     yield StringCommand("restorecon -R --", QuoteString(graphroot))
+
+
+def passage_spec(path: str) -> str:
+    """The file-context spec (a regular expression) that names ``path`` alone."""
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", path)
+
+
+def _passages(state):
+    """The directories above the graphroot, from the top: a ``var_t`` rule for each the
+    policy leaves ``default_t`` (then ``restorecon`` of it), else ``restorecon`` of each
+    whose type on disk is not the policy's. Returns how many commands it yielded."""
+    specs = {r.spec for r in state.rules}
+    count = 0
+    for path in sorted(state.parents, key=len):
+        lbl = state.parents[path]
+        written = _type_of(lbl.expected) == UNNAMED_TYPE and passage_spec(path) not in specs
+        if written:
+            yield StringCommand(
+                "semanage fcontext -a -t", PASSAGE_TYPE, QuoteString(passage_spec(path))
+            )
+        if written or label_differs(lbl.actual, lbl.expected):
+            yield StringCommand("restorecon --", QuoteString(path))
+            count += 1 + written
+    return count
+
+
+def _type_of(context: str | None) -> str | None:
+    parts = (context or "").split(":")
+    return parts[2] if len(parts) >= 3 else None

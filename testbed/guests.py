@@ -203,7 +203,15 @@ class Guest:
             "-initrd",
             str(self.image.initrd),
             "-append",
-            f"root=/dev/vda rw console=ttyS0 systemd.hostname={self.name}",
+            " ".join(
+                filter(
+                    None,
+                    (
+                        f"root=/dev/vda rw console=ttyS0 systemd.hostname={self.name}",
+                        self.image.kernel_args,
+                    ),
+                )
+            ),
             # Test hosts are disposable; unsafe caching is a large speed-up under emulation.
             # Clean shutdowns (snapshot) still flush everything.
             "-drive",

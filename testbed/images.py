@@ -11,6 +11,11 @@ Each release has variants (``VARIANTS``), each cached under
   chroot: seconds here, minutes of apt under emulation in a guest.
 - ``docker``: ``podman`` plus Debian's docker.io and docker-compose, for the Docker -> Podman
   migration: only the migration itself then runs under emulation.
+- ``selinux``: ``podman`` plus Debian's SELinux policy (refpolicy, which has the container
+  module: ``container_t``, ``container_var_lib_t``, ``container_ro_file_t``) and its tools, the
+  tree labelled at build time (``setfiles``; mke2fs copies the labels into the disk) and booted
+  with SELinux as the kernel's security module (``KERNEL_ARGS``): an SELinux host without the
+  relabelling boot.
 
 A variant is built from a copy of its base's root tree (kept in the base's cache entry), so
 debootstrap runs once per release. The hash covers everything that decides the image's content
@@ -62,7 +67,32 @@ VARIANTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "bare": (None, ()),
     "podman": ("bare", tuple(PODMAN_PACKAGES["debian"])),
     "docker": ("podman", ("docker.io", "apparmor", "docker-compose")),
+    "selinux": (
+        "podman",
+        (
+            "selinux-policy-default",
+            "selinux-utils",
+            "policycoreutils",
+            "policycoreutils-python-utils",
+        ),
+    ),
 }
+# Run in the chroot after a variant's packages (ROOT set), before the disk image is made.
+# selinux: permissive from /etc/selinux/config, as Debian's selinux-activate leaves a host
+# (refpolicy denies parts of Debian 13's boot, systemd-networkd's among them: enforcing from
+# the first instant, a guest may come up without its network); a test switches to enforcing
+# with setenforce. The labels are the policy's for every file, written as xattrs that mke2fs -d
+# copies into the image.
+VARIANT_FINISH = {
+    "selinux": r"""echo "== SELinux: permissive in /etc/selinux/config, tree labelled (setfiles)"
+printf 'SELINUX=permissive\nSELINUXTYPE=default\n' > "$ROOT/etc/selinux/config"
+in_root setfiles -F /etc/selinux/default/contexts/files/file_contexts /
+python3 -c 'import os, sys; print(sys.argv[1], os.getxattr(sys.argv[1], "security.selinux"))' \
+    "$ROOT/etc/shadow"
+""",
+}
+# Kernel command line an image needs beyond the testbed's own (Guest._qemu_command).
+KERNEL_ARGS = {"selinux": "security=selinux selinux=1"}
 
 # The start of every build script: strict bash, a chroot helper, /proc and /sys unmounted on exit.
 CHROOT_PREAMBLE = r"""
@@ -162,6 +192,7 @@ cp -a "$BASE_ROOT/." "$ROOT/"
     + CHROOT_INSTALL
     + r"""in_root apt-get clean
 cleanup
+eval "$FINISH"
 
 echo "== disk image ($DISK_SIZE ext4)"
 mke2fs -q -t ext4 -L root -d "$ROOT" "$OUT/disk.raw" "$DISK_SIZE"
@@ -183,6 +214,8 @@ class ImagePaths:
     initrd: Path
     ssh_key: Path
     extra_disk: Path | None = None
+    # Kernel command line the image needs beyond the testbed's own (KERNEL_ARGS).
+    kernel_args: str = ""
 
 
 def cache_root() -> Path:
@@ -210,6 +243,8 @@ def recipe(release: str, variant: str = "bare") -> dict:
             "packages": list(packages),
             "disk_size": DISK_SIZE,
             "script": VARIANT_SCRIPT,
+            **({"finish": VARIANT_FINISH[variant]} if variant in VARIANT_FINISH else {}),
+            **({"kernel_args": KERNEL_ARGS[variant]} if variant in KERNEL_ARGS else {}),
         }
     return {
         "release": release,
@@ -235,12 +270,14 @@ def _variant(variant: str) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _paths(release: str, directory: Path) -> ImagePaths:
+    cmdline = directory / "cmdline"
     return ImagePaths(
         release=release,
         disk=directory / "disk.raw",
         kernel=directory / "vmlinuz",
         initrd=directory / "initrd.img",
         ssh_key=directory / "id_ed25519",
+        kernel_args=cmdline.read_text().strip() if cmdline.exists() else "",
     )
 
 
@@ -317,8 +354,11 @@ def _build_variant(
         OUT=str(work),
         PACKAGES=" ".join(packages),
         DISK_SIZE=DISK_SIZE,
+        FINISH=VARIANT_FINISH.get(variant, ""),
     )
     (work / "rootfs").mkdir()
+    if variant in KERNEL_ARGS:
+        (work / "cmdline").write_text(KERNEL_ARGS[variant] + "\n")
     _run_script(VARIANT_SCRIPT, env, work, log, label)
 
 

@@ -664,3 +664,26 @@ def test_new_drift_findings_reach_the_table_json_and_junit(tmp_path, monkeypatch
     assert data["hosts"]["ws"][0]["result"] == "warn"
     case = ET.fromstring(report_junit(results)).find("testsuite/testcase[@name='drift-compose']")
     assert finding in case.find("system-out").text
+
+
+def test_selinux_criteria_on_an_enforcing_host_with_and_without_the_store_rules():
+    # Captured by tests/realhost/test_selinux.py (Debian 13, refpolicy, enforcing, graphroot on
+    # /space): after the converge, and after all local file-context rules were deleted and
+    # /space restored to the policy's default_t.
+    cfg = HostData(host_class="server", graphroot="/space/containers/engine/podman")
+    by_id = {c.id: c for c in criteria_for(cfg)}
+
+    def check(state: str, criterion_id: str, key: str):
+        probe = _probe(FIXTURES / "trixie-selinux" / state / f"{criterion_id}.{key}.txt")
+        return evaluate(by_id[criterion_id], {key: probe}, cfg)
+
+    label = check("labelled", "selinux-store-label", "label")
+    assert label.passed and label.found.split(":")[2] == "container_var_lib_t"
+    confined = check("labelled", "selinux-enforcing-container", "run")
+    assert confined.passed and confined.found.startswith("system_u:system_r:container_t:s0:c")
+
+    label = check("without-rules", "selinux-store-label", "label")
+    assert not label.passed and label.found.split(":")[2] == "default_t" and label.hint
+    confined = check("without-rules", "selinux-enforcing-container", "run")
+    assert not confined.passed and confined.found.startswith("Error: ")
+    assert "/space" in confined.found

@@ -146,7 +146,13 @@ def test_variants_install_the_package_tables_toolset_on_their_base(monkeypatch):
     assert podman["base"] == images.recipe_key("bookworm")
     assert podman["packages"] == PODMAN_PACKAGES["debian"]
     keys = {images.recipe_key("bookworm", v) for v in images.VARIANTS}
-    assert len(keys) == 3 and images.recipe_key("bookworm", "docker").startswith("bookworm-docker-")
+    assert len(keys) == len(images.VARIANTS) == 4
+    assert images.recipe_key("bookworm", "docker").startswith("bookworm-docker-")
+    # The selinux variant's labelling step and kernel arguments are part of its recipe only.
+    selinux = images.recipe("trixie", "selinux")
+    assert selinux["finish"] == images.VARIANT_FINISH["selinux"] and "setfiles" in selinux["finish"]
+    assert selinux["kernel_args"] == "security=selinux selinux=1"
+    assert "finish" not in podman and "kernel_args" not in podman
     # A change to the bare recipe is a new base, so every variant above it is rebuilt.
     before = images.recipe_key("bookworm", "docker")
     monkeypatch.setattr(images, "PACKAGES", (*images.PACKAGES, "vim"))
@@ -291,3 +297,23 @@ def test_a_command_that_failed_or_a_poll_is_not_run_again(monkeypatch, tmp_path)
     )
     count.unlink()
     assert guest.run("true", reconnect=False).returncode == 255 and count.read_text() == "1\n"
+
+
+def test_an_image_s_kernel_arguments_reach_the_guest_s_command_line(tmp_path):
+    from testbed.guests import Guest
+
+    entry = tmp_path / "trixie-selinux-0123"
+    entry.mkdir()
+    plain = images._paths("trixie", entry)
+    (entry / "cmdline").write_text("security=selinux selinux=1\n")
+    labelled = images._paths("trixie", entry)
+    assert (plain.kernel_args, labelled.kernel_args) == ("", "security=selinux selinux=1")
+
+    def append(image):
+        command = Guest("g", image, tmp_path)._qemu_command("tcg")
+        return command[command.index("-append") + 1]
+
+    assert append(plain) == "root=/dev/vda rw console=ttyS0 systemd.hostname=g"
+    assert append(labelled) == (
+        "root=/dev/vda rw console=ttyS0 systemd.hostname=g security=selinux selinux=1"
+    )
