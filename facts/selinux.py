@@ -12,6 +12,11 @@ from . import FactValue, section, split_sections
 
 _LABEL = "label "
 _PARENT = "parent "
+# The label of "$p" on disk and the policy's, one line each (Label).
+_LABEL_OF_P = (
+    'echo "actual $(stat -c %C -- "$p" 2>/dev/null)";',
+    'echo "expected $(matchpathcon -n -- "$p" 2>/dev/null)";',
+)
 # semanage-fcontext(8) -f: how `semanage fcontext -l` names each file type.
 FILE_TYPES = (
     "all files",
@@ -48,10 +53,11 @@ ENABLED_MODES = ("enforcing", "permissive")
 def label_differs(actual: str | None, expected: str | None) -> bool:
     """restorecon would change the label: the types differ (restorecon without -F resets the
     type only, so another user or MCS level is no difference to it)."""
-    return bool(actual and expected) and _type(actual) != _type(expected)
+    return bool(actual and expected) and context_type(actual) != context_type(expected)
 
 
-def _type(context: str) -> str:
+def context_type(context: str) -> str:
+    """The type of ``user:role:type:level`` (the whole text when it has no type field)."""
     parts = context.split(":")
     return parts[2] if len(parts) >= 3 else context
 
@@ -125,12 +131,12 @@ class SELinux(FactBase[SELinuxState]):
                 '; for p in "$r" "$r"/*/; do [ "$p" = "$r" ] || [ -d "$p" ] || continue;',
                 'p=${p%/}; [ "$p" = "" ] && p=/;',
                 f'echo "@@{_LABEL}$p";',
-                'echo "actual $(stat -c %C -- "$p" 2>/dev/null)";',
-                'echo "expected $(matchpathcon -n -- "$p" 2>/dev/null)"; done;',
+                *_LABEL_OF_P,
+                "done;",
                 'p=$r; while p=${p%/*}; [ -n "$p" ]; do',
                 f'echo "@@{_PARENT}$p";',
-                'echo "actual $(stat -c %C -- "$p" 2>/dev/null)";',
-                'echo "expected $(matchpathcon -n -- "$p" 2>/dev/null)"; done;',
+                *_LABEL_OF_P,
+                "done;",
             ]
         return StringCommand(*parts, "true")
 

@@ -7,7 +7,7 @@ import re
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
-from facts.selinux import ENABLED_MODES, SELinux, label_differs
+from facts.selinux import ENABLED_MODES, SELinux, context_type, label_differs
 from operations import packages
 
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
@@ -83,8 +83,7 @@ def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT, passages: boo
         yield StringCommand("semanage fcontext -m -e", QuoteString(default), QuoteString(graphroot))
 
     label = state.labels.get(graphroot.rstrip("/") or "/")
-    created = label is None or label.actual is None
-    if created:
+    if label is None or label.actual is None:
         yield StringCommand("mkdir -p -m 0700 --", QuoteString(graphroot))
         relabel = True
     changed = (yield from _passages(state)) if passages else 0
@@ -111,7 +110,9 @@ def _passages(state):
     count = 0
     for path in sorted(state.parents, key=len):
         lbl = state.parents[path]
-        written = _type_of(lbl.expected) == UNNAMED_TYPE and passage_spec(path) not in specs
+        written = (
+            context_type(lbl.expected or "") == UNNAMED_TYPE and passage_spec(path) not in specs
+        )
         if written:
             yield StringCommand(
                 "semanage fcontext -a -t", PASSAGE_TYPE, QuoteString(passage_spec(path))
@@ -120,8 +121,3 @@ def _passages(state):
             yield StringCommand("restorecon --", QuoteString(path))
             count += 1 + written
     return count
-
-
-def _type_of(context: str | None) -> str | None:
-    parts = (context or "").split(":")
-    return parts[2] if len(parts) >= 3 else None

@@ -203,15 +203,8 @@ class Guest:
             "-initrd",
             str(self.image.initrd),
             "-append",
-            " ".join(
-                filter(
-                    None,
-                    (
-                        f"root=/dev/vda rw console=ttyS0 systemd.hostname={self.name}",
-                        self.image.kernel_args,
-                    ),
-                )
-            ),
+            f"root=/dev/vda rw console=ttyS0 systemd.hostname={self.name} "
+            f"{self.image.kernel_args}".rstrip(),
             # Test hosts are disposable; unsafe caching is a large speed-up under emulation.
             # Clean shutdowns (snapshot) still flush everything.
             "-drive",
