@@ -21,6 +21,9 @@ UNNAMED_TYPE = "default_t"
 PASSAGE_TYPE = "var_t"
 # semanage comes with the policy tools' Python part, same package name in both families.
 SEMANAGE_PACKAGE = "policycoreutils-python-utils"
+# What ``semanage import`` reads as one argument: it splits its lines on white space and
+# strips quotes, so an argument with either goes to a ``semanage fcontext`` call of its own.
+_IMPORT_SAFE = re.compile(r"[^\s'\"]+")
 
 
 @operation()
@@ -34,7 +37,8 @@ def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT, passages: boo
     new mount point) gets a local rule for that one directory, type ``var_t``, so that
     a confined engine can reach the store; a directory above it whose label on disk differs
     from the policy's (``unlabeled_t`` on a fresh file system) is restored, that directory
-    alone.
+    alone. The rules go to the host in one ``semanage import``: one policy rebuild (each
+    ``semanage`` call is one), and none written if one fails.
 
     + graphroot: the store podman is configured to use
     + default: the store whose labels it gets (the distributions' default graphroot)
@@ -68,6 +72,7 @@ def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT, passages: boo
 
     current = state.equivalences.get(graphroot)
     relabel = current != default
+    rules: list[list[str]] = []  # semanage fcontext's arguments, written in one transaction
     if not state.semanage:
         # Installed in this run: the rules are read on the host, not from the facts.
         yield StringCommand(
@@ -78,15 +83,19 @@ def store_labels(graphroot: str, default: str = DEFAULT_GRAPHROOT, passages: boo
             QuoteString(graphroot),
         )
     elif current is None:
-        yield StringCommand("semanage fcontext -a -e", QuoteString(default), QuoteString(graphroot))
+        rules.append(["-a", "-e", default, graphroot])
     elif current != default:
-        yield StringCommand("semanage fcontext -m -e", QuoteString(default), QuoteString(graphroot))
+        rules.append(["-m", "-e", default, graphroot])
 
     label = state.labels.get(graphroot.rstrip("/") or "/")
     if label is None or label.actual is None:
         yield StringCommand("mkdir -p -m 0700 --", QuoteString(graphroot))
         relabel = True
-    changed = (yield from _passages(state)) if passages else 0
+    restore = _passages(state, rules) if passages else []
+    yield from file_contexts(rules)
+    for path in restore:
+        yield StringCommand("restorecon --", QuoteString(path))
+    changed = len(rules) + len(restore)
     differing = sorted(
         p for p, lbl in state.labels.items() if label_differs(lbl.actual, lbl.expected)
     )
@@ -102,22 +111,34 @@ def passage_spec(path: str) -> str:
     return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", path)
 
 
-def _passages(state):
-    """The directories above the graphroot, from the top: a ``var_t`` rule for each the
-    policy leaves ``default_t`` (then ``restorecon`` of it), else ``restorecon`` of each
-    whose type on disk is not the policy's. Returns how many commands it yielded."""
+def file_contexts(rules: list[list[str]]):
+    """The commands that write local file-context ``rules`` (``semanage fcontext``'s
+    arguments): one ``semanage import`` for them all, a single policy rebuild in one
+    transaction (nothing written if a line fails), where ``semanage import`` reads each
+    argument whole; else one ``semanage fcontext`` per rule."""
+    if len(rules) > 1 and all(_IMPORT_SAFE.fullmatch(arg) for rule in rules for arg in rule):
+        lines = [" ".join(["fcontext", *rule]) for rule in rules]
+        yield StringCommand(
+            "printf '%s\\n'", *(QuoteString(line) for line in lines), "| semanage import"
+        )
+        return
+    for rule in rules:
+        yield StringCommand("semanage fcontext", *(QuoteString(arg) for arg in rule))
+
+
+def _passages(state, rules: list[list[str]]) -> list[str]:
+    """The directories above the graphroot, from the top: a ``var_t`` rule (added to
+    ``rules``) for each the policy leaves ``default_t``. Returns the directories to restore:
+    those, and each whose type on disk is not the policy's."""
     specs = {r.spec for r in state.rules}
-    count = 0
+    restore = []
     for path in sorted(state.parents, key=len):
         lbl = state.parents[path]
         written = (
             context_type(lbl.expected or "") == UNNAMED_TYPE and passage_spec(path) not in specs
         )
         if written:
-            yield StringCommand(
-                "semanage fcontext -a -t", PASSAGE_TYPE, QuoteString(passage_spec(path))
-            )
+            rules.append(["-a", "-t", PASSAGE_TYPE, passage_spec(path)])
         if written or label_differs(lbl.actual, lbl.expected):
-            yield StringCommand("restorecon --", QuoteString(path))
-            count += 1 + written
-    return count
+            restore.append(path)
+    return restore
