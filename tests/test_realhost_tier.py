@@ -26,6 +26,20 @@ def test_one_guest_modules_run_in_two_balanced_lanes():
         ["b", "d"],
     )
     assert tier.plan_lanes([("test_migration", 1, 11)]) == (["test_migration"], [])
+    # The minutes of a full tier run (2026-12-02): longest-first gives lanes of 47.5 and 44.8
+    # minutes; the split below ends at 46.7.
+    measured = [
+        ("test_migration", 1, 36.5),
+        ("test_registries", 1, 6.7),
+        ("test_selinux", 1, 5.3),
+        ("test_services_lifecycle", 1, 6.1),
+        ("test_services_real", 1, 32.8),
+        ("test_vagrant", 1, 4.9),
+    ]
+    assert tier.plan_lanes(measured) == (
+        ["test_migration", "test_selinux", "test_vagrant"],
+        ["test_registries", "test_services_lifecycle", "test_services_real"],
+    )
     assert tier.plan_lanes([("test_converge", 2, 5), ("test_services", 2, 13)]) == ([], [])
     with pytest.raises(ValueError, match="test_big: GUESTS_AT_ONCE must be 1..2, not 3"):
         tier.plan_lanes([("test_big", 3, 1)])
@@ -81,6 +95,28 @@ def test_a_childs_outcome_is_its_first_failure_else_its_skip():
 def test_module_timing_round_trips_through_the_childs_report():
     timing = tier.ModuleTiming("test_vagrant", 12.5, [("vagrant: up", 10.0)], "")
     assert tier.ModuleTiming.from_json(timing.to_json()) == timing
+    timing.resources = "1.0 GiB free in /tmp"
+    assert tier.ModuleTiming.from_json(timing.to_json()) == timing
+
+
+def test_the_time_left_under_ci_keeps_the_reserve(monkeypatch):
+    monkeypatch.delenv(tier.CI_START_ENV, raising=False)
+    assert tier.ci_time_left(now=100.0) is None
+    monkeypatch.setenv(tier.CI_START_ENV, "0")
+    assert tier.ci_time_left(now=5000.0) == 5400 - tier.CI_RESERVE_S - 5000
+    assert tier.ci_time_left(now=5300.0) < 0
+
+
+def test_resources_reads_free_disk_and_available_memory(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    3145728 kB\n")
+    line = tier.resources([str(tmp_path), str(tmp_path / "gone")], meminfo=str(meminfo))
+    free, gone, memory = line.split("; ")
+    assert free.endswith(f" GiB free in {tmp_path}") and float(free.split()[0]) > 0
+    assert gone == f"{tmp_path / 'gone'}: No such file or directory"
+    assert memory == "3.0 GiB memory available"
+    table = tier.timing_table([tier.ModuleTiming("m", 1.0, [], resources=line)], 1.0, None)
+    assert table.splitlines()[2] == f"{'':9}      at its end: {line}"
 
 
 def test_a_fast_tier_module_is_not_taken_for_the_real_host_module_of_its_name():

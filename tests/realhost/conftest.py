@@ -95,6 +95,14 @@ def _minutes(item) -> float:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
+    left = tier.ci_time_left()
+    if left is not None and left < 0 and _guests(item) and not isinstance(item, tier.ChildOutcome):
+        pytest.fail(
+            f"not started: {tier.ci_elapsed():.0f} s since the CI run started, within "
+            f"{tier.CI_RESERVE_S} s of its {tier.CI_BUDGET_S // 60} minutes (the timing table "
+            "below says where the time went)",
+            pytrace=False,
+        )
     run = _CHILD[0] if _CHILD else None
     if run is not None and run.process is None and _module(item) in run.beside:
         for bed in _SHARED:  # two guests at a time: the pair's, no others
@@ -119,6 +127,7 @@ def pytest_runtest_protocol(item, nextitem):
     module = _MODULES[-1]
     module.wall_s += time.monotonic() - started
     module.stages = list(_TIMINGS.stages[module.first_stage :])
+    module.resources = tier.resources()
     _WALL[1:] = [time.monotonic()]
 
 

@@ -38,12 +38,17 @@ CHILD_OPTION = "--realhost-child-report"
 # The longest a paired module may run in the child (the Vagrant module takes about 6 minutes).
 CHILD_TIMEOUT_ENV = "PODMAN_STANDARD_CHILD_TIMEOUT"
 CHILD_TIMEOUT_S = 3600
+# Under CI, what is kept of its 90 minutes for the end: the child's results, the guests'
+# teardown and the timing table. No real-host test starts later, and the wait for the child
+# ends then, so that a run too long still ends by itself and says where the time went.
+CI_RESERVE_S = 150
 
 
 def plan_lanes(modules: list[tuple[str, int, float]]) -> tuple[list[str], list[str]]:
     """``modules``: (name, guests at once, minutes) in run order. The one-guest modules split
     into (this process's lane, the child's lane), longest first to the lane with less work
-    (this process's on a tie), each lane keeping the run order."""
+    (this process's on a tie), unless another split ends sooner (the shortest longer lane),
+    each lane keeping the run order."""
     for name, guests, _ in modules:
         if not 1 <= guests <= GUEST_SLOTS:
             raise ValueError(f"{name}: GUESTS_AT_ONCE must be 1..{GUEST_SLOTS}, not {guests!r}")
@@ -55,6 +60,17 @@ def plan_lanes(modules: list[tuple[str, int, float]]) -> tuple[list[str], list[s
         lanes[lane].append(name)
         work[lane] += minutes
     order = [name for name, _ in singles]
+    if len(singles) <= 14:  # every split (2**14 at most): the greedy one unless one is shorter
+        best = max(work)
+        for mask in range(1 << len(singles)):
+            here = sum(m for i, (_, m) in enumerate(singles) if not mask >> i & 1)
+            longest = max(here, sum(m for _, m in singles) - here)
+            if longest < best - 1e-9:
+                best = longest
+                lanes = (
+                    [n for i, (n, _) in enumerate(singles) if not mask >> i & 1],
+                    [n for i, (n, _) in enumerate(singles) if mask >> i & 1],
+                )
     return sorted(lanes[0], key=order.index), sorted(lanes[1], key=order.index)
 
 
@@ -69,14 +85,55 @@ class ModuleTiming:
     stages: list[tuple[str, float]] = field(default_factory=list)
     note: str = ""
     first_stage: int = 0  # where its stages start in the process's Timings (not reported)
+    resources: str = ""  # the machine's free disk and memory when the module's last test ended
 
     def to_json(self) -> dict:
-        return {"name": self.name, "wall_s": self.wall_s, "stages": self.stages, "note": self.note}
+        return {
+            "name": self.name,
+            "wall_s": self.wall_s,
+            "stages": self.stages,
+            "note": self.note,
+            "resources": self.resources,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> ModuleTiming:
         stages = [(name, seconds) for name, seconds in data["stages"]]
-        return cls(data["name"], data["wall_s"], stages, data.get("note", ""))
+        return cls(
+            data["name"],
+            data["wall_s"],
+            stages,
+            data.get("note", ""),
+            resources=data.get("resources", ""),
+        )
+
+
+def resources(paths: list[str] | None = None, meminfo: str = "/proc/meminfo") -> str:
+    """Free space under ``paths`` (the temporary directory, where the guests' disks are, and
+    the image cache) and the memory available, as one line of the timing table."""
+    import shutil
+
+    if paths is None:
+        paths = [tempfile.gettempdir(), os.environ.get("PODMAN_STANDARD_CACHE", "/var/cache")]
+    parts = []
+    for path in dict.fromkeys(paths):
+        try:
+            parts.append(f"{shutil.disk_usage(path).free / 2**30:.1f} GiB free in {path}")
+        except OSError as error:
+            parts.append(f"{path}: {error.strerror}")
+    try:
+        with open(meminfo) as lines:
+            available = next(ln for ln in lines if ln.startswith("MemAvailable:"))
+        parts.append(f"{int(available.split()[1]) / 2**20:.1f} GiB memory available")
+    except (OSError, StopIteration, ValueError):
+        pass
+    return "; ".join(parts)
+
+
+def ci_time_left(now: float | None = None) -> float | None:
+    """Under CI: the seconds left before its 90 minutes, less ``CI_RESERVE_S``."""
+    elapsed = ci_elapsed(now)
+    return None if elapsed is None else CI_BUDGET_S - CI_RESERVE_S - elapsed
 
 
 def timing_table(modules: list[ModuleTiming], tier_wall_s: float, ci_elapsed_s: float | None):
@@ -86,6 +143,8 @@ def timing_table(modules: list[ModuleTiming], tier_wall_s: float, ci_elapsed_s: 
         counted = sum(s for name, s in module.stages if not name.startswith(" "))
         note = f"  ({module.note})" if module.note else ""
         lines.append(f"{module.wall_s:9.1f}  {module.name}{note}")
+        if module.resources:
+            lines.append(f"{'':9}      at its end: {module.resources}")
         lines += [f"{s:9.1f}      {name}" for name, s in module.stages]
         if module.wall_s - counted >= 0.05:
             lines.append(f"{module.wall_s - counted:9.1f}      checks (the rest of the module)")
@@ -188,11 +247,17 @@ class ChildRun:
             return self._results
         self.start()
         remaining = self.timeout - (time.monotonic() - self.started)
+        ci_left = ci_time_left()
         try:
-            self.process.wait(max(remaining, 1))
+            self.process.wait(max(min(remaining, ci_left if ci_left is not None else remaining), 1))
         except subprocess.TimeoutExpired:
             self.kill()
-            self.failure = f"the child pytest did not finish within {self.timeout:.0f} s"
+            waited = time.monotonic() - self.started
+            self.failure = f"the child pytest did not finish within {waited:.0f} s" + (
+                f" (CI's {CI_BUDGET_S // 60} minutes less {CI_RESERVE_S} s were up)"
+                if ci_left is not None and ci_left < remaining
+                else ""
+            )
         self._results = {}
         if self.report.exists():
             for line in self.report.read_text().splitlines():
