@@ -69,22 +69,17 @@ def main() -> None:
                     boot, work = future.result()
                     results[c].append((boot, work))
                     print(f"round {round_ + 1}: {c} vCPU: boot {boot:.1f} s, work {work:.1f} s")
-    for c in counts:
-        boots = [b for b, _ in results[c]]
-        works = [w for _, w in results[c]]
-        print(
-            f"{c} vCPU: boot median {statistics.median(boots):.1f} s, "
-            f"work median {statistics.median(works):.1f} s ({len(boots)} runs)"
-        )
+    medians = {
+        c: tuple(statistics.median(run[i] for run in results[c]) for i in (0, 1)) for c in counts
+    }
+    for c, (boot, work) in medians.items():
+        runs = len(results[c])
+        print(f"{c} vCPU: boot median {boot:.1f} s, work median {work:.1f} s ({runs} runs)")
     a, b = counts
-    boot_ratio = statistics.median(b_ for b_, _ in results[a]) / statistics.median(
-        b_ for b_, _ in results[b]
+    print(
+        f"{a} vCPU / {b} vCPU: boot {medians[a][0] / medians[b][0]:.2f}, "
+        f"work {medians[a][1] / medians[b][1]:.2f}"
     )
-    work_ratio = statistics.median(w for _, w in results[a]) / statistics.median(
-        w for _, w in results[b]
-    )
-    print(f"{a} vCPU / {b} vCPU: boot {boot_ratio:.2f}, work {work_ratio:.2f}")
-
 
 if __name__ == "__main__":
     main()

@@ -128,7 +128,8 @@ def pytest_runtest_protocol(item, nextitem):
     module = _MODULES[-1]
     module.wall_s += time.monotonic() - started
     module.stages = list(_TIMINGS.stages[module.first_stage :])
-    module.resources = tier.resources()
+    if nextitem is None or _module(nextitem) != name:  # the module's last test
+        module.resources = tier.resources()
     _WALL[1:] = [time.monotonic()]
 
 

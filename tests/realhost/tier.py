@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,10 +62,10 @@ def plan_lanes(modules: list[tuple[str, int, float]]) -> tuple[list[str], list[s
         work[lane] += minutes
     order = [name for name, _ in singles]
     if len(singles) <= 14:  # every split (2**14 at most): the greedy one unless one is shorter
-        best = max(work)
+        best, total = max(work), sum(work)
         for mask in range(1 << len(singles)):
             here = sum(m for i, (_, m) in enumerate(singles) if not mask >> i & 1)
-            longest = max(here, sum(m for _, m in singles) - here)
+            longest = max(here, total - here)
             if longest < best - 1e-9:
                 best = longest
                 lanes = (
@@ -111,8 +112,6 @@ class ModuleTiming:
 def resources(paths: list[str] | None = None, meminfo: str = "/proc/meminfo") -> str:
     """Free space under ``paths`` (the temporary directory, where the guests' disks are, and
     the image cache) and the memory available, as one line of the timing table."""
-    import shutil
-
     if paths is None:
         paths = [tempfile.gettempdir(), os.environ.get("PODMAN_STANDARD_CACHE", "/var/cache")]
     parts = []
@@ -248,14 +247,15 @@ class ChildRun:
         self.start()
         remaining = self.timeout - (time.monotonic() - self.started)
         ci_left = ci_time_left()
+        limit = remaining if ci_left is None else min(remaining, ci_left)
         try:
-            self.process.wait(max(min(remaining, ci_left if ci_left is not None else remaining), 1))
+            self.process.wait(max(limit, 1))
         except subprocess.TimeoutExpired:
             self.kill()
             waited = time.monotonic() - self.started
             self.failure = f"the child pytest did not finish within {waited:.0f} s" + (
                 f" (CI's {CI_BUDGET_S // 60} minutes less {CI_RESERVE_S} s were up)"
-                if ci_left is not None and ci_left < remaining
+                if limit < remaining
                 else ""
             )
         self._results = {}
