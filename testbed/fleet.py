@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -80,6 +81,30 @@ def host_entry(spec: GuestSpec, guest: Guest, registry: str, overrides: dict | N
     }
 
 
+# operations/_common.timed's last line of a step: "[host] <what>: done in 1 min 18 s" or
+# "... done in 4.2 s".
+_STEP_DONE = re.compile(
+    r"^\s*\[(?P<host>[^\]]+)\] (?P<what>.+): done in "
+    r"(?:(?P<min>\d+) min (?P<sec>\d+) s|(?P<s>\d+(?:\.\d+)?) s)\s*$"
+)
+
+
+def step_durations(stderr: str) -> list[tuple[str, float]]:
+    """The long steps a pyinfra run reported on its output (``[host] what: done in ...``), as
+    ("host: what", seconds), in the order they ended."""
+    steps = []
+    for line in stderr.splitlines():
+        match = _STEP_DONE.match(line)
+        if match is None:
+            continue
+        if match["s"] is not None:
+            seconds = float(match["s"])
+        else:
+            seconds = int(match["min"]) * 60 + int(match["sec"])
+        steps.append((f"{match['host']}: {match['what']}", seconds))
+    return steps
+
+
 class Timings:
     """Wall-clock seconds per stage, in the order stages ended. A stage entered inside another
     is recorded as a detail of it: indented (a leading space per level), before it."""
@@ -97,6 +122,11 @@ class Timings:
         finally:
             self._depth -= 1
             self.stages.append(("  " * self._depth + name, time.monotonic() - started))
+
+    @property
+    def depth(self) -> int:
+        """How many stages are open around the caller."""
+        return self._depth
 
     def report(self) -> str:
         return "\n".join(f"{seconds:8.1f}s  {name}" for name, seconds in self.stages)
@@ -135,6 +165,7 @@ class Testbed:
         # Host data merged over each guest's role data in the state file (by guest name).
         self.data_overrides: dict[str, dict] = {}
         self._generation = 0
+        self._runs = 0  # pyinfra runs so far: each one's stderr is kept as pyinfra-NN.stderr
 
     def up(self) -> Testbed:
         guests_module.install_cleanup_handlers()
@@ -285,6 +316,15 @@ class Testbed:
                 capture_output=True,
                 text=True,
             )
+            # The run's long steps (operations/_common.timed) as details of this stage.
+            for name, seconds in step_durations(result.stderr):
+                self.timings.stages.append(("  " * self.timings.depth + name, seconds))
+        self._runs += 1
+        log = self.workdir / f"pyinfra-{self._runs:02d}.stderr"
+        try:
+            log.write_text(f"$ pyinfra {' '.join(args + operations)}\n{result.stderr}")
+        except OSError:
+            pass  # a log for whoever looks into the workdir; the result is returned anyway
         try:
             parsed = json.loads(result.stdout)
         except ValueError:

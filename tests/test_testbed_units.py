@@ -226,6 +226,48 @@ def test_a_stage_inside_another_is_recorded_as_its_detail():
     ]
 
 
+# Lines of a real migration run's output (tests/realhost/test_migration.py, 2026-12-01) and of
+# a real services run's (test_services_real.py), as pyinfra printed them.
+EXPORT = "migration export: stop Docker's containers, archive volumes and images"
+PYINFRA_STDERR = f"""\
+--> Starting operation: Migrate from Docker | Migrate bookworm-server to Podman
+    [bookworm-server] {EXPORT}: started
+    [bookworm-server] {EXPORT}: done in 1 min 18 s
+    [bookworm-server] migration move: load images, restore volumes into podman: started
+    [bookworm-server] pull docker.io/library/debian-servers:bookworm: done in 2.3 s
+    [trixie-server] pull docker.io/library/debian-servers:bookworm: done in 0.8 s
+"""
+
+
+def test_the_long_steps_of_a_pyinfra_run_become_details_of_its_stage(tmp_path, monkeypatch):
+    from testbed import fleet
+
+    assert fleet.step_durations(PYINFRA_STDERR) == [
+        (f"bookworm-server: {EXPORT}", 78),
+        ("bookworm-server: pull docker.io/library/debian-servers:bookworm", 2.3),
+        ("trixie-server: pull docker.io/library/debian-servers:bookworm", 0.8),
+    ]
+
+    class Done:
+        returncode, stdout, stderr = 0, "{}", PYINFRA_STDERR
+
+    monkeypatch.setattr(fleet.subprocess, "run", lambda *a, **k: Done)
+    bed = fleet.Testbed([], tmp_path, tmp_path / "hosts.json", registry=object())
+    with bed.timings.stage("migration (first run)"):
+        bed.pyinfra(deploy="deploys/migrate_from_docker.py")
+    names = [name for name, _ in bed.timings.stages]
+    assert names == [
+        f"    bookworm-server: {EXPORT}",
+        "    bookworm-server: pull docker.io/library/debian-servers:bookworm",
+        "    trixie-server: pull docker.io/library/debian-servers:bookworm",
+        "  pyinfra deploys/migrate_from_docker.py",
+        "migration (first run)",
+    ]
+    # Each run's output is kept in the workdir, numbered.
+    log = (tmp_path / "pyinfra-01.stderr").read_text()
+    assert log.startswith("$ pyinfra deploys/migrate_from_docker.py\n--> Starting operation")
+
+
 def test_a_cache_entry_is_built_once_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
     from testbed.images import cached
 

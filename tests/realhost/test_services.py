@@ -8,9 +8,10 @@ nothing, and ``docker compose`` / ``docker-compose`` work through the wrapper.""
 import base64
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from tests.realhost.tier import on_each
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
@@ -137,7 +138,8 @@ def wait_active(guest, names=STACK, timeout=600):
 def test_stack_comes_up_in_both_renderings(bed):
     changed = deploy(bed, SERVICES, services=stack())
     assert changed, "the first run must create the services"
-    for name in GUESTS:
+
+    def check(name):
         guest = bed.guests[name]
         state = wait_active(guest)
         if name == QUADLET:
@@ -153,21 +155,25 @@ def test_stack_comes_up_in_both_renderings(bed):
         mode = guest.run(f"sudo stat -c '%a %U' {ROOT}/stack-db/data", check=True).stdout
         assert mode.split() == ["750", "root"]
 
+    on_each(GUESTS, check)
+
 
 def test_no_change_run_restarts_nothing(bed):
-    before = {name: units(bed.guests[name]) for name in GUESTS}
+    before = on_each(GUESTS, lambda name: units(bed.guests[name]))
     assert deploy(bed, SERVICES, services=stack()) == []
+    after = on_each(GUESTS, lambda name: units(bed.guests[name]))
     for name in GUESTS:
-        after = units(bed.guests[name])
         for unit in STACK:
-            assert after[unit]["InvocationID"] == before[name][unit]["InvocationID"], (name, unit)
+            assert after[name][unit]["InvocationID"] == before[name][unit]["InvocationID"], (
+                name,
+                unit,
+            )
 
 
 def test_stack_survives_a_reboot(bed):
-    with ThreadPoolExecutor(len(GUESTS)) as pool:
-        list(pool.map(lambda name: bed.guests[name].reboot(timeout=600), GUESTS))
-    for name in GUESTS:
+    def check(name):
         guest = bed.guests[name]
+        guest.reboot(timeout=600)
         state = wait_active(guest)
         started = {n: int(u["ActiveEnterTimestampMonotonic"]) for n, u in state.items()}
         assert started["stack-app"] >= max(started["stack-db"], started["stack-cache"]), started
@@ -175,12 +181,15 @@ def test_stack_survives_a_reboot(bed):
         running = guest.run("sudo podman ps --format '{{.Names}}'", check=True).stdout.split()
         assert sorted(running) == sorted(STACK)
 
+    on_each(GUESTS, check)
+
 
 def test_changed_definition_restarts_what_changed(bed):
-    before = {name: units(bed.guests[name]) for name in GUESTS}
+    before = on_each(GUESTS, lambda name: units(bed.guests[name]))
     changed = deploy(bed, SERVICES, services=stack(marker="two"))
     assert changed == [("Service stack-cache", len(GUESTS))], changed
-    for name in GUESTS:
+
+    def check(name):
         guest = bed.guests[name]
         after = wait_active(guest)
         assert after["stack-cache"]["InvocationID"] != before[name]["stack-cache"]["InvocationID"]
@@ -191,10 +200,13 @@ def test_changed_definition_restarts_what_changed(bed):
         assert "MARKER=two" in inspect[0]["Config"]["Env"]
         assert http_get(guest, APP_PORT) == "200"
 
+    on_each(GUESTS, check)
+
 
 def test_present_false_removes_the_stack(bed):
     deploy(bed, SERVICES, services=stack(present=False))
-    for name in GUESTS:
+
+    def check(name):
         guest = bed.guests[name]
         state = units(guest)
         assert all(u["ActiveState"] == "inactive" for u in state.values()), state
@@ -207,14 +219,16 @@ def test_present_false_removes_the_stack(bed):
         networks = guest.run("sudo podman network ls --format '{{.Name}}'", check=True).stdout
         assert "stack" not in networks.split()
         assert guest.run("test -e /etc/containers/systemd/stack.network").returncode == 1
+
+    on_each(GUESTS, check)
     assert deploy(bed, SERVICES, services=stack(present=False)) == []
 
 
 def test_compose_project_comes_up_and_rerun_changes_nothing(bed):
     changed = deploy(bed, COMPOSE, compose_projects=project())
     assert changed == [("Compose project devstack", len(GUESTS))], changed
-    ids = {}
-    for name in GUESTS:
+
+    def came_up(name):
         guest = bed.guests[name]
         # Rootless, as vagrant: the containers are the user's.
         every = guest.run("podman ps -a --format '{{.Names}}'", check=True).stdout.split()
@@ -223,7 +237,9 @@ def test_compose_project_comes_up_and_rerun_changes_nothing(bed):
         ).stdout.split()
         assert len(every) == 2 and sorted(running) == sorted(every), (every, running)
         assert http_get(guest, COMPOSE_PORT) == "200"
-        ids[name] = guest.run("podman ps -q --no-trunc", check=True).stdout.split()
+        return guest.run("podman ps -q --no-trunc", check=True).stdout.split()
+
+    ids = on_each(GUESTS, came_up)
     assert deploy(bed, COMPOSE, compose_projects=project()) == []
     for name in GUESTS:
         assert bed.guests[name].run("podman ps -q --no-trunc").stdout.split() == ids[name]
@@ -233,7 +249,8 @@ def test_compose_project_comes_up_and_rerun_changes_nothing(bed):
     # (templates/podman-standard-compose.py). Nothing is left of the old containers.
     changed = deploy(bed, COMPOSE, compose_projects=project(greeting="changed"))
     assert changed == [("Compose project devstack", len(GUESTS))], changed
-    for name in GUESTS:
+
+    def recreated(name):
         guest = bed.guests[name]
         new_ids = guest.run("podman ps -q --no-trunc", check=True).stdout.split()
         assert len(new_ids) == 2 and not set(new_ids) & set(ids[name]), (name, new_ids, ids[name])
@@ -246,6 +263,8 @@ def test_compose_project_comes_up_and_rerun_changes_nothing(bed):
         )
         assert "GREETING=changed" in inspect[0]["Config"]["Env"]
         assert http_get(guest, COMPOSE_PORT) == "200"
+
+    on_each(GUESTS, recreated)
     assert deploy(bed, COMPOSE, compose_projects=project(greeting="changed")) == []
 
 
@@ -254,7 +273,8 @@ def test_docker_compose_commands_run_podman_compose(bed):
         "services:\n  hello:\n    image: docker.io/library/alpine:latest\n"
         "    command: [sh, -c, \"trap 'exit 0' TERM; while :; do sleep 1; done\"]\n"
     )
-    for name in GUESTS:
+
+    def check(name):
         guest = bed.guests[name]
         encoded = base64.b64encode(compose.encode()).decode()
         guest.run(
@@ -273,6 +293,8 @@ def test_docker_compose_commands_run_podman_compose(bed):
             assert guest.run(f"cd ~/dc && {down}", timeout=600).returncode == 0
             ps = guest.run("podman ps --format '{{.Names}}'", check=True).stdout.split()
             assert not any(n.startswith(("dc_hello", "dc-hello")) for n in ps), ps
+
+    on_each(GUESTS, check)
 
 
 def test_compose_project_removed(bed):

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from testbed.fleet import GuestSpec, Testbed
 from tests.realhost.conftest import _TIMINGS
+from tests.realhost.tier import on_each
 
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 2  # both releases at once: runs alone (tests/realhost/tier.py)
@@ -114,13 +114,11 @@ def bed(registry, no_shared_guests, tmp_path_factory):
 
 def write_user_files(bed, greeting: str) -> None:
     """The developer's own compose file and .env in vagrant's home, written on the guests."""
-    for name in NAMES:
-        guest = bed.guests[name]
-        script = (
-            f"mkdir -p {USER_DIR} && printf %s {shlex.quote(USER_COMPOSE)} > "
-            f"{USER_DIR}/docker-compose.yml && printf 'GREETING=%s\\n' {greeting} > {USER_DIR}/.env"
-        )
-        guest.run(script, check=True)
+    script = (
+        f"mkdir -p {USER_DIR} && printf %s {shlex.quote(USER_COMPOSE)} > "
+        f"{USER_DIR}/docker-compose.yml && printf 'GREETING=%s\\n' {greeting} > {USER_DIR}/.env"
+    )
+    on_each(NAMES, lambda name: bed.guests[name].run(script, check=True))
 
 
 def projects(bed, colour: str = "red", broken: bool = False, present: bool = True) -> list:
@@ -231,7 +229,8 @@ def first_run(bed):
 def test_both_projects_come_up_with_their_boot_units(bed, first_run):
     names = [op for op, _ in changed(first_run)]
     assert "Compose project userstack" in names and "Compose project rootstack" in names, names
-    for name in NAMES:
+
+    def check(name):
         guest = bed.guests[name]
         for project, root in (("userstack", False), ("rootstack", True)):
             found = ids(guest, project, root)
@@ -250,9 +249,11 @@ def test_both_projects_come_up_with_their_boot_units(bed, first_run):
         ).stdout.split("\n")
         assert mode[0].split()[:2] == ["644", "root"] and mode[1].split()[:2] == ["600", "root"]
 
+    on_each(NAMES, check)
+
 
 def test_the_users_socket_answers_docker_api_requests(bed, first_run):
-    for name in NAMES:
+    def check(name):
         guest = bed.guests[name]
         result = guest.run(f"python3 -c {shlex.quote(API_CLIENT)} {SOCKET}")
         assert result.returncode == 0, (name, result.stderr[-2000:])
@@ -269,6 +270,8 @@ def test_the_users_socket_answers_docker_api_requests(bed, first_run):
         assert login == f"unix://{SOCKET}", login
         state = unit(guest, "podman.socket", user=True)
         assert (state["ActiveState"], state["UnitFileState"]) == ("active", "enabled"), state
+
+    on_each(NAMES, check)
 
 
 def test_a_second_run_changes_nothing(bed, first_run):
@@ -287,12 +290,15 @@ def test_projects_survive_a_reboot_without_a_run(bed, first_run):
     before = {
         n: (ids(bed.guests[n], "userstack"), ids(bed.guests[n], "rootstack", True)) for n in NAMES
     }
+
+    def reboot(name):
+        bed.guests[name].reboot(timeout=600)
+        wait_up(bed.guests[name])
+
     with _TIMINGS.stage("reboot both guests, projects up"):
-        with ThreadPoolExecutor(len(NAMES)) as pool:
-            list(pool.map(lambda n: bed.guests[n].reboot(timeout=600), NAMES))
-        for name in NAMES:
-            wait_up(bed.guests[name])
-    for name in NAMES:
+        on_each(NAMES, reboot)
+
+    def check(name):
         guest = bed.guests[name]
         # The same containers, started again by the units (no re-creation at boot).
         after = (ids(guest, "userstack"), ids(guest, "rootstack", True))
@@ -301,6 +307,8 @@ def test_projects_survive_a_reboot_without_a_run(bed, first_run):
         ]
         assert http_get(guest, USER_PORT) == "200" and http_get(guest, ROOT_PORT) == "200"
         assert unit(guest, "podman-compose-userstack.service", user=True)["ActiveState"] == "active"
+
+    on_each(NAMES, check)
 
 
 def test_a_changed_env_recreates_only_what_reads_it(bed, first_run):
@@ -314,7 +322,8 @@ def test_a_changed_env_recreates_only_what_reads_it(bed, first_run):
         "Compose project rootstack",
         "Compose project userstack",
     ], changed(result)
-    for name in NAMES:
+
+    def check(name):
         guest = bed.guests[name]
         user, root = ids(guest, "userstack"), ids(guest, "rootstack", True)
         old_user, old_root = before[name]
@@ -328,6 +337,8 @@ def test_a_changed_env_recreates_only_what_reads_it(bed, first_run):
         assert "GREETING=two" in env[0]["Config"]["Env"]
         env = json.loads(guest.run(f"sudo podman inspect {root['app'][0]}", check=True).stdout)
         assert "COLOUR=blue" in env[0]["Config"]["Env"]
+
+    on_each(NAMES, check)
 
 
 def test_a_project_whose_container_exits_fails_the_run_in_time(bed, first_run):
@@ -347,7 +358,8 @@ def test_a_project_whose_container_exits_fails_the_run_in_time(bed, first_run):
 def test_removal_leaves_no_unit_and_keeps_the_users_files(bed, first_run):
     returncode, result, stderr = deploy(bed, projects(bed, present=False), "removal run")
     assert returncode == 0, stderr[-6000:]
-    for name in NAMES:
+
+    def check(name):
         guest = bed.guests[name]
         units = guest.run(
             "sudo find /etc/systemd/system /home/vagrant/.config/systemd/user -name"
@@ -364,3 +376,5 @@ def test_removal_leaves_no_unit_and_keeps_the_users_files(bed, first_run):
         assert (
             guest.run("sudo test -e /srv/containers/compose/rootstack/compose.yaml").returncode == 1
         )
+
+    on_each(NAMES, check)

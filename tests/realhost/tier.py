@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,17 @@ def plan_lanes(modules: list[tuple[str, int, float]]) -> tuple[list[str], list[s
                     [n for i, (n, _) in enumerate(singles) if mask >> i & 1],
                 )
     return sorted(lanes[0], key=order.index), sorted(lanes[1], key=order.index)
+
+
+def on_each(names, check):
+    """``check(name)`` on each guest at once, one thread each: a two-guest module's checks keep
+    both guests (and CI's two cores) busy, where one guest after the other leaves a core idle.
+    Returns the results by name; once all have ended, the first failure in ``names``' order is
+    raised (pytest's assertion messages included)."""
+    names = list(names)
+    with ThreadPoolExecutor(max(len(names), 1)) as pool:
+        futures = {name: pool.submit(check, name) for name in names}
+    return {name: future.result() for name, future in futures.items()}
 
 
 @dataclass
