@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from tests.realhost.tier import on_each
+
 pytestmark = pytest.mark.realhost
 GUESTS_AT_ONCE = 2  # both cores: runs alone (tests/realhost/tier.py)
 MINUTES = 12.1  # a full tier run, 2026-12-02: 726 s (tier.py balances the lanes)
@@ -50,13 +52,15 @@ def test_podman_and_docker_cli(hosts, name):
     assert (wrapper.user, wrapper.group, wrapper.mode) == ("root", "root", 0o755)
 
 
-@pytest.mark.parametrize("name", [SERVER, WORKSTATION])
-def test_docker_run_pulls_through_the_registry_mirror(hosts, name):
+def test_docker_run_pulls_through_the_registry_mirror(hosts):
     # docker.io is unreachable here: the pull can only succeed through the mirror row of
     # the registries drop-in, which points docker.io at the testbed's local registry.
-    host = hosts[name]
-    assert host.check_output(f"docker run --rm {ALPINE} echo ok") == "ok"
-    assert "podman-compose" in host.check_output("docker compose version")
+    def check(name):
+        host = hosts[name]
+        assert host.check_output(f"docker run --rm {ALPINE} echo ok") == "ok", name
+        assert "podman-compose" in host.check_output("docker compose version"), name
+
+    on_each((SERVER, WORKSTATION), check)
 
 
 @pytest.mark.parametrize("name", [SERVER, WORKSTATION])
@@ -100,14 +104,16 @@ def test_server_api_socket_answers_ping(hosts):
     assert host.check_output(PING) == "OK"
 
 
-@pytest.mark.parametrize("name", [SERVER, WORKSTATION])
-def test_rootless_user_runs_a_container(testbed, converged, name):
-    guest = testbed.guests[name]
-    # As vagrant, without sudo: user namespace from the subuid range, linger on.
-    result = guest.run(f"podman run --rm {ALPINE} id -u", timeout=900)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "0"
-    assert guest.run("test -e /var/lib/systemd/linger/vagrant").returncode == 0
+def test_rootless_user_runs_a_container(testbed, converged):
+    def check(name):
+        guest = testbed.guests[name]
+        # As vagrant, without sudo: user namespace from the subuid range, linger on.
+        result = guest.run(f"podman run --rm {ALPINE} id -u", timeout=900)
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stdout.strip() == "0", name
+        assert guest.run("test -e /var/lib/systemd/linger/vagrant").returncode == 0, name
+
+    on_each((SERVER, WORKSTATION), check)
 
 
 def test_second_run_changes_nothing(testbed, converged, hosts):
