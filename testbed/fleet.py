@@ -121,12 +121,11 @@ class Timings:
             yield
         finally:
             self._depth -= 1
-            self.stages.append(("  " * self._depth + name, time.monotonic() - started))
+            self.record(name, time.monotonic() - started)
 
-    @property
-    def depth(self) -> int:
-        """How many stages are open around the caller."""
-        return self._depth
+    def record(self, name: str, seconds: float) -> None:
+        """A stage measured elsewhere, as a detail of the stages open around the caller."""
+        self.stages.append(("  " * self._depth + name, seconds))
 
     def report(self) -> str:
         return "\n".join(f"{seconds:8.1f}s  {name}" for name, seconds in self.stages)
@@ -318,7 +317,7 @@ class Testbed:
             )
             # The run's long steps (operations/_common.timed) as details of this stage.
             for name, seconds in step_durations(result.stderr):
-                self.timings.stages.append(("  " * self.timings.depth + name, seconds))
+                self.timings.record(name, seconds)
         self._runs += 1
         log = self.workdir / f"pyinfra-{self._runs:02d}.stderr"
         try:
