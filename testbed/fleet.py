@@ -82,9 +82,9 @@ def host_entry(spec: GuestSpec, guest: Guest, registry: str, overrides: dict | N
 
 
 # operations/_common.timed's last line of a step: "[host] <what>: done in 1 min 18 s" or
-# "... done in 4.2 s".
+# "... done in 4.2 s" (operations._common._elapsed); pyinfra pads shorter host names' prefixes.
 _STEP_DONE = re.compile(
-    r"^\s*\[(?P<host>[^\]]+)\] (?P<what>.+): done in "
+    r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<what>.+): done in "
     r"(?:(?P<min>\d+) min (?P<sec>\d+) s|(?P<s>\d+(?:\.\d+)?) s)\s*$"
 )
 

@@ -227,7 +227,10 @@ def test_a_stage_inside_another_is_recorded_as_its_detail():
 
 
 # Lines of a real migration run's output (tests/realhost/test_migration.py, 2026-12-01) and of
-# a real services run's (test_services_real.py), as pyinfra printed them.
+# a real services run's (test_services_real.py), and a converge's install (test_converge.py,
+# 2026-12-03: pyinfra pads the shorter host name's prefix), as pyinfra printed them.
+INSTALL = "install 12 package(s): podman podman-compose buildah skopeo uidmap passt slirp4netns"
+INSTALL += " nftables aardvark-dns dbus-user-session catatonit ca-certificates"
 EXPORT = "migration export: stop Docker's containers, archive volumes and images"
 PYINFRA_STDERR = f"""\
 --> Starting operation: Migrate from Docker | Migrate bookworm-server to Podman
@@ -236,6 +239,7 @@ PYINFRA_STDERR = f"""\
     [bookworm-server] migration move: load images, restore volumes into podman: started
     [bookworm-server] pull docker.io/library/debian-servers:bookworm: done in 2.3 s
     [trixie-server] pull docker.io/library/debian-servers:bookworm: done in 0.8 s
+    [bookworm-server]    {INSTALL}: done in 5 min 10 s
 """
 
 
@@ -246,6 +250,7 @@ def test_the_long_steps_of_a_pyinfra_run_become_details_of_its_stage(tmp_path, m
         (f"bookworm-server: {EXPORT}", 78),
         ("bookworm-server: pull docker.io/library/debian-servers:bookworm", 2.3),
         ("trixie-server: pull docker.io/library/debian-servers:bookworm", 0.8),
+        (f"bookworm-server: {INSTALL}", 310),
     ]
 
     class Done:
@@ -260,6 +265,7 @@ def test_the_long_steps_of_a_pyinfra_run_become_details_of_its_stage(tmp_path, m
         f"    bookworm-server: {EXPORT}",
         "    bookworm-server: pull docker.io/library/debian-servers:bookworm",
         "    trixie-server: pull docker.io/library/debian-servers:bookworm",
+        f"    bookworm-server: {INSTALL}",
         "  pyinfra deploys/migrate_from_docker.py",
         "migration (first run)",
     ]
