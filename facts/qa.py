@@ -444,13 +444,16 @@ def _judge_timers(r: Results, cfg: HostData):
         for timer in timers:
             total += 1
             props = units.get(timer, {})
-            active, following = (
+            active, sub, following = (
                 props.get("ActiveState", "unknown"),
+                props.get("SubState", "?"),
                 props.get("NextElapseUSecRealtime", ""),
             )
-            if active != "active" or not following:
+            # While the service a timer started runs (SubState running), systemd shows no next
+            # run (NextElapseUSecRealtime empty): it sets one when that run ends.
+            if active != "active" or not (following or sub == "running"):
                 bad.append(
-                    f"{timer}: {active}, next run {following or 'none'}: "
+                    f"{timer}: {active} ({sub}), next run {following or 'none'}: "
                     f"`{_systemctl(user, 'list-timers', timer)}`"
                 )
     return f"{total} timers scheduled", f"{total - len(bad)}/{total} scheduled", not bad, bad

@@ -10,10 +10,12 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,12 +35,29 @@ SSH_OPTIONS = (
     "BatchMode=yes",
     "-o",
     "ConnectTimeout=5",
+    # A guest that stops answering (reset, qemu killed) ends the command within a minute.
+    "-o",
+    "ServerAliveInterval=10",
+    "-o",
+    "ServerAliveCountMax=6",
 )
+# Each guest's commands share one SSH connection (a master ssh keeps it open, ControlPersist):
+# under emulation the guest's side of a new connection (key exchange, a session) takes about
+# 2 s, a command over the shared one about 0.2 s (bench: testbed guests, 2026-12-03). A
+# connection the guest closed (a reboot) is replaced by the next command.
+MUX_PERSIST_S = 300
 
 # How long Guest.run keeps trying a connection ssh could not set up.
 CONNECT_RETRY_S = 90
 # ssh's own messages for a connection that never reached the command (OpenSSH's sshconnect.c).
-_NOT_CONNECTED = ("ssh: connect to host ", "during banner exchange", "kex_exchange_identification")
+_NOT_CONNECTED = (
+    "ssh: connect to host ",
+    "during banner exchange",
+    "kex_exchange_identification",
+    # the shared connection ended before it opened the session (the guest went down)
+    "mux_client_request_session",
+    "mux_client_hello_exchange",
+)
 
 
 def _not_connected(result: subprocess.CompletedProcess) -> bool:
@@ -299,6 +318,7 @@ class Guest:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        close_mux(self)
 
     def __enter__(self) -> Guest:
         return self
@@ -312,6 +332,7 @@ class Guest:
         return [
             "ssh",
             *SSH_OPTIONS,
+            *mux_options(self),
             "-i",
             str(self.ssh_key),
             "-p",
@@ -361,6 +382,38 @@ class Guest:
             journal = self.run("sudo journalctl -b --no-pager | tail -200", timeout=60)
             if journal.returncode == 0:
                 out.write(f"--- {self.name}: journalctl -b | tail -200 ---\n{journal.stdout}\n")
+
+
+def mux_options(guest) -> list[str]:
+    """ssh options sharing one connection per guest: the master's socket in a directory of
+    its own under /tmp (a socket's path has at most 107 bytes), made on first use."""
+    if getattr(guest, "_mux_dir", None) is None:
+        guest._mux_dir = tempfile.mkdtemp(prefix="ssh-mux-", dir="/tmp")
+    return [
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        f"ControlPath={guest._mux_dir}/master",
+        "-o",
+        f"ControlPersist={MUX_PERSIST_S}",
+    ]
+
+
+def close_mux(guest) -> None:
+    """End the guest's master ssh (if any) and remove its socket's directory."""
+    folder = getattr(guest, "_mux_dir", None)
+    if folder is None:
+        return
+    guest._mux_dir = None
+    try:
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={folder}/master", "-O", "exit", "master"],
+            capture_output=True,
+            timeout=10,
+        )
+    except subprocess.TimeoutExpired:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def launch(

@@ -28,7 +28,7 @@ import vagrant
 from inventories._vagrant import parse_ssh_config
 
 from .fleet import EXTRA_DISK_GIB, GROUPS, Testbed
-from .guests import Guest, free_port
+from .guests import Guest, close_mux, free_port
 from .images import cache_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -417,6 +417,7 @@ class VagrantGuest:
             out.write(f"--- {self.name}: journalctl -b | tail -200 ---\n{journal.stdout}\n")
 
     def stop(self) -> None:
+        close_mux(self)
         self.forward.stop()
 
 

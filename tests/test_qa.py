@@ -280,6 +280,50 @@ def test_a_clean_converge_has_no_drift_and_lists_its_exposure():
         assert checks["compose-projects"].found == "1/1 up"
 
 
+# `systemctl show` of a timer whose (oneshot) service runs: SubState running, no next elapse.
+# Captured on a Debian 12 testbed guest (systemd 252), cap-tick.timer (OnCalendar=*:*:0/30)
+# starting `sleep 40`.
+TIMER_RUNNING = Path(__file__).parent / "fixtures" / "systemd" / "timer-running.bookworm.txt"
+
+
+def _with_timer_block(monkeypatch, tmp_path, block: str):
+    """The trixie-services case with its worker-tick.timer block replaced by ``block``."""
+    case = tmp_path / "trixie-services"
+    case.mkdir()
+    for path in (FIXTURES / "trixie-services").iterdir():
+        (case / path.name).write_text(path.read_text())
+    units = case / "services-running.units@root.txt"
+    text = units.read_text()
+    start = text.index("NextElapseUSecRealtime=")
+    end = text.index("@@rc=")
+    assert "Id=worker-tick.timer" in text[start:end]
+    units.write_text(text[:start] + block.rstrip("\n") + "\n" + text[end:])
+    monkeypatch.setitem(globals(), "FIXTURES", tmp_path)
+    return _drift_case("trixie-services")[1]["timers-scheduled"]
+
+
+def test_a_timer_whose_service_runs_now_counts_as_scheduled(monkeypatch, tmp_path):
+    running = TIMER_RUNNING.read_text().split("\n\n")[1]  # the timer's block
+    assert "SubState=running" in running and "NextElapseUSecRealtime=\n" in running
+    block = running.replace("Id=cap-tick.timer", "Id=worker-tick.timer")
+    check = _with_timer_block(monkeypatch, tmp_path, block)
+    assert check.passed and check.found == "1/1 scheduled"
+
+
+def test_an_active_timer_with_no_next_run_that_is_not_running_fails(monkeypatch, tmp_path):
+    running = TIMER_RUNNING.read_text().split("\n\n")[1]
+    # An elapsed timer (a monotonic one that fired once) is active and has no next run.
+    block = running.replace("Id=cap-tick.timer", "Id=worker-tick.timer").replace(
+        "SubState=running", "SubState=elapsed"
+    )
+    check = _with_timer_block(monkeypatch, tmp_path, block)
+    assert not check.passed
+    assert check.details == (
+        "worker-tick.timer: active (elapsed), next run none: "
+        "`systemctl list-timers worker-tick.timer`",
+    )
+
+
 def test_drift_from_data_that_changed_since_the_converge():
     data = json.loads((FIXTURES / "trixie-services" / "host.json").read_text())["data"]
     services = data["services"]

@@ -326,6 +326,7 @@ def _counting_guest(monkeypatch, tmp_path, failures: int, message: str):
         "Connection timed out during banner exchange",  # seen after a reboot under load
         "ssh: connect to host 127.0.0.1 port 2222: Connection refused",
         "kex_exchange_identification: read: Connection reset by peer",
+        "mux_client_request_session: read from master failed: Broken pipe",
     ],
 )
 def test_a_connection_ssh_could_not_set_up_is_tried_again(monkeypatch, tmp_path, message):
@@ -365,3 +366,24 @@ def test_an_image_s_kernel_arguments_reach_the_guest_s_command_line(tmp_path):
     assert append(labelled) == (
         "root=/dev/vda rw console=ttyS0 systemd.hostname=g security=selinux selinux=1"
     )
+
+
+def test_each_guest_shares_one_ssh_connection_of_its_own(tmp_path):
+    from testbed import guests
+
+    first, second = (object.__new__(guests.Guest) for _ in range(2))
+    for guest, port in ((first, 2201), (second, 2202)):
+        guest.ssh_user, guest.ssh_host, guest.ssh_port = "vagrant", "127.0.0.1", port
+        guest.ssh_key = tmp_path / "key"
+    commands = [g.ssh_command("true") for g in (first, second)]
+    paths = [next(o for o in c if o.startswith("ControlPath=")) for c in commands]
+    assert paths[0] != paths[1]
+    assert all(len(p.removeprefix("ControlPath=")) < 100 for p in paths)  # sun_path: 108
+    assert commands[0] == first.ssh_command("other")[:-1] + ["true"]  # the same one each time
+    assert "ControlMaster=auto" in commands[0] and commands[0][-1] == "true"
+    folder = Path(paths[0].removeprefix("ControlPath=")).parent
+    assert folder.is_dir()
+    guests.close_mux(first)  # no master running: nothing to end, the folder goes
+    assert not folder.exists()
+    guests.close_mux(first)  # idempotent
+    guests.close_mux(second)
