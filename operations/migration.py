@@ -159,11 +159,12 @@ def retire_docker(bundle: str):
         return
     family = distro_family()
     if family == "debian":
-        yield from apt.packages._inner(packages=installed, present=False)
+        remove = apt.packages._inner(packages=installed, present=False)
     elif family == "fedora":
-        yield from dnf.packages._inner(packages=installed, present=False)
+        remove = dnf.packages._inner(packages=installed, present=False)
     else:
         raise OperationError("no package manager known for this distribution")
+    yield from timed(f"migration: remove Docker's packages ({', '.join(installed)})", remove)
 
 
 @operation()
@@ -209,4 +210,7 @@ def rollback(bundle: str, source: str = "podman"):
     """
     if source not in ("podman", "bundle"):
         raise OperationError(f"rollback source must be 'podman' or 'bundle', not {source!r}")
-    yield _detached(bundle, "rollback", source)
+    yield from timed(
+        f"migration rollback: Docker back from the bundle (volumes from {source})",
+        _detached(bundle, "rollback", source),
+    )
