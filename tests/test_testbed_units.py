@@ -368,6 +368,20 @@ def test_an_image_s_kernel_arguments_reach_the_guest_s_command_line(tmp_path):
     )
 
 
+def test_emulated_guests_get_the_baseline_cpu_and_kvm_the_host_s(tmp_path):
+    from testbed.guests import Guest
+
+    entry = tmp_path / "trixie-0123"
+    entry.mkdir()
+    guest = Guest("g", images._paths("trixie", entry), tmp_path)
+
+    def cpu(accel):
+        command = guest._qemu_command(accel)
+        return command[command.index("-cpu") + 1]
+
+    assert (cpu("tcg"), cpu("kvm")) == ("qemu64", "max")
+
+
 def test_each_guest_shares_one_ssh_connection_of_its_own(tmp_path):
     from testbed import guests
 
