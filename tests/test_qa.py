@@ -286,8 +286,14 @@ def test_a_clean_converge_has_no_drift_and_lists_its_exposure():
 TIMER_RUNNING = Path(__file__).parent / "fixtures" / "systemd" / "timer-running.bookworm.txt"
 
 
-def _with_timer_block(monkeypatch, tmp_path, block: str):
-    """The trixie-services case with its worker-tick.timer block replaced by ``block``."""
+def _with_running_timer(monkeypatch, tmp_path, sub_state: str = "running"):
+    """The trixie-services case with its worker-tick.timer block replaced by the captured
+    running timer's block (renamed; its SubState set to ``sub_state``): timers-scheduled."""
+    running = TIMER_RUNNING.read_text().split("\n\n")[1]  # the timer's block
+    assert "SubState=running" in running and "NextElapseUSecRealtime=\n" in running
+    block = running.replace("Id=cap-tick.timer", "Id=worker-tick.timer").replace(
+        "SubState=running", f"SubState={sub_state}"
+    )
     case = tmp_path / "trixie-services"
     case.mkdir()
     for path in (FIXTURES / "trixie-services").iterdir():
@@ -303,20 +309,13 @@ def _with_timer_block(monkeypatch, tmp_path, block: str):
 
 
 def test_a_timer_whose_service_runs_now_counts_as_scheduled(monkeypatch, tmp_path):
-    running = TIMER_RUNNING.read_text().split("\n\n")[1]  # the timer's block
-    assert "SubState=running" in running and "NextElapseUSecRealtime=\n" in running
-    block = running.replace("Id=cap-tick.timer", "Id=worker-tick.timer")
-    check = _with_timer_block(monkeypatch, tmp_path, block)
+    check = _with_running_timer(monkeypatch, tmp_path)
     assert check.passed and check.found == "1/1 scheduled"
 
 
 def test_an_active_timer_with_no_next_run_that_is_not_running_fails(monkeypatch, tmp_path):
-    running = TIMER_RUNNING.read_text().split("\n\n")[1]
     # An elapsed timer (a monotonic one that fired once) is active and has no next run.
-    block = running.replace("Id=cap-tick.timer", "Id=worker-tick.timer").replace(
-        "SubState=running", "SubState=elapsed"
-    )
-    check = _with_timer_block(monkeypatch, tmp_path, block)
+    check = _with_running_timer(monkeypatch, tmp_path, sub_state="elapsed")
     assert not check.passed
     assert check.details == (
         "worker-tick.timer: active (elapsed), next run none: "
