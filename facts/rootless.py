@@ -75,6 +75,42 @@ class LingerUsers(FactBase[list[str]]):
         return sorted(line.strip() for line in output if line.strip())
 
 
+class UserAccount(FactBase["dict | None"]):
+    """
+    One account, as the operations that act for a user need it: ``{"uid", "group", "home"}``
+    (its passwd entry and its primary group's name) or None when no such account exists. One
+    command for the one user (``getent passwd``, ``id -gn``), where ``server.Users`` runs
+    ``grep``, ``lastlog`` and ``id`` for every account on the host (measured on a Debian 13
+    guest under emulation: 6.5 s, against 0.3 s for this).
+    """
+
+    @staticmethod
+    def default() -> None:
+        return None
+
+    def command(self, user: str) -> StringCommand:
+        quoted = QuoteString(user)
+        return StringCommand(
+            section("passwd"),
+            "getent passwd",
+            quoted,
+            "&& {",
+            section("group"),
+            "id -gn",
+            quoted,
+            "; }; true",
+        )
+
+    def process(self, output: list[str]) -> dict | None:
+        sections = split_sections(output)
+        entry = next((line for line in sections.get("passwd", []) if line.strip()), "")
+        parts = entry.strip().split(":")
+        groups = [line.strip() for line in sections.get("group", []) if line.strip()]
+        if len(parts) < 7 or not parts[2].isdigit() or not groups:
+            return None
+        return {"uid": int(parts[2]), "group": groups[0], "home": parts[5]}
+
+
 @dataclass(frozen=True)
 class RootlessUserState(FactValue):
     # The account exists (getent passwd answers for it).

@@ -8,8 +8,8 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File
-from pyinfra.facts.server import Users
 
+from facts.rootless import UserAccount
 from facts.services import SystemdUnit
 from operations._common import header, put_files
 
@@ -85,10 +85,9 @@ def user_socket(user: str, enabled: bool = True):
     login shell). ``enabled=False`` stops and disables the socket and removes both files.
     Idempotent: only what differs is changed.
     """
-    users = host.get_fact(Users)
-    if user not in users:
+    entry = host.get_fact(UserAccount, user=user)
+    if not entry:
         raise OperationError(f"docker_api of {user}: the user does not exist on this host")
-    entry = users[user]
     uid, group, home = entry["uid"], entry["group"], entry["home"]
     scope = ["--user", f"--machine={user}@.host"]
     unit = host.get_fact(SystemdUnit, unit=UNIT, user=user)

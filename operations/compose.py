@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
-from pyinfra.facts.server import Users
 from pyinfra.operations import files as file_ops
 
 from facts.compose import APPLIED_FILE, ComposeProject, all_running, as_user
+from facts.rootless import UserAccount
 from facts.services import SystemdUnit
 from model.host_data import COMPOSE_FILE, COMPOSE_TIMEOUT, TEMPLATES
 from model.host_data import ComposeProject as ProjectModel
@@ -107,10 +107,10 @@ def project(
     directory = model.project_directory(root)
     owner, group, home = "root", "root", "/root"
     if model.user:
-        users = host.get_fact(Users)
-        if model.user not in users:
+        account = host.get_fact(UserAccount, user=model.user)
+        if not account:
             raise OperationError(f"compose project {model.name}: user {model.user} does not exist")
-        owner, group, home = model.user, users[model.user]["group"], users[model.user]["home"]
+        owner, group, home = model.user, account["group"], account["home"]
     scope = _Scope(model.user, owner, group, home)
     unit_file = f"{scope.unit_dir('plain')}/{model.unit}"
     compose_file = f"{directory}/{model.compose_file}"

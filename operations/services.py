@@ -18,9 +18,9 @@ from jinja2 import TemplateError
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.server import Users
 from pyinfra.operations.util import files as file_utils
 
+from facts.rootless import UserAccount
 from facts.services import PodmanNetworks, PodmanVolumes, ServicesState, ServicesStateValue
 from model.host_data import (
     PASSTHROUGH_KEYS,
@@ -104,10 +104,10 @@ class _Scope:
 def _scope(name: str, user: str | None) -> _Scope:
     if not user:
         return _Scope(None, "root", "root", "/root")
-    users = shared_fact(Users)
-    if user not in users:
+    account = shared_fact(UserAccount, user=user)
+    if not account:
         raise OperationError(f"service {name}: rootless user {user} does not exist on this host")
-    return _Scope(user, user, users[user]["group"], users[user]["home"])
+    return _Scope(user, user, account["group"], account["home"])
 
 
 def _foreign_unit(state, own_files: list[str]) -> str | None:

@@ -76,6 +76,8 @@ FACTS = [
     (rootless.LingerUsers, []),
     (rootless.RootlessUser, ["vagrant"]),
     (rootless.RootlessUser, ["a b"]),
+    (rootless.UserAccount, ["root"]),
+    (rootless.UserAccount, ["it's"]),
     (services.Quadlet, []),
     (services.SystemdUnit, ["nextcloud-app.service"]),
     (services.SystemdUnit, ["app.service", "svc-litellm"]),

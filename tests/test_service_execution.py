@@ -65,7 +65,7 @@ def test_user_manager_unreachable_when_the_operation_runs():
         "user_units": {"svc-web": ["web.service"]},
     }
     facts = {
-        "server.Users": {"svc-web": {"home": home, "group": "svc-web"}},
+        "rootless.UserAccount": {"user=svc-web": {"uid": 1001, "home": home, "group": "svc-web"}},
         **_state(probe, {"podman_version": "4.3.1", "scopes": {"svc-web": {"reachable": False}}}),
     }
     with pytest.raises(OperationError, match="systemd user manager of svc-web is not running"):
