@@ -53,6 +53,15 @@ MUX_PERSIST_S = 300
 # `podman info` 8.9-11.6 s vs 12.5-15.6 s, python3 imports 8.7-11.3 s vs 11.1-12.8 s).
 # Debian builds for the baseline, and so do the images the tier runs.
 TCG_CPU = "qemu64"
+
+# Units the guests' systemd does not start (systemd.mask= on the kernel command line; the images
+# keep Debian's defaults). Debian 12's podman enables podman-auto-update.service for every boot
+# (WantedBy=default.target; Debian 13's ships it disabled): it updates the containers labelled
+# io.containers.autoupdate, which none of the tier's are, and took 30 s of the guest's one
+# emulated CPU right after each boot, beside the first test commands (systemd-analyze blame on a
+# bookworm podman guest, 2026-12-03). Its timer goes too: at midnight it would start the masked
+# service and fail.
+BOOT_MASKED = ("podman-auto-update.service", "podman-auto-update.timer")
 # How long Guest.run keeps trying a connection ssh could not set up.
 CONNECT_RETRY_S = 90
 # ssh's own messages for a connection that never reached the command (OpenSSH's sshconnect.c).
@@ -228,8 +237,13 @@ class Guest:
             "-initrd",
             str(self.image.initrd),
             "-append",
-            f"root=/dev/vda rw console=ttyS0 systemd.hostname={self.name} "
-            f"{self.image.kernel_args}".rstrip(),
+            " ".join(
+                [
+                    f"root=/dev/vda rw console=ttyS0 systemd.hostname={self.name}",
+                    *(f"systemd.mask={unit}" for unit in BOOT_MASKED),
+                    *self.image.kernel_args.split(),
+                ]
+            ),
             # Test hosts are disposable; unsafe caching is a large speed-up under emulation.
             # Clean shutdowns (snapshot) still flush everything.
             "-drive",

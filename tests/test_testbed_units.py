@@ -362,9 +362,10 @@ def test_an_image_s_kernel_arguments_reach_the_guest_s_command_line(tmp_path):
         command = Guest("g", image, tmp_path)._qemu_command("tcg")
         return command[command.index("-append") + 1]
 
-    assert append(plain) == "root=/dev/vda rw console=ttyS0 systemd.hostname=g"
+    masked = "systemd.mask=podman-auto-update.service systemd.mask=podman-auto-update.timer"
+    assert append(plain) == f"root=/dev/vda rw console=ttyS0 systemd.hostname=g {masked}"
     assert append(labelled) == (
-        "root=/dev/vda rw console=ttyS0 systemd.hostname=g security=selinux selinux=1"
+        f"root=/dev/vda rw console=ttyS0 systemd.hostname=g {masked} security=selinux selinux=1"
     )
 
 
