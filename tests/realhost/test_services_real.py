@@ -240,6 +240,21 @@ def wait_active(guest, timeout: float = 120) -> list[dict[str, str]]:
         time.sleep(2)
 
 
+def wait_app_answered(guest, timeout: float = 60) -> str:
+    """bench-app's log once it says PostgreSQL and Redis answered: its unit is active as soon
+    as the container runs, before its shell has run psql and redis-cli (seconds under
+    emulation). Fails with the log's last lines after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = sudo(guest, "podman logs bench-app")
+        if "app: PostgreSQL and Redis answer" in log:
+            return log
+        if time.monotonic() > deadline:
+            tail = "\n".join(log.splitlines()[-20:])
+            pytest.fail(f"bench-app did not log that both answered within {timeout}s: {tail}")
+        time.sleep(2)
+
+
 def _started_after_healthy(guest, timeout: float = 120):
     db, cache, app = wait_active(guest, timeout)
     # db is "active" only once its health gate passed; the app left "inactive" after that.
@@ -260,7 +275,7 @@ def test_app_starts_only_once_postgresql_is_healthy(converged, bed):
     else:
         unit = sudo(guest, "systemctl cat bench-db.service")
         assert "--sdnotify=healthy" in unit and "health-gate" not in unit
-    assert "app: PostgreSQL and Redis answer" in sudo(guest, "podman logs bench-app")
+    wait_app_answered(guest)
     # systemd alone: restarting db restarts the app (Requires=), after db is healthy again.
     sudo(guest, "systemctl restart bench-db.service")
     db2, app2 = _started_after_healthy(guest)
@@ -384,7 +399,7 @@ def test_a_reboot_brings_the_stack_back_in_order(converged, bed):
         # initdb again (the container went with --rm) inside the db's gate after the boot.
         db, app = _started_after_healthy(guest, timeout=300)
     assert app["NRestarts"] == "0", app
-    assert "app: PostgreSQL and Redis answer" in sudo(guest, "podman logs bench-app")
+    wait_app_answered(guest)
     assert sudo(guest, "systemctl is-active bench-app-tick.timer").strip() == "active"
 
 
